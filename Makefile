@@ -1,0 +1,34 @@
+# Two commands set everything up on a fresh Debian/Ubuntu machine:
+#   make preview   - .venv + pinned dependencies, then the offline preview of the homelab stack
+#   make test      - the same, plus the system tools the tests run (promtool, amtool, cloud-init), then the suite
+STACK ?= homelab
+STACK_FILE ?= Pulumi.$(STACK).yaml
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: preview test system-tools bench clean
+
+$(VENV)/.runtime: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+preview: $(VENV)/.runtime
+	$(PY) -m tools.preview --stack-file $(STACK_FILE)
+
+system-tools:
+	scripts/install-system-tools.sh
+
+test: $(VENV)/.dev system-tools
+	$(PY) -m pytest
+
+bench: $(VENV)/.dev
+	$(PY) -m benchmarks.bench_preview
+
+clean:
+	rm -rf build .pytest_cache

@@ -1,0 +1,70 @@
+"""Reads the stack's configuration from the Pulumi runtime into the typed StackConfig.
+
+The only place that knows how Pulumi hands config to a program: every `<project>:<key>` of
+the stack file is one section of StackConfig; secret keys are kept apart as Pulumi secrets.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pulumi
+from pulumi.runtime import config as runtime_config
+
+from model.config import SECRETS, ConfigError, Problem, StackConfig, load_stack_config, required_secrets
+
+
+def _decode(value: Any) -> Any:
+    # Structured values arrive JSON-encoded; plain scalars arrive as strings.
+    if isinstance(value, str) and value[:1] in "{[":
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+def _project_config(project: str) -> tuple[dict[str, Any], set[str]]:
+    merged: dict[str, Any] = dict(runtime_config.get_config_env())
+    merged.update(runtime_config.CONFIG.get())
+    secret_keys = set(runtime_config.get_config_secret_keys_env()) | set(runtime_config._SECRET_KEYS.get())
+    prefix = f"{project}:"
+    values = {k[len(prefix):]: _decode(v) for k, v in merged.items() if k.startswith(prefix)}
+    secrets = {k[len(prefix):] for k in secret_keys if k.startswith(prefix)}
+    return values, secrets
+
+
+class Settings:
+    """The typed config plus the stack's secrets as Pulumi secret Outputs."""
+
+    def __init__(self, config: StackConfig, secrets: dict[str, pulumi.Output[str]]):
+        self.config = config
+        self.secrets = secrets
+
+
+def load_settings() -> Settings:
+    project, stack = pulumi.get_project(), pulumi.get_stack()
+    values, secret_keys = _project_config(project)
+    source = f"stack {stack!r} (Pulumi.{stack}.yaml)"
+
+    problems: list[Problem] = []
+    for key in sorted(secret_keys - set(SECRETS)):
+        problems.append(Problem(key, "unknown secret key"))
+    for key in sorted(set(values) & set(SECRETS) - secret_keys):
+        problems.append(Problem(key, f"is a secret: set it with `pulumi config set --secret {key} <value>`"))
+    plain = {k: v for k, v in values.items() if k not in secret_keys and k not in SECRETS}
+    try:
+        config = load_stack_config(plain, source)
+    except ConfigError as exc:
+        raise ConfigError(problems + exc.problems, source) from None
+    for key in required_secrets(config):
+        if key not in secret_keys:
+            spec = SECRETS[key]
+            problems.append(Problem(key, f"secret not set ({spec.purpose}): `pulumi config set --secret {key} <value>`"))
+    if problems:
+        raise ConfigError(problems, source)
+
+    cfg = pulumi.Config()
+    secrets = {key: cfg.require_secret(key) for key in sorted(secret_keys)}
+    return Settings(config, secrets)

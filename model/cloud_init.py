@@ -1,0 +1,141 @@
+"""cloud-config user-data for each VM of the inventory, by role.
+
+Pure: returns plain data and text. Secret values come in through `secrets` (key -> value);
+the hosts component passes the real Pulumi secrets, the offline preview passes redacted
+placeholders, so what lands in build/ names the file a secret is written to, never its value.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import yaml
+
+from model.config import Role, StackConfig
+from model.hosts import DATA_DISK_DEVICE, VmPlan, scheduling_for
+
+PBS_SUITE = "bookworm"
+PROXMOX_KEY_URL = f"https://enterprise.proxmox.com/debian/proxmox-release-{PBS_SUITE}.gpg"
+PROXMOX_KEY_PATH = f"/etc/apt/trusted.gpg.d/proxmox-release-{PBS_SUITE}.gpg"
+# Published by Proxmox in "Package Repositories"; apt must not trust a key that differs.
+PROXMOX_KEY_SHA512 = (
+    "7da6fe34168adc6e479327ba517796d4702fa2f8b4f0a9833f5ea6e6b48f6507"
+    "a6da403a274fe201595edc86a84463d50383d07f64bdde2e3658108db7d6dc87"
+)
+PBS_REPOSITORY = f"deb http://download.proxmox.com/debian/pbs {PBS_SUITE} pbs-no-subscription"
+
+K3S_CONFIG_PATH = "/etc/rancher/k3s/config.yaml"
+K3S_TOKEN_PATH = "/etc/rancher/k3s/agent-token"
+
+
+def _base(cfg: StackConfig, vm: VmPlan) -> dict:
+    return {
+        "hostname": vm.name,
+        "fqdn": vm.fqdn,
+        "prefer_fqdn_over_hostname": False,
+        "manage_etc_hosts": True,
+        "timezone": cfg.site.timezone,
+        "users": [
+            {
+                "name": cfg.access.admin_user,
+                "groups": ["sudo"],
+                "shell": "/bin/bash",
+                "sudo": "ALL=(ALL) NOPASSWD:ALL",
+                "lock_passwd": True,
+                "ssh_authorized_keys": list(cfg.access.ssh_authorized_keys),
+            }
+        ],
+        "disable_root": True,
+        "ssh_pwauth": False,
+        "ntp": {"enabled": True, "ntp_client": "chrony", "servers": list(cfg.site.ntp_servers)},
+        "package_update": True,
+        "packages": ["qemu-guest-agent"],
+        # The data disk is formatted only when it carries no filesystem yet: a VM recreated on
+        # an existing disk keeps its datastore, TSDB or chunks.
+        "fs_setup": [
+            {
+                "label": vm.data_label,
+                "filesystem": "ext4",
+                "device": DATA_DISK_DEVICE,
+                "partition": "none",
+                "overwrite": False,
+            }
+        ],
+        "mounts": [[f"LABEL={vm.data_label}", vm.data_mount, "ext4", "defaults,nofail", "0", "2"]],
+        "write_files": [],
+        "runcmd": [["systemctl", "enable", "--now", "qemu-guest-agent"]],
+    }
+
+
+def _pbs(cfg: StackConfig, vm: VmPlan, doc: dict) -> None:
+    store = vm.host.datastore
+    doc["packages"] += ["curl", "ca-certificates", "prometheus-node-exporter"]
+    doc["write_files"].append(
+        {"path": "/etc/apt/sources.list.d/pbs-no-subscription.list", "content": PBS_REPOSITORY + "\n", "permissions": "0644"}
+    )
+    install_pbs = (
+        "set -eu; "
+        f"curl -fsSL {PROXMOX_KEY_URL} -o {PROXMOX_KEY_PATH}; "
+        f"echo '{PROXMOX_KEY_SHA512}  {PROXMOX_KEY_PATH}' | sha512sum --check --strict; "
+        "apt-get update; "
+        "DEBIAN_FRONTEND=noninteractive apt-get install -y proxmox-backup-server"
+    )
+    # An existing datastore on the data disk (a recreated VM) is adopted, never re-initialised.
+    create_store = (
+        "set -eu; "
+        f"if proxmox-backup-manager datastore list --output-format json | grep -q '\"name\":\"{store}\"'; then exit 0; fi; "
+        f"if [ -d {vm.data_mount}/.chunks ]; then reuse='--reuse-datastore true'; else reuse=''; fi; "
+        f"proxmox-backup-manager datastore create {store} {vm.data_mount} $reuse"
+    )
+    doc["runcmd"] += [
+        ["sh", "-c", install_pbs],
+        ["sh", "-c", create_store],
+        ["systemctl", "enable", "--now", "prometheus-node-exporter"],
+    ]
+
+
+def _k3s_agent(cfg: StackConfig, vm: VmPlan, doc: dict, secrets: Mapping[str, str]) -> None:
+    assert cfg.k3s is not None  # guaranteed by StackConfig.problems()
+    labels, taints = scheduling_for(vm.role).kubelet_args()
+    agent_config = {
+        "server": cfg.k3s.server_url,
+        "token-file": K3S_TOKEN_PATH,
+        "node-ip": str(vm.host.address),
+        "node-label": labels,
+        "node-taint": taints,
+    }
+    doc["packages"] += ["curl", "ca-certificates"]
+    doc["write_files"] += [
+        {"path": K3S_CONFIG_PATH, "content": yaml.safe_dump(agent_config, sort_keys=False), "permissions": "0644"},
+        {"path": K3S_TOKEN_PATH, "content": secrets["k3sToken"] + "\n", "permissions": "0600", "owner": "root:root"},
+    ]
+    doc["runcmd"].append(
+        [
+            "sh",
+            "-c",
+            f"curl -sfL https://get.k3s.io | INSTALL_K3S_VERSION='{cfg.k3s.version}' INSTALL_K3S_EXEC=agent sh -",
+        ]
+    )
+
+
+def user_data(cfg: StackConfig, vm: VmPlan, secrets: Mapping[str, str]) -> dict:
+    doc = _base(cfg, vm)
+    if vm.role == Role.PBS:
+        _pbs(cfg, vm, doc)
+    else:
+        _k3s_agent(cfg, vm, doc, secrets)
+    return doc
+
+
+class _Dumper(yaml.SafeDumper):
+    """Writes multi-line strings (embedded files) as literal blocks, as a person would."""
+
+
+_Dumper.add_representer(
+    str,
+    lambda dumper, value: dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|" if "\n" in value.rstrip("\n") else None),
+)
+
+
+def render(doc: dict) -> str:
+    return "#cloud-config\n" + yaml.dump(doc, Dumper=_Dumper, sort_keys=False, width=200)

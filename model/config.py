@@ -1,0 +1,298 @@
+"""The one typed schema of a stack's configuration.
+
+Pulumi hands the program a flat map of `<project>:<key>` values; each top-level key is one
+section below. Keys are written in camelCase in Pulumi.<stack>.yaml and every problem is
+reported by the key path the user wrote (`hosts.pbs.memoryMb: must be >= 2048`), all of them
+at once, before any resource exists.
+
+Secrets never live in these models: `SECRETS` names each secret key and what it is for; the
+program reads them as Pulumi secrets and the models only say which ones a stack needs.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from enum import Enum
+from types import UnionType
+from typing import Any, Iterable, Mapping, Union, get_args, get_origin
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.alias_generators import to_camel
+
+
+class ConfigModel(BaseModel):
+    """Base of every config section: camelCase keys as written, unknown keys rejected."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        alias_generator=to_camel,
+        populate_by_name=True,
+        frozen=True,
+        str_strip_whitespace=True,
+    )
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+class ConfigError(Exception):
+    """A stack config that cannot be deployed; carries every problem found."""
+
+    def __init__(self, problems: Iterable[Problem], source: str = "stack config"):
+        self.problems = sorted(set(problems), key=lambda p: (p.path, p.message))
+        self.source = source
+        lines = [f"{source} has {len(self.problems)} problem(s):"]
+        lines += [f"  - {p}" for p in self.problems]
+        super().__init__("\n".join(lines))
+
+
+# --- shared value types -------------------------------------------------------------------
+
+PROXMOX_TAG = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+HOSTNAME = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+class Site(ConfigModel):
+    """Facts about the homelab that every part of the stack shares."""
+
+    name: str = Field(min_length=1)
+    domain: str = Field(min_length=1)
+    timezone: str = "Etc/UTC"
+    ntp_servers: list[str] = Field(default_factory=lambda: ["0.debian.pool.ntp.org", "1.debian.pool.ntp.org"], min_length=1)
+
+
+class CloudImage(ConfigModel):
+    """The cloud image every VM boots from; read only when a VM is created."""
+
+    url: str = Field(pattern=r"^https://")
+    file_name: str = Field(pattern=r"^[A-Za-z0-9._-]+\.(img|iso)$")
+    checksum: str | None = Field(default=None, pattern=r"^[0-9a-f]{64,128}$")
+    checksum_algorithm: str = Field(default="sha512", pattern=r"^(sha256|sha512)$")
+
+
+class Proxmox(ConfigModel):
+    nodes: list[str] = Field(min_length=1)
+    vm_datastore: str = "local-lvm"
+    snippet_datastore: str = "local"
+    image_datastore: str = "local"
+    cloud_image: CloudImage
+
+
+class Network(ConfigModel):
+    bridge: str = "vmbr0"
+    vlan_id: int | None = Field(default=None, ge=1, le=4094)
+    cidr: ipaddress.IPv4Network
+    gateway: ipaddress.IPv4Address
+    dns_servers: list[ipaddress.IPv4Address] = Field(min_length=1)
+
+    def problems(self, root: "StackConfig") -> list[Problem]:
+        if self.gateway not in self.cidr:
+            return [Problem("network.gateway", f"{self.gateway} is outside network.cidr {self.cidr}")]
+        return []
+
+
+class Access(ConfigModel):
+    admin_user: str = Field(default="ops", pattern=r"^[a-z_][a-z0-9_-]{0,31}$")
+    ssh_authorized_keys: list[str] = Field(min_length=1)
+
+    @field_validator("ssh_authorized_keys")
+    @classmethod
+    def _looks_like_public_keys(cls, keys: list[str]) -> list[str]:
+        for key in keys:
+            if not re.match(r"^(ssh-(ed25519|rsa)|ecdsa-sha2-nistp(256|384|521)|sk-\S+) [A-Za-z0-9+/=]+( .*)?$", key):
+                raise ValueError(f"not an OpenSSH public key: {key[:24]!r}...")
+        return keys
+
+
+class K3s(ConfigModel):
+    """The homelab k3s cluster that the Prometheus and Loki hosts join as agents."""
+
+    server_url: str = Field(pattern=r"^https://[^/]+:\d+$")
+    version: str = Field(pattern=r"^v\d+\.\d+\.\d+\+k3s\d+$")
+
+
+class Role(str, Enum):
+    PBS = "pbs"
+    PROMETHEUS = "prometheus"
+    LOKI = "loki"
+
+
+class Host(ConfigModel):
+    """One Proxmox VM of the inventory. The map key is the VM's hostname."""
+
+    role: Role
+    node: str
+    vm_id: int = Field(ge=100, le=999_999_999)
+    cores: int = Field(ge=1, le=64)
+    memory_mb: int = Field(ge=2048, le=262_144)
+    system_disk_gb: int = Field(default=32, ge=16, le=1024)
+    data_disk_gb: int = Field(ge=20, le=65_536)
+    address: ipaddress.IPv4Address
+    tags: list[str] = Field(default_factory=list)
+    # PBS only: the datastore prepared on the data disk.
+    datastore: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{2,31}$")
+
+    @field_validator("tags")
+    @classmethod
+    def _proxmox_tags(cls, tags: list[str]) -> list[str]:
+        for tag in tags:
+            if not PROXMOX_TAG.match(tag):
+                raise ValueError(f"tag {tag!r} must be lowercase letters, digits, '-', '_' or '.'")
+        return tags
+
+
+class StackConfig(ConfigModel):
+    site: Site
+    proxmox: Proxmox
+    network: Network
+    access: Access
+    k3s: K3s | None = None
+    hosts: dict[str, Host] = Field(min_length=1)
+
+    def hosts_with_role(self, role: Role) -> dict[str, Host]:
+        return {name: h for name, h in self.hosts.items() if h.role == role}
+
+    def problems(self) -> list[Problem]:
+        """Everything a field alone cannot know: references, uniqueness, role rules."""
+        found: list[Problem] = []
+        for section in (self.network,):
+            found += section.problems(self)
+        found += self._host_problems()
+        return found
+
+    def _host_problems(self) -> list[Problem]:
+        found: list[Problem] = []
+        seen_ids: dict[int, str] = {}
+        seen_addresses: dict[str, str] = {}
+        reserved = {str(self.network.gateway): "network.gateway"}
+        for name, host in self.hosts.items():
+            at = f"hosts.{name}"
+            if not HOSTNAME.match(name):
+                found.append(Problem(at, "the key is the VM's hostname: lowercase letters, digits and '-'"))
+            if host.node not in self.proxmox.nodes:
+                found.append(Problem(f"{at}.node", f"unknown Proxmox node {host.node!r} (proxmox.nodes: {', '.join(self.proxmox.nodes)})"))
+            if host.vm_id in seen_ids:
+                found.append(Problem(f"{at}.vmId", f"{host.vm_id} is already used by hosts.{seen_ids[host.vm_id]}"))
+            seen_ids.setdefault(host.vm_id, name)
+            address = str(host.address)
+            if host.address not in self.network.cidr:
+                found.append(Problem(f"{at}.address", f"{address} is outside network.cidr {self.network.cidr}"))
+            elif host.address in (self.network.cidr.network_address, self.network.cidr.broadcast_address):
+                found.append(Problem(f"{at}.address", f"{address} is not a usable host address of {self.network.cidr}"))
+            if address in seen_addresses:
+                found.append(Problem(f"{at}.address", f"{address} is already used by {seen_addresses[address]}"))
+            seen_addresses.setdefault(address, f"hosts.{name}")
+            if address in reserved:
+                found.append(Problem(f"{at}.address", f"{address} is the {reserved[address]}"))
+            if host.role == Role.PBS and not host.datastore:
+                found.append(Problem(f"{at}.datastore", "is required for a pbs host (the PBS datastore on the data disk)"))
+            if host.role != Role.PBS and host.datastore:
+                found.append(Problem(f"{at}.datastore", "only a pbs host has a datastore"))
+        for role in Role:
+            if not self.hosts_with_role(role):
+                found.append(Problem("hosts", f"needs at least one host with role {role.value!r}"))
+        if self.k3s is None and any(h.role != Role.PBS for h in self.hosts.values()):
+            found.append(Problem("k3s", "is required: the prometheus and loki hosts join the k3s cluster"))
+        return found
+
+
+# --- secrets ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SecretSpec:
+    key: str
+    purpose: str
+    example: str
+
+
+SECRETS: dict[str, SecretSpec] = {
+    s.key: s
+    for s in [
+        SecretSpec("k3sToken", "join token of the homelab k3s cluster (/var/lib/rancher/k3s/server/node-token on a server)", "K10...::server:..."),
+    ]
+}
+
+
+def required_secrets(cfg: StackConfig) -> list[str]:
+    needed = []
+    if any(h.role != Role.PBS for h in cfg.hosts.values()):
+        needed.append("k3sToken")
+    return needed
+
+
+# --- loading ------------------------------------------------------------------------------
+
+def _path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _keys_at(model: Any, loc: tuple[Any, ...]) -> list[str]:
+    """The keys a user may write at `loc`, for the hint on an unknown key."""
+    current: Any = model
+    for part in loc:
+        while get_origin(current) in (Union, UnionType):
+            current = next(a for a in get_args(current) if a is not type(None))
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = next((f for n, f in current.model_fields.items() if (f.alias or n) == part), None)
+            if field is None:
+                return []
+            current = field.annotation
+        elif get_origin(current) in (dict, list):
+            current = get_args(current)[-1]
+        else:
+            return []
+    while get_origin(current) in (Union, UnionType):
+        current = next(a for a in get_args(current) if a is not type(None))
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return [f.alias or n for n, f in current.model_fields.items()]
+    return []
+
+
+def _message(error: Mapping[str, Any], model: type[BaseModel]) -> str:
+    ctx = error.get("ctx") or {}
+    kind = error["type"]
+    if kind == "missing":
+        return "is required"
+    if kind == "extra_forbidden":
+        allowed = _keys_at(model, error["loc"][:-1])
+        return f"unknown key (expected one of: {', '.join(allowed)})" if allowed else "unknown key"
+    if kind == "greater_than_equal":
+        return f"must be >= {ctx['ge']}"
+    if kind == "less_than_equal":
+        return f"must be <= {ctx['le']}"
+    if kind == "too_short":
+        return f"must have at least {ctx.get('min_length')} item(s)"
+    if kind == "string_pattern_mismatch":
+        return f"must match {ctx['pattern']} (got {error.get('input')!r})"
+    if kind == "enum":
+        return f"must be one of {ctx['expected']} (got {error.get('input')!r})"
+    msg = str(error["msg"])
+    return msg[len("Value error, "):] if msg.startswith("Value error, ") else msg[0].lower() + msg[1:]
+
+
+def load_stack_config(raw: Mapping[str, Any], source: str = "stack config") -> StackConfig:
+    """Validate the project's config map (key -> decoded value); raise ConfigError with all problems."""
+    try:
+        cfg = StackConfig.model_validate(dict(raw))
+    except ValidationError as exc:
+        raise ConfigError(
+            (Problem(_path(e["loc"]), _message(e, StackConfig)) for e in exc.errors()), source
+        ) from None
+    problems = cfg.problems()
+    if problems:
+        raise ConfigError(problems, source)
+    return cfg

@@ -1,0 +1,104 @@
+"""The VM inventory, derived from `hosts` in the stack config: what each role needs.
+
+Everything that must agree between the VMs and the workloads scheduled on them (node
+labels, taint, where data lives) is decided here once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from model.config import Host, Role, StackConfig
+
+# k3s refuses node-role.kubernetes.io/* labels from an agent; a project prefix is allowed.
+LABEL_PREFIX = "observability.homelab"
+WORKLOAD_LABEL = f"{LABEL_PREFIX}/workload"
+DEDICATED_TAINT_KEY = f"{LABEL_PREFIX}/dedicated"
+DEDICATED_TAINT_VALUE = "observability"
+
+# virtio-scsi gives each disk a stable by-id path named after its slot.
+SYSTEM_DISK_INTERFACE = "scsi0"
+DATA_DISK_INTERFACE = "scsi1"
+DATA_DISK_DEVICE = f"/dev/disk/by-id/scsi-0QEMU_QEMU_HARDDISK_drive-{DATA_DISK_INTERFACE}"
+
+# k3s' local-path provisioner keeps every PersistentVolume of the node under this directory,
+# so mounting the data disk here puts the TSDB and the Loki chunks on it.
+K3S_LOCAL_PATH_DIR = "/var/lib/rancher/k3s/storage"
+
+BASE_TAGS = ("observability", "pulumi")
+
+
+@dataclass(frozen=True)
+class Scheduling:
+    """How an observability workload is pinned to its dedicated k3s agent."""
+
+    node_labels: dict[str, str]
+    taint: dict[str, str]
+
+    def node_selector(self) -> dict[str, str]:
+        return dict(self.node_labels)
+
+    def tolerations(self) -> list[dict[str, str]]:
+        return [{"key": self.taint["key"], "operator": "Equal", "value": self.taint["value"], "effect": self.taint["effect"]}]
+
+    def kubelet_args(self) -> tuple[list[str], list[str]]:
+        labels = [f"{k}={v}" for k, v in self.node_labels.items()]
+        taints = [f"{self.taint['key']}={self.taint['value']}:{self.taint['effect']}"]
+        return labels, taints
+
+
+def scheduling_for(role: Role) -> Scheduling:
+    return Scheduling(
+        node_labels={WORKLOAD_LABEL: role.value},
+        taint={"key": DEDICATED_TAINT_KEY, "value": DEDICATED_TAINT_VALUE, "effect": "NoSchedule"},
+    )
+
+
+@dataclass(frozen=True)
+class VmPlan:
+    """One VM as the hosts component builds it."""
+
+    name: str
+    host: Host
+    fqdn: str
+    address_cidr: str
+    tags: list[str]
+    data_mount: str
+    data_label: str
+    holds_data: bool
+    back_up_data_disk: bool
+    snippet_file_name: str
+    joins_k3s: bool
+
+    @property
+    def role(self) -> Role:
+        return self.host.role
+
+
+def data_mount_for(host: Host) -> str:
+    if host.role == Role.PBS:
+        return f"/mnt/datastore/{host.datastore}"
+    return K3S_LOCAL_PATH_DIR
+
+
+def plan_vms(cfg: StackConfig) -> list[VmPlan]:
+    prefix = cfg.network.cidr.prefixlen
+    plans = []
+    for name, host in sorted(cfg.hosts.items(), key=lambda kv: kv[1].vm_id):
+        plans.append(
+            VmPlan(
+                name=name,
+                host=host,
+                fqdn=f"{name}.{cfg.site.domain}",
+                address_cidr=f"{host.address}/{prefix}",
+                tags=sorted(set(BASE_TAGS) | {host.role.value, "data"} | set(host.tags)),
+                data_mount=data_mount_for(host),
+                data_label=f"{host.role.value}-data"[:16],  # ext4 labels hold 16 bytes
+                holds_data=True,  # PBS datastore, Prometheus TSDB, Loki chunks
+                # vzdump must not copy the PBS datastore into itself; TSDB and chunks are kept.
+                back_up_data_disk=host.role != Role.PBS,
+                snippet_file_name=f"{cfg.site.name}-{name}.user-data.yaml",
+                joins_k3s=host.role != Role.PBS,
+            )
+        )
+    return plans

@@ -1,0 +1,19 @@
+#!/bin/sh
+# Installs the real tools the tests drive: promtool (prometheus), amtool (prometheus-alertmanager)
+# and cloud-init's schema validator. Debian/Ubuntu only; uses sudo when not root.
+set -eu
+packages="prometheus prometheus-alertmanager cloud-init"
+missing=""
+for pkg in $packages; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$missing $pkg"
+done
+[ -z "$missing" ] && exit 0
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+echo "Installing system tools:$missing"
+$sudo apt-get update -qq
+# The packages' own services are not wanted: the tests start their own processes on 127.0.0.1.
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $missing >/dev/null
+for svc in prometheus prometheus-alertmanager prometheus-node-exporter; do
+  $sudo systemctl disable --now "$svc" >/dev/null 2>&1 || true
+done

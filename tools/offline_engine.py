@@ -1,0 +1,214 @@
+"""Runs the Pulumi program (`__main__.py`) on Pulumi's in-process mock engine.
+
+The real CLI and provider plugins are out of reach here, so the program is driven by the
+SDK's own MockMonitor; this module records every resource registration exactly as the SDK
+sends it to an engine (type, name, parent, options, inputs) with secret values redacted.
+Secret config that the stack file holds encrypted (or not at all) is replaced by a clearly
+marked placeholder, since only the Pulumi CLI can decrypt it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import runpy
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+REDACTED = "[secret]"
+
+
+def secret_placeholder(key: str) -> str:
+    return f"<secret {key}: not available offline>"
+
+
+@dataclass
+class StackFile:
+    """A Pulumi.<stack>.yaml read without the CLI."""
+
+    project: str
+    stack: str
+    config: dict[str, str]  # fully qualified key -> value as the CLI hands it to the program
+    secret_keys: list[str]
+
+    @classmethod
+    def load(cls, path: Path, project_file: Path = ROOT / "Pulumi.yaml") -> "StackFile":
+        project = yaml.safe_load(project_file.read_text())["name"]
+        name = path.name
+        if not (name.startswith("Pulumi.") and name.endswith(".yaml")):
+            raise ValueError(f"{path}: a stack file is named Pulumi.<stack>.yaml")
+        stack = name[len("Pulumi."):-len(".yaml")]
+        doc = yaml.safe_load(path.read_text()) or {}
+        config: dict[str, str] = {}
+        secret_keys: list[str] = []
+        for key, value in (doc.get("config") or {}).items():
+            full = key if ":" in key else f"{project}:{key}"
+            if isinstance(value, dict) and set(value) == {"secure"}:
+                secret_keys.append(full)
+                config[full] = secret_placeholder(full.split(":", 1)[1])
+            elif isinstance(value, (dict, list)):
+                config[full] = json.dumps(value)
+            else:
+                config[full] = value if isinstance(value, str) else json.dumps(value)
+        return cls(project, stack, config, secret_keys)
+
+
+@dataclass
+class RecordedResource:
+    type: str
+    name: str
+    urn: str
+    parent: str
+    custom: bool
+    options: dict[str, Any]
+    inputs: dict[str, Any]
+
+
+@dataclass
+class Recording:
+    project: str
+    stack: str
+    resources: list[RecordedResource] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    # Unredacted inputs, for tests that must see what the provider would receive.
+    raw_inputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Every secret config value of the run (key without namespace -> value), for redaction.
+    secret_values: dict[str, str] = field(default_factory=dict)
+
+    def redact_text(self, text: str) -> str:
+        for key, value in sorted(self.secret_values.items(), key=lambda kv: -len(kv[1])):
+            if value:
+                text = text.replace(value, f"<secret {key}>")
+        return text
+
+    def of_type(self, type_: str) -> list[RecordedResource]:
+        return [r for r in self.resources if r.type == type_]
+
+    def named(self, type_: str, name: str) -> RecordedResource:
+        return next(r for r in self.resources if r.type == type_ and r.name == name)
+
+
+def _redact(value: Any) -> Any:
+    from pulumi.runtime import rpc
+
+    if isinstance(value, dict):
+        if value.get(rpc._special_sig_key) == rpc._special_secret_sig:
+            return REDACTED
+        return {k: _redact(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact(v) for v in value]
+    return value
+
+
+def _unwrap(value: Any) -> Any:
+    from pulumi.runtime import rpc
+
+    if isinstance(value, dict):
+        if value.get(rpc._special_sig_key) == rpc._special_secret_sig:
+            return _unwrap(value["value"])
+        return {k: _unwrap(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unwrap(v) for v in value]
+    return value
+
+
+def _plain(value: Any) -> Any:
+    """Resource references and other SDK objects become strings for JSON."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)  # protobuf carries every number as a double
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+def run_program(stack_file: Path, secret_values: dict[str, str] | None = None,
+                program: Path = ROOT / "__main__.py") -> Recording:
+    """Run `program` for `stack_file` on the mock engine and return what it registered.
+
+    `secret_values` (key without namespace -> value) stands in for what `pulumi config set
+    --secret` would provide; tests use it to prove that secrets never leak.
+    """
+    import pulumi
+    from pulumi.runtime import mocks, rpc, settings
+    from pulumi.runtime.stack import Stack, run_pulumi_func
+    from pulumi.runtime.sync_await import _sync_await
+
+    stack = StackFile.load(Path(stack_file))
+    config = dict(stack.config)
+    secret_keys = list(stack.secret_keys)
+    from model.config import SECRETS
+
+    # Secrets the stack file lacks get a marked placeholder, so the preview shows the shape.
+    provided = {key: secret_placeholder(key) for key in SECRETS if f"{stack.project}:{key}" not in config}
+    provided.update(secret_values or {})
+    for key, value in provided.items():
+        full = f"{stack.project}:{key}"
+        config[full] = value
+        if full not in secret_keys:
+            secret_keys.append(full)
+
+    recording = Recording(stack.project, stack.stack)
+    recording.secret_values = {k.split(":", 1)[1]: config[k] for k in secret_keys}
+
+    class Engine(mocks.Mocks):
+        def new_resource(self, args: mocks.MockResourceArgs):
+            state = dict(args.inputs)
+            return f"{args.name}-id", state
+
+        def call(self, args: mocks.MockCallArgs):
+            return {}
+
+    class RecordingMonitor(mocks.MockMonitor):
+        def RegisterResource(self, request):
+            response = super().RegisterResource(request)
+            if request.type != "pulumi:pulumi:Stack":
+                inputs = rpc.deserialize_properties(request.object)
+                options = {
+                    "protect": bool(request.protect),
+                    "ignoreChanges": list(request.ignoreChanges),
+                    "deleteBeforeReplace": bool(request.deleteBeforeReplace),
+                    "retainOnDelete": bool(request.retainOnDelete),
+                    "replaceOnChanges": list(request.replaceOnChanges),
+                    "dependsOn": sorted(request.dependencies),
+                }
+                recording.resources.append(
+                    RecordedResource(request.type, request.name, response.urn, request.parent,
+                                     bool(request.custom), options, _plain(_redact(inputs)))
+                )
+                recording.raw_inputs[response.urn] = _plain(_unwrap(inputs))
+            return response
+
+        def RegisterResourceOutputs(self, request):
+            if request.urn.split("::")[-2] == "pulumi:pulumi:Stack":
+                recording.outputs.update(_plain(_redact(rpc.deserialize_properties(request.outputs))))
+            return super().RegisterResourceOutputs(request)
+
+    monitor = RecordingMonitor(Engine())
+    mocks.set_mocks(Engine(), project=stack.project, stack=stack.stack, preview=True, monitor=monitor)
+    pulumi.runtime.set_all_config(config, secret_keys)
+    # set_mocks seals its root Stack at once; a Stack of our own collects the exports.
+    settings.set_root_resource(None)  # type: ignore[arg-type]
+    root = Stack()
+
+    sys.path.insert(0, str(program.parent))
+    cwd = os.getcwd()
+    os.chdir(program.parent)
+    try:
+        def main() -> None:
+            runpy.run_path(str(program), run_name="__main__")
+            root._finish()
+
+        _sync_await(run_pulumi_func(main))
+    finally:
+        os.chdir(cwd)
+        sys.path.remove(str(program.parent))
+    return recording

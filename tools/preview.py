@@ -1,0 +1,128 @@
+"""Offline preview: what `pulumi up` would create for a stack, without Proxmox, a cluster or the CLI.
+
+    python -m tools.preview --stack homelab            # Pulumi.homelab.yaml
+    python -m tools.preview --stack-file path/Pulumi.lab.yaml --out build
+
+Prints a table of every resource and writes the rendered artifacts under build/<stack>/
+(see ARTIFACTS). Exit status 2 with the list of problems when the stack config is wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+from tools.offline_engine import ROOT, RecordedResource, Recording, run_program
+
+VM_TYPE = "proxmoxve:index/vmLegacy:VmLegacy"
+SNIPPET_TYPE = "proxmoxve:index/fileLegacy:FileLegacy"
+
+
+def _short_type(type_: str) -> str:
+    package, _, rest = type_.partition(":")
+    return f"{package}:{rest.rsplit(':', 1)[-1]}" if rest else type_
+
+
+def _summary(resource: RecordedResource) -> str:
+    i, o = resource.inputs, resource.options
+    flags = []
+    if o["protect"]:
+        flags.append("protected")
+    if o["ignoreChanges"]:
+        flags.append("create-only: " + ",".join(o["ignoreChanges"]))
+    if resource.type == VM_TYPE:
+        disks = "+".join(f"{d['size']}G" for d in i.get("disks", []))
+        ip = i["initialization"]["ipConfigs"][0]["ipv4"]["address"]
+        net = i["networkDevices"][0]
+        vlan = f" vlan {net['vlanId']}" if net.get("vlanId") else ""
+        text = (f"node={i['nodeName']} id={i['vmId']} {i['cpu']['cores']} cores "
+                f"{i['memory']['dedicated']} MB disks {disks} {ip} on {net['bridge']}{vlan} "
+                f"tags={','.join(i.get('tags', []))}")
+        return "; ".join([text] + flags)
+    if resource.type == SNIPPET_TYPE:
+        return f"node={i['nodeName']} {i['datastoreId']}:snippets (secret content)"
+    if "url" in i:
+        return f"node={i.get('nodeName')} {i['url']}"
+    return "; ".join(flags)
+
+
+def print_table(recording: Recording, out=sys.stdout) -> None:
+    by_urn = {r.urn: r for r in recording.resources}
+    rows = [("TYPE", "NAME", "PARENT", "SETTINGS")]
+    for r in recording.resources:
+        parent = by_urn[r.parent].name if r.parent in by_urn else "(stack)"
+        rows.append((_short_type(r.type), r.name, parent, _summary(r)))
+    widths = [max(len(row[c]) for row in rows) for c in range(3)]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row[:3], widths)) + "  " + row[3], file=out)
+    print(f"\n{len(recording.resources)} resources would be created in stack {recording.stack!r}.", file=out)
+
+
+# --- artifacts ----------------------------------------------------------------------------
+
+def write_resources(recording: Recording, out: Path) -> None:
+    doc = [
+        {"type": r.type, "name": r.name, "urn": r.urn, "parent": r.parent or None, "custom": r.custom,
+         "options": r.options, "inputs": r.inputs}
+        for r in recording.resources
+    ]
+    text = json.dumps({"stack": recording.stack, "resources": doc, "outputs": recording.outputs}, indent=2, sort_keys=True)
+    (out / "resources.json").write_text(recording.redact_text(text) + "\n")
+
+
+def write_user_data(recording: Recording, out: Path) -> None:
+    for snippet in recording.of_type(SNIPPET_TYPE):
+        raw = recording.raw_inputs[snippet.urn]["sourceRaw"]
+        vm_name = snippet.name.removesuffix("-user-data")
+        target = out / "hosts" / vm_name / "user-data.yaml"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(recording.redact_text(raw["data"]))
+
+
+ARTIFACTS: list[Callable[[Recording, Path], None]] = [write_resources, write_user_data]
+
+
+def render(recording: Recording, build_dir: Path) -> Path:
+    out = build_dir / recording.stack
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    for write in ARTIFACTS:
+        write(recording, out)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--stack", default="homelab", help="stack name; reads Pulumi.<stack>.yaml")
+    parser.add_argument("--stack-file", type=Path, help="any Pulumi.<stack>.yaml (overrides --stack)")
+    parser.add_argument("--out", type=Path, default=ROOT / "build", help="build directory (default: build/)")
+    parser.add_argument("--quiet", action="store_true", help="no resource table")
+    args = parser.parse_args(argv)
+    stack_file = args.stack_file or ROOT / f"Pulumi.{args.stack}.yaml"
+    if not stack_file.is_file():
+        print(f"error: no stack file {stack_file}", file=sys.stderr)
+        return 2
+
+    import pulumi
+
+    started = time.perf_counter()
+    try:
+        recording = run_program(stack_file)
+    except pulumi.RunError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    out = render(recording, args.out)
+    if not args.quiet:
+        print_table(recording)
+    print(f"Rendered artifacts to {out} in {time.perf_counter() - started:.2f} s.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
