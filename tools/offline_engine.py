@@ -131,11 +131,12 @@ def _plain(value: Any) -> Any:
 
 
 def run_program(stack_file: Path, secret_values: dict[str, str] | None = None,
-                program: Path = ROOT / "__main__.py") -> Recording:
+                program: Path = ROOT / "__main__.py", recording: Recording | None = None) -> Recording:
     """Run `program` for `stack_file` on the mock engine and return what it registered.
 
     `secret_values` (key without namespace -> value) stands in for what `pulumi config set
-    --secret` would provide; tests use it to prove that secrets never leak.
+    --secret` would provide; tests use it to prove that secrets never leak. Pass `recording`
+    to keep what was registered even when the program fails.
     """
     import pulumi
     from pulumi.runtime import mocks, rpc, settings
@@ -156,7 +157,7 @@ def run_program(stack_file: Path, secret_values: dict[str, str] | None = None,
         if full not in secret_keys:
             secret_keys.append(full)
 
-    recording = Recording(stack.project, stack.stack)
+    recording = recording or Recording(stack.project, stack.stack)
     recording.secret_values = {k.split(":", 1)[1]: config[k] for k in secret_keys}
 
     class Engine(mocks.Mocks):

@@ -1,0 +1,120 @@
+"""The stack config schema: every bad config is refused with the key path the user wrote."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from model.config import ConfigError, load_stack_config
+from tests.stacks import homelab_sections
+
+
+def _set(path: str, value):
+    def change(cfg):
+        *parents, leaf = path.split(".")
+        node = cfg
+        for part in parents:
+            node = node[part]
+        node[leaf] = value
+    return change
+
+
+def _delete(path: str):
+    def change(cfg):
+        *parents, leaf = path.split(".")
+        node = cfg
+        for part in parents:
+            node = node[part]
+        del node[leaf]
+    return change
+
+
+def _second_host(**overrides):
+    def change(cfg):
+        extra = copy.deepcopy(cfg["hosts"]["loki"])
+        extra.update(vmId=299, address="192.168.30.99")
+        extra.update(overrides)
+        cfg["hosts"]["loki2"] = extra
+    return change
+
+
+BAD_CONFIGS = [
+    # (what is wrong, change, key path the error must name, words the message must contain)
+    ("memory below the minimum", _set("hosts.pbs.memoryMb", 1024), "hosts.pbs.memoryMb", ">= 2048"),
+    ("wrong type", _set("hosts.prom.cores", "four"), "hosts.prom.cores", "integer"),
+    ("unknown key", _set("hosts.pbs.memoryGb", 8), "hosts.pbs.memoryGb", "unknown key"),
+    ("unknown section", _set("prometheus", {"retention": "30d"}), "prometheus", "unknown key"),
+    ("missing required value", _delete("hosts.loki.address"), "hosts.loki.address", "required"),
+    ("missing section", _delete("network"), "network", "required"),
+    ("node that does not exist", _set("hosts.loki.node", "pve9"), "hosts.loki.node", "pve9"),
+    ("duplicate VM id", _second_host(vmId=212), "hosts.loki2.vmId", "hosts.loki"),
+    ("duplicate address", _second_host(address="192.168.30.22"), "hosts.loki2.address", "hosts.loki"),
+    ("address outside the network", _set("hosts.pbs.address", "10.0.0.5"), "hosts.pbs.address", "outside"),
+    ("address is the gateway", _set("hosts.pbs.address", "192.168.30.1"), "hosts.pbs.address", "gateway"),
+    ("gateway outside the network", _set("network.gateway", "192.168.31.1"), "network.gateway", "outside"),
+    ("VLAN out of range", _set("network.vlanId", 5000), "network.vlanId", "<= 4094"),
+    ("not an IP address", _set("network.dnsServers", ["dns.home.arpa"]), "network.dnsServers[0]", "IPv4"),
+    ("PBS host without datastore", _delete("hosts.pbs.datastore"), "hosts.pbs.datastore", "required"),
+    ("datastore on a non-PBS host", _set("hosts.prom.datastore", "extra"), "hosts.prom.datastore", "only a pbs host"),
+    ("invalid Proxmox tag", _set("hosts.pbs.tags", ["Backup Server"]), "hosts.pbs.tags", "lowercase"),
+    ("bad hostname", lambda c: c["hosts"].__setitem__("PBS_1", c["hosts"].pop("pbs")), "hosts.PBS_1", "hostname"),
+    ("k3s missing for agents", _delete("k3s"), "k3s", "required"),
+    ("k3s version not pinned", _set("k3s.version", "latest"), "k3s.version", "must match"),
+    ("no SSH key", _set("access.sshAuthorizedKeys", []), "access.sshAuthorizedKeys", "at least 1"),
+    ("not a public key", _set("access.sshAuthorizedKeys", ["-----BEGIN OPENSSH PRIVATE KEY-----"]), "access.sshAuthorizedKeys", "public key"),
+    ("role that does not exist", _set("hosts.loki.role", "mimir"), "hosts.loki.role", "mimir"),
+    ("no host for a role", lambda c: c["hosts"].pop("loki"), "hosts", "'loki'"),
+    ("plain http image", _set("proxmox.cloudImage.url", "http://example.org/x.img"), "proxmox.cloudImage.url", "must match"),
+]
+
+
+@pytest.mark.parametrize("what,change,path,words", BAD_CONFIGS, ids=[c[0] for c in BAD_CONFIGS])
+def test_bad_config_names_the_key(what, change, path, words):
+    cfg = copy.deepcopy(homelab_sections())
+    change(cfg)
+    with pytest.raises(ConfigError) as caught:
+        load_stack_config(cfg)
+    lines = [str(p) for p in caught.value.problems]
+    matching = [line for line in lines if line.startswith(f"{path}: ")]
+    assert matching, f"no problem reported at {path}; got {lines}"
+    assert any(words in line for line in matching), f"{words!r} not in {matching}"
+
+
+def test_every_problem_is_reported_at_once():
+    cfg = copy.deepcopy(homelab_sections())
+    cfg["hosts"]["pbs"]["memoryMb"] = 512
+    cfg["hosts"]["prom"]["cores"] = 0
+    cfg["network"]["vlanId"] = 0
+    cfg["bogus"] = True
+    with pytest.raises(ConfigError) as caught:
+        load_stack_config(cfg)
+    paths = {p.path for p in caught.value.problems}
+    assert {"hosts.pbs.memoryMb", "hosts.prom.cores", "network.vlanId", "bogus"} <= paths
+    text = str(caught.value)
+    assert "4 problem(s)" in text and "hosts.pbs.memoryMb: must be >= 2048" in text
+
+
+def test_reference_problems_are_all_reported():
+    cfg = copy.deepcopy(homelab_sections())
+    cfg["hosts"]["prom"]["node"] = "pve7"
+    cfg["hosts"]["loki"]["vmId"] = cfg["hosts"]["pbs"]["vmId"]
+    cfg["hosts"]["loki"]["address"] = cfg["hosts"]["pbs"]["address"]
+    with pytest.raises(ConfigError) as caught:
+        load_stack_config(cfg)
+    paths = sorted(p.path for p in caught.value.problems)
+    assert paths == ["hosts.loki.address", "hosts.loki.vmId", "hosts.prom.node"]
+
+
+def test_unknown_key_lists_the_keys_that_exist():
+    cfg = copy.deepcopy(homelab_sections())
+    cfg["hosts"]["pbs"]["ram"] = 8192
+    with pytest.raises(ConfigError) as caught:
+        load_stack_config(cfg)
+    (problem,) = caught.value.problems
+    assert problem.path == "hosts.pbs.ram" and "memoryMb" in problem.message
+
+
+def test_homelab_stack_is_valid():
+    cfg = load_stack_config(homelab_sections())
+    assert {h.role.value for h in cfg.hosts.values()} == {"pbs", "prometheus", "loki"}

@@ -1,0 +1,179 @@
+"""The Proxmox hosts as the program registers them on Pulumi's mock engine."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from tests.stacks import HOMELAB, homelab_sections, write_stack
+from tools.offline_engine import run_program
+
+VM = "proxmoxve:index/vmLegacy:VmLegacy"
+SNIPPET = "proxmoxve:index/fileLegacy:FileLegacy"
+IMAGE = "proxmoxve:download/fileLegacy:FileLegacy"
+TOKEN = "K10abcdef0123456789::server:9f8e7d6c5b4a"
+
+
+@pytest.fixture(scope="module")
+def homelab():
+    return run_program(HOMELAB, {"k3sToken": TOKEN})
+
+
+@pytest.fixture(scope="module")
+def sections():
+    return homelab_sections()
+
+
+def _user_data(recording, vm_name):
+    snippet = recording.named(SNIPPET, f"{vm_name}-user-data")
+    text = recording.raw_inputs[snippet.urn]["sourceRaw"]["data"]
+    assert text.startswith("#cloud-config\n")
+    return yaml.safe_load(text)
+
+
+def test_one_vm_per_host_with_its_sizing(homelab, sections):
+    vms = {r.name: r for r in homelab.of_type(VM)}
+    assert set(vms) == set(sections["hosts"])
+    for name, host in sections["hosts"].items():
+        i = vms[name].inputs
+        assert i["nodeName"] == host["node"]
+        assert i["vmId"] == host["vmId"]
+        assert i["cpu"]["cores"] == host["cores"]
+        assert i["memory"]["dedicated"] == host["memoryMb"]
+        assert i["agent"]["enabled"] is True
+
+
+def test_system_and_data_disks(homelab, sections):
+    for name, host in sections["hosts"].items():
+        vm = homelab.named(VM, name)
+        system, data = vm.inputs["disks"]
+        assert (system["interface"], system["size"]) == ("scsi0", host["systemDiskGb"])
+        assert (data["interface"], data["size"]) == ("scsi1", host["dataDiskGb"])
+        assert system["datastoreId"] == data["datastoreId"] == sections["proxmox"]["vmDatastore"]
+        image = homelab.named(IMAGE, f"cloud-image-{host['node']}")
+        assert image.urn in vm.options["dependsOn"], "the system disk is imported from the node's cloud image"
+        # The PBS datastore must not be backed up into itself by vzdump.
+        assert data["backup"] is (host["role"] != "pbs")
+
+
+def test_network_and_static_address(homelab, sections):
+    net = sections["network"]
+    prefix = net["cidr"].split("/")[1]
+    for name, host in sections["hosts"].items():
+        i = homelab.named(VM, name).inputs
+        (nic,) = i["networkDevices"]
+        assert (nic["bridge"], nic["vlanId"], nic["model"]) == (net["bridge"], net["vlanId"], "virtio")
+        (ip,) = i["initialization"]["ipConfigs"]
+        assert ip["ipv4"] == {"address": f"{host['address']}/{prefix}", "gateway": net["gateway"]}
+        assert i["initialization"]["dns"]["servers"] == net["dnsServers"]
+
+
+def test_tags_include_role_and_user_tags(homelab, sections):
+    for name, host in sections["hosts"].items():
+        tags = homelab.named(VM, name).inputs["tags"]
+        assert host["role"] in tags and "data" in tags
+        assert set(host.get("tags", [])) <= set(tags)
+        assert tags == sorted(tags), "Proxmox sorts tags; unsorted input would show a diff on every run"
+
+
+def test_data_bearing_vms_are_protected_twice(homelab):
+    for vm in homelab.of_type(VM):
+        assert vm.options["protect"] is True, f"{vm.name}: Pulumi must refuse to delete it"
+        assert vm.inputs["protection"] is True, f"{vm.name}: Proxmox must refuse to remove it or its disks"
+        assert set(vm.options["ignoreChanges"]) == {"initialization.userDataFileId", "disks[0].fileId"}
+
+
+def test_user_data_is_uploaded_as_a_snippet_the_vm_boots_with(homelab, sections):
+    for name, host in sections["hosts"].items():
+        vm = homelab.named(VM, name)
+        snippet = homelab.named(SNIPPET, f"{name}-user-data")
+        raw = homelab.raw_inputs[snippet.urn]
+        assert raw["contentType"] == "snippets" and raw["nodeName"] == host["node"]
+        file_id = f"{raw['datastoreId']}:snippets/{raw['sourceRaw']['fileName']}"
+        assert vm.inputs["initialization"]["userDataFileId"] == file_id
+        assert snippet.urn in vm.options["dependsOn"]
+        assert snippet.options["deleteBeforeReplace"] is True
+
+
+def test_common_cloud_init(homelab, sections):
+    access = sections["access"]
+    for name in sections["hosts"]:
+        doc = _user_data(homelab, name)
+        assert doc["hostname"] == name
+        (user,) = doc["users"]
+        assert user["name"] == access["adminUser"]
+        assert user["ssh_authorized_keys"] == access["sshAuthorizedKeys"]
+        assert doc["ssh_pwauth"] is False
+        assert "qemu-guest-agent" in doc["packages"]
+        assert ["systemctl", "enable", "--now", "qemu-guest-agent"] in doc["runcmd"]
+        assert doc["ntp"]["enabled"] is True and doc["ntp"]["servers"] == sections["site"]["ntpServers"]
+        (fs,) = doc["fs_setup"]
+        assert fs["overwrite"] is False, "an existing filesystem on the data disk must never be reformatted"
+        assert fs["device"].endswith("drive-scsi1")
+        (mount,) = doc["mounts"]
+        assert mount[0] == f"LABEL={fs['label']}"
+
+
+def test_pbs_installs_backup_server_datastore_and_node_exporter(homelab, sections):
+    host = sections["hosts"]["pbs"]
+    doc = _user_data(homelab, "pbs")
+    mount = doc["mounts"][0][1]
+    assert mount == f"/mnt/datastore/{host['datastore']}"
+    assert "prometheus-node-exporter" in doc["packages"]
+    sources = [f for f in doc["write_files"] if f["path"].startswith("/etc/apt/sources.list.d/")]
+    assert any("pbs-no-subscription" in f["content"] for f in sources)
+    script = " ".join(" ".join(c) for c in doc["runcmd"])
+    assert "sha512sum --check" in script, "the repository key is verified before apt trusts it"
+    assert "apt-get install -y proxmox-backup-server" in script
+    assert f"datastore create {host['datastore']} {mount}" in script
+    assert "--reuse-datastore" in script, "a datastore already on the disk is adopted, not re-created"
+
+
+@pytest.mark.parametrize("name,role", [("prom", "prometheus"), ("loki", "loki")])
+def test_observability_hosts_join_k3s_dedicated(homelab, sections, name, role):
+    doc = _user_data(homelab, name)
+    files = {f["path"]: f for f in doc["write_files"]}
+    agent = yaml.safe_load(files["/etc/rancher/k3s/config.yaml"]["content"])
+    assert agent["server"] == sections["k3s"]["serverUrl"]
+    assert any(label.endswith(f"={role}") for label in agent["node-label"])
+    assert all(t.endswith(":NoSchedule") for t in agent["node-taint"]) and agent["node-taint"]
+    token_file = files[agent["token-file"]]
+    assert token_file["permissions"] == "0600" and token_file["content"].strip() == TOKEN
+    script = " ".join(" ".join(c) for c in doc["runcmd"])
+    assert sections["k3s"]["version"] in script and "INSTALL_K3S_EXEC=agent" in script
+    assert doc["mounts"][0][1] == "/var/lib/rancher/k3s/storage"
+
+
+def test_snippet_content_is_a_secret(homelab):
+    for snippet in homelab.of_type(SNIPPET):
+        assert snippet.inputs["sourceRaw"] == "[secret]"
+
+
+REPLACE_TRIGGERS = ("nodeName", "vmId", "clone")
+
+
+def _replace_relevant(recording):
+    out = {}
+    for vm in recording.of_type(VM):
+        i = vm.inputs
+        out[vm.name] = {
+            **{k: i.get(k) for k in REPLACE_TRIGGERS},
+            "disks": [(d["interface"], d["datastoreId"], d.get("fileId")) for d in i["disks"]],
+            "userDataFileId": i["initialization"]["userDataFileId"],
+        }
+    return out
+
+
+def test_cosmetic_changes_touch_no_replace_trigger(tmp_path, homelab):
+    """A tag or a package added must not change any input the provider replaces a VM for."""
+
+    def cosmetic(cfg):
+        cfg["hosts"]["pbs"]["tags"].append("offsite")
+        cfg["site"]["ntpServers"].append("2.debian.pool.ntp.org")  # changes every user-data
+
+    changed = run_program(write_stack(tmp_path, cosmetic), {"k3sToken": TOKEN})
+    assert _replace_relevant(changed) == _replace_relevant(homelab)
+    before = _user_data(homelab, "pbs")
+    after = _user_data(changed, "pbs")
+    assert before != after, "the change did reach the cloud-init snippet"
+    assert "offsite" in changed.named(VM, "pbs").inputs["tags"]

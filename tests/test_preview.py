@@ -1,0 +1,112 @@
+"""The offline preview as a user runs it: table, build/<stack>/ artifacts, clean errors, no secrets."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.stacks import ROOT, homelab_sections, write_stack
+from tools import preview
+from tools.offline_engine import run_program
+
+SECRET_VALUE = "K10sup3r-s3cret-join-token::server:do-not-leak"
+
+
+def _run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tools.preview", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    out = tmp_path_factory.mktemp("build")
+    result = _run_cli("--stack", "homelab", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    return result, out / "homelab"
+
+
+def test_table_lists_every_vm(rendered):
+    result, _ = rendered
+    for name, host in homelab_sections()["hosts"].items():
+        line = next(line for line in result.stdout.splitlines() if line.startswith("proxmoxve:VmLegacy") and f" {name} " in line)
+        assert f"id={host['vmId']}" in line and "protected" in line
+
+
+def test_resources_json_has_every_resource_with_parent_and_inputs(rendered):
+    result, out = rendered
+    doc = json.loads((out / "resources.json").read_text())
+    names = {(r["type"], r["name"]) for r in doc["resources"]}
+    assert ("homelab:infra:ProxmoxHosts", "hosts") in names
+    count = int(result.stdout.split(" resources would be created")[0].rsplit("\n", 1)[-1])
+    assert count == len(doc["resources"])
+    for r in doc["resources"]:
+        assert r["urn"].startswith("urn:pulumi:homelab::")
+        if r["type"].startswith("proxmoxve:"):
+            assert r["parent"].endswith("::hosts")
+    assert doc["outputs"]["vmAddresses"]["pbs"] == homelab_sections()["hosts"]["pbs"]["address"]
+
+
+def test_unset_secret_is_a_marked_placeholder(rendered):
+    _, out = rendered
+    text = (out / "hosts" / "prom" / "user-data.yaml").read_text()
+    assert "<secret k3sToken>" in text
+
+
+def test_secret_values_never_reach_build_or_screen(tmp_path, capsys):
+    recording = run_program(ROOT / "Pulumi.homelab.yaml", {"k3sToken": SECRET_VALUE})
+    snippet = recording.named("proxmoxve:index/fileLegacy:FileLegacy", "prom-user-data")
+    assert SECRET_VALUE in recording.raw_inputs[snippet.urn]["sourceRaw"]["data"], "the VM does get the token"
+    out = preview.render(recording, tmp_path)
+    preview.print_table(recording)
+    printed = capsys.readouterr().out
+    assert SECRET_VALUE not in printed
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert files
+    for path in files:
+        assert SECRET_VALUE not in path.read_text(), path
+
+
+def test_stack_file_option_and_stack_name(tmp_path):
+    stack_file = write_stack(tmp_path, stack="lab2")
+    result = _run_cli("--stack-file", str(stack_file), "--out", str(tmp_path / "build"), "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "build" / "lab2" / "resources.json").is_file()
+
+
+def test_bad_config_fails_cleanly_before_any_resource(tmp_path):
+    def broken(cfg):
+        cfg["hosts"]["pbs"]["memoryMb"] = 1024
+        cfg["hosts"]["loki"]["node"] = "nowhere"
+
+    result = _run_cli("--stack-file", str(write_stack(tmp_path, broken)), "--out", str(tmp_path / "build"))
+    assert result.returncode == 2
+    assert "hosts.pbs.memoryMb: must be >= 2048" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert not (tmp_path / "build").exists()
+
+
+def test_program_registers_nothing_on_bad_config(tmp_path):
+    import pulumi
+
+    from tools.offline_engine import Recording
+
+    stack_file = write_stack(tmp_path, lambda cfg: cfg["hosts"]["prom"].update(cores=0))
+    recording = Recording("homelab-observability", "test")
+    with pytest.raises(pulumi.RunError) as caught:
+        run_program(stack_file, recording=recording)
+    assert "hosts.prom.cores: must be >= 1" in str(caught.value)
+    assert recording.resources == []
+
+
+def test_secret_written_in_clear_is_refused(tmp_path):
+    import pulumi
+
+    stack_file = write_stack(tmp_path, lambda cfg: cfg.update(k3sToken="plain-text-token"))
+    with pytest.raises(pulumi.RunError) as caught:
+        run_program(stack_file)
+    assert "k3sToken: is a secret" in str(caught.value)
+    assert "plain-text-token" not in str(caught.value)
