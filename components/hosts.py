@@ -93,7 +93,7 @@ class ProxmoxHosts(pulumi.ComponentResource):
                  "file_format": "raw", "discard": "on", "iothread": True, "ssd": True,
                  "backup": plan.back_up_data_disk},
             ],
-            network_devices=[{"bridge": net.bridge, "vlan_id": net.vlan_id, "model": "virtio"}],
+            network_devices=[{"bridge": plan.bridge, "vlan_id": plan.vlan_id, "model": "virtio"}],
             initialization={
                 "datastore_id": disk_store,
                 "ip_configs": [{"ipv4": {"address": plan.address_cidr, "gateway": str(net.gateway)}}],

@@ -42,7 +42,7 @@ def _base(cfg: StackConfig, vm: VmPlan) -> dict:
                 "shell": "/bin/bash",
                 "sudo": "ALL=(ALL) NOPASSWD:ALL",
                 "lock_passwd": True,
-                "ssh_authorized_keys": list(cfg.access.ssh_authorized_keys),
+                "ssh_authorized_keys": vm.ssh_authorized_keys,
             }
         ],
         "disable_root": True,

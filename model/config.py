@@ -16,9 +16,9 @@ import re
 from dataclasses import dataclass
 from enum import Enum
 from types import UnionType
-from typing import Any, Iterable, Mapping, Union, get_args, get_origin
+from typing import Annotated, Any, Iterable, Mapping, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
 
@@ -99,17 +99,19 @@ class Network(ConfigModel):
         return []
 
 
+def _public_keys(keys: list[str]) -> list[str]:
+    for key in keys:
+        if not re.match(r"^(ssh-(ed25519|rsa)|ecdsa-sha2-nistp(256|384|521)|sk-\S+) [A-Za-z0-9+/=]+( .*)?$", key):
+            raise ValueError(f"not an OpenSSH public key: {key[:24]!r}...")
+    return keys
+
+
+PublicKeys = Annotated[list[str], AfterValidator(_public_keys)]
+
+
 class Access(ConfigModel):
     admin_user: str = Field(default="ops", pattern=r"^[a-z_][a-z0-9_-]{0,31}$")
-    ssh_authorized_keys: list[str] = Field(min_length=1)
-
-    @field_validator("ssh_authorized_keys")
-    @classmethod
-    def _looks_like_public_keys(cls, keys: list[str]) -> list[str]:
-        for key in keys:
-            if not re.match(r"^(ssh-(ed25519|rsa)|ecdsa-sha2-nistp(256|384|521)|sk-\S+) [A-Za-z0-9+/=]+( .*)?$", key):
-                raise ValueError(f"not an OpenSSH public key: {key[:24]!r}...")
-        return keys
+    ssh_authorized_keys: PublicKeys = Field(min_length=1)
 
 
 class K3s(ConfigModel):
@@ -136,6 +138,10 @@ class Host(ConfigModel):
     system_disk_gb: int = Field(default=32, ge=16, le=1024)
     data_disk_gb: int = Field(ge=20, le=65_536)
     address: ipaddress.IPv4Address
+    # Per-VM network and access, when a host differs from the `network` / `access` defaults.
+    bridge: str | None = None
+    vlan_id: int | None = Field(default=None, ge=1, le=4094)
+    ssh_authorized_keys: PublicKeys = Field(default_factory=list)
     tags: list[str] = Field(default_factory=list)
     # PBS only: the datastore prepared on the data disk.
     datastore: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{2,31}$")

@@ -62,6 +62,9 @@ class VmPlan:
     host: Host
     fqdn: str
     address_cidr: str
+    bridge: str
+    vlan_id: int | None
+    ssh_authorized_keys: list[str]
     tags: list[str]
     data_mount: str
     data_label: str
@@ -91,6 +94,9 @@ def plan_vms(cfg: StackConfig) -> list[VmPlan]:
                 host=host,
                 fqdn=f"{name}.{cfg.site.domain}",
                 address_cidr=f"{host.address}/{prefix}",
+                bridge=host.bridge or cfg.network.bridge,
+                vlan_id=host.vlan_id if host.vlan_id is not None else cfg.network.vlan_id,
+                ssh_authorized_keys=list(dict.fromkeys([*cfg.access.ssh_authorized_keys, *host.ssh_authorized_keys])),
                 tags=sorted(set(BASE_TAGS) | {host.role.value, "data"} | set(host.tags)),
                 data_mount=data_mount_for(host),
                 data_label=f"{host.role.value}-data"[:16],  # ext4 labels hold 16 bytes

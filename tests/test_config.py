@@ -61,6 +61,8 @@ BAD_CONFIGS = [
     ("bad hostname", lambda c: c["hosts"].__setitem__("PBS_1", c["hosts"].pop("pbs")), "hosts.PBS_1", "hostname"),
     ("k3s missing for agents", _delete("k3s"), "k3s", "required"),
     ("k3s version not pinned", _set("k3s.version", "latest"), "k3s.version", "must match"),
+    ("bad per-host key", _set("hosts.pbs.sshAuthorizedKeys", ["ssh-dss AAAA"]), "hosts.pbs.sshAuthorizedKeys", "public key"),
+    ("per-host VLAN out of range", _set("hosts.prom.vlanId", 0), "hosts.prom.vlanId", ">= 1"),
     ("no SSH key", _set("access.sshAuthorizedKeys", []), "access.sshAuthorizedKeys", "at least 1"),
     ("not a public key", _set("access.sshAuthorizedKeys", ["-----BEGIN OPENSSH PRIVATE KEY-----"]), "access.sshAuthorizedKeys", "public key"),
     ("role that does not exist", _set("hosts.loki.role", "mimir"), "hosts.loki.role", "mimir"),
@@ -118,3 +120,15 @@ def test_unknown_key_lists_the_keys_that_exist():
 def test_homelab_stack_is_valid():
     cfg = load_stack_config(homelab_sections())
     assert {h.role.value for h in cfg.hosts.values()} == {"pbs", "prometheus", "loki"}
+
+
+def test_per_host_network_and_keys_override_the_defaults():
+    from model.hosts import plan_vms
+
+    cfg = copy.deepcopy(homelab_sections())
+    extra_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBackupOperatorKeyForThePbsHostOnly00 backup@desk"
+    cfg["hosts"]["pbs"].update(bridge="vmbr1", vlanId=40, sshAuthorizedKeys=[extra_key])
+    plans = {p.name: p for p in plan_vms(load_stack_config(cfg))}
+    assert (plans["pbs"].bridge, plans["pbs"].vlan_id) == ("vmbr1", 40)
+    assert plans["pbs"].ssh_authorized_keys == cfg["access"]["sshAuthorizedKeys"] + [extra_key]
+    assert (plans["prom"].bridge, plans["prom"].vlan_id) == (cfg["network"]["bridge"], cfg["network"]["vlanId"])
