@@ -11,7 +11,7 @@ from model.config import LogsMode, StackConfig
 from model.helm import LOKI_CHART
 
 
-class Logs(pulumi.ComponentResource):
+class Loki(pulumi.ComponentResource):
     """Multi-tenant Loki: tenants, limits and retention from `logs` in the stack config."""
 
     def __init__(self, name: str, config: StackConfig, secrets: dict[str, pulumi.Output[str]],

@@ -11,7 +11,7 @@ from model.config import Role, StackConfig, TracesMode
 from model.helm import COLLECTOR_CHART, TEMPO_CHART, TEMPO_DISTRIBUTED_CHART
 
 
-class Traces(pulumi.ComponentResource):
+class Tracing(pulumi.ComponentResource):
     """Tempo (protected: it holds the trace blocks) and the collector DaemonSet in front of it."""
 
     def __init__(self, name: str, config: StackConfig, secrets: dict[str, pulumi.Output[str]],

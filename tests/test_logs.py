@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-import copy
 import re
 
 import pytest
 
-from model.config import ConfigError, load_stack_config, required_secrets
+from model.config import required_secrets
 from model.helm import LOKI_CHART
 from model.logs import byte_size, loki_values, tenants
 from tests.charts import effective_values, schema_errors
-from tests.stacks import homelab_sections
+from tests.configs import homelab_config as config, problems_of
 
 OBJECT_STORAGE = {"endpoint": "minio.home.arpa:9000", "insecure": True,
                   "buckets": {"chunks": "loki-chunks", "ruler": "loki-ruler"}}
-
-
-def config(change=None):
-    sections = copy.deepcopy(homelab_sections())
-    if change:
-        change(sections)
-    return load_stack_config(sections)
 
 
 def scalable(sections):
@@ -179,12 +171,6 @@ def test_tenants_list_name_and_org_id():
 
 
 # --- bad input --------------------------------------------------------------------------------
-
-def problems_of(change) -> dict[str, str]:
-    with pytest.raises(ConfigError) as caught:
-        config(change)
-    return {p.path: p.message for p in caught.value.problems}
-
 
 def test_retention_below_24h_is_refused():
     def short(sections):
