@@ -16,3 +16,17 @@ hosts = ProxmoxHosts("hosts", settings.config, settings.secrets)
 
 pulumi.export("vmAddresses", hosts.addresses)
 pulumi.export("vmIds", {p.name: p.host.vm_id for p in hosts.plans})
+
+if settings.config.logs:
+    from components.logs import Loki
+
+    logs = Loki("logs", settings.config, settings.secrets)
+    pulumi.export("lokiUrl", logs.gateway_url)
+    pulumi.export("lokiTenants", logs.tenants)
+if settings.config.traces:
+    from components.traces import Tracing
+
+    tracing = Tracing("traces", settings.config, settings.secrets)
+    pulumi.export("otlpEndpoints", tracing.otlp_endpoints)
+    pulumi.export("tempoUrl", tracing.tempo_url)
+    pulumi.export("syslogEndpoint", tracing.syslog_endpoint)

@@ -155,6 +155,193 @@ class Host(ConfigModel):
         return tags
 
 
+# --- logs and traces ----------------------------------------------------------------------
+
+DURATION = re.compile(r"^(\d+)(h|d|w)$")
+_HOURS_PER_UNIT = {"h": 1, "d": 24, "w": 24 * 7}
+LOKI_MIN_RETENTION_HOURS = 24  # the compactor works on 24h index tables; shorter periods never delete
+TENANT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+def duration_hours(value: str) -> int:
+    """Hours of a retention written as `<n>h`, `<n>d` or `<n>w` (Loki's own duration syntax)."""
+    match = DURATION.match(value)
+    if not match:
+        raise ValueError(f"must be a duration like 744h, 31d or 4w (got {value!r})")
+    return int(match.group(1)) * _HOURS_PER_UNIT[match.group(2)]
+
+
+def _retention(value: str) -> str:
+    duration_hours(value)
+    return value
+
+
+def _loki_retention(value: str) -> str:
+    if duration_hours(value) < LOKI_MIN_RETENTION_HOURS:
+        raise ValueError(f"{value} is below Loki's minimum retention of 24h (the compactor would never delete it)")
+    return value
+
+
+Retention = Annotated[str, AfterValidator(_retention)]
+LokiRetention = Annotated[str, AfterValidator(_loki_retention)]
+
+
+class ObjectStorage(ConfigModel):
+    """An S3-compatible bucket store (MinIO, Garage, Ceph RGW, a NAS' S3 service, AWS)."""
+
+    endpoint: str = Field(pattern=r"^[A-Za-z0-9.-]+(:\d+)?$")  # host[:port], no scheme
+    region: str = "us-east-1"
+    insecure: bool = False  # plain HTTP, e.g. MinIO on the LAN without TLS
+    force_path_style: bool = True  # most self-hosted S3 servers have no per-bucket DNS names
+
+
+class LokiBuckets(ConfigModel):
+    chunks: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]{2,62}$")
+    ruler: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]{2,62}$")
+
+
+class LokiObjectStorage(ObjectStorage):
+    buckets: LokiBuckets
+
+
+class TempoObjectStorage(ObjectStorage):
+    bucket: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]{2,62}$")
+
+
+class LokiTenant(ConfigModel):
+    """One Loki tenant (X-Scope-OrgID): its retention and ingestion limits. Defaults are Loki's."""
+
+    retention: LokiRetention | None = None  # default: logs.defaultRetention
+    ingestion_rate_mb: float = Field(default=4, gt=0)
+    ingestion_burst_size_mb: float = Field(default=6, gt=0)
+    per_stream_rate_limit_mb: float = Field(default=3, gt=0)
+    per_stream_rate_limit_burst_mb: float = Field(default=15, gt=0)
+    max_streams: int = Field(default=5000, ge=1)
+
+
+class NamespaceRetention(ConfigModel):
+    """Keeps a Kubernetes namespace's logs of one tenant for a different period."""
+
+    tenant: str
+    namespace: str = Field(pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+    retention: LokiRetention
+
+
+class SyslogSource(ConfigModel):
+    tenant: str
+    port: int = Field(default=1514, ge=1024, le=65535)  # unprivileged: the collector is not root on the port
+    protocol: str = Field(default="rfc5424", pattern=r"^(rfc5424|rfc3164)$")
+    transports: list[str] = Field(default_factory=lambda: ["udp", "tcp"], min_length=1)
+
+    @field_validator("transports")
+    @classmethod
+    def _transports(cls, transports: list[str]) -> list[str]:
+        if set(transports) - {"udp", "tcp"} or len(set(transports)) != len(transports):
+            raise ValueError(f"must be distinct entries of udp, tcp (got {transports})")
+        return transports
+
+
+class LogSources(ConfigModel):
+    """Which tenant each stream of logs the collector receives is written to."""
+
+    kubernetes: str  # pod logs of every node, and logs that workloads push over OTLP
+    syslog: SyslogSource | None = None
+
+
+class LogsMode(str, Enum):
+    SINGLE_BINARY = "singleBinary"
+    SCALABLE = "scalable"
+
+
+class Logs(ConfigModel):
+    """Loki: deployment mode, storage, tenants with their limits, retention rules."""
+
+    mode: LogsMode = LogsMode.SINGLE_BINARY
+    storage_gb: int = Field(default=50, ge=5)  # the PVC of the single binary (or of each write/backend pod)
+    chunks_cache_mb: int = Field(default=512, ge=0)  # 0 turns the memcached chunk cache off
+    default_retention: LokiRetention = "744h"
+    tenants: dict[str, LokiTenant] = Field(min_length=1)
+    namespace_retention: list[NamespaceRetention] = Field(default_factory=list)
+    sources: LogSources
+    object_storage: LokiObjectStorage | None = None
+
+    def problems(self, root: "StackConfig") -> list[Problem]:
+        found: list[Problem] = []
+        for name, tenant in self.tenants.items():
+            at = f"logs.tenants.{name}"
+            if not TENANT_ID.match(name):
+                found.append(Problem(at, "a tenant ID is lowercase letters, digits, '-' or '_' (at most 64)"))
+            for rate, burst in (("ingestion_rate_mb", "ingestion_burst_size_mb"),
+                                ("per_stream_rate_limit_mb", "per_stream_rate_limit_burst_mb")):
+                rate_mb, burst_mb = getattr(tenant, rate), getattr(tenant, burst)
+                if burst_mb < rate_mb:
+                    found.append(Problem(f"{at}.{to_camel(burst)}", f"{burst_mb:g} is smaller than {to_camel(rate)} "
+                                                                    f"{rate_mb:g}: a burst must allow at least the rate"))
+        seen: dict[tuple[str, str], int] = {}
+        for i, rule in enumerate(self.namespace_retention):
+            at = f"logs.namespaceRetention[{i}]"
+            if rule.tenant not in self.tenants:
+                found.append(Problem(f"{at}.tenant", f"unknown tenant {rule.tenant!r} (logs.tenants: {', '.join(self.tenants)})"))
+            key = (rule.tenant, rule.namespace)
+            if key in seen:
+                found.append(Problem(f"{at}.namespace", f"{rule.namespace!r} of tenant {rule.tenant!r} already has a rule "
+                                                        f"(logs.namespaceRetention[{seen[key]}])"))
+            seen.setdefault(key, i)
+        if self.sources.kubernetes not in self.tenants:
+            found.append(Problem("logs.sources.kubernetes", f"unknown tenant {self.sources.kubernetes!r} (logs.tenants: {', '.join(self.tenants)})"))
+        if self.sources.syslog and self.sources.syslog.tenant not in self.tenants:
+            found.append(Problem("logs.sources.syslog.tenant", f"unknown tenant {self.sources.syslog.tenant!r} (logs.tenants: {', '.join(self.tenants)})"))
+        if self.mode == LogsMode.SCALABLE and self.object_storage is None:
+            found.append(Problem("logs.objectStorage", "is required when logs.mode is scalable: the read, write and backend pods share their chunks through object storage"))
+        if self.mode == LogsMode.SINGLE_BINARY and self.object_storage is not None:
+            found.append(Problem("logs.objectStorage", "is only used when logs.mode is scalable (the single binary keeps chunks on its volume)"))
+        return found
+
+
+class TracesMode(str, Enum):
+    SINGLE_BINARY = "singleBinary"
+    DISTRIBUTED = "distributed"
+
+
+class SpanMetrics(ConfigModel):
+    """The spanmetrics connector: request, error and latency series per service for the latency SLO."""
+
+    # Upper bounds of the latency histogram (ms): fine around an API's usual SLO thresholds.
+    histogram_buckets_ms: list[float] = Field(
+        default_factory=lambda: [5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000], min_length=1)
+    dimensions: list[str] = Field(default_factory=lambda: ["http.request.method", "http.response.status_code", "http.route"])
+
+    @field_validator("histogram_buckets_ms")
+    @classmethod
+    def _ascending(cls, buckets: list[float]) -> list[float]:
+        if any(b <= a for a, b in zip(buckets, buckets[1:])) or buckets[0] <= 0:
+            raise ValueError("must be positive and strictly ascending")
+        return buckets
+
+
+class Traces(ConfigModel):
+    """Tempo and the OpenTelemetry Collector in front of it."""
+
+    mode: TracesMode = TracesMode.SINGLE_BINARY
+    retention: Retention = "336h"
+    storage_gb: int = Field(default=20, ge=5)
+    span_metrics: SpanMetrics = Field(default_factory=SpanMetrics)
+    object_storage: TempoObjectStorage | None = None
+
+    def problems(self, root: "StackConfig") -> list[Problem]:
+        found: list[Problem] = []
+        if duration_hours(self.retention) < 1:
+            found.append(Problem("traces.retention", "must be at least 1h"))
+        if self.mode == TracesMode.DISTRIBUTED and self.object_storage is None:
+            found.append(Problem("traces.objectStorage", "is required when traces.mode is distributed: its ingesters, queriers and compactor share blocks through object storage"))
+        if self.mode == TracesMode.SINGLE_BINARY and self.object_storage is not None:
+            found.append(Problem("traces.objectStorage", "is only used when traces.mode is distributed (the single binary keeps blocks on its volume)"))
+        if root.logs is None:
+            found.append(Problem("logs", "is required with traces: the collector ships pod logs and syslog to Loki"))
+        return found
+
+
+
 class StackConfig(ConfigModel):
     site: Site
     proxmox: Proxmox
@@ -162,6 +349,8 @@ class StackConfig(ConfigModel):
     access: Access
     k3s: K3s | None = None
     hosts: dict[str, Host] = Field(min_length=1)
+    logs: Logs | None = None
+    traces: Traces | None = None
 
     def hosts_with_role(self, role: Role) -> dict[str, Host]:
         return {name: h for name, h in self.hosts.items() if h.role == role}
@@ -172,6 +361,8 @@ class StackConfig(ConfigModel):
         for section in (self.network,):
             found += section.problems(self)
         found += self._host_problems()
+        found += self.logs.problems(self) if self.logs else []
+        found += self.traces.problems(self) if self.traces else []
         return found
 
     def _host_problems(self) -> list[Problem]:
@@ -223,6 +414,10 @@ SECRETS: dict[str, SecretSpec] = {
     s.key: s
     for s in [
         SecretSpec("k3sToken", "join token of the homelab k3s cluster (/var/lib/rancher/k3s/server/node-token on a server)", "K10...::server:..."),
+        SecretSpec("lokiS3AccessKeyId", "access key of Loki's object storage (logs.mode scalable)", "loki-writer"),
+        SecretSpec("lokiS3SecretAccessKey", "secret key of Loki's object storage (logs.mode scalable)", "..."),
+        SecretSpec("tempoS3AccessKeyId", "access key of Tempo's object storage (traces.mode distributed)", "tempo-writer"),
+        SecretSpec("tempoS3SecretAccessKey", "secret key of Tempo's object storage (traces.mode distributed)", "..."),
     ]
 }
 
@@ -231,6 +426,10 @@ def required_secrets(cfg: StackConfig) -> list[str]:
     needed = []
     if any(h.role != Role.PBS for h in cfg.hosts.values()):
         needed.append("k3sToken")
+    if cfg.logs and cfg.logs.mode == LogsMode.SCALABLE:
+        needed += ["lokiS3AccessKeyId", "lokiS3SecretAccessKey"]
+    if cfg.traces and cfg.traces.mode == TracesMode.DISTRIBUTED:
+        needed += ["tempoS3AccessKeyId", "tempoS3SecretAccessKey"]
     return needed
 
 

@@ -24,6 +24,8 @@ DATA_DISK_DEVICE = f"/dev/disk/by-id/scsi-0QEMU_QEMU_HARDDISK_drive-{DATA_DISK_I
 # k3s' local-path provisioner keeps every PersistentVolume of the node under this directory,
 # so mounting the data disk here puts the TSDB and the Loki chunks on it.
 K3S_LOCAL_PATH_DIR = "/var/lib/rancher/k3s/storage"
+# The storage class of that provisioner: PVCs of this class land on the data disk.
+K3S_LOCAL_PATH_STORAGE_CLASS = "local-path"
 
 BASE_TAGS = ("observability", "pulumi")
 

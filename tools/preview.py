@@ -84,7 +84,30 @@ def write_user_data(recording: Recording, out: Path) -> None:
         target.write_text(recording.redact_text(raw["data"]))
 
 
+HELM_RELEASE_TYPE = "kubernetes:helm.sh/v3:Release"
+
+
+def write_helm_values(recording: Recording, out: Path) -> None:
+    """build/<stack>/helm/<release>.values.yaml: the values every Helm release is installed with."""
+    import yaml
+
+    class NoAliases(yaml.SafeDumper):
+        def ignore_aliases(self, data):  # reviewers read each value in place, not &id001 anchors
+            return True
+
+    for release in recording.of_type(HELM_RELEASE_TYPE):
+        inputs = release.inputs
+        target = out / "helm" / f"{inputs.get('name') or release.name}.values.yaml"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        header = (f"# Helm release {inputs.get('name') or release.name}: chart {inputs.get('chart')} "
+                  f"{inputs.get('version')} from {(inputs.get('repositoryOpts') or {}).get('repo')}, "
+                  f"namespace {inputs.get('namespace')}\n")
+        body = yaml.dump(inputs.get("values") or {}, Dumper=NoAliases, sort_keys=True, width=120)
+        target.write_text(recording.redact_text(header + body))
+
+
 ARTIFACTS: list[Callable[[Recording, Path], None]] = [write_resources, write_user_data]
+ARTIFACTS.append(write_helm_values)
 
 
 def render(recording: Recording, build_dir: Path) -> Path:

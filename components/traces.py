@@ -1,0 +1,40 @@
+"""Tempo and the OpenTelemetry Collector in the `observability` namespace."""
+
+from __future__ import annotations
+
+import pulumi
+from pulumi_kubernetes.core.v1 import Namespace
+
+from components.helm import chart_release, credentials_secret
+from model import traces
+from model.config import Role, StackConfig, TracesMode
+from model.helm import COLLECTOR_CHART, TEMPO_CHART, TEMPO_DISTRIBUTED_CHART
+
+
+class Tracing(pulumi.ComponentResource):
+    """Tempo (protected: it holds the trace blocks) and the collector DaemonSet in front of it."""
+
+    def __init__(self, name: str, config: StackConfig, secrets: dict[str, pulumi.Output[str]],
+                 opts: pulumi.ResourceOptions | None = None):
+        super().__init__("homelab:traces:Tracing", name, None, opts)
+        assert config.traces is not None
+        namespace = Namespace(traces.NAMESPACE, metadata={"name": traces.NAMESPACE},
+                              opts=pulumi.ResourceOptions(parent=self, protect=True))
+        depends_on: list[pulumi.Resource] = [namespace]
+        distributed = config.traces.mode == TracesMode.DISTRIBUTED
+        if distributed:
+            depends_on.append(credentials_secret(traces.TEMPO_OBJECT_STORAGE_SECRET, namespace,
+                                                 traces.TEMPO_OBJECT_STORAGE_ENV, secrets, self))
+        ns = namespace.metadata["name"]
+        self.tempo = chart_release(traces.TEMPO_RELEASE, TEMPO_DISTRIBUTED_CHART if distributed else TEMPO_CHART, ns,
+                                   traces.tempo_values(config), parent=self, protect=True, depends_on=depends_on)
+        self.collector = chart_release(traces.COLLECTOR_RELEASE, COLLECTOR_CHART, ns, traces.collector_values(config),
+                                       parent=self, depends_on=[namespace])
+        self.otlp_endpoints = traces.collector_otlp_endpoints()
+        self.tempo_url = traces.tempo_query_url(config.traces)
+        syslog = config.logs.sources.syslog if config.logs else None
+        loki_host = next(iter(config.hosts_with_role(Role.LOKI).values()))
+        # The collector listens on every node; the Loki host's address is the one that never moves.
+        self.syslog_endpoint = f"{loki_host.address}:{syslog.port}" if syslog else None
+        self.register_outputs({"otlpEndpoints": self.otlp_endpoints, "tempoUrl": self.tempo_url,
+                               "syslogEndpoint": self.syslog_endpoint})

@@ -1,0 +1,26 @@
+"""Helm charts the stack installs: where each comes from, at which exact version."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class HelmChart:
+    name: str
+    version: str
+    repository: str
+
+
+# Since 2026 the open-source Loki and Tempo charts live in the community repository; the
+# chart left in Grafana's own repository is for the enterprise edition only.
+GRAFANA_COMMUNITY = "https://grafana-community.github.io/helm-charts"
+OPEN_TELEMETRY = "https://open-telemetry.github.io/opentelemetry-helm-charts"
+
+LOKI_CHART = HelmChart("loki", "18.11.0", GRAFANA_COMMUNITY)
+TEMPO_CHART = HelmChart("tempo", "2.2.4", GRAFANA_COMMUNITY)
+TEMPO_DISTRIBUTED_CHART = HelmChart("tempo-distributed", "2.26.2", GRAFANA_COMMUNITY)
+COLLECTOR_CHART = HelmChart("opentelemetry-collector", "0.170.0", OPEN_TELEMETRY)
+
+# kube-prometheus-stack's Prometheus selects ServiceMonitors carrying this label.
+PROMETHEUS_SELECTOR_LABELS = {"release": "kube-prometheus-stack"}

@@ -1,0 +1,50 @@
+"""The charts' own defaults and values schemas (../shared/charts), and Helm's way of merging values."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from model.helm import HelmChart
+
+CHARTS = Path(__file__).resolve().parent.parent.parent / "shared" / "charts"
+
+
+def chart_dir(chart: HelmChart) -> Path:
+    return CHARTS / f"{chart.name}-{chart.version}"
+
+
+def default_values(chart: HelmChart) -> dict:
+    return yaml.safe_load((chart_dir(chart) / "values.yaml").read_text())
+
+
+def coalesce(defaults: Any, overrides: Any) -> Any:
+    """Helm's merge of user values over chart defaults: maps merge, anything else is replaced."""
+    if isinstance(defaults, dict) and isinstance(overrides, dict):
+        merged = copy.deepcopy(defaults)
+        for key, value in overrides.items():
+            if value is None:
+                merged.pop(key, None)  # a null deletes the default
+            else:
+                merged[key] = coalesce(defaults.get(key), value)
+        return merged
+    return copy.deepcopy(overrides)
+
+
+def effective_values(chart: HelmChart, values: dict) -> dict:
+    """What the chart's templates see: its defaults with our values over them."""
+    return coalesce(default_values(chart), values)
+
+
+def schema_errors(chart: HelmChart, values: dict) -> list[str]:
+    """Errors of the merged values against the chart's values.schema.json, as `helm install` checks them."""
+    schema = json.loads((chart_dir(chart) / "values.schema.json").read_text())
+    # The schema's own $schema picks the draft; an unversioned URI means the latest one.
+    validator = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+    validator.check_schema(schema)
+    return [f"{e.json_path}: {e.message}" for e in validator(schema).iter_errors(effective_values(chart, values))]
