@@ -80,6 +80,8 @@ class ChartFacts:
     # Conditions under which a release of the chart creates PersistentVolumeClaims.
     persistence: tuple[Any, ...] = ()
     always_persistent: bool = False
+    # Image tags the chart itself defaults to 'latest' (path, default tag, when it is deployed).
+    latest_by_default: tuple[tuple[str, str, tuple[Any, ...]], ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -180,6 +182,7 @@ GRAFANA = ChartFacts(
         Workload("downloadDashboards.resources", (Flag("dashboards", {}),)),
     ),
     persistence=(Flag("persistence.enabled", False),),
+    latest_by_default=(("imageRenderer.image.tag", "latest", (Flag("imageRenderer.enabled", False),)),),
 )
 
 # --- opentelemetry-collector 0.170.0, prometheus-snmp-exporter 9.17.1, tempo 2.2.4 ----------

@@ -28,7 +28,7 @@ _CREDENTIAL_NAME = re.compile(
 )
 # Names that hold a reference to a secret, never the secret itself.
 _REFERENCE_NAME = re.compile(
-    r"(file|path|files|paths|name|names|ref|secretref|keyref|existingsecret|envvar|env|mountpath|"
+    r"(file|path|files|paths|name|names|secrets|selector|ref|secretref|keyref|existingsecret|envvar|env|mountpath|"
     r"(password|user|username|token|apikey|ca|cert)key|enabled|create|usesecret|annotations|"
     r"secretkeyname|secretkeyselector|template|templates|header|headername|type|length|expiry|ttl)$"
 )

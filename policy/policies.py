@@ -202,7 +202,11 @@ def image_tags_pinned(args: ResourceValidationArgs, report_violation: ReportViol
     release = _release(args)
     if release is None:
         return
-    for where, problem in _image_problems(release.values, "values"):
+    problems = list(_image_problems(release.values, "values"))
+    for path, tag, when in release.facts.latest_by_default if release.facts else ():
+        if all(c.holds(release.values) for c in when) and lookup(release.values, path, tag) == tag:
+            problems.append((f"values.{path}", "defaults to 'latest' in this chart"))
+    for where, problem in problems:
         report_violation(f"{release.label}: image at {where} {problem}. Fix: pin an explicit version tag "
                          f"(or a @sha256 digest), or drop the override to use the chart's pinned appVersion.")
 
