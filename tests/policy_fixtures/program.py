@@ -18,6 +18,12 @@ PROMETHEUS_COMMUNITY = "https://prometheus-community.github.io/helm-charts"
 GRAFANA_COMMUNITY = "https://grafana-community.github.io/helm-charts"
 RUNBOOKS = "https://runbooks.home.arpa"
 
+
+def release(name, chart, version, namespace, repo, values, protect=False):
+    return k8s.helm.v3.Release(name, chart=chart, version=version, namespace=namespace,
+                               repository_opts={"repo": repo}, values=values,
+                               opts=PROTECT if protect else None)
+
 backup_rules = {
     "groups": [{
         "name": "backups",
@@ -54,13 +60,8 @@ alertmanager_config = {
     ],
 }
 
-k8s.helm.v3.Release(
-    "kube-prometheus-stack",
-    chart="kube-prometheus-stack",
-    version="88.5.3",
-    namespace="monitoring",
-    repository_opts={"repo": PROMETHEUS_COMMUNITY},
-    values={
+release("kube-prometheus-stack", "kube-prometheus-stack", "88.5.3", "monitoring", PROMETHEUS_COMMUNITY,
+        {
         "prometheusOperator": {"resources": SMALL, "prometheusConfigReloader": {"resources": SMALL},
                                "admissionWebhooks": {"patch": {"resources": SMALL}}},
         "prometheus": {"prometheusSpec": {
@@ -79,25 +80,14 @@ k8s.helm.v3.Release(
         "prometheus-node-exporter": {"resources": SMALL},
         "additionalPrometheusRulesMap": {"backups": backup_rules},
     },
-    opts=PROTECT,
-)
+        protect=True)
 
-k8s.helm.v3.Release(
-    "snmp-exporter",
-    chart="prometheus-snmp-exporter",
-    version="9.17.1",
-    namespace="monitoring",
-    repository_opts={"repo": PROMETHEUS_COMMUNITY},
-    values={"resources": SMALL, "image": {"repository": "quay.io/prometheus/snmp-exporter", "tag": "v0.30.1"}},
-)
+release("snmp-exporter", "prometheus-snmp-exporter", "9.17.1", "monitoring", PROMETHEUS_COMMUNITY,
+        {"resources": SMALL, "image": {"repository": "quay.io/prometheus/snmp-exporter", "tag": "v0.30.1"}},
+        protect=False)
 
-k8s.helm.v3.Release(
-    "loki",
-    chart="loki",
-    version="18.11.0",
-    namespace="logging",
-    repository_opts={"repo": GRAFANA_COMMUNITY},
-    values={
+release("loki", "loki", "18.11.0", "logging", GRAFANA_COMMUNITY,
+        {
         "deploymentMode": "Monolithic",
         "loki": {
             "auth_enabled": True,
@@ -115,35 +105,19 @@ k8s.helm.v3.Release(
         "memcachedExporter": {"resources": SMALL},
         "sidecar": {"resources": SMALL},
     },
-    opts=PROTECT,
-)
+        protect=True)
 
-k8s.helm.v3.Release(
-    "tempo",
-    chart="tempo",
-    version="2.2.4",
-    namespace="tracing",
-    repository_opts={"repo": GRAFANA_COMMUNITY},
-    values={"tempo": {"resources": MEDIUM, "retention": "72h"}},
-)
+release("tempo", "tempo", "2.2.4", "tracing", GRAFANA_COMMUNITY,
+        {"tempo": {"resources": MEDIUM, "retention": "72h"}},
+        protect=False)
 
-k8s.helm.v3.Release(
-    "otel-collector",
-    chart="opentelemetry-collector",
-    version="0.170.0",
-    namespace="tracing",
-    repository_opts={"repo": "https://open-telemetry.github.io/opentelemetry-helm-charts"},
-    values={"mode": "deployment", "resources": SMALL,
+release("otel-collector", "opentelemetry-collector", "0.170.0", "tracing", "https://open-telemetry.github.io/opentelemetry-helm-charts",
+        {"mode": "deployment", "resources": SMALL,
             "image": {"repository": "otel/opentelemetry-collector-k8s", "tag": "0.158.0"}},
-)
+        protect=False)
 
-k8s.helm.v3.Release(
-    "grafana",
-    chart="grafana",
-    version="12.11.1",
-    namespace="monitoring",
-    repository_opts={"repo": GRAFANA_COMMUNITY},
-    values={
+release("grafana", "grafana", "12.11.1", "monitoring", GRAFANA_COMMUNITY,
+        {
         "resources": MEDIUM,
         "admin": {"existingSecret": "grafana-admin", "userKey": "admin-user", "passwordKey": "admin-password"},
         "persistence": {"enabled": True, "size": "5Gi"},
@@ -152,8 +126,7 @@ k8s.helm.v3.Release(
         "grafana.ini": {"server": {"root_url": "https://grafana.home.arpa"},
                         "smtp": {"password": "$__file{/etc/secrets/smtp/password}"}},
     },
-    opts=PROTECT,
-)
+        protect=True)
 
 k8s.core.v1.PersistentVolumeClaim(
     "pbs-exports",
