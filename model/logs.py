@@ -47,6 +47,9 @@ class Tenant:
     org_id: str  # the X-Scope-OrgID header value
 
 
+RESULTS_CACHE_MB = 128
+
+
 def tenants(logs: Logs) -> list[Tenant]:
     """Every tenant of the stack, for the collector's exporters and Grafana's data sources."""
     return [Tenant(name, name) for name in logs.tenants]
@@ -84,6 +87,15 @@ def tenant_overrides(logs: Logs) -> dict[str, dict]:
     return overrides
 
 
+def _resources(cpu: str, memory: str, memory_limit: str | None = None) -> dict:
+    return {"requests": {"cpu": cpu, "memory": memory}, "limits": {"memory": memory_limit or memory}}
+
+
+def _memcached_resources(allocated_mb: int) -> dict:
+    # memcached needs its item memory plus connection buffers; a limit at the allocation OOMs it.
+    return _resources("100m", f"{allocated_mb + 64}Mi", f"{int(allocated_mb * 1.2) + 64}Mi")
+
+
 def _pinned(selector: dict, tolerations: list) -> dict:
     return {"nodeSelector": selector, "tolerations": tolerations}
 
@@ -109,6 +121,7 @@ def loki_values(cfg: StackConfig) -> dict:
     scheduling = scheduling_for(Role.LOKI)
     # One node holds every Loki pod in single-binary mode; the scale-out mode spreads over the cluster.
     pin = _pinned(scheduling.node_selector(), scheduling.tolerations()) if not scalable else {}
+    chunks_cache_mb = max(logs.chunks_cache_mb, 64)
 
     values: dict = {
         "deploymentMode": "SimpleScalable" if scalable else "Monolithic",
@@ -144,10 +157,19 @@ def loki_values(cfg: StackConfig) -> dict:
         "read": {"replicas": 2 if scalable else 0},
         "write": {"replicas": 3 if scalable else 0},
         "backend": {"replicas": 2 if scalable else 0},
-        "gateway": {"replicas": 1, **pin},
+        "gateway": {
+            "replicas": 1, **pin,
+            "resources": _resources("50m", "64Mi", "256Mi"),
+            "metrics": {"resources": _resources("10m", "32Mi", "64Mi")},
+        },
         # The chart asks memcached for 8 GiB by default: more than the whole Loki VM.
-        "chunksCache": {"enabled": logs.chunks_cache_mb > 0, "allocatedMemory": max(logs.chunks_cache_mb, 64), **pin},
-        "resultsCache": {"enabled": True, "allocatedMemory": 128, **pin},
+        "chunksCache": {"enabled": logs.chunks_cache_mb > 0, "allocatedMemory": chunks_cache_mb,
+                        "resources": _memcached_resources(chunks_cache_mb), **pin},
+        "resultsCache": {"enabled": True, "allocatedMemory": RESULTS_CACHE_MB,
+                         "resources": _memcached_resources(RESULTS_CACHE_MB), **pin},
+        "memcachedExporter": {"resources": _resources("10m", "32Mi", "64Mi")},
+        # Watches ConfigMaps for ruler rules.
+        "sidecar": {"resources": _resources("10m", "64Mi", "128Mi")},
         # The canary and its helm test push to a tenant of their own and need an agent; off.
         "lokiCanary": {"enabled": False},
         "test": {"enabled": False},
@@ -158,11 +180,13 @@ def loki_values(cfg: StackConfig) -> dict:
         values["defaults"]["extraEnvFrom"] = [{"secretRef": {"name": OBJECT_STORAGE_SECRET}}]
         for target in ("write", "backend"):
             values[target]["persistence"] = _persistence(logs.storage_gb)
+        for target in ("read", "write", "backend"):
+            values[target]["resources"] = _resources("250m", "512Mi", "2Gi")
     else:
         values["loki"]["commonConfig"] = {"replication_factor": 1}
         values["singleBinary"].update({
             "persistence": _persistence(logs.storage_gb),
-            "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "3Gi"}},
+            "resources": _resources("500m", "1Gi", "3Gi"),
         })
     return values
 

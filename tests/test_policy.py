@@ -13,6 +13,7 @@ import yaml
 
 from tests import policy_harness as h
 
+VM = "proxmoxve:index/vmLegacy:VmLegacy"
 Mutation = Callable[[list[h.Resource]], list[h.Resource]]
 
 
@@ -230,7 +231,7 @@ CASES: list[tuple[str, str, Mutation, str, str]] = [
     ("workload-resources", "chart the pack does not know", edit("tempo", _set("chart", "tempo-distributed")),
      "tempo", "policy/charts.py"),
     # vm-required-tags
-    ("vm-required-tags", "VM without the pulumi tag", edit("loki", lambda p: p["tags"].remove("pulumi")),
+    ("vm-required-tags", "VM without the pulumi tag", edit("loki", lambda p: p["tags"].remove("pulumi"), kind=VM),
      "loki", "pulumi"),
 ]
 
