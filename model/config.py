@@ -149,6 +149,52 @@ class Host(ConfigModel):
         return tags
 
 
+HTTP_URL = r"^https?://[A-Za-z0-9.-]+(:\d+)?(/[^\s]*)?$"
+
+
+class GrafanaDataSourceUrls(ConfigModel):
+    """Where Grafana's server reaches each backend (in-cluster service URLs)."""
+
+    prometheus: str = Field(default="http://kube-prometheus-stack-prometheus.monitoring.svc:9090", pattern=HTTP_URL)
+    alertmanager: str = Field(default="http://kube-prometheus-stack-alertmanager.monitoring.svc:9093", pattern=HTTP_URL)
+    loki: str = Field(default="http://loki-gateway.logging.svc", pattern=HTTP_URL)
+    tempo: str = Field(default="http://tempo.tracing.svc:3200", pattern=HTTP_URL)
+
+
+class Grafana(ConfigModel):
+    """Grafana: where users reach it, where it keeps its database, what it reads."""
+
+    url: str = Field(pattern=HTTP_URL)
+    admin_user: str = Field(default="admin", pattern=r"^[A-Za-z0-9_.@-]{1,64}$")
+    namespace: str = Field(default="grafana", pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+    persistence_size_gi: int = Field(default=10, ge=1, le=1024)
+    storage_class: str | None = None  # None: the cluster's default (k3s: local-path)
+    ingress_class: str = "traefik"
+    tls_secret_name: str | None = None
+    runbook_hub_url: str = Field(pattern=HTTP_URL)
+    # Folder uid -> title; only the titles of the known folders may be changed.
+    folder_titles: dict[str, str] = Field(default_factory=dict)
+    data_sources: GrafanaDataSourceUrls = Field(default_factory=GrafanaDataSourceUrls)
+
+    def problems(self, root: "StackConfig") -> list[Problem]:
+        from model.grafana import FOLDERS  # the folder list lives with the dashboards
+
+        found: list[Problem] = []
+        if self.url.rstrip("/").count("/") > 2:
+            found.append(Problem("grafana.url", "must be the root URL of Grafana, without a path"))
+        if self.url.startswith("https://") and not self.tls_secret_name:
+            found.append(Problem("grafana.tlsSecretName", "is required for an https url (the ingress's certificate Secret)"))
+        for uid, title in self.folder_titles.items():
+            if uid not in FOLDERS:
+                found.append(Problem(f"grafana.folderTitles.{uid}", f"unknown folder (known: {', '.join(FOLDERS)})"))
+            elif not title.strip():
+                found.append(Problem(f"grafana.folderTitles.{uid}", "must not be empty"))
+        titles = [self.folder_titles.get(uid, default) for uid, default in FOLDERS.items()]
+        for title in sorted({t for t in titles if titles.count(t) > 1}):
+            found.append(Problem("grafana.folderTitles", f"two folders are titled {title!r}"))
+        return found
+
+
 class StackConfig(ConfigModel):
     site: Site
     proxmox: Proxmox
@@ -156,6 +202,7 @@ class StackConfig(ConfigModel):
     access: Access
     k3s: K3s | None = None
     hosts: dict[str, Host] = Field(min_length=1)
+    grafana: Grafana | None = None
 
     def hosts_with_role(self, role: Role) -> dict[str, Host]:
         return {name: h for name, h in self.hosts.items() if h.role == role}
@@ -163,8 +210,9 @@ class StackConfig(ConfigModel):
     def problems(self) -> list[Problem]:
         """Everything a field alone cannot know: references, uniqueness, role rules."""
         found: list[Problem] = []
-        for section in (self.network,):
-            found += section.problems(self)
+        for section in (self.network, self.grafana):
+            if section is not None:
+                found += section.problems(self)
         found += self._host_problems()
         return found
 
@@ -217,6 +265,9 @@ SECRETS: dict[str, SecretSpec] = {
     s.key: s
     for s in [
         SecretSpec("k3sToken", "join token of the homelab k3s cluster (/var/lib/rancher/k3s/server/node-token on a server)", "K10...::server:..."),
+        SecretSpec("pagerdutyRoutingKey", "PagerDuty Events API v2 integration (routing) key of the on-call service", "R0123456789abcdef0123456789abcdef"),
+        SecretSpec("mattermostWebhookUrl", "Mattermost incoming webhook URL that alert notifications post to", "https://chat.internal/hooks/xxxxxxxx"),
+        SecretSpec("heartbeatUrl", "dead man's switch URL that the always-firing Watchdog alert is sent to", "https://hc-ping.com/<uuid>"),
     ]
 }
 
@@ -225,6 +276,10 @@ def required_secrets(cfg: StackConfig) -> list[str]:
     needed = []
     if any(h.role != Role.PBS for h in cfg.hosts.values()):
         needed.append("k3sToken")
+    if cfg.grafana is not None:
+        from model.grafana import contact_point_secrets
+
+        needed += [key for key in contact_point_secrets() if key not in needed]
     return needed
 
 
