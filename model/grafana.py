@@ -400,9 +400,14 @@ def parse_matcher(text: str) -> dict[str, str]:
         raise ValueError(f"not an Alertmanager matcher: {text!r}")
     label, op, value = m.groups()
     if value.startswith('"'):
-        if len(value) < 2 or not value.endswith('"'):
-            raise ValueError(f"unterminated quoted value in matcher {text!r}")
-        value = json.loads(value)  # Alertmanager's escapes (\" \\ \n) are JSON's
+        try:
+            value = json.loads(value)  # Alertmanager's escapes (\" \\ \n) are JSON's
+        except json.JSONDecodeError:
+            raise ValueError(f"badly quoted value in matcher {text!r}") from None
+        if not isinstance(value, str):
+            raise ValueError(f"badly quoted value in matcher {text!r}")
+    elif '"' in value:
+        raise ValueError(f"stray quote in matcher {text!r}")
     return {"label": label, "match": op, "value": value}
 
 
