@@ -16,3 +16,11 @@ hosts = ProxmoxHosts("hosts", settings.config, settings.secrets)
 
 pulumi.export("vmAddresses", hosts.addresses)
 pulumi.export("vmIds", {p.name: p.host.vm_id for p in hosts.plans})
+
+if settings.config.grafana is not None:
+    from components.grafana import Grafana, GrafanaArgs
+
+    grafana = Grafana("grafana", GrafanaArgs(settings.config.grafana, settings.secrets))
+    pulumi.export("grafanaUrl", grafana.url)
+    # `pulumi stack output grafanaAdminPassword --show-secrets` for the first login.
+    pulumi.export("grafanaAdminPassword", pulumi.Output.secret(grafana.admin_password))
