@@ -24,6 +24,8 @@ CHART_REPO = "https://grafana-community.github.io/helm-charts"
 RELEASE_NAME = "grafana"
 ADMIN_SECRET = "grafana-admin"
 DATA_CLAIM = "grafana-data"
+ADMIN_USER_KEY = "admin-user"
+ADMIN_PASSWORD_KEY = "admin-password"
 
 
 @dataclass
@@ -43,7 +45,7 @@ def chart_values(cfg: GrafanaConfig) -> dict[str, Any]:
     if cfg.tls_secret_name:
         ingress["tls"] = [{"secretName": cfg.tls_secret_name, "hosts": [host]}]
     return {
-        "admin": {"existingSecret": ADMIN_SECRET, "userKey": "admin-user", "passwordKey": "admin-password"},
+        "admin": {"existingSecret": ADMIN_SECRET, "userKey": ADMIN_USER_KEY, "passwordKey": ADMIN_PASSWORD_KEY},
         # The claim is ours (protected, kept on delete), not the chart's.
         "persistence": {"enabled": True, "type": "pvc", "existingClaim": DATA_CLAIM},
         # A ReadWriteOnce volume cannot be mounted by old and new pod at once.
@@ -89,7 +91,7 @@ class Grafana(pulumi.ComponentResource):
         admin_secret = Secret(
             f"{name}-admin",
             metadata={"name": ADMIN_SECRET, "namespace": cfg.namespace},
-            string_data={"admin-user": cfg.admin_user, "admin-password": password.result},
+            string_data={ADMIN_USER_KEY: cfg.admin_user, ADMIN_PASSWORD_KEY: password.result},
             opts=in_ns,
         )
         claim = PersistentVolumeClaim(
