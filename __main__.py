@@ -30,3 +30,10 @@ if settings.config.traces:
     pulumi.export("otlpEndpoints", tracing.otlp_endpoints)
     pulumi.export("tempoUrl", tracing.tempo_url)
     pulumi.export("syslogEndpoint", tracing.syslog_endpoint)
+if settings.config.grafana is not None:
+    from components.grafana import Grafana, GrafanaArgs
+
+    grafana = Grafana("grafana", GrafanaArgs(settings.config, settings.secrets))
+    pulumi.export("grafanaUrl", grafana.url)
+    # `pulumi stack output grafanaAdminPassword --show-secrets` for the first login.
+    pulumi.export("grafanaAdminPassword", pulumi.Output.secret(grafana.admin_password))

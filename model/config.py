@@ -342,6 +342,52 @@ class Traces(ConfigModel):
 
 
 
+HTTP_URL = r"^https?://[A-Za-z0-9.-]+(:\d+)?(/[^\s]*)?$"
+
+
+class GrafanaDataSourceUrls(ConfigModel):
+    """Backends Grafana reaches elsewhere than the stack's own services (unset: derived)."""
+
+    prometheus: str | None = Field(default=None, pattern=HTTP_URL)
+    alertmanager: str | None = Field(default=None, pattern=HTTP_URL)
+    loki: str | None = Field(default=None, pattern=HTTP_URL)
+    tempo: str | None = Field(default=None, pattern=HTTP_URL)
+
+
+class Grafana(ConfigModel):
+    """Grafana: where users reach it, where it keeps its database, what it reads."""
+
+    url: str = Field(pattern=HTTP_URL)
+    admin_user: str = Field(default="admin", pattern=r"^[A-Za-z0-9_.@-]{1,64}$")
+    namespace: str = Field(default="grafana", pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+    persistence_size_gi: int = Field(default=10, ge=1, le=1024)
+    storage_class: str | None = None  # None: the cluster's default (k3s: local-path)
+    ingress_class: str = "traefik"
+    tls_secret_name: str | None = None
+    runbook_hub_url: str = Field(pattern=HTTP_URL)
+    # Folder uid -> title; only the titles of the known folders may be changed.
+    folder_titles: dict[str, str] = Field(default_factory=dict)
+    data_sources: GrafanaDataSourceUrls = Field(default_factory=GrafanaDataSourceUrls)
+
+    def problems(self, root: "StackConfig") -> list[Problem]:
+        from model.grafana import FOLDERS  # the folder list lives with the dashboards
+
+        found: list[Problem] = []
+        if self.url.rstrip("/").count("/") > 2:
+            found.append(Problem("grafana.url", "must be the root URL of Grafana, without a path"))
+        if self.url.startswith("https://") and not self.tls_secret_name:
+            found.append(Problem("grafana.tlsSecretName", "is required for an https url (the ingress's certificate Secret)"))
+        for uid, title in self.folder_titles.items():
+            if uid not in FOLDERS:
+                found.append(Problem(f"grafana.folderTitles.{uid}", f"unknown folder (known: {', '.join(FOLDERS)})"))
+            elif not title.strip():
+                found.append(Problem(f"grafana.folderTitles.{uid}", "must not be empty"))
+        titles = [self.folder_titles.get(uid, default) for uid, default in FOLDERS.items()]
+        for title in sorted({t for t in titles if titles.count(t) > 1}):
+            found.append(Problem("grafana.folderTitles", f"two folders are titled {title!r}"))
+        return found
+
+
 class StackConfig(ConfigModel):
     site: Site
     proxmox: Proxmox
@@ -351,6 +397,7 @@ class StackConfig(ConfigModel):
     hosts: dict[str, Host] = Field(min_length=1)
     logs: Logs | None = None
     traces: Traces | None = None
+    grafana: Grafana | None = None
 
     def hosts_with_role(self, role: Role) -> dict[str, Host]:
         return {name: h for name, h in self.hosts.items() if h.role == role}
@@ -358,8 +405,9 @@ class StackConfig(ConfigModel):
     def problems(self) -> list[Problem]:
         """Everything a field alone cannot know: references, uniqueness, role rules."""
         found: list[Problem] = []
-        for section in (self.network,):
-            found += section.problems(self)
+        for section in (self.network, self.grafana):
+            if section is not None:
+                found += section.problems(self)
         found += self._host_problems()
         found += self.logs.problems(self) if self.logs else []
         found += self.traces.problems(self) if self.traces else []
@@ -418,6 +466,9 @@ SECRETS: dict[str, SecretSpec] = {
         SecretSpec("lokiS3SecretAccessKey", "secret key of Loki's object storage (logs.mode scalable)", "..."),
         SecretSpec("tempoS3AccessKeyId", "access key of Tempo's object storage (traces.mode distributed)", "tempo-writer"),
         SecretSpec("tempoS3SecretAccessKey", "secret key of Tempo's object storage (traces.mode distributed)", "..."),
+        SecretSpec("pagerdutyRoutingKey", "PagerDuty Events API v2 integration (routing) key of the on-call service", "R0123456789abcdef0123456789abcdef"),
+        SecretSpec("mattermostWebhookUrl", "Mattermost incoming webhook URL that alert notifications post to", "https://chat.internal/hooks/xxxxxxxx"),
+        SecretSpec("heartbeatUrl", "dead man's switch URL that the always-firing Watchdog alert is sent to", "https://hc-ping.com/<uuid>"),
     ]
 }
 
@@ -430,6 +481,10 @@ def required_secrets(cfg: StackConfig) -> list[str]:
         needed += ["lokiS3AccessKeyId", "lokiS3SecretAccessKey"]
     if cfg.traces and cfg.traces.mode == TracesMode.DISTRIBUTED:
         needed += ["tempoS3AccessKeyId", "tempoS3SecretAccessKey"]
+    if cfg.grafana is not None:
+        from model.grafana import contact_point_secrets
+
+        needed += [key for key in contact_point_secrets() if key not in needed]
     return needed
 
 

@@ -20,6 +20,7 @@ OPEN_TELEMETRY = "https://open-telemetry.github.io/opentelemetry-helm-charts"
 LOKI_CHART = HelmChart("loki", "18.11.0", GRAFANA_COMMUNITY)
 TEMPO_CHART = HelmChart("tempo", "2.2.4", GRAFANA_COMMUNITY)
 TEMPO_DISTRIBUTED_CHART = HelmChart("tempo-distributed", "2.26.2", GRAFANA_COMMUNITY)
+GRAFANA_CHART = HelmChart("grafana", "12.11.1", GRAFANA_COMMUNITY)
 COLLECTOR_CHART = HelmChart("opentelemetry-collector", "0.170.0", OPEN_TELEMETRY)
 
 # kube-prometheus-stack's Prometheus selects ServiceMonitors carrying this label.

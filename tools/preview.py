@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from tools.grafana_artifacts import write_grafana
 from tools.offline_engine import ROOT, RecordedResource, Recording, run_program
 
 VM_TYPE = "proxmoxve:index/vmLegacy:VmLegacy"
@@ -47,7 +48,7 @@ def _summary(resource: RecordedResource) -> str:
     if resource.type == SNIPPET_TYPE:
         return f"node={i['nodeName']} {i['datastoreId']}:snippets (secret content)"
     if "url" in i:
-        return f"node={i.get('nodeName')} {i['url']}"
+        return f"node={i['nodeName']} {i['url']}" if "nodeName" in i else str(i["url"])
     return "; ".join(flags)
 
 
@@ -106,8 +107,7 @@ def write_helm_values(recording: Recording, out: Path) -> None:
         target.write_text(recording.redact_text(header + body))
 
 
-ARTIFACTS: list[Callable[[Recording, Path], None]] = [write_resources, write_user_data]
-ARTIFACTS.append(write_helm_values)
+ARTIFACTS: list[Callable[[Recording, Path], None]] = [write_resources, write_user_data, write_helm_values, write_grafana]
 
 
 def render(recording: Recording, build_dir: Path) -> Path:

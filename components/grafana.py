@@ -1,0 +1,137 @@
+"""Grafana: the Helm release, its admin credentials and data, and everything inside it as code."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import pulumi_random as random
+import pulumiverse_grafana as grafana_provider
+from pulumi_kubernetes.core.v1 import Namespace, PersistentVolumeClaim, Secret
+
+from components.helm import chart_release
+from model import grafana as model
+from model.helm import GRAFANA_CHART
+from model.config import StackConfig
+
+
+
+@dataclass
+class GrafanaArgs:
+    stack: StackConfig
+    secrets: dict[str, pulumi.Output[str]]
+    route: dict[str, Any] = field(default_factory=model.alert_routing_tree)
+    runbooks: list[model.Runbook] = field(default_factory=model.list_runbooks)
+    dashboards: list[model.Dashboard] = field(default_factory=model.load_dashboards)
+
+
+def _policy_args(policy: dict[str, Any]) -> dict[str, Any]:
+    """model.notification_policy's Grafana field names -> the SDK's argument names."""
+    renamed = {"group_by": "group_bies", "continue": "continue_"}
+    out: dict[str, Any] = {}
+    for key, value in policy.items():
+        if key == "policies":
+            value = [_policy_args(p) for p in value]
+        out[renamed.get(key, key)] = value
+    return out
+
+
+class Grafana(pulumi.ComponentResource):
+    """Grafana on the cluster, with folders, data sources, dashboards and alert routing managed through its API."""
+
+    def __init__(self, name: str, args: GrafanaArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("homelab:observability:Grafana", name, None, opts)
+        cfg = args.stack.grafana
+        assert cfg is not None
+        child = pulumi.ResourceOptions(parent=self)
+
+        namespace = Namespace(f"{name}-namespace", metadata={"name": cfg.namespace}, opts=child)
+        in_ns = pulumi.ResourceOptions(parent=self, depends_on=[namespace])
+        password = random.RandomPassword(
+            f"{name}-admin-password", length=40, special=False,  # no ':' to split basic auth on
+            opts=child,
+        )
+        admin_secret = Secret(
+            f"{name}-admin",
+            metadata={"name": model.ADMIN_SECRET, "namespace": cfg.namespace},
+            string_data={model.ADMIN_USER_KEY: cfg.admin_user, model.ADMIN_PASSWORD_KEY: password.result},
+            opts=in_ns,
+        )
+        claim = PersistentVolumeClaim(
+            f"{name}-data",
+            metadata={"name": model.DATA_CLAIM, "namespace": cfg.namespace},
+            spec={
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": cfg.storage_class,
+                "resources": {"requests": {"storage": f"{cfg.persistence_size_gi}Gi"}},
+            },
+            # Dashboards' version history, annotations and alert state live here.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[namespace], protect=True, retain_on_delete=True),
+        )
+        # Protected like the claim: the release mounts the dashboards' history.
+        self.release = chart_release(model.RELEASE_NAME, GRAFANA_CHART, cfg.namespace, model.grafana_values(cfg),
+                                     parent=self, protect=True, depends_on=[admin_secret, claim])
+
+        self.provider = grafana_provider.Provider(
+            f"{name}-api",
+            url=cfg.url,
+            auth=pulumi.Output.secret(pulumi.Output.concat(cfg.admin_user, ":", password.result)),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.release]),
+        )
+        api = pulumi.ResourceOptions(parent=self, provider=self.provider)
+
+        self.folders = {
+            f["uid"]: grafana_provider.oss.Folder(f"{name}-folder-{f['uid']}", uid=f["uid"], title=f["title"], opts=api)
+            for f in model.folders(cfg)
+        }
+        self.data_sources = [self._data_source(name, ds, api) for ds in model.data_sources(args.stack)]
+        self.dashboards = [
+            grafana_provider.oss.Dashboard(
+                f"{name}-dashboard-{d.uid}",
+                folder=self.folders[d.folder].uid,
+                config_json=json.dumps(model.render_dashboard(d, args.runbooks, cfg.runbook_hub_url), sort_keys=True),
+                overwrite=True,  # the file is the truth; edits made in the UI are replaced
+                message="Managed by Pulumi from dashboards/",
+                opts=pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=self.data_sources),
+            )
+            for d in args.dashboards
+        ]
+        self.contact_points = {
+            point["name"]: grafana_provider.alerting.ContactPoint(
+                f"{name}-contact-{point['name']}", **self._with_secrets(point, args.secrets), opts=api)
+            for point in model.contact_points(args.route)
+        }
+        self.notification_policy = grafana_provider.alerting.NotificationPolicy(
+            f"{name}-notification-policy",
+            **_policy_args(model.notification_policy(args.route)),
+            opts=pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=list(self.contact_points.values())),
+        )
+        self.url = cfg.url
+        self.admin_password = password.result
+        self.register_outputs({"url": self.url, "adminPassword": self.admin_password})
+
+    def _data_source(self, name: str, ds: dict[str, Any], opts: pulumi.ResourceOptions) -> grafana_provider.oss.DataSource:
+        return grafana_provider.oss.DataSource(
+            f"{name}-datasource-{ds['uid']}",
+            uid=ds["uid"],
+            name=ds["name"],
+            type=ds["type"],
+            url=ds["url"],
+            access_mode="proxy",
+            is_default=ds.get("is_default", False),
+            json_data_encoded=json.dumps(ds["json_data"], sort_keys=True),
+            http_headers=ds.get("http_headers"),
+            opts=opts,
+        )
+
+    @staticmethod
+    def _with_secrets(value: Any, secrets: dict[str, pulumi.Output[str]]) -> Any:
+        if isinstance(value, model.SecretRef):
+            return secrets[value.key]
+        if isinstance(value, dict):
+            return {k: Grafana._with_secrets(v, secrets) for k, v in value.items()}
+        if isinstance(value, list):
+            return [Grafana._with_secrets(v, secrets) for v in value]
+        return value
