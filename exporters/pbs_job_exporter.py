@@ -615,14 +615,15 @@ class Exporter:
             return
         self.recovered("state file")
 
-    # --- logging: one line when a problem starts or changes, one when it ends
+    # --- logging: one line when a problem starts or changes kind (a PBS
+    # going down answers "reset" then "refused": one outage, one line), one
+    # line when it ends.
     def problem(self, source, err, count=True):
         if count:
             self.errors[err.kind] += 1
-        message = f"{source}: {err}"
-        if self.logged.get(source) != message:
-            log.error("%s", message)
-            self.logged[source] = message
+        if self.logged.get(source) != err.kind:
+            log.error("%s: %s", source, err)
+            self.logged[source] = err.kind
 
     def recovered(self, source):
         if self.logged.pop(source, None) is not None:
