@@ -168,6 +168,11 @@ class FakePBS:
                           key=lambda t: (t["endtime"], t["starttime"],
                                          t["upid"]), reverse=True)
             self.order = running + done
+            self.n_running = len(running)
+            self.last_runs = {}
+            for task in reversed(done):  # the newest end wins
+                job_id = task["worker_id"].split(":")[-1]
+                self.last_runs[(task["worker_type"], job_id)] = task
         return self.order
 
     def list_tasks(self, q):
@@ -188,7 +193,10 @@ class FakePBS:
                                "defined in the enumeration.")
         result = []
         skipped = 0
-        for task in self._ordered():
+        tasks = self._ordered()
+        if running:  # PBS reads only its file of active tasks for this
+            tasks = tasks[:self.n_running]
+        for task in tasks:
             finished = "endtime" in task
             if running and finished:
                 continue
@@ -219,19 +227,12 @@ class FakePBS:
         return result
 
     def job_status(self, kind):
-        worker_type = JOB_WORKER_TYPES[kind]
-        last = {}
-        for task in self.tasks.values():
-            if task["worker_type"] != worker_type or "endtime" not in task:
-                continue
-            job_id = task["worker_id"].split(":")[-1]
-            if job_id not in last or task["endtime"] > last[job_id]["endtime"]:
-                last[job_id] = task
+        self._ordered()
         out = []
         for job_id, config in sorted(self.jobs[kind].items()):
             item = dict(config)
             item.setdefault("next-run", int(time.time()) + 3600)
-            task = last.get(job_id)
+            task = self.last_runs.get((JOB_WORKER_TYPES[kind], job_id))
             if task is not None:
                 item.update({"last-run-upid": task["upid"],
                              "last-run-state": task["status"],
