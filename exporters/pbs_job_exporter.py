@@ -479,6 +479,21 @@ class StateError(Exception):
     pass
 
 
+def _is_number(value):
+    return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
+
+
+def _valid_stats(stats):
+    counts = [stats.attempts, stats.successes, stats.warnings]
+    return (all(_is_int(n) and n >= 0 for n in counts)
+            and isinstance(stats.buckets, list)
+            and len(stats.buckets) == len(DURATION_BUCKETS) + 1
+            and all(_is_int(n) and n >= 0 for n in stats.buckets)
+            and _is_number(stats.duration_sum)
+            and all(v is None or _is_number(v) for v in (
+                stats.last_run, stats.last_success, stats.last_duration)))
+
+
 @dataclasses.dataclass
 class State:
     cursor: int
@@ -517,8 +532,7 @@ class State:
                 if not all(isinstance(k, str) for k in key):
                     raise StateError(f"bad job key {key!r}")
                 stats = JobStats(**{k: entry[k] for k in fields})
-                if not (_is_int(stats.attempts) and _is_int(stats.successes)
-                        and len(stats.buckets) == len(DURATION_BUCKETS) + 1):
+                if not _valid_stats(stats):
                     raise StateError(f"bad counters for {key!r}")
                 if not same_buckets:  # bucket bounds changed: restart them
                     stats.buckets = JobStats().buckets
@@ -643,7 +657,11 @@ class Exporter:
             self.up = False
         self.scrape_duration = time.monotonic() - started
         self.last_scrape = time.time()
-        self.publish()
+        try:
+            self.publish()
+        except Exception:  # keep serving the previous families
+            self.errors["internal"] += 1
+            log.exception("internal error while building metrics")
 
     def poll_pbs(self):
         client = self.client
@@ -664,13 +682,18 @@ class Exporter:
         return True
 
     def list_tasks(self, params):
-        tasks, start = [], 0
+        tasks, start, seen = [], 0, set()
         while True:
             page = self.client.get_list(self.node_tasks, dict(
                 params, start=start, limit=TASK_PAGE))
             tasks.extend(page)
             if len(page) < TASK_PAGE:
                 return tasks
+            upids = {t.get("upid") for t in page if isinstance(t, dict)}
+            if upids <= seen:  # the API ignored 'start': stop, don't loop
+                raise PbsError("parse", "task list paging returns the same "
+                               "tasks again")
+            seen |= upids
             start += TASK_PAGE
 
     def lookup_task(self, upid, starttime):
@@ -1056,6 +1079,10 @@ def start_server(address, registry):
     class Server(http.server.ThreadingHTTPServer):
         address_family = family
         daemon_threads = True
+
+        def handle_error(self, request, client_address):
+            # A scraper that hangs up mid-answer is not worth a traceback.
+            log.debug("serving %s: %s", client_address, sys.exc_info()[1])
 
     handler = type("Handler", (_Handler,), {"registry": registry})
     try:

@@ -410,8 +410,15 @@ def test_clock_skew_is_counted_once_and_does_not_stall_counting(
 
 @pytest.mark.parametrize("content", [
     b"{not json", b'{"version": 1}', b'{"version": 1, "cursor": 5, "counted":'
-    b' {"x": 1}, "running": {}, "jobs": [], "buckets": []}', b"\xff\xfe\x00"],
-    ids=["not-json", "incomplete", "bad-upid", "binary"])
+    b' {"x": 1}, "running": {}, "jobs": [], "buckets": []}', b"\xff\xfe\x00",
+    json.dumps({"version": 1, "cursor": 5, "counted": {}, "running": {},
+                "buckets": [], "jobs": [{
+                    "job_type": "backup", "job_id": "vm/101",
+                    "datastore": "store1", "attempts": 1, "successes": 1,
+                    "warnings": 0, "last_run": "yesterday",
+                    "last_success": None, "last_duration": None,
+                    "buckets": [0] * 13, "duration_sum": 0}]}).encode()],
+    ids=["not-json", "incomplete", "bad-upid", "binary", "bad-field-type"])
 def test_corrupt_state_file_is_moved_aside(content, fake, exporters,
                                            tmp_path):
     now = int(time.time())
@@ -427,6 +434,30 @@ def test_corrupt_state_file_is_moved_aside(content, fake, exporters,
     wait_for(lambda: (tmp_path / "state.json").exists(), "new state file")
     assert json.loads((tmp_path / "state.json").read_text())["jobs"]
     assert exporter.log().count("unusable") == 1
+
+
+def test_unwritable_state_file_is_an_error_not_a_crash(fake, exporters,
+                                                       tmp_path):
+    now = int(time.time())
+    vm101 = job("vm/101", "backup", "store1")
+    fake.add_task("backup", "store1:vm/101", now - 100, now - 90)
+    exporter = exporters(tmp_path, fake.url).start()
+    exporter.wait_metric("pbs_job_attempt_total", vm101, 1)
+    exporter.state.unlink()
+    exporter.state.mkdir()  # renaming onto a directory fails, even for root
+    fake.add_task("backup", "store1:vm/101", now - 50, now - 40)
+    m = exporter.wait_metric("pbs_job_attempt_total", vm101, 2)
+    assert m.get("pbs_exporter_scrape_errors_total", {"kind": "state"}) == 1
+    assert m.get("pbs_up") == 1
+    exporter.state.rmdir()
+    fake.add_task("backup", "store1:vm/101", now - 30, now - 20)
+    exporter.wait_metric("pbs_job_attempt_total", vm101, 3)
+    state = wait_for(lambda: exporter.state.is_file() and json.loads(
+        exporter.state.read_text()), "state file written again")
+    assert [j["attempts"] for j in state["jobs"]] == [3]
+    log = exporter.log()
+    assert log.count("ERROR state file") == 1
+    assert "state file: working again" in log
 
 
 def test_missing_state_file_counts_recent_history_only(fake, exporters,
