@@ -26,8 +26,8 @@ from prometheus_client.parser import text_string_to_metric_families
 ROOT = Path(__file__).resolve().parents[1]
 EXPORTER = ROOT / "exporters" / "pbs_job_exporter.py"
 FAKE = ROOT / "tests" / "fake_pbs.py"
-sys.path.insert(0, str(ROOT / "tests"))
-from fake_pbs import TOKEN  # noqa: E402
+sys.path.insert(0, str(ROOT))
+from tests.fake_pbs import TOKEN  # noqa: E402
 
 
 def read_line(proc, prefix, deadline):

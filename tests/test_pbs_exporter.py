@@ -26,7 +26,7 @@ from prometheus_client.openmetrics.parser import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
-from fake_pbs import TOKEN, FakePBS
+from tests.fake_pbs import TOKEN, FakePBS
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPORTER = ROOT / "exporters" / "pbs_job_exporter.py"
