@@ -759,8 +759,10 @@ class Exporter:
             try:
                 raw = self.lookup_task(upid, start)
             except PbsError as err:
+                # PBS went away mid-poll: don't wait out a timeout per task;
+                # the rest stay tracked and are looked up next poll.
                 self.problem("PBS task lookup", err)
-                continue
+                break
             task = parse_task(raw) if raw is not None else None
             if task is None:
                 self.errors["lost_task"] += 1
