@@ -7,6 +7,9 @@ placeholders, so what lands in build/ names the file a secret is written to, nev
 
 from __future__ import annotations
 
+import base64
+import gzip
+from pathlib import Path
 from typing import Mapping
 
 import yaml
@@ -23,6 +26,12 @@ PROXMOX_KEY_SHA512 = (
     "a6da403a274fe201595edc86a84463d50383d07f64bdde2e3658108db7d6dc87"
 )
 PBS_REPOSITORY = f"deb http://download.proxmox.com/debian/pbs {PBS_SUITE} pbs-no-subscription"
+
+EXPORTER_SOURCE = Path(__file__).resolve().parent.parent / "exporters"
+EXPORTER_DIR = "/usr/local/lib/pbs-job-exporter"
+EXPORTER_TOKEN_PATH = "/etc/pbs-job-exporter/token"
+EXPORTER_AUTH_ID = "pbs-exporter@pbs"
+EXPORTER_TOKEN_NAME = "metrics"
 
 K3S_CONFIG_PATH = "/etc/rancher/k3s/config.yaml"
 K3S_TOKEN_PATH = "/etc/rancher/k3s/agent-token"
@@ -91,6 +100,45 @@ def _pbs(cfg: StackConfig, vm: VmPlan, doc: dict) -> None:
         ["sh", "-c", install_pbs],
         ["sh", "-c", create_store],
         ["systemctl", "enable", "--now", "prometheus-node-exporter"],
+    ]
+    _pbs_job_exporter(cfg, doc)
+
+
+def _pbs_job_exporter(cfg: StackConfig, doc: dict) -> None:
+    """Installs exporters/pbs_job_exporter.py with its systemd unit and a read-only API token.
+
+    PBS generates a token's secret itself, and only once PBS runs: so the token is created
+    on the host at first boot and written straight to a root-only file. Its value never
+    leaves the VM, and no Pulumi secret can be stale or leak through the snippet.
+    """
+    exporter = (EXPORTER_SOURCE / "pbs_job_exporter.py").read_bytes()
+    unit = (EXPORTER_SOURCE / "pbs-job-exporter.service").read_text()
+    unit = unit.replace("@LISTEN@", f"0.0.0.0:{cfg.pbs_exporter.port}")
+    unit = unit.replace("--state-file", f"--interval {cfg.pbs_exporter.poll_interval_seconds} \\\n    --state-file")
+    token_id = f"{EXPORTER_AUTH_ID}!{EXPORTER_TOKEN_NAME}"
+    create_token = (
+        "set -eu; umask 077; mkdir -p /etc/pbs-job-exporter; "
+        f"if [ -s {EXPORTER_TOKEN_PATH} ]; then exit 0; fi; "
+        f"proxmox-backup-manager user list --output-format json | grep -q '\"userid\":\"{EXPORTER_AUTH_ID}\"' || "
+        f"proxmox-backup-manager user create {EXPORTER_AUTH_ID} --comment 'Prometheus PBS job exporter (read-only)'; "
+        f"secret=$(proxmox-backup-manager user generate-token {EXPORTER_AUTH_ID} {EXPORTER_TOKEN_NAME} --output-format json"
+        " | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"value\"])'); "
+        # A token's rights are the intersection of the user's and its own: both get Audit.
+        f"proxmox-backup-manager acl update / Audit --auth-id {EXPORTER_AUTH_ID}; "
+        f"proxmox-backup-manager acl update / Audit --auth-id '{token_id}'; "
+        f"printf '%s:%s\\n' '{token_id}' \"$secret\" > {EXPORTER_TOKEN_PATH}"
+    )
+    doc["packages"].append("python3-prometheus-client")
+    doc["write_files"] += [
+        # Compressed: reviewers read the exporter in exporters/, not inside the user-data.
+        {"path": f"{EXPORTER_DIR}/pbs_job_exporter.py", "encoding": "gz+b64", "permissions": "0755",
+         "content": base64.b64encode(gzip.compress(exporter, mtime=0)).decode()},
+        {"path": "/etc/systemd/system/pbs-job-exporter.service", "content": unit, "permissions": "0644"},
+    ]
+    doc["runcmd"] += [
+        ["sh", "-c", create_token],
+        ["systemctl", "daemon-reload"],
+        ["systemctl", "enable", "--now", "pbs-job-exporter.service"],
     ]
 
 

@@ -388,6 +388,13 @@ class Grafana(ConfigModel):
         return found
 
 
+class PbsExporter(ConfigModel):
+    """The PBS job exporter on each pbs host (exporters/pbs_job_exporter.py)."""
+
+    port: int = Field(default=9797, ge=1024, le=65535)
+    poll_interval_seconds: int = Field(default=30, ge=5, le=600)
+
+
 class StackConfig(ConfigModel):
     site: Site
     proxmox: Proxmox
@@ -395,6 +402,7 @@ class StackConfig(ConfigModel):
     access: Access
     k3s: K3s | None = None
     hosts: dict[str, Host] = Field(min_length=1)
+    pbs_exporter: PbsExporter = Field(default_factory=PbsExporter)
     logs: Logs | None = None
     traces: Traces | None = None
     grafana: Grafana | None = None

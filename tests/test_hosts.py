@@ -177,3 +177,61 @@ def test_cosmetic_changes_touch_no_replace_trigger(tmp_path, homelab):
     after = _user_data(changed, "pbs")
     assert before != after, "the change did reach the cloud-init snippet"
     assert "offsite" in changed.named(VM, "pbs").inputs["tags"]
+
+
+def test_pbs_installs_the_job_exporter_from_this_repository(homelab, sections):
+    import base64
+    import gzip
+
+    from tests.stacks import ROOT
+
+    doc = _user_data(homelab, "pbs")
+    files = {f["path"]: f for f in doc["write_files"]}
+    shipped = files["/usr/local/lib/pbs-job-exporter/pbs_job_exporter.py"]
+    assert shipped["encoding"] == "gz+b64" and shipped["permissions"] == "0755"
+    code = gzip.decompress(base64.b64decode(shipped["content"]))
+    assert code == (ROOT / "exporters" / "pbs_job_exporter.py").read_bytes()
+    unit = files["/etc/systemd/system/pbs-job-exporter.service"]["content"]
+    port = sections.get("pbsExporter", {}).get("port", 9797)
+    assert f"--listen 0.0.0.0:{port}" in unit and "@LISTEN@" not in unit
+    assert "python3-prometheus-client" in doc["packages"]
+    assert ["systemctl", "enable", "--now", "pbs-job-exporter.service"] in doc["runcmd"]
+    steps = [" ".join(c) for c in doc["runcmd"]]
+    assert steps.index("systemctl enable --now pbs-job-exporter.service") > next(
+        i for i, s in enumerate(steps) if "generate-token" in s), "the token exists before the exporter starts"
+
+
+def test_exporter_token_script_writes_a_root_only_token_once(homelab, tmp_path):
+    """Runs the first-boot token script with a stand-in proxmox-backup-manager that answers as PBS does."""
+    import os
+    import stat
+    import subprocess
+
+    doc = _user_data(homelab, "pbs")
+    script = next(c[2] for c in doc["runcmd"] if "generate-token" in " ".join(c))
+    etc = tmp_path / "etc"
+    script = script.replace("/etc/pbs-job-exporter", str(etc))
+    calls = tmp_path / "calls.log"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "proxmox-backup-manager"
+    fake.write_text(
+        "#!/bin/sh\n"
+        f'echo "$*" >> {calls}\n'
+        'case "$1 $2" in\n'
+        '  "user list") echo \'[{"userid":"root@pam","enable":true}]\' ;;\n'
+        '  "user generate-token") echo \'{"tokenid":"pbs-exporter@pbs!metrics","value":"0b7c2a1e-5d4f-4c3b-9a8e-7f6d5c4b3a21"}\' ;;\n'
+        "esac\n"
+    )
+    fake.chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    subprocess.run(["sh", "-c", script], check=True, env=env, timeout=30)
+    token = etc / "token"
+    assert token.read_text() == "pbs-exporter@pbs!metrics:0b7c2a1e-5d4f-4c3b-9a8e-7f6d5c4b3a21\n"
+    assert stat.S_IMODE(token.stat().st_mode) == 0o600
+    log = calls.read_text().splitlines()
+    assert "user create pbs-exporter@pbs --comment Prometheus PBS job exporter (read-only)" in log
+    assert "acl update / Audit --auth-id pbs-exporter@pbs!metrics" in log
+    # A second boot of the same disk keeps the token it has.
+    subprocess.run(["sh", "-c", script], check=True, env=env, timeout=30)
+    assert sum("generate-token" in line for line in calls.read_text().splitlines()) == 1
