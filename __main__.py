@@ -3,6 +3,7 @@
 import pulumi
 
 from components.hosts import ProxmoxHosts
+from components.metrics import MetricsArgs, MetricsStack
 from components.settings import load_settings
 from model.config import ConfigError
 
@@ -16,3 +17,6 @@ hosts = ProxmoxHosts("hosts", settings.config, settings.secrets)
 
 pulumi.export("vmAddresses", hosts.addresses)
 pulumi.export("vmIds", {p.name: p.host.vm_id for p in hosts.plans})
+
+metrics = MetricsStack("metrics", MetricsArgs(settings.config, settings.secrets))
+pulumi.export("metricsNamespace", metrics.namespace)

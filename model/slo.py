@@ -94,7 +94,7 @@ def event_queries(slo: Slo, window: str, fn: str = "rate") -> EventQueries:
 def error_ratio(slo: Slo, window: str) -> str:
     q = event_queries(slo, window)
     # No events: the division yields nothing and the `or` branch a clean 0.
-    return f"({q.bad} / ({q.total} > 0) or {q.total} * 0)"
+    return f"(\n  {q.bad}\n    / ({q.total} > 0)\n  or\n  {q.total} * 0\n)"
 
 
 def _labels(slo: Slo) -> dict[str, str]:

@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import yaml
+
 from tools.offline_engine import ROOT, RecordedResource, Recording, run_program
 
 VM_TYPE = "proxmoxve:index/vmLegacy:VmLegacy"
@@ -84,7 +86,66 @@ def write_user_data(recording: Recording, out: Path) -> None:
         target.write_text(recording.redact_text(raw["data"]))
 
 
+HELM_RELEASE_TYPE = "kubernetes:helm.sh/v3:Release"
+
+
+class _BlockStyleDumper(yaml.SafeDumper):
+    """Multi-line strings (PromQL, templates) as literal blocks, as people write them."""
+
+
+_BlockStyleDumper.add_representer(
+    str, lambda d, s: d.represent_scalar("tag:yaml.org,2002:str", s, style="|" if "\n" in s else None))
+
+
+# The engine hands maps back in its own order; these keys lead, as in the tools' docs.
+LEADING_KEYS = ("name", "job_name", "alert", "record", "expr", "for", "receiver", "matchers", "continue",
+                "global", "route", "groups", "interval", "rules")
+
+
+def _canonical(doc):
+    if isinstance(doc, dict):
+        rank = {k: i for i, k in enumerate(LEADING_KEYS)}
+        keys = sorted(doc, key=lambda k: (rank.get(k, len(rank)), k))
+        return {k: _canonical(doc[k]) for k in keys}
+    if isinstance(doc, list):
+        return [_canonical(v) for v in doc]
+    return doc
+
+
+def dump_yaml(doc) -> str:
+    return yaml.dump(_canonical(doc), Dumper=_BlockStyleDumper, sort_keys=False, width=120, allow_unicode=True)
+
+
+def _helm_values(recording: Recording) -> dict[str, dict]:
+    return {r.inputs.get("name", r.name): r.inputs.get("values") or {} for r in recording.of_type(HELM_RELEASE_TYPE)}
+
+
+def _write(recording: Recording, target: Path, doc) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(recording.redact_text(dump_yaml(doc)))
+
+
+def write_helm_values(recording: Recording, out: Path) -> None:
+    for release, values in _helm_values(recording).items():
+        _write(recording, out / "helm" / f"{release}.values.yaml", values)
+
+
+def write_prometheus_config(recording: Recording, out: Path) -> None:
+    """Rule files, scrape configs and alertmanager.yml exactly as the kube-prometheus-stack release gets them."""
+    from model.metrics import KUBE_PROMETHEUS_RELEASE
+
+    values = _helm_values(recording).get(KUBE_PROMETHEUS_RELEASE)
+    if values is None:
+        return
+    for stem, doc in values.get("additionalPrometheusRulesMap", {}).items():
+        _write(recording, out / "prometheus" / "rules" / f"{stem}.yaml", doc)
+    scrape = values["prometheus"]["prometheusSpec"].get("additionalScrapeConfigs", [])
+    _write(recording, out / "prometheus" / "scrape-configs.yaml", {"scrape_configs": scrape})
+    _write(recording, out / "alertmanager" / "alertmanager.yml", values["alertmanager"]["config"])
+
+
 ARTIFACTS: list[Callable[[Recording, Path], None]] = [write_resources, write_user_data]
+ARTIFACTS += [write_helm_values, write_prometheus_config]
 
 
 def render(recording: Recording, build_dir: Path) -> Path:
