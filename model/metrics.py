@@ -20,7 +20,8 @@ KUBE_PROMETHEUS_STACK = {"chart": "kube-prometheus-stack", "version": "88.5.3",
 SNMP_EXPORTER = {"chart": "prometheus-snmp-exporter", "version": "9.17.1",
                  "repo": "https://prometheus-community.github.io/helm-charts"}
 KUBE_PROMETHEUS_RELEASE = "kube-prometheus-stack"
-SNMP_EXPORTER_RELEASE = "snmp-exporter"
+# Named like the chart, so its resources (and the Service the scrape jobs use) get exactly this name.
+SNMP_EXPORTER_RELEASE = "prometheus-snmp-exporter"
 SNMP_EXPORTER_PORT = 9116
 
 # The Kubernetes Secret with the receivers' credentials; the operator mounts every secret
@@ -166,7 +167,6 @@ def kube_prometheus_stack_values(cfg: StackConfig, rule_files: dict[str, dict], 
 def snmp_exporter_values(cfg: StackConfig) -> dict:
     # Scraped through the static jobs above (one per device); no ServiceMonitor needed.
     return {
-        "fullnameOverride": SNMP_EXPORTER_RELEASE,
         **_scheduling(),
         "service": {"port": SNMP_EXPORTER_PORT},
         "serviceMonitor": {"enabled": False},
