@@ -77,7 +77,7 @@ def backup_rules(cfg: StackConfig) -> list[dict]:
               for_="10m"),
         alert("BackupMetricsAbsent", 'absent(pbs_job_last_success_timestamp_seconds{job_type="backup"})', "critical",
               BACKUP_SERVICE, "No backup job metrics reach Prometheus",
-              "Prometheus has no pbs_job_last_success_timestamp_seconds for any backup job: the PBS job exporter is down, "
+              "Prometheus has no pbs_job_last_success_timestamp_seconds for any {{ $labels.job_type }} job: the PBS job exporter is down, "
               "not scraped or sees no jobs, so failed and stale backups would go unnoticed.",
               for_="1h"),
     ]
