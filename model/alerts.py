@@ -126,7 +126,7 @@ def stack_rules(cfg: StackConfig) -> list[dict]:
     rules = [
         alert("Watchdog", "vector(1)", "none", STACK_SERVICE,
               "Dead man's switch: always firing while alerting works",
-              "This alert always fires. The heartbeat monitor pages when its notifications stop: "
+              "This alert always fires while the Prometheus of site {{ $externalLabels.site }} evaluates rules. The heartbeat monitor pages when its notifications stop: "
               "then Prometheus, Alertmanager or the path between them is down."),
         alert("TargetDown", "up == 0", "warning", "{{ $labels.service }}",
               "A scrape target is down",
