@@ -245,3 +245,25 @@ def test_two_failed_backups_in_an_hour_page(homelab, tmp_path):
             "exp_samples": [{"labels": f'ALERTS{{alertname="{BACKUPS.alert}",alertstate="firing",service="backups",severity="critical",slo="backup-success"}}', "value": 1}],
         }],
     })
+
+
+def test_slo_mistakes_are_reported_by_key_path():
+    from model.config import ConfigError, load_stack_config
+    from tools.offline_engine import ROOT
+
+    doc = yaml.safe_load((ROOT / "Pulumi.homelab.yaml").read_text())["config"]
+    raw = {k.split(":", 1)[1]: v for k, v in doc.items() if k.startswith("homelab-observability:")}
+    raw["slos"] = [
+        {**raw["slos"][0], "sli": {"goodEvents": "pbs_job_success_total"}},
+        {**raw["slos"][1], "name": "backup-success", "objective": 100},
+    ]
+    with pytest.raises(ConfigError) as err:
+        load_stack_config(raw)
+    assert [str(p) for p in err.value.problems] == ["slos[1].objective: input should be less than 100"]
+    raw["slos"][1]["objective"] = 99
+    with pytest.raises(ConfigError) as err:
+        load_stack_config(raw)
+    assert [str(p) for p in err.value.problems] == [
+        "slos[0].sli.totalEvents: is required with goodEvents",
+        "slos[1].name: 'backup-success' is used twice",
+    ]
