@@ -195,35 +195,28 @@ def test_disk_usage_warns_above_85_and_escalates_above_95(homelab, tmp_path, ale
     }])
 
 
-def test_nas_volumes_count_but_its_memory_does_not(homelab, tmp_path):
-    vol = 'hrStorageDescr="/volume1",instance="nas",job="snmp-nas"'
-    mem = 'hrStorageDescr="Physical memory",instance="nas",job="snmp-nas"'
+@pytest.mark.parametrize("alertname,service,size,fill,counted,ignored", [
+    # The NAS: volumes count, its memory (also in hrStorageTable) does not. `fill` is used space.
+    ("NasStorageUsageHigh", "storage", "hrStorageSize", ("hrStorageUsed", "900", "990"),
+     'hrStorageDescr="/volume1",instance="nas",job="snmp-nas"',
+     'hrStorageDescr="Physical memory",instance="nas",job="snmp-nas"'),
+    # A node: its root counts, the PBS datastore mount (PbsDatastoreUsageHigh's) does not. `fill` is free space.
+    ("NodeDiskUsageHigh", "nodes", "node_filesystem_size_bytes", ("node_filesystem_avail_bytes", "100", "10"),
+     'device="/dev/sda1",fstype="ext4",instance="pbs.home.arpa",mountpoint="/"',
+     'device="/dev/sdb",fstype="ext4",instance="pbs.home.arpa",mountpoint="/mnt/datastore/homelab"'),
+])
+def test_disk_alerts_count_disks_only(homelab, tmp_path, alertname, service, size, fill, counted, ignored):
+    fill_metric, counted_fill, ignored_fill = fill
     _unit_test(homelab, tmp_path, [{
         "interval": "1m",
         "input_series": [
-            {"series": f"hrStorageSize{{{vol}}}", "values": "1000x30"},
-            {"series": f"hrStorageUsed{{{vol}}}", "values": "900x30"},
-            {"series": f"hrStorageSize{{{mem}}}", "values": "1000x30"},
-            {"series": f"hrStorageUsed{{{mem}}}", "values": "990x30"},
+            {"series": f"{size}{{{counted}}}", "values": "1000x30"},
+            {"series": f"{fill_metric}{{{counted}}}", "values": f"{counted_fill}x30"},
+            {"series": f"{size}{{{ignored}}}", "values": "1000x30"},
+            {"series": f"{fill_metric}{{{ignored}}}", "values": f"{ignored_fill}x30"},
         ],
-        "promql_expr_test": [_firing("NasStorageUsageHigh", "20m", [
-            f'ALERTS{{alertname="NasStorageUsageHigh",alertstate="firing",{vol},service="storage",severity="warning"}}'])],
-    }])
-
-
-def test_node_disks_alert_but_not_the_pbs_datastore_mount(homelab, tmp_path):
-    root = 'device="/dev/sda1",fstype="ext4",instance="pbs.home.arpa",mountpoint="/"'
-    store = 'device="/dev/sdb",fstype="ext4",instance="pbs.home.arpa",mountpoint="/mnt/datastore/homelab"'
-    _unit_test(homelab, tmp_path, [{
-        "interval": "1m",
-        "input_series": [
-            {"series": f"node_filesystem_size_bytes{{{root}}}", "values": "100x30"},
-            {"series": f"node_filesystem_avail_bytes{{{root}}}", "values": "10x30"},
-            {"series": f"node_filesystem_size_bytes{{{store}}}", "values": "100x30"},
-            {"series": f"node_filesystem_avail_bytes{{{store}}}", "values": "1x30"},
-        ],
-        "promql_expr_test": [_firing("NodeDiskUsageHigh", "20m", [
-            f'ALERTS{{alertname="NodeDiskUsageHigh",alertstate="firing",{root},service="nodes",severity="warning"}}'])],
+        "promql_expr_test": [_firing(alertname, "20m", [
+            f'ALERTS{{alertname="{alertname}",alertstate="firing",{counted},service="{service}",severity="warning"}}'])],
     }])
 
 
