@@ -18,15 +18,6 @@ STACK_SERVICE = "observability"
 NODE_FS = 'fstype!~"tmpfs|ramfs|overlay|squashfs|nsfs|fuse.*",mountpoint!~"/mnt/datastore/.*"'
 NAS_NOT_A_DISK = '(?i).*(memory|swap|buffer|cache|shared).*'
 
-# Chart rules that this file replaces with its own (one alert per condition, our runbooks).
-REPLACED_CHART_RULES = (
-    "Watchdog", "InfoInhibitor", "TargetDown",
-    "PrometheusNotConnectedToAlertmanagers", "PrometheusErrorSendingAlertsToSomeAlertmanagers",
-    "PrometheusErrorSendingAlertsToAnyAlertmanager",
-    "AlertmanagerFailedToSendAlerts", "AlertmanagerClusterFailedToSendAlerts",
-)
-
-
 def alert(name: str, expr: str, severity: str, service: str, summary: str, description: str,
           for_: str | None = None, labels: dict[str, str] | None = None) -> dict:
     rule: dict = {"alert": name, "expr": expr}

@@ -29,6 +29,14 @@ SNMP_EXPORTER_PORT = 9116
 ALERTMANAGER_SECRET = "alertmanager-receivers"
 ALERTMANAGER_SECRET_DIR = f"/etc/alertmanager/secrets/{ALERTMANAGER_SECRET}"
 
+# Chart rules that model/alerts.py replaces with its own (one alert per condition, our runbooks).
+REPLACED_CHART_RULES = (
+    "Watchdog", "InfoInhibitor", "TargetDown",
+    "PrometheusNotConnectedToAlertmanagers", "PrometheusErrorSendingAlertsToSomeAlertmanagers",
+    "PrometheusErrorSendingAlertsToAnyAlertmanager",
+    "AlertmanagerFailedToSendAlerts", "AlertmanagerClusterFailedToSendAlerts",
+)
+
 # Target label that tells the routing table whose target it is.
 SCRAPED_JOBS_SERVICE = "service"
 
@@ -109,8 +117,6 @@ def _volume_claim(size_gb: int, storage_class: str | None) -> dict:
 
 
 def kube_prometheus_stack_values(cfg: StackConfig, rule_files: dict[str, dict], alertmanager_config: dict) -> dict:
-    from model.alerts import REPLACED_CHART_RULES  # alerts imports this module
-
     m = cfg.metrics
     pinned = _scheduling()
     return {

@@ -73,8 +73,7 @@ def _slo_rule_file(homelab, slo: SloUnderTest, tmp_path: Path) -> Path:
     doc = homelab.yaml("prometheus/rules/slos.yaml")
     group = next(g for g in doc["groups"] if g["name"] == f"slo-{slo.name}")
     assert not any("error_budget_remaining" in r["expr"] for r in group["rules"] if "alert" in r)
-    group = {**group, "interval": None, "rules": [r for r in group["rules"] if r.get("record") != "slo:error_budget_remaining:ratio"]}
-    del group["interval"]
+    group = {**group, "rules": [r for r in group["rules"] if r.get("record") != "slo:error_budget_remaining:ratio"]}
     path = tmp_path / f"{slo.name}.rules.yaml"
     path.write_text(yaml.safe_dump({"groups": [group]}, sort_keys=False))
     return path
