@@ -3,6 +3,7 @@
 import pulumi
 
 from components.hosts import ProxmoxHosts
+from components.metrics import MetricsArgs, MetricsStack
 from components.settings import load_settings
 from model.config import ConfigError
 
@@ -11,29 +12,33 @@ try:
 except ConfigError as exc:
     # RunError ends the program with this message and no Python traceback.
     raise pulumi.RunError(str(exc)) from None
+config, secrets = settings.config, settings.secrets
 
-hosts = ProxmoxHosts("hosts", settings.config, settings.secrets)
-
+hosts = ProxmoxHosts("hosts", config, secrets)
 pulumi.export("vmAddresses", hosts.addresses)
 pulumi.export("vmIds", {p.name: p.host.vm_id for p in hosts.plans})
 
-if settings.config.logs:
+# kube-prometheus-stack first: it installs the CRDs of the ServiceMonitors the other charts create.
+metrics = MetricsStack("metrics", MetricsArgs(config, secrets))
+pulumi.export("metricsNamespace", metrics.namespace)
+
+if config.logs:
     from components.logs import Loki
 
-    logs = Loki("logs", settings.config, settings.secrets)
+    logs = Loki("logs", config, secrets, monitoring_crds=metrics.prometheus)
     pulumi.export("lokiUrl", logs.gateway_url)
     pulumi.export("lokiTenants", logs.tenants)
-if settings.config.traces:
+if config.traces:
     from components.traces import Tracing
 
-    tracing = Tracing("traces", settings.config, settings.secrets)
+    tracing = Tracing("traces", config, secrets, monitoring_crds=metrics.prometheus)
     pulumi.export("otlpEndpoints", tracing.otlp_endpoints)
     pulumi.export("tempoUrl", tracing.tempo_url)
     pulumi.export("syslogEndpoint", tracing.syslog_endpoint)
-if settings.config.grafana is not None:
+if config.grafana is not None:
     from components.grafana import Grafana, GrafanaArgs
 
-    grafana = Grafana("grafana", GrafanaArgs(settings.config, settings.secrets))
+    grafana = Grafana("grafana", GrafanaArgs(config, secrets))
     pulumi.export("grafanaUrl", grafana.url)
     # `pulumi stack output grafanaAdminPassword --show-secrets` for the first login.
     pulumi.export("grafanaAdminPassword", pulumi.Output.secret(grafana.admin_password))

@@ -22,7 +22,6 @@ from model.config import StackConfig
 class GrafanaArgs:
     stack: StackConfig
     secrets: dict[str, pulumi.Output[str]]
-    route: dict[str, Any] = field(default_factory=model.alert_routing_tree)
     runbooks: list[model.Runbook] = field(default_factory=model.list_runbooks)
     dashboards: list[model.Dashboard] = field(default_factory=model.load_dashboards)
 
@@ -91,7 +90,7 @@ class Grafana(pulumi.ComponentResource):
             grafana_provider.oss.Dashboard(
                 f"{name}-dashboard-{d.uid}",
                 folder=self.folders[d.folder].uid,
-                config_json=json.dumps(model.render_dashboard(d, args.runbooks, cfg.runbook_hub_url), sort_keys=True),
+                config_json=json.dumps(model.render_dashboard(d, args.runbooks, args.stack.site.runbook_hub_url), sort_keys=True),
                 overwrite=True,  # the file is the truth; edits made in the UI are replaced
                 message="Managed by Pulumi from dashboards/",
                 opts=pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=self.data_sources),
@@ -101,11 +100,11 @@ class Grafana(pulumi.ComponentResource):
         self.contact_points = {
             point["name"]: grafana_provider.alerting.ContactPoint(
                 f"{name}-contact-{point['name']}", **self._with_secrets(point, args.secrets), opts=api)
-            for point in model.contact_points(args.route)
+            for point in model.contact_points(args.stack)
         }
         self.notification_policy = grafana_provider.alerting.NotificationPolicy(
             f"{name}-notification-policy",
-            **_policy_args(model.notification_policy(args.route)),
+            **_policy_args(model.notification_policy(model.alert_routing_tree(args.stack))),
             opts=pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=list(self.contact_points.values())),
         )
         self.url = cfg.url

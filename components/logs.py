@@ -15,13 +15,14 @@ class Loki(pulumi.ComponentResource):
     """Multi-tenant Loki: tenants, limits and retention from `logs` in the stack config."""
 
     def __init__(self, name: str, config: StackConfig, secrets: dict[str, pulumi.Output[str]],
-                 opts: pulumi.ResourceOptions | None = None):
+                 monitoring_crds: pulumi.Resource | None = None, opts: pulumi.ResourceOptions | None = None):
+        """`monitoring_crds`: the release that installs the ServiceMonitor CRD the charts' monitors need."""
         super().__init__("homelab:logs:Loki", name, None, opts)
         assert config.logs is not None
         # Deleting the namespace would delete the PVCs in it.
         namespace = Namespace(loki.NAMESPACE, metadata={"name": loki.NAMESPACE},
                               opts=pulumi.ResourceOptions(parent=self, protect=True))
-        depends_on: list[pulumi.Resource] = [namespace]
+        depends_on: list[pulumi.Resource] = [namespace, *([monitoring_crds] if monitoring_crds else [])]
         if config.logs.mode == LogsMode.SCALABLE:
             depends_on.append(credentials_secret(loki.OBJECT_STORAGE_SECRET, namespace, loki.OBJECT_STORAGE_ENV, secrets, self))
         self.release = chart_release(loki.RELEASE, LOKI_CHART, namespace.metadata["name"], loki.loki_values(config),

@@ -15,12 +15,13 @@ class Tracing(pulumi.ComponentResource):
     """Tempo (protected: it holds the trace blocks) and the collector DaemonSet in front of it."""
 
     def __init__(self, name: str, config: StackConfig, secrets: dict[str, pulumi.Output[str]],
-                 opts: pulumi.ResourceOptions | None = None):
+                 monitoring_crds: pulumi.Resource | None = None, opts: pulumi.ResourceOptions | None = None):
+        """`monitoring_crds`: the release that installs the ServiceMonitor CRD the charts' monitors need."""
         super().__init__("homelab:traces:Tracing", name, None, opts)
         assert config.traces is not None
         namespace = Namespace(traces.NAMESPACE, metadata={"name": traces.NAMESPACE},
                               opts=pulumi.ResourceOptions(parent=self, protect=True))
-        depends_on: list[pulumi.Resource] = [namespace]
+        depends_on: list[pulumi.Resource] = [namespace, *([monitoring_crds] if monitoring_crds else [])]
         distributed = config.traces.mode == TracesMode.DISTRIBUTED
         if distributed:
             depends_on.append(credentials_secret(traces.TEMPO_OBJECT_STORAGE_SECRET, namespace,
@@ -29,7 +30,7 @@ class Tracing(pulumi.ComponentResource):
         self.tempo = chart_release(traces.TEMPO_RELEASE, TEMPO_DISTRIBUTED_CHART if distributed else TEMPO_CHART, ns,
                                    traces.tempo_values(config), parent=self, protect=True, depends_on=depends_on)
         self.collector = chart_release(traces.COLLECTOR_RELEASE, COLLECTOR_CHART, ns, traces.collector_values(config),
-                                       parent=self, depends_on=[namespace])
+                                       parent=self, depends_on=[namespace, *([monitoring_crds] if monitoring_crds else [])])
         self.otlp_endpoints = traces.collector_otlp_endpoints()
         self.tempo_url = traces.tempo_query_url(config.traces)
         syslog = config.logs.sources.syslog if config.logs else None

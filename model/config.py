@@ -67,6 +67,8 @@ class Site(ConfigModel):
     domain: str = Field(min_length=1)
     timezone: str = "Etc/UTC"
     ntp_servers: list[str] = Field(default_factory=lambda: ["0.debian.pool.ntp.org", "1.debian.pool.ntp.org"], min_length=1)
+    # Every alert's runbook_url is <runbookHubUrl>/runbooks/<AlertName>.md.
+    runbook_hub_url: str = Field(pattern=r"^https?://[^\s]+[^/\s]$")
 
 
 class CloudImage(ConfigModel):
@@ -157,7 +159,7 @@ class Host(ConfigModel):
 
 # --- logs and traces ----------------------------------------------------------------------
 
-DURATION = re.compile(r"^(\d+)(h|d|w)$")
+LOKI_DURATION = re.compile(r"^(\d+)(h|d|w)$")
 _HOURS_PER_UNIT = {"h": 1, "d": 24, "w": 24 * 7}
 LOKI_MIN_RETENTION_HOURS = 24  # the compactor works on 24h index tables; shorter periods never delete
 TENANT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -165,7 +167,7 @@ TENANT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 def duration_hours(value: str) -> int:
     """Hours of a retention written as `<n>h`, `<n>d` or `<n>w` (Loki's own duration syntax)."""
-    match = DURATION.match(value)
+    match = LOKI_DURATION.match(value)
     if not match:
         raise ValueError(f"must be a duration like 744h, 31d or 4w (got {value!r})")
     return int(match.group(1)) * _HOURS_PER_UNIT[match.group(2)]
@@ -364,7 +366,6 @@ class Grafana(ConfigModel):
     storage_class: str | None = None  # None: the cluster's default (k3s: local-path)
     ingress_class: str = "traefik"
     tls_secret_name: str | None = None
-    runbook_hub_url: str = Field(pattern=HTTP_URL)
     # Folder uid -> title; only the titles of the known folders may be changed.
     folder_titles: dict[str, str] = Field(default_factory=dict)
     data_sources: GrafanaDataSourceUrls = Field(default_factory=GrafanaDataSourceUrls)
@@ -395,6 +396,247 @@ class PbsExporter(ConfigModel):
     poll_interval_seconds: int = Field(default=30, ge=5, le=600)
 
 
+# --- metrics, SLOs and alert routing ------------------------------------------------------
+
+# Durations as Prometheus and Alertmanager both parse them (2.42/0.25 and 3.x/0.34).
+PROM_DURATION = r"^([0-9]+(ms|s|m|h|d|w|y))+$"
+LABEL_NAME = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
+# A counter selector: `metric` or `metric{label="value",...}`; the SLO engine wraps it in rate().
+SERVICE = r"^[a-z0-9][a-z0-9_-]*$"  # value of the `service` label that routes an alert
+SERIES_SELECTOR = r"^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[^{}]*\})?$"
+
+
+def duration_seconds(text: str) -> int:
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+    return int(sum(int(n) * units[u] for n, u in re.findall(r"([0-9]+)(ms|s|m|h|d|w|y)", text)))
+
+
+class PrometheusSettings(ConfigModel):
+    retention: str = Field(default="30d", pattern=PROM_DURATION)
+    # Prometheus deletes the oldest blocks beyond this; keep it below the volume size (WAL headroom).
+    retention_size_gb: int = Field(default=40, ge=1)
+    storage_gb: int = Field(default=50, ge=5)
+    storage_class: str | None = None
+
+
+class AlertmanagerSettings(ConfigModel):
+    retention: str = Field(default="120h", pattern=r"^[0-9]+(ms|s|m|h)$")
+    storage_gb: int = Field(default=2, ge=1)
+    storage_class: str | None = None
+
+
+class FederationSource(ConfigModel):
+    """An upstream Prometheus whose recording-rule series this one pulls over /federate."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    url: str = Field(pattern=r"^https?://[^/\s]+(/[^\s]*)?$")
+    # Recording rules are named level:metric:operations, so a colon selects them and nothing raw.
+    match: list[str] = Field(default_factory=lambda: ['{__name__=~"[a-zA-Z_]+:[a-zA-Z0-9_:]+"}'], min_length=1)
+    scrape_interval: str = Field(default="1m", pattern=PROM_DURATION)
+
+
+class SnmpTarget(ConfigModel):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    address: str = Field(min_length=1)
+    modules: list[str] = Field(min_length=1)
+    auth: str = "public_v2"
+    # The `service` label of this target's alerts (e.g. network, storage, power).
+    service: str = Field(pattern=SERVICE)
+    # Set on the NAS: its HOST-RESOURCES-MIB storage table feeds the disk usage alert.
+    has_storage: bool = False
+
+
+class Snmp(ConfigModel):
+    targets: list[SnmpTarget] = Field(default_factory=list)
+    scrape_interval: str = Field(default="1m", pattern=PROM_DURATION)
+    scrape_timeout: str = Field(default="30s", pattern=PROM_DURATION)
+
+
+class Metrics(ConfigModel):
+    namespace: str = Field(default="monitoring", pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+    scrape_interval: str = Field(default="30s", pattern=PROM_DURATION)
+    evaluation_interval: str = Field(default="1m", pattern=PROM_DURATION)
+    prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
+    alertmanager: AlertmanagerSettings = Field(default_factory=AlertmanagerSettings)
+    node_exporter_port: int = Field(default=9100, ge=1, le=65535)
+    federation: list[FederationSource] = Field(default_factory=list)
+    snmp: Snmp = Field(default_factory=Snmp)
+    # Disk utilisation alerts: warning above, critical above (percent used).
+    disk_warning_percent: int = Field(default=85, ge=1, le=99)
+    disk_critical_percent: int = Field(default=95, ge=1, le=100)
+    # A failed backup job pages only when no retry succeeded within this time.
+    backup_retry_grace: str = Field(default="30m", pattern=PROM_DURATION)
+    # Longest time without a successful run before a job counts as stale; per job_id overrides.
+    backup_max_age: str = Field(default="26h", pattern=PROM_DURATION)
+    backup_max_age_by_job: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("backup_max_age_by_job")
+    @classmethod
+    def _durations(cls, ages: dict[str, str]) -> dict[str, str]:
+        for job, age in ages.items():
+            if not re.match(PROM_DURATION, age):
+                raise ValueError(f"{job}: {age!r} is not a duration like 26h or 8d")
+        return ages
+
+    def problems(self, root: "StackConfig") -> list[Problem]:
+        found = []
+        if self.disk_critical_percent <= self.disk_warning_percent:
+            found.append(Problem("metrics.diskCriticalPercent", f"must be above metrics.diskWarningPercent ({self.disk_warning_percent})"))
+        if self.prometheus.retention_size_gb >= self.prometheus.storage_gb:
+            found.append(Problem("metrics.prometheus.retentionSizeGb", f"must be below metrics.prometheus.storageGb ({self.prometheus.storage_gb}) to leave room for the WAL"))
+        for kind, items in (("federation", self.federation), ("snmp.targets", self.snmp.targets)):
+            seen: set[str] = set()
+            for i, item in enumerate(items):
+                if item.name in seen:
+                    found.append(Problem(f"metrics.{kind}[{i}].name", f"{item.name!r} is used twice"))
+                seen.add(item.name)
+        return found
+
+
+class LatencySli(ConfigModel):
+    """Good events are requests faster than the threshold: one bucket of a classic histogram."""
+
+    histogram: str = Field(pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")  # base name, without _bucket
+    selector: dict[str, str] = Field(default_factory=dict)
+    threshold: float = Field(gt=0)  # in the histogram's unit; must be one of its bucket bounds
+
+
+class Sli(ConfigModel):
+    """Exactly one of: goodEvents/totalEvents, badEvents/totalEvents (counter selectors), latency."""
+
+    good_events: str | None = Field(default=None, pattern=SERIES_SELECTOR)
+    bad_events: str | None = Field(default=None, pattern=SERIES_SELECTOR)
+    total_events: str | None = Field(default=None, pattern=SERIES_SELECTOR)
+    latency: LatencySli | None = None
+
+
+class Slo(ConfigModel):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    service: str = Field(pattern=SERVICE)
+    description: str = Field(min_length=1)
+    objective: float = Field(gt=0, lt=100)  # percent of good events over the period
+    period: str = Field(default="30d", pattern=PROM_DURATION)
+    sli: Sli
+    # Low-traffic guard: a burn-rate alert also needs this many bad events in its long window.
+    min_bad_events: int = Field(default=1, ge=1)
+    page_for: str = Field(default="2m", pattern=PROM_DURATION)
+    ticket_for: str = Field(default="15m", pattern=PROM_DURATION)
+
+    def problems(self, at: str) -> list[Problem]:
+        sli = self.sli
+        kinds = [k for k, set_ in (("goodEvents", sli.good_events), ("badEvents", sli.bad_events), ("latency", sli.latency)) if set_]
+        if len(kinds) != 1:
+            return [Problem(f"{at}.sli", f"needs exactly one of goodEvents, badEvents or latency (got {', '.join(kinds) or 'none'})")]
+        if kinds[0] != "latency" and not sli.total_events:
+            return [Problem(f"{at}.sli.totalEvents", f"is required with {kinds[0]}")]
+        if kinds[0] == "latency" and sli.total_events:
+            return [Problem(f"{at}.sli.totalEvents", "is not used with latency (the histogram's _count is the total)")]
+        return []
+
+
+class Matcher(ConfigModel):
+    """One Alertmanager matcher, written as in Alertmanager: `service = "backups"`."""
+
+    label: str = Field(pattern=LABEL_NAME)
+    op: str = Field(pattern=r"^(=|!=|=~|!~)$")
+    value: str
+
+    @classmethod
+    def parse(cls, text: str) -> "Matcher":
+        m = re.match(r'^\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"\s*$', text)
+        if not m:
+            raise ValueError(f'matcher {text!r} must look like: label = "value" (=, !=, =~, !~)')
+        return cls(label=m.group(1), op=m.group(2), value=m.group(3))
+
+    def __str__(self) -> str:
+        return f'{self.label} {self.op} "{self.value}"'
+
+
+class PagerDutyReceiver(ConfigModel):
+    severity: str = "critical"
+
+
+class MattermostReceiver(ConfigModel):
+    channel: str | None = Field(default=None, pattern=r"^[a-z0-9_-]+$")
+    username: str = "alertmanager"
+
+
+class HeartbeatReceiver(ConfigModel):
+    # Alertmanager 0.25 has no url_file for webhooks: the URL itself must not hold a token;
+    # a bearer token, when the service wants one, comes from the alertingHeartbeatToken secret.
+    url: str = Field(pattern=r"^https?://[^\s@]+$")
+    bearer_token: bool = False
+
+
+class Receiver(ConfigModel):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    pagerduty: PagerDutyReceiver | None = None
+    mattermost: MattermostReceiver | None = None
+    heartbeat: HeartbeatReceiver | None = None
+
+    def kind(self) -> str | None:
+        kinds = [k for k in ("pagerduty", "mattermost", "heartbeat") if getattr(self, k) is not None]
+        return kinds[0] if len(kinds) == 1 else None
+
+
+class Route(ConfigModel):
+    matchers: list[Matcher] = Field(min_length=1)
+    receiver: str
+    continue_: bool = Field(default=False, alias="continue")
+    group_by: list[str] | None = None
+    group_wait: str | None = Field(default=None, pattern=PROM_DURATION)
+    group_interval: str | None = Field(default=None, pattern=PROM_DURATION)
+    repeat_interval: str | None = Field(default=None, pattern=PROM_DURATION)
+
+    @field_validator("matchers", mode="before")
+    @classmethod
+    def _parse_matchers(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [Matcher.parse(v) if isinstance(v, str) else v for v in value]
+        return value
+
+
+class Alerting(ConfigModel):
+    """The routing table: one source for Alertmanager's route tree and Grafana's policy."""
+
+    receiver: str  # the root route's receiver: whatever no route below claims
+    group_by: list[str] = Field(default_factory=lambda: ["alertname", "service"])
+    group_wait: str = Field(default="30s", pattern=PROM_DURATION)
+    group_interval: str = Field(default="5m", pattern=PROM_DURATION)
+    repeat_interval: str = Field(default="4h", pattern=PROM_DURATION)
+    routes: list[Route] = Field(default_factory=list)
+    receivers: list[Receiver] = Field(min_length=1)
+    # The Watchdog always fires; its route sends it here every watchdogInterval.
+    watchdog_receiver: str
+    watchdog_interval: str = Field(default="1m", pattern=PROM_DURATION)
+
+    def receiver_named(self, name: str) -> Receiver | None:
+        return next((r for r in self.receivers if r.name == name), None)
+
+    def problems(self, root: "StackConfig") -> list[Problem]:
+        found = []
+        seen: set[str] = set()
+        for i, receiver in enumerate(self.receivers):
+            if receiver.name in seen:
+                found.append(Problem(f"alerting.receivers[{i}].name", f"{receiver.name!r} is used twice"))
+            seen.add(receiver.name)
+            if receiver.kind() is None:
+                found.append(Problem(f"alerting.receivers[{i}]", "needs exactly one of pagerduty, mattermost, heartbeat"))
+        refs = [("alerting.receiver", self.receiver), ("alerting.watchdogReceiver", self.watchdog_receiver)]
+        refs += [(f"alerting.routes[{i}].receiver", r.receiver) for i, r in enumerate(self.routes)]
+        for path, name in refs:
+            if name not in seen:
+                found.append(Problem(path, f"unknown receiver {name!r} (alerting.receivers: {', '.join(sorted(seen))})"))
+        watchdog = self.receiver_named(self.watchdog_receiver)
+        if watchdog and watchdog.kind() != "heartbeat":
+            found.append(Problem("alerting.watchdogReceiver", "must be a heartbeat receiver: the Watchdog must never page"))
+        for i, r in enumerate(self.routes):
+            target = self.receiver_named(r.receiver)
+            if target and target.kind() == "heartbeat":
+                found.append(Problem(f"alerting.routes[{i}].receiver", "a heartbeat receiver only takes the Watchdog"))
+        return found
+
+
 class StackConfig(ConfigModel):
     site: Site
     proxmox: Proxmox
@@ -406,6 +648,9 @@ class StackConfig(ConfigModel):
     logs: Logs | None = None
     traces: Traces | None = None
     grafana: Grafana | None = None
+    metrics: Metrics = Field(default_factory=Metrics)
+    slos: list[Slo] = Field(default_factory=list)
+    alerting: Alerting | None = None
 
     def hosts_with_role(self, role: Role) -> dict[str, Host]:
         return {name: h for name, h in self.hosts.items() if h.role == role}
@@ -419,6 +664,22 @@ class StackConfig(ConfigModel):
         found += self._host_problems()
         found += self.logs.problems(self) if self.logs else []
         found += self.traces.problems(self) if self.traces else []
+        found += self._metrics_problems()
+        return found
+
+    def _metrics_problems(self) -> list[Problem]:
+        found = self.metrics.problems(self)
+        names: set[str] = set()
+        for i, slo in enumerate(self.slos):
+            if slo.name in names:
+                found.append(Problem(f"slos[{i}].name", f"{slo.name!r} is used twice"))
+            names.add(slo.name)
+            found += slo.problems(f"slos[{i}]")
+        if self.alerting is None:
+            if self.hosts_with_role(Role.PROMETHEUS):
+                found.append(Problem("alerting", "is required: the routing table of Alertmanager"))
+        else:
+            found += self.alerting.problems(self)
         return found
 
     def _host_problems(self) -> list[Problem]:
@@ -474,9 +735,9 @@ SECRETS: dict[str, SecretSpec] = {
         SecretSpec("lokiS3SecretAccessKey", "secret key of Loki's object storage (logs.mode scalable)", "..."),
         SecretSpec("tempoS3AccessKeyId", "access key of Tempo's object storage (traces.mode distributed)", "tempo-writer"),
         SecretSpec("tempoS3SecretAccessKey", "secret key of Tempo's object storage (traces.mode distributed)", "..."),
-        SecretSpec("pagerdutyRoutingKey", "PagerDuty Events API v2 integration (routing) key of the on-call service", "R0123456789abcdef0123456789abcdef"),
-        SecretSpec("mattermostWebhookUrl", "Mattermost incoming webhook URL that alert notifications post to", "https://chat.internal/hooks/xxxxxxxx"),
-        SecretSpec("heartbeatUrl", "dead man's switch URL that the always-firing Watchdog alert is sent to", "https://hc-ping.com/<uuid>"),
+        SecretSpec("pagerdutyRoutingKey", "PagerDuty Events API v2 integration key of the pagerduty receivers", "R0123456789abcdef0123456789abcdef"),
+        SecretSpec("mattermostWebhookUrl", "Mattermost incoming webhook URL of the mattermost receivers", "https://chat.internal/hooks/xxxxxxxx"),
+        SecretSpec("alertingHeartbeatToken", "bearer token of the Watchdog heartbeat receiver (heartbeat.bearerToken: true)", "hb_xxxxxxxx"),
     ]
 }
 
@@ -489,10 +750,13 @@ def required_secrets(cfg: StackConfig) -> list[str]:
         needed += ["lokiS3AccessKeyId", "lokiS3SecretAccessKey"]
     if cfg.traces and cfg.traces.mode == TracesMode.DISTRIBUTED:
         needed += ["tempoS3AccessKeyId", "tempoS3SecretAccessKey"]
-    if cfg.grafana is not None:
-        from model.grafana import contact_point_secrets
-
-        needed += [key for key in contact_point_secrets() if key not in needed]
+    receivers = cfg.alerting.receivers if cfg.alerting else []
+    if any(r.pagerduty for r in receivers):
+        needed.append("pagerdutyRoutingKey")
+    if any(r.mattermost for r in receivers):
+        needed.append("mattermostWebhookUrl")
+    if any(r.heartbeat and r.heartbeat.bearer_token for r in receivers):
+        needed.append("alertingHeartbeatToken")
     return needed
 
 

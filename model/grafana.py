@@ -361,25 +361,11 @@ def runbook_problems(rules: Iterable[dict[str, Any]], runbooks_dir: Path, hub_ur
 
 # --- alert routing: contact points and notification policy ----------------------------------------
 
-def alert_routing_tree() -> dict[str, Any]:
-    """The Alertmanager route tree both Alertmanager and Grafana are configured from.
+def alert_routing_tree(stack: StackConfig) -> dict[str, Any]:
+    """The route tree of the routing table, exactly as Alertmanager gets it (model/routing.py)."""
+    from model.routing import alertmanager_config
 
-    Provisional, shaped like the design seed's playbook mapping: re-point this at the
-    metrics issue's routing table renderer on merge (one source of truth).
-    """
-    return {
-        "receiver": "mattermost-alerts",
-        "group_by": ["alertname", "service"],
-        "group_wait": "30s",
-        "group_interval": "5m",
-        "repeat_interval": "4h",
-        "routes": [
-            {"receiver": "heartbeat", "matchers": ['alertname="Watchdog"'],
-             "group_wait": "0s", "group_interval": "1m", "repeat_interval": "1m"},
-            {"receiver": "pagerduty-primary", "matchers": ['severity="critical"'], "continue": True},
-            {"receiver": "mattermost-backup-room", "matchers": ['service="backups"'], "group_interval": "5m"},
-        ],
-    }
+    return alertmanager_config(stack)["route"]
 
 
 @dataclass(frozen=True)
@@ -388,22 +374,6 @@ class SecretRef:
 
     key: str
 
-
-@dataclass(frozen=True)
-class Receiver:
-    name: str
-    kind: str  # pagerduty | mattermost | webhook
-    secret: str
-    channel: str | None = None
-
-
-# How each receiver of the routing tree notifies. Provisional like alert_routing_tree().
-RECEIVERS: dict[str, Receiver] = {r.name: r for r in [
-    Receiver("pagerduty-primary", "pagerduty", "pagerdutyRoutingKey"),
-    Receiver("mattermost-backup-room", "mattermost", "mattermostWebhookUrl", channel="backup-room"),
-    Receiver("mattermost-alerts", "mattermost", "mattermostWebhookUrl", channel="alerts"),
-    Receiver("heartbeat", "webhook", "heartbeatUrl"),
-]}
 
 NOTIFICATION_TITLE = '[{{ .Status | toUpper }}] {{ .CommonLabels.alertname }} ({{ .CommonLabels.service }})'
 NOTIFICATION_TEXT = (
@@ -420,28 +390,28 @@ def route_receivers(route: dict[str, Any]) -> list[str]:
     return names
 
 
-def contact_points(route: dict[str, Any]) -> list[dict[str, Any]]:
-    """One Grafana contact point per receiver the tree names, in grafana.alerting.ContactPoint's shape."""
+def contact_points(stack: StackConfig) -> list[dict[str, Any]]:
+    """One Grafana contact point per receiver of the routing table, in grafana.alerting.ContactPoint's shape."""
+    assert stack.alerting is not None
+    receivers = {r.name: r for r in stack.alerting.receivers}
     points = []
-    for name in route_receivers(route):
-        if name not in RECEIVERS:
-            raise ValueError(f"receiver {name!r} of the routing tree has no contact point (RECEIVERS)")
-        r = RECEIVERS[name]
-        if r.kind == "pagerduty":
-            integration = {"pagerduties": [{"integration_key": SecretRef(r.secret), "severity": "critical",
-                                            "summary": NOTIFICATION_TITLE, "class_": "{{ .CommonLabels.service }}"}]}
-        elif r.kind == "mattermost":
+    for name in route_receivers(alert_routing_tree(stack)):
+        r = receivers[name]  # StackConfig.problems() guarantees every routed receiver exists
+        if r.pagerduty:
+            integration = {"pagerduties": [{"integration_key": SecretRef("pagerdutyRoutingKey"),
+                                            "severity": r.pagerduty.severity, "summary": NOTIFICATION_TITLE,
+                                            "class_": "{{ .CommonLabels.service }}"}]}
+        elif r.mattermost:
             # Mattermost's incoming webhooks accept Slack's payload; `recipient` picks the channel.
-            integration = {"slacks": [{"url": SecretRef(r.secret), "recipient": r.channel, "username": "grafana",
-                                       "title": NOTIFICATION_TITLE, "text": NOTIFICATION_TEXT}]}
+            integration = {"slacks": [{"url": SecretRef("mattermostWebhookUrl"), "recipient": r.mattermost.channel,
+                                       "username": "grafana", "title": NOTIFICATION_TITLE, "text": NOTIFICATION_TEXT}]}
         else:
-            integration = {"webhooks": [{"url": SecretRef(r.secret), "http_method": "POST"}]}
+            hook: dict[str, Any] = {"url": r.heartbeat.url, "http_method": "POST"}
+            if r.heartbeat.bearer_token:
+                hook.update(authorization_scheme="Bearer", authorization_credentials=SecretRef("alertingHeartbeatToken"))
+            integration = {"webhooks": [hook]}
         points.append({"name": name, **integration})
     return points
-
-
-def contact_point_secrets() -> list[str]:
-    return sorted({RECEIVERS[n].secret for n in route_receivers(alert_routing_tree()) if n in RECEIVERS})
 
 
 MATCHER = re.compile(r'^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*(.*?)\s*$')

@@ -25,3 +25,8 @@ COLLECTOR_CHART = HelmChart("opentelemetry-collector", "0.170.0", OPEN_TELEMETRY
 
 # kube-prometheus-stack's Prometheus selects ServiceMonitors carrying this label.
 PROMETHEUS_SELECTOR_LABELS = {"release": "kube-prometheus-stack"}
+
+
+def resources(cpu: str, memory: str, memory_limit: str | None = None) -> dict:
+    """Requests and a memory limit; no CPU limit, which only throttles a pod on an idle node."""
+    return {"requests": {"cpu": cpu, "memory": memory}, "limits": {"memory": memory_limit or memory}}

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from model.config import Logs, LogsMode, Role, StackConfig
-from model.helm import PROMETHEUS_SELECTOR_LABELS
+from model.helm import PROMETHEUS_SELECTOR_LABELS, resources
 from model.hosts import K3S_LOCAL_PATH_STORAGE_CLASS, scheduling_for
 
 NAMESPACE = "logging"
@@ -87,13 +87,9 @@ def tenant_overrides(logs: Logs) -> dict[str, dict]:
     return overrides
 
 
-def _resources(cpu: str, memory: str, memory_limit: str | None = None) -> dict:
-    return {"requests": {"cpu": cpu, "memory": memory}, "limits": {"memory": memory_limit or memory}}
-
-
 def _memcached_resources(allocated_mb: int) -> dict:
     # memcached needs its item memory plus connection buffers; a limit at the allocation OOMs it.
-    return _resources("100m", f"{allocated_mb + 64}Mi", f"{int(allocated_mb * 1.2) + 64}Mi")
+    return resources("100m", f"{allocated_mb + 64}Mi", f"{int(allocated_mb * 1.2) + 64}Mi")
 
 
 def _pinned(selector: dict, tolerations: list) -> dict:
@@ -159,17 +155,17 @@ def loki_values(cfg: StackConfig) -> dict:
         "backend": {"replicas": 2 if scalable else 0},
         "gateway": {
             "replicas": 1, **pin,
-            "resources": _resources("50m", "64Mi", "256Mi"),
-            "metrics": {"resources": _resources("10m", "32Mi", "64Mi")},
+            "resources": resources("50m", "64Mi", "256Mi"),
+            "metrics": {"resources": resources("10m", "32Mi", "64Mi")},
         },
         # The chart asks memcached for 8 GiB by default: more than the whole Loki VM.
         "chunksCache": {"enabled": logs.chunks_cache_mb > 0, "allocatedMemory": chunks_cache_mb,
                         "resources": _memcached_resources(chunks_cache_mb), **pin},
         "resultsCache": {"enabled": True, "allocatedMemory": RESULTS_CACHE_MB,
                          "resources": _memcached_resources(RESULTS_CACHE_MB), **pin},
-        "memcachedExporter": {"resources": _resources("10m", "32Mi", "64Mi")},
+        "memcachedExporter": {"resources": resources("10m", "32Mi", "64Mi")},
         # Watches ConfigMaps for ruler rules.
-        "sidecar": {"resources": _resources("10m", "64Mi", "128Mi")},
+        "sidecar": {"resources": resources("10m", "64Mi", "128Mi")},
         # The canary and its helm test push to a tenant of their own and need an agent; off.
         "lokiCanary": {"enabled": False},
         "test": {"enabled": False},
@@ -181,12 +177,12 @@ def loki_values(cfg: StackConfig) -> dict:
         for target in ("write", "backend"):
             values[target]["persistence"] = _persistence(logs.storage_gb)
         for target in ("read", "write", "backend"):
-            values[target]["resources"] = _resources("250m", "512Mi", "2Gi")
+            values[target]["resources"] = resources("250m", "512Mi", "2Gi")
     else:
         values["loki"]["commonConfig"] = {"replication_factor": 1}
         values["singleBinary"].update({
             "persistence": _persistence(logs.storage_gb),
-            "resources": _resources("500m", "1Gi", "3Gi"),
+            "resources": resources("500m", "1Gi", "3Gi"),
         })
     return values
 

@@ -305,7 +305,8 @@ def data_protected(args: ResourceValidationArgs, report_violation: ReportViolati
 
 # --- Prometheus alert rules -----------------------------------------------------------------
 
-DEFAULT_SEVERITIES = ["critical", "warning", "info"]
+# "none" is the Watchdog's: an always-firing heartbeat that no route may page with.
+DEFAULT_SEVERITIES = ["critical", "warning", "info", "none"]
 
 
 def _parse_embedded(value: Any) -> Any:

@@ -20,7 +20,7 @@ STACK = load_stack_config(homelab_sections())
 
 DASHBOARDS = load_dashboards()
 IDS = [d.file.name for d in DASHBOARDS]
-CFG = Grafana.model_validate({"url": "http://grafana.home.arpa", "runbookHubUrl": "https://git.home.arpa/obs"})
+CFG = Grafana.model_validate({"url": "http://grafana.home.arpa"})
 
 
 def test_the_required_dashboards_exist():
@@ -123,3 +123,14 @@ def test_runbook_hub_lists_every_runbook(tmp_path):
     assert dashboard_errors(sent) == []
     empty = render_dashboard(hub, [], "https://git.home.arpa/obs")
     assert "No runbooks" in next(p for p in iter_panels(empty) if p["type"] == "text")["options"]["content"]
+
+
+def test_recorded_series_the_dashboards_read_are_recorded():
+    """A dashboard reading a recording rule that does not exist shows an empty panel, not an error."""
+    from model.alerts import all_rules, rule_files
+
+    recorded = {r["record"] for r in all_rules(rule_files(STACK)) if "record" in r}
+    for dashboard in load_dashboards():
+        text = json.dumps(dashboard.model)
+        used = set(re.findall(r"\b([a-z_]+:[a-z0-9_]+:[a-z0-9_]+)\b", text))
+        assert used <= recorded, f"{dashboard.uid} reads {sorted(used - recorded)}, which no rule records"

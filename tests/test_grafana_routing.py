@@ -17,12 +17,17 @@ import pytest
 import yaml
 
 from model import grafana
+from model.config import ConfigError, load_stack_config
+from tests.stacks import homelab_sections
 from model.grafana import contact_points, notification_policy, parse_matcher, route_receivers
 
 
+STACK = load_stack_config(homelab_sections())
+
+
 def alertmanager_route() -> dict[str, Any]:
-    """The route tree rendered into alertmanager.yml: the one function to re-point on merge."""
-    return grafana.alert_routing_tree()
+    """The route tree rendered into alertmanager.yml from the homelab stack's routing table."""
+    return grafana.alert_routing_tree(STACK)
 
 
 def policy_as_alertmanager_route(policy: dict[str, Any]) -> dict[str, Any]:
@@ -113,20 +118,27 @@ def test_seed_routes_become_grafana_policies():
     assert by_receiver["mattermost-backup-room"]["matchers"] == [{"label": "service", "match": "=", "value": "backups"}]
     assert by_receiver["mattermost-backup-room"]["group_interval"] == "5m"
     assert by_receiver["mattermost-backup-room"]["continue"] is False
-    assert by_receiver["heartbeat"]["matchers"] == [{"label": "alertname", "match": "=", "value": "Watchdog"}]
+    assert by_receiver[STACK.alerting.watchdog_receiver]["matchers"] == [{"label": "alertname", "match": "=", "value": "Watchdog"}]
 
 
 def test_every_receiver_has_a_contact_point_with_its_integration():
-    points = {p["name"]: p for p in contact_points(alertmanager_route())}
+    points = {p["name"]: p for p in contact_points(STACK)}
     assert set(points) == set(route_receivers(alertmanager_route()))
     assert points["pagerduty-primary"]["pagerduties"][0]["integration_key"] == grafana.SecretRef("pagerdutyRoutingKey")
     slack = points["mattermost-backup-room"]["slacks"][0]
-    assert slack["url"] == grafana.SecretRef("mattermostWebhookUrl") and slack["recipient"] == "backup-room"
+    channel = next(r["mattermost"]["channel"] for r in homelab_sections()["alerting"]["receivers"]
+                   if r["name"] == "mattermost-backup-room")
+    assert slack["url"] == grafana.SecretRef("mattermostWebhookUrl") and slack["recipient"] == channel
+    heartbeat = points[STACK.alerting.watchdog_receiver]["webhooks"][0]
+    assert heartbeat["authorization_credentials"] == grafana.SecretRef("alertingHeartbeatToken")
 
 
-def test_unknown_receiver_is_refused():
-    with pytest.raises(ValueError, match="nobody"):
-        contact_points({"receiver": "nobody"})
+def test_route_to_unknown_receiver_is_a_config_error():
+    sections = homelab_sections()
+    sections["alerting"]["routes"][0]["receiver"] = "nobody"
+    with pytest.raises(ConfigError) as caught:
+        load_stack_config(sections)
+    assert any(p.path == "alerting.routes[0].receiver" for p in caught.value.problems), caught.value
 
 
 @pytest.mark.parametrize("text,expected", [

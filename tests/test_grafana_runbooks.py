@@ -24,7 +24,7 @@ def rendered_rule_files(build: Path) -> list[dict]:
 def _hub_url() -> str:
     raw = yaml.safe_load(STACK_FILE.read_text())["config"]
     cfg = load_stack_config({k.split(":", 1)[1]: v for k, v in raw.items() if k.startswith("homelab-observability:")})
-    return cfg.grafana.runbook_hub_url
+    return cfg.site.runbook_hub_url
 
 
 def test_rendered_alerts_link_to_runbooks(tmp_path):

@@ -22,7 +22,7 @@ SECRETS = {
     "k3sToken": "K10-test-join-token::server:abc",
     "pagerdutyRoutingKey": "R0TESTPAGERDUTYKEY000000000000001",
     "mattermostWebhookUrl": "https://chat.internal/hooks/test-webhook-secret",
-    "heartbeatUrl": "https://hc-ping.com/11111111-test-heartbeat",
+    "alertingHeartbeatToken": "hb-test-heartbeat-token-1111",
 }
 CHART_VALUES = Path(ROOT.parent / "shared" / "charts" / "grafana-12.11.1" / "values.yaml")
 
@@ -145,11 +145,14 @@ def _config(**grafana_overrides):
     return raw
 
 
-def test_grafana_needs_its_secrets():
+def test_receiver_secrets_follow_the_routing_table():
     cfg = load_stack_config(_config())
-    assert {"pagerdutyRoutingKey", "mattermostWebhookUrl", "heartbeatUrl"} <= set(required_secrets(cfg))
-    without = {k: v for k, v in _config().items() if k != "grafana"}
-    assert "pagerdutyRoutingKey" not in required_secrets(load_stack_config(without))
+    assert {"pagerdutyRoutingKey", "mattermostWebhookUrl", "alertingHeartbeatToken"} <= set(required_secrets(cfg))
+    without_pager = _config()
+    alerting = without_pager["alerting"]
+    alerting["receivers"] = [r for r in alerting["receivers"] if "pagerduty" not in r]
+    alerting["routes"] = [r for r in alerting["routes"] if r["receiver"] != "pagerduty-primary"]
+    assert "pagerdutyRoutingKey" not in required_secrets(load_stack_config(without_pager))
 
 
 def test_grafana_config_problems_are_reported_by_path():

@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import yaml
+
 from tools.grafana_artifacts import write_grafana
 from tools.offline_engine import ROOT, RecordedResource, Recording, run_program
 
@@ -88,26 +90,74 @@ def write_user_data(recording: Recording, out: Path) -> None:
 HELM_RELEASE_TYPE = "kubernetes:helm.sh/v3:Release"
 
 
+class _BlockStyleDumper(yaml.SafeDumper):
+    """Multi-line strings (PromQL, templates) as literal blocks, as people write them."""
+
+    def ignore_aliases(self, data):  # reviewers read each value in place, not &id001 anchors
+        return True
+
+
+_BlockStyleDumper.add_representer(
+    str, lambda d, s: d.represent_scalar("tag:yaml.org,2002:str", s, style="|" if "\n" in s else None))
+
+
+# The engine hands maps back in its own order; these keys lead, as in the tools' docs.
+LEADING_KEYS = ("name", "job_name", "alert", "record", "expr", "for", "receiver", "matchers", "continue",
+                "global", "route", "groups", "interval", "rules")
+
+
+def _canonical(doc):
+    if isinstance(doc, dict):
+        rank = {k: i for i, k in enumerate(LEADING_KEYS)}
+        keys = sorted(doc, key=lambda k: (rank.get(k, len(rank)), k))
+        return {k: _canonical(doc[k]) for k in keys}
+    if isinstance(doc, list):
+        return [_canonical(v) for v in doc]
+    return doc
+
+
+def dump_yaml(doc) -> str:
+    return yaml.dump(_canonical(doc), Dumper=_BlockStyleDumper, sort_keys=False, width=120, allow_unicode=True)
+
+
+def _helm_values(recording: Recording) -> dict[str, dict]:
+    return {r.inputs.get("name", r.name): r.inputs.get("values") or {} for r in recording.of_type(HELM_RELEASE_TYPE)}
+
+
+def _write(recording: Recording, target: Path, doc) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(recording.redact_text(dump_yaml(doc)))
+
+
 def write_helm_values(recording: Recording, out: Path) -> None:
     """build/<stack>/helm/<release>.values.yaml: the values every Helm release is installed with."""
-    import yaml
-
-    class NoAliases(yaml.SafeDumper):
-        def ignore_aliases(self, data):  # reviewers read each value in place, not &id001 anchors
-            return True
-
     for release in recording.of_type(HELM_RELEASE_TYPE):
         inputs = release.inputs
-        target = out / "helm" / f"{inputs.get('name') or release.name}.values.yaml"
+        name = inputs.get("name") or release.name
+        header = (f"# Helm release {name}: chart {inputs.get('chart')} {inputs.get('version')} "
+                  f"from {(inputs.get('repositoryOpts') or {}).get('repo')}, namespace {inputs.get('namespace')}\n")
+        target = out / "helm" / f"{name}.values.yaml"
         target.parent.mkdir(parents=True, exist_ok=True)
-        header = (f"# Helm release {inputs.get('name') or release.name}: chart {inputs.get('chart')} "
-                  f"{inputs.get('version')} from {(inputs.get('repositoryOpts') or {}).get('repo')}, "
-                  f"namespace {inputs.get('namespace')}\n")
-        body = yaml.dump(inputs.get("values") or {}, Dumper=NoAliases, sort_keys=True, width=120)
-        target.write_text(recording.redact_text(header + body))
+        target.write_text(recording.redact_text(header + dump_yaml(inputs.get("values") or {})))
 
 
-ARTIFACTS: list[Callable[[Recording, Path], None]] = [write_resources, write_user_data, write_helm_values, write_grafana]
+def write_prometheus_config(recording: Recording, out: Path) -> None:
+    """Rule files, scrape configs and alertmanager.yml exactly as the kube-prometheus-stack release gets them."""
+    from model.metrics import KUBE_PROMETHEUS_RELEASE
+
+    values = _helm_values(recording).get(KUBE_PROMETHEUS_RELEASE)
+    if values is None:
+        return
+    for stem, doc in values.get("additionalPrometheusRulesMap", {}).items():
+        _write(recording, out / "prometheus" / "rules" / f"{stem}.yaml", doc)
+    scrape = values["prometheus"]["prometheusSpec"].get("additionalScrapeConfigs", [])
+    _write(recording, out / "prometheus" / "scrape-configs.yaml", {"scrape_configs": scrape})
+    _write(recording, out / "alertmanager" / "alertmanager.yml", values["alertmanager"]["config"])
+
+
+ARTIFACTS: list[Callable[[Recording, Path], None]] = [
+    write_resources, write_user_data, write_helm_values, write_prometheus_config, write_grafana,
+]
 
 
 def render(recording: Recording, build_dir: Path) -> Path:

@@ -1,0 +1,175 @@
+"""Prometheus rule files: the seed's recording rule, the playbooks' alerts and the SLO engine's.
+
+Every alert carries `severity` and `service` labels (the routing table matches on them) and
+`summary`, `description` and `runbook_url` annotations; runbook_url is derived here, once,
+from the runbook hub URL, so runbooks/<AlertName>.md must exist for every alert name.
+"""
+
+from __future__ import annotations
+
+from model import slo as slo_engine
+from model.config import StackConfig, duration_seconds
+from model.metrics import SCRAPED_JOBS_SERVICE, static_scrape_jobs
+
+BACKUP_SERVICE = "backups"
+STACK_SERVICE = "observability"
+
+# Filesystems that are not disks, and the PBS datastore (PbsDatastoreUsageHigh covers it).
+NODE_FS = 'fstype!~"tmpfs|ramfs|overlay|squashfs|nsfs|fuse.*",mountpoint!~"/mnt/datastore/.*"'
+NAS_NOT_A_DISK = '(?i).*(memory|swap|buffer|cache|shared).*'
+
+def alert(name: str, expr: str, severity: str, service: str, summary: str, description: str,
+          for_: str | None = None, labels: dict[str, str] | None = None) -> dict:
+    rule: dict = {"alert": name, "expr": expr}
+    if for_:
+        rule["for"] = for_
+    rule["labels"] = {"severity": severity, "service": service, **(labels or {})}
+    rule["annotations"] = {"summary": summary, "description": description}
+    return rule
+
+
+def backup_recording_rule() -> dict:
+    """The design seed's rule; the `> 0` keeps an hour without jobs from recording NaN."""
+    return {
+        "record": "job:backup_success:ratio",
+        "expr": "sum(rate(pbs_job_success_total[1h]))\n  /\nsum(rate(pbs_job_attempt_total[1h])) > 0",
+        "labels": {"slo": "99.5"},
+    }
+
+
+def _stale_backups(cfg: StackConfig) -> str:
+    age = "time() - pbs_job_last_success_timestamp_seconds"
+    overrides = cfg.metrics.backup_max_age_by_job
+    parts = [f'{age}{{job_id="{job}"}} > {duration_seconds(max_age)}' for job, max_age in sorted(overrides.items())]
+    rest = f'{{job_id!~"{"|".join(sorted(overrides))}"}}' if overrides else ""
+    parts.append(f"{age}{rest} > {duration_seconds(cfg.metrics.backup_max_age)}")
+    return "\nor\n".join(parts)
+
+
+def backup_rules(cfg: StackConfig) -> list[dict]:
+    grace = cfg.metrics.backup_retry_grace
+    failed = (
+        "pbs_job_last_run_timestamp_seconds{{job_type{types}}}\n  > on(job_id, job_type, datastore)\n"
+        "pbs_job_last_success_timestamp_seconds\nunless on(job_id, job_type, datastore)\npbs_job_running == 1"
+    )
+    job = "{{ $labels.job_type }} job {{ $labels.job_id }} on datastore {{ $labels.datastore }}"
+    return [
+        alert("BackupJobFailed", failed.format(types='="backup"'), "critical", BACKUP_SERVICE,
+              "A PBS backup job failed and no retry has succeeded",
+              f"The last run of {job} failed and no run succeeded within {grace}; the guests it covers have no fresh restore point.",
+              for_=grace),
+        alert("BackupMaintenanceJobFailed", failed.format(types='!="backup"'), "warning", BACKUP_SERVICE,
+              "A PBS sync, verify, prune or gc job failed",
+              f"The last run of {job} failed and no run succeeded within {grace}.",
+              for_=grace),
+        alert("BackupsStale", _stale_backups(cfg), "critical", BACKUP_SERVICE,
+              "A PBS job has not succeeded within its expected window",
+              f"The last success of {job} was {{{{ $value | humanizeDuration }}}} ago.",
+              for_="10m"),
+        alert("BackupMetricsAbsent", 'absent(pbs_job_last_success_timestamp_seconds{job_type="backup"})', "critical",
+              BACKUP_SERVICE, "No backup job metrics reach Prometheus",
+              "Prometheus has no pbs_job_last_success_timestamp_seconds for any {{ $labels.job_type }} job: the PBS job exporter is down, "
+              "not scraped or sees no jobs, so failed and stale backups would go unnoticed.",
+              for_="1h"),
+    ]
+
+
+def _usage_alerts(cfg: StackConfig, name: str, percent_used: str, service: str, summary: str, what: str,
+                  for_: str = "15m") -> list[dict]:
+    m = cfg.metrics
+    return [
+        alert(name, f"{percent_used} > {threshold}", severity, service, summary,
+              f"{what} is {{{{ $value | printf \"%.1f\" }}}}% full (threshold {threshold}%).", for_=for_)
+        for severity, threshold in (("warning", m.disk_warning_percent), ("critical", m.disk_critical_percent))
+    ]
+
+
+def disk_rules(cfg: StackConfig) -> list[dict]:
+    rules = _usage_alerts(
+        cfg, "NodeDiskUsageHigh",
+        f"100 * (1 - node_filesystem_avail_bytes{{{NODE_FS}}} / node_filesystem_size_bytes{{{NODE_FS}}})",
+        "nodes", "A node filesystem is filling up",
+        "Filesystem {{ $labels.mountpoint }} on {{ $labels.instance }}")
+    rules += _usage_alerts(
+        cfg, "PbsDatastoreUsageHigh",
+        "100 * pbs_datastore_used_bytes / (pbs_datastore_size_bytes > 0)",
+        BACKUP_SERVICE, "A PBS datastore is filling up",
+        "PBS datastore {{ $labels.datastore }} on {{ $labels.instance }}")
+    nas_jobs = [job for job in static_scrape_jobs(cfg) if job.has_storage]
+    if nas_jobs:
+        sel = f'job=~"{"|".join(j.name for j in nas_jobs)}",hrStorageDescr!~"{NAS_NOT_A_DISK}"'
+        rules += _usage_alerts(
+            cfg, "NasStorageUsageHigh",
+            f"100 * hrStorageUsed{{{sel}}} / (hrStorageSize{{{sel}}} > 0)",
+            "storage", "A NAS volume is filling up",
+            "Volume {{ $labels.hrStorageDescr }} of {{ $labels.instance }}")
+    rules += _usage_alerts(
+        cfg, "PersistentVolumeUsageHigh",
+        "100 * kubelet_volume_stats_used_bytes / (kubelet_volume_stats_capacity_bytes > 0)",
+        STACK_SERVICE, "A persistent volume (Prometheus TSDB, Loki chunks, ...) is filling up",
+        "Volume {{ $labels.persistentvolumeclaim }} in namespace {{ $labels.namespace }}")
+    return rules
+
+
+def stack_rules(cfg: StackConfig) -> list[dict]:
+    jobs = static_scrape_jobs(cfg)
+    absent = "\nor\n".join(f'absent(up{{job="{j.name}",{SCRAPED_JOBS_SERVICE}="{j.service}"}})' for j in jobs)
+    rules = [
+        alert("Watchdog", "vector(1)", "none", STACK_SERVICE,
+              "Dead man's switch: always firing while alerting works",
+              "This alert always fires while the Prometheus of site {{ $externalLabels.site }} evaluates rules. The heartbeat monitor pages when its notifications stop: "
+              "then Prometheus, Alertmanager or the path between them is down."),
+        alert("TargetDown", "up == 0", "warning", "{{ $labels.service }}",
+              "A scrape target is down",
+              "Prometheus cannot scrape {{ $labels.instance }} of job {{ $labels.job }}: its metrics and alerts are blind.",
+              for_="5m"),
+    ]
+    if jobs:
+        rules.append(alert("ScrapeJobAbsent", absent, "warning", "{{ $labels.service }}",
+                           "A configured scrape job has no targets",
+                           "Prometheus has no `up` series for job {{ $labels.job }}: the scrape configuration was not loaded.",
+                           for_="15m"))
+    rules += [
+        alert("PrometheusNotConnectedToAlertmanagers", "prometheus_notifications_alertmanagers_discovered < 1",
+              "critical", STACK_SERVICE, "Prometheus knows no Alertmanager",
+              "Prometheus {{ $labels.instance }} has discovered no Alertmanager: no alert reaches anyone.", for_="10m"),
+        alert("PrometheusAlertDeliveryFailing",
+              "100 * rate(prometheus_notifications_errors_total[5m])\n  / (rate(prometheus_notifications_sent_total[5m]) > 0) > 1",
+              "critical", STACK_SERVICE, "Prometheus fails to send alerts to Alertmanager",
+              "{{ $value | printf \"%.1f\" }}% of alerts from {{ $labels.instance }} to Alertmanager {{ $labels.alertmanager }} fail.",
+              for_="15m"),
+        # Each failure is announced on the other channel: PagerDuty's via Mattermost and back.
+        alert("AlertmanagerNotificationsFailing",
+              'rate(alertmanager_notifications_failed_total{integration="pagerduty"}[5m]) > 0',
+              "warning", STACK_SERVICE, "Alertmanager fails to deliver notifications",
+              "Alertmanager {{ $labels.instance }} fails to deliver to {{ $labels.integration }}.", for_="10m"),
+        alert("AlertmanagerNotificationsFailing",
+              'rate(alertmanager_notifications_failed_total{integration!="pagerduty"}[5m]) > 0',
+              "critical", STACK_SERVICE, "Alertmanager fails to deliver notifications",
+              "Alertmanager {{ $labels.instance }} fails to deliver to {{ $labels.integration }}.", for_="10m"),
+    ]
+    return rules
+
+
+def rule_files(cfg: StackConfig) -> dict[str, dict]:
+    """File stem -> Prometheus rule file, each loadable as it is by promtool and Prometheus."""
+    interval = cfg.metrics.evaluation_interval
+    files = {
+        "backups": {"groups": [
+            {"name": "backup-recording", "interval": interval, "rules": [backup_recording_rule()]},
+            {"name": "backup-alerts", "interval": interval, "rules": backup_rules(cfg)},
+        ]},
+        "disks": {"groups": [{"name": "disk-usage", "interval": interval, "rules": disk_rules(cfg)}]},
+        "stack": {"groups": [{"name": "stack-health", "interval": interval, "rules": stack_rules(cfg)}]},
+    }
+    if cfg.slos:
+        files["slos"] = {"groups": slo_engine.rule_groups(cfg)}
+    hub = cfg.site.runbook_hub_url
+    for rule in all_rules(files):
+        if "alert" in rule:
+            rule["annotations"]["runbook_url"] = f"{hub}/runbooks/{rule['alert']}.md"
+    return files
+
+
+def all_rules(files: dict[str, dict]) -> list[dict]:
+    return [rule for doc in files.values() for group in doc["groups"] for rule in group["rules"]]

@@ -1,0 +1,105 @@
+"""The routing table (config `alerting`) rendered as an Alertmanager configuration.
+
+The typed table stays in model/config.py (Alerting, Route, Receiver, Matcher) so that a
+second renderer (Grafana's notification policy) reads the same source; this module is
+only the Alertmanager rendering. Secrets appear as file paths under the mounted Kubernetes
+Secret, never as values. Only fields that both Alertmanager 0.25 (Debian, tests, drill) and
+0.34 (the chart) accept are used.
+"""
+
+from __future__ import annotations
+
+from model.config import Alerting, Receiver, Route, StackConfig
+from model.metrics import ALERTMANAGER_SECRET_DIR
+
+WATCHDOG_ALERT = "Watchdog"
+
+# Key of each secret inside the Kubernetes Secret mounted into Alertmanager.
+SECRET_FILES = {
+    "pagerdutyRoutingKey": "pagerduty-routing-key",
+    "mattermostWebhookUrl": "mattermost-webhook-url",
+    "alertingHeartbeatToken": "heartbeat-token",
+}
+
+
+def secret_path(secret_key: str) -> str:
+    return f"{ALERTMANAGER_SECRET_DIR}/{SECRET_FILES[secret_key]}"
+
+
+def _receiver(receiver: Receiver) -> dict:
+    out: dict = {"name": receiver.name}
+    if receiver.pagerduty:
+        out["pagerduty_configs"] = [{
+            "routing_key_file": secret_path("pagerdutyRoutingKey"),
+            "severity": receiver.pagerduty.severity,
+            "send_resolved": True,
+        }]
+    elif receiver.mattermost:
+        # Mattermost's incoming webhooks take Slack's payload.
+        slack: dict = {
+            "api_url_file": secret_path("mattermostWebhookUrl"),
+            "username": receiver.mattermost.username,
+            "send_resolved": True,
+            "title": '{{ if eq .Status "firing" }}[FIRING:{{ .Alerts.Firing | len }}]{{ else }}[RESOLVED]{{ end }} {{ .CommonLabels.alertname }} ({{ .CommonLabels.service }})',
+            "text": '{{ range .Alerts }}*{{ .Labels.severity }}* {{ .Annotations.summary }}\n{{ .Annotations.description }}\nRunbook: {{ .Annotations.runbook_url }}\n{{ end }}',
+        }
+        if receiver.mattermost.channel:
+            slack["channel"] = receiver.mattermost.channel
+        out["slack_configs"] = [slack]
+    elif receiver.heartbeat:
+        hook: dict = {"url": receiver.heartbeat.url, "send_resolved": False}
+        if receiver.heartbeat.bearer_token:
+            hook["http_config"] = {"authorization": {"type": "Bearer",
+                                                     "credentials_file": secret_path("alertingHeartbeatToken")}}
+        out["webhook_configs"] = [hook]
+    return out
+
+
+def _route(route: Route) -> dict:
+    out: dict = {"matchers": [str(m) for m in route.matchers], "receiver": route.receiver}
+    if route.continue_:
+        out["continue"] = True
+    for key, value in (("group_by", route.group_by), ("group_wait", route.group_wait),
+                       ("group_interval", route.group_interval), ("repeat_interval", route.repeat_interval)):
+        if value is not None:
+            out[key] = value
+    return out
+
+
+def watchdog_route(alerting: Alerting) -> dict:
+    # First and final: the always-firing Watchdog reaches only the heartbeat, never a pager.
+    return {
+        "matchers": [f'alertname = "{WATCHDOG_ALERT}"'],
+        "receiver": alerting.watchdog_receiver,
+        "group_wait": "0s",
+        "group_interval": alerting.watchdog_interval,
+        "repeat_interval": alerting.watchdog_interval,
+    }
+
+
+def inhibit_rules() -> list[dict]:
+    # A critical alert silences the warning of the same alert on the same instance.
+    return [{
+        "source_matchers": ['severity = "critical"'],
+        "target_matchers": ['severity = "warning"'],
+        "equal": ["alertname", "instance"],
+    }]
+
+
+def alertmanager_config(cfg: StackConfig) -> dict:
+    a = cfg.alerting
+    return {
+        "global": {"resolve_timeout": "5m"},
+        "route": {
+            "receiver": a.receiver,
+            "group_by": list(a.group_by),
+            "group_wait": a.group_wait,
+            "group_interval": a.group_interval,
+            "repeat_interval": a.repeat_interval,
+            "routes": [watchdog_route(a)] + [_route(r) for r in a.routes],
+        },
+        "inhibit_rules": inhibit_rules(),
+        "receivers": [_receiver(r) for r in a.receivers],
+        # The chart's default would load *.tmpl files we do not ship.
+        "templates": [],
+    }
