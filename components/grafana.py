@@ -9,7 +9,7 @@ from typing import Any
 import pulumi
 import pulumi_random as random
 import pulumiverse_grafana as grafana_provider
-from pulumi_kubernetes.core.v1 import Namespace, PersistentVolumeClaim, Secret
+from components.kubernetes_objects import Namespace, PersistentVolumeClaim, Secret
 
 from components.helm import chart_release
 from model import grafana as model

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pulumi
-from pulumi_kubernetes.core.v1 import Namespace, Secret
+from components.kubernetes_objects import Namespace, Secret
 from pulumi_kubernetes.helm.v3 import Release
 
 from model.helm import HelmChart

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pulumi
-from pulumi_kubernetes.core.v1 import Namespace
+from components.kubernetes_objects import Namespace
 
 from components.helm import chart_release, credentials_secret
 from model import logs as loki

@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pulumi
-from pulumi_kubernetes.core.v1 import Namespace, Secret
+from components.kubernetes_objects import Namespace, Secret
 from pulumi_kubernetes.helm.v3 import Release, RepositoryOptsArgs
-from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 
 from model import metrics
 from model.alerts import rule_files
@@ -26,13 +25,13 @@ class MetricsStack(pulumi.ComponentResource):
         super().__init__("homelab:observability:Metrics", name, None, opts)
         cfg = args.config
         namespace = cfg.metrics.namespace
-        ns = Namespace(namespace, metadata=ObjectMetaArgs(name=namespace),
+        ns = Namespace(namespace, metadata={"name": namespace},
                        opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True))
         # Receiver credentials reach Alertmanager only as files of this Secret.
         receiver_secrets = {SECRET_FILES[k]: args.secrets[k] for k in required_secrets(cfg) if k in SECRET_FILES}
         secret = Secret(
             metrics.ALERTMANAGER_SECRET,
-            metadata=ObjectMetaArgs(name=metrics.ALERTMANAGER_SECRET, namespace=namespace),
+            metadata={"name": metrics.ALERTMANAGER_SECRET, "namespace": namespace},
             string_data={k: pulumi.Output.secret(v) for k, v in receiver_secrets.items()},
             opts=pulumi.ResourceOptions(parent=self, depends_on=[ns]),
         )

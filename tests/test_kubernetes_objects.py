@@ -1,0 +1,81 @@
+"""The lean core/v1 classes register exactly what pulumi_kubernetes' own classes register."""
+
+from __future__ import annotations
+
+import pulumi
+import pytest
+from pulumi.runtime import mocks, settings
+from pulumi.runtime.stack import Stack
+
+import components.kubernetes_objects as lean
+
+
+class _Engine(mocks.Mocks):
+    def new_resource(self, args):
+        return f"{args.name}-id", dict(args.inputs)
+
+    def call(self, args):
+        return {}
+
+
+class _Recorder(mocks.MockMonitor):
+    def __init__(self):
+        super().__init__(_Engine())
+        self.requests = {}
+
+    def RegisterResource(self, request):
+        if request.type != "pulumi:pulumi:Stack":
+            self.requests[request.name] = request
+        return super().RegisterResource(request)
+
+
+def _register(build) -> dict:
+    """Register resources on a fresh mock engine; return each RegisterResourceRequest by name."""
+    from pulumi.runtime.stack import run_pulumi_func
+    from pulumi.runtime.sync_await import _sync_await
+
+    monitor = _Recorder()
+    mocks.set_mocks(_Engine(), project="p", stack="s", preview=True, monitor=monitor)
+    settings.set_root_resource(None)
+    Stack()
+    _sync_await(run_pulumi_func(build))
+    return monitor.requests
+
+
+def _same(a, b):
+    from pulumi.runtime import rpc
+
+    assert a.type == b.type
+    assert rpc.deserialize_properties(a.object) == rpc.deserialize_properties(b.object)
+    assert sorted(a.additionalSecretOutputs) == sorted(b.additionalSecretOutputs)
+    assert a.version == b.version and a.version
+    assert (a.protect, list(a.dependencies)) == (b.protect, list(b.dependencies))
+
+
+CASES = {
+    "Namespace": lambda m: m.Namespace("ns", metadata={"name": "monitoring"}),
+    "Secret": lambda m: m.Secret("sec", metadata={"name": "receivers", "namespace": "monitoring"},
+                                 string_data={"key": pulumi.Output.secret("s3cr3t")}, type="Opaque"),
+    "PersistentVolumeClaim": lambda m: m.PersistentVolumeClaim(
+        "pvc", metadata={"name": "data", "namespace": "grafana"},
+        spec={"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "10Gi"}}},
+        opts=pulumi.ResourceOptions(protect=True)),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(CASES))
+def test_registers_like_the_sdk_class(kind):
+    import pulumi_kubernetes.core.v1 as sdk
+
+    ours = _register(lambda: CASES[kind](lean))
+    theirs = _register(lambda: CASES[kind](sdk))
+    (name,) = ours
+    _same(ours[name], theirs[name])
+
+
+def test_secret_string_data_is_secret_on_the_wire():
+    from pulumi.runtime import rpc
+
+    request = _register(lambda: CASES["Secret"](lean))["sec"]
+    raw = rpc.deserialize_properties(request.object)
+    assert raw["stringData"][rpc._special_sig_key] == rpc._special_secret_sig
