@@ -46,7 +46,9 @@ class Grafana(pulumi.ComponentResource):
         assert cfg is not None
         child = pulumi.ResourceOptions(parent=self)
 
-        namespace = Namespace(f"{name}-namespace", metadata={"name": cfg.namespace}, opts=child)
+        # Protected like the claim inside it: deleting a namespace deletes its claims.
+        namespace = Namespace(f"{name}-namespace", metadata={"name": cfg.namespace},
+                              opts=pulumi.ResourceOptions(parent=self, protect=True))
         in_ns = pulumi.ResourceOptions(parent=self, depends_on=[namespace])
         password = random.RandomPassword(
             f"{name}-admin-password", length=40, special=False,  # no ':' to split basic auth on

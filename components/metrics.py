@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pulumi
-from components.kubernetes_objects import Namespace, Secret
-from pulumi_kubernetes.helm.v3 import Release, RepositoryOptsArgs
 
+from components.helm import chart_release
+from components.kubernetes_objects import Namespace, Secret
 from model import metrics
 from model.alerts import rule_files
 from model.config import StackConfig, required_secrets
+from model.helm import KUBE_PROMETHEUS_STACK_CHART, SNMP_EXPORTER_CHART
 from model.routing import SECRET_FILES, alertmanager_config
 
 
@@ -25,8 +26,9 @@ class MetricsStack(pulumi.ComponentResource):
         super().__init__("homelab:observability:Metrics", name, None, opts)
         cfg = args.config
         namespace = cfg.metrics.namespace
+        # Deleting the namespace would delete the TSDB's volume claim with it.
         ns = Namespace(namespace, metadata={"name": namespace},
-                       opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True))
+                       opts=pulumi.ResourceOptions(parent=self, protect=True, retain_on_delete=True))
         # Receiver credentials reach Alertmanager only as files of this Secret.
         receiver_secrets = {SECRET_FILES[k]: args.secrets[k] for k in required_secrets(cfg) if k in SECRET_FILES}
         secret = Secret(
@@ -37,23 +39,9 @@ class MetricsStack(pulumi.ComponentResource):
         )
         values = metrics.kube_prometheus_stack_values(cfg, rule_files(cfg), alertmanager_config(cfg))
         # Protected: deleting the release would take the Prometheus StatefulSet and its TSDB with it.
-        self.prometheus = self._release(metrics.KUBE_PROMETHEUS_RELEASE, metrics.KUBE_PROMETHEUS_STACK, namespace,
-                                        values, depends_on=[ns, secret], protect=True)
-        self.snmp_exporter = self._release(metrics.SNMP_EXPORTER_RELEASE, metrics.SNMP_EXPORTER, namespace,
-                                           metrics.snmp_exporter_values(cfg), depends_on=[ns])
+        self.prometheus = chart_release(metrics.KUBE_PROMETHEUS_RELEASE, KUBE_PROMETHEUS_STACK_CHART, namespace,
+                                        values, parent=self, protect=True, depends_on=[ns, secret])
+        self.snmp_exporter = chart_release(metrics.SNMP_EXPORTER_RELEASE, SNMP_EXPORTER_CHART, namespace,
+                                           metrics.snmp_exporter_values(cfg), parent=self, depends_on=[ns])
         self.namespace = namespace
         self.register_outputs({"namespace": namespace, "prometheusRelease": self.prometheus.name})
-
-    def _release(self, name: str, chart: dict, namespace: str, values: dict, depends_on: list,
-                 protect: bool = False) -> Release:
-        return Release(
-            name,
-            name=name,  # a fixed name: a generated suffix would make every rename a new release
-            chart=chart["chart"],
-            version=chart["version"],
-            repository_opts=RepositoryOptsArgs(repo=chart["repo"]),
-            namespace=namespace,
-            values=values,
-            max_history=10,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on, protect=protect),
-        )

@@ -16,10 +16,6 @@ from model.config import Role, StackConfig
 from model.hosts import scheduling_for
 from model.helm import resources
 
-KUBE_PROMETHEUS_STACK = {"chart": "kube-prometheus-stack", "version": "88.5.3",
-                         "repo": "https://prometheus-community.github.io/helm-charts"}
-SNMP_EXPORTER = {"chart": "prometheus-snmp-exporter", "version": "9.17.1",
-                 "repo": "https://prometheus-community.github.io/helm-charts"}
 KUBE_PROMETHEUS_RELEASE = "kube-prometheus-stack"
 # Named like the chart, so its resources (and the Service the scrape jobs use) get exactly this name.
 SNMP_EXPORTER_RELEASE = "prometheus-snmp-exporter"
