@@ -47,6 +47,11 @@ class _QuietServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
+    def handle_error(self, request: object, client_address: object) -> None:
+        # A scrape or notification abandoned mid-answer (timeout, shutdown, a played outage)
+        # is part of the drill, not an error worth a traceback.
+        pass
+
 
 class _Served:
     """A ThreadingHTTPServer on 127.0.0.1:<free port> in a daemon thread."""
