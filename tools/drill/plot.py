@@ -7,8 +7,10 @@ import os
 from pathlib import Path
 
 from tools.drill.run import ScenarioRun
+from tools.drill.scenarios import RECEIVER_PAGE
 
-RECEIVER_COLOURS = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#e377c2"]
+PAGE_COLOUR = "#d62728"
+RECEIVER_COLOURS = ["#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#e377c2"]
 STATE_COLOURS = {"pending": "#f5c26b", "firing": "#d62728"}
 
 
@@ -37,7 +39,8 @@ def write_timeline(runs: list[ScenarioRun], path: Path) -> Path:
 
     receivers = sorted({n.receiver for run in runs for n in run.notifications} |
                        {r.expect.receiver for run in runs for r in run.verdict.results})
-    colour = {name: RECEIVER_COLOURS[i % len(RECEIVER_COLOURS)] for i, name in enumerate(receivers)}
+    chat = [r for r in receivers if r != RECEIVER_PAGE]
+    colour = {name: RECEIVER_COLOURS[i % len(RECEIVER_COLOURS)] for i, name in enumerate(chat)} | {RECEIVER_PAGE: PAGE_COLOUR}
     fig = plt.figure(figsize=(13, 4.2 * len(runs)), layout="constrained")
     rows = fig.subfigures(len(runs), 1, squeeze=False)[:, 0]
     for row, run in zip(rows, runs):

@@ -75,7 +75,19 @@ class _Served:
         self.server.server_close()
 
 
-class _ExporterHandler(BaseHTTPRequestHandler):
+class _QuietHandler(BaseHTTPRequestHandler):
+    def reply(self, status: int, body: bytes, content_type: str = "text/plain") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class _ExporterHandler(_QuietHandler):
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
         exporter: SyntheticExporter = self.server.owner  # type: ignore[attr-defined]
         t = exporter.clock.now()
@@ -84,15 +96,7 @@ class _ExporterHandler(BaseHTTPRequestHandler):
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
             return
-        body = exposition(exporter.series, t).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "text/plain; version=0.0.4")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
+        self.reply(200, exposition(exporter.series, t).encode(), "text/plain; version=0.0.4")
 
 
 class SyntheticExporter(_Served):
@@ -107,7 +111,7 @@ class SyntheticExporter(_Served):
         super().__init__(_ExporterHandler)
 
 
-class _CaptureHandler(BaseHTTPRequestHandler):
+class _CaptureHandler(_QuietHandler):
     def do_POST(self) -> None:  # noqa: N802
         capture: CaptureServer = self.server.owner  # type: ignore[attr-defined]
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -125,16 +129,9 @@ class _CaptureHandler(BaseHTTPRequestHandler):
         if status == 202:  # PagerDuty Events API v2's answer to an accepted event
             reply = {"status": "success", "message": "Event processed",
                      "dedup_key": body.get("dedup_key") if isinstance(body, dict) else None}
-            payload = json.dumps(reply).encode()
+            self.reply(status, json.dumps(reply).encode(), "application/json")
         else:
-            payload = b"ok" if status == 200 else b"drill: receiver unavailable"
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args: object) -> None:
-        pass
+            self.reply(status, b"ok" if status == 200 else b"drill: receiver unavailable")
 
 
 class CaptureServer(_Served):
