@@ -1,13 +1,17 @@
 # Two commands set everything up on a fresh Debian/Ubuntu machine:
 #   make preview   - .venv + pinned dependencies, then the offline preview of the homelab stack
 #   make test      - the same, plus the system tools the tests run (promtool, amtool, cloud-init), then the suite
+#   make drill     - the alert drill on the rendered config (SCENARIO=<name> for one; DRILL_INPUT=<dir> to drill another)
 STACK ?= homelab
 STACK_FILE ?= Pulumi.$(STACK).yaml
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: preview test system-tools bench clean venv
+SCENARIO ?=
+DRILL_INPUT ?= build/$(STACK)
+
+.PHONY: preview test system-tools bench clean venv drill
 
 $(VENV)/.runtime: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +37,10 @@ system-tools:
 
 test: $(VENV)/.dev system-tools node_modules/.package-lock.json
 	$(PY) -m pytest
+
+drill: $(VENV)/.dev system-tools
+	$(PY) -m tools.preview --stack-file $(STACK_FILE) --quiet
+	MPLBACKEND=Agg $(PY) -m tools.drill --stack $(STACK) --input $(DRILL_INPUT) $(if $(SCENARIO),--scenario $(SCENARIO))
 
 bench: $(VENV)/.dev
 	$(PY) -m benchmarks.bench_preview

@@ -1,0 +1,94 @@
+"""The drill end to end: real Prometheus, Alertmanager, promtool and amtool on 127.0.0.1."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from tools.drill import scenarios
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURE = Path(__file__).parent / "fixtures" / "drill"
+
+
+def _drill(*args, **kwargs):
+    return subprocess.run([sys.executable, "-m", "tools.drill", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300, **kwargs)
+
+
+def test_short_drill_passes_and_reports(tmp_path):
+    result = _drill("--input", str(FIXTURE), "--short", "--out", str(tmp_path), "--quiet")
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = (tmp_path / "report.md").read_text()
+    assert report.startswith("# Alert drill: homelab\n\n**PASS**")
+    for name in scenarios.SHORT_DRILL:
+        assert f"| {name} | ✅ pass |" in report
+    assert "❌" not in report
+    # after the restart the backup page is still counted once
+    restart = report.split("## alertmanager-restart")[1]
+    assert "| ✅ | pagerduty-primary | BackupJobFailed | critical | firing |" in restart
+    page_row = next(line for line in restart.splitlines() if "| pagerduty-primary | BackupJobFailed | critical | firing |" in line)
+    assert page_row.split("|")[8].strip() == "1"
+    assert (tmp_path / "timeline.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_broken_route_fails_the_drill(tmp_path):
+    """Without `continue: true` the backup room never hears of a critical backup failure."""
+    broken = tmp_path / "rendered"
+    shutil.copytree(FIXTURE, broken)
+    am_file = broken / "alertmanager" / "alertmanager.yml"
+    doc = yaml.safe_load(am_file.read_text())
+    doc["route"]["routes"][1].pop("continue")
+    am_file.write_text(yaml.safe_dump(doc))
+    result = _drill("--input", str(broken), "--scenario", "backup-fails-twice", "--time-scale", "240",
+                    "--out", str(tmp_path / "out"), "--quiet")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "missed: mattermost-backup-room BackupJobFailed firing" in result.stderr
+    assert "**FAIL**" in (tmp_path / "out" / "report.md").read_text()
+
+
+def _children(pid):
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def _alive(pid):
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_sigterm_stops_every_process_the_drill_started(tmp_path):
+    drill = subprocess.Popen([sys.executable, "-m", "tools.drill", "--input", str(FIXTURE), "--scenario",
+                              "backup-retry-succeeds", "--out", str(tmp_path)], cwd=ROOT,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = drill.stderr.readline()
+        assert "warming up" in line, line
+        deadline = time.monotonic() + 20
+        while len(_children(drill.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        children = _children(drill.pid)
+        assert len(children) == 2  # prometheus and alertmanager
+        drill.send_signal(signal.SIGTERM)
+        assert drill.wait(timeout=30) == 130
+        assert "every process it started has been stopped" in drill.stderr.read()
+        assert not [pid for pid in children if _alive(pid)]
+        assert not (tmp_path / "report.md").exists()
+    finally:
+        if drill.poll() is None:
+            drill.kill()

@@ -1,0 +1,299 @@
+"""One drill: every chosen scenario against fresh Prometheus and Alertmanager processes.
+
+Per scenario: scale the rendered rules, re-point scrape targets and receivers, backfill the
+history the longest rule window needs, start Alertmanager and Prometheus on free ports with
+their data in a temporary directory, play the timeline (exporter outages, receiver outages,
+Alertmanager restarts), read back what Prometheus saw for the picture, stop everything, judge.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, TextIO
+
+from tools.drill import durations
+from tools.drill.deployed_config import (DeployedConfig, DrillConfigError, TimeScale, drill_alertmanager_config,
+                                        drill_prometheus_config, scaled_rule_files, write_yaml)
+from tools.drill.processes import ManagedProcess, ProcessSupervisor, free_port, wait_ready
+from tools.drill.scenarios import BASELINE, Scenario
+from tools.drill.servers import CaptureServer, ScenarioClock, SyntheticExporter
+from tools.drill.timeline import Series, backfill_openmetrics, merge
+from tools.drill.verdict import Notification, ScenarioVerdict, decode, judge
+
+PROMETHEUS = "prometheus"
+ALERTMANAGER = "prometheus-alertmanager"  # Debian's name for the alertmanager binary
+PROMTOOL = "promtool"
+AMTOOL = "amtool"
+# Wall seconds from start-up to the scenario's t = 0: Prometheus and Alertmanager start,
+# Prometheus discovers its Alertmanager and targets (its discovery syncs every 5 s, which no
+# flag of 2.42 shortens) and scrapes every target once. The backfilled history already reaches
+# t = 0, so the samples scraped during the lead-in are refused as older than the history's last
+# block ("out of bounds", harmless) and the series run on from t = 0 without a gap: a gap would
+# distort every window whose start later crosses it.
+LEAD_IN_SECONDS = 7.0
+# Seconds of set-up and tear-down per scenario, for the progress estimate.
+SCENARIO_OVERHEAD_ESTIMATE = 3.0 + LEAD_IN_SECONDS
+
+
+@dataclass
+class PlotSeries:
+    label: str
+    thresholds: tuple[float, ...]
+    points: list[tuple[float, float]]  # (scenario seconds, value)
+
+
+@dataclass
+class ScenarioRun:
+    scenario: Scenario
+    scale: TimeScale
+    verdict: ScenarioVerdict
+    notifications: list[Notification]
+    plot: list[PlotSeries]
+    alert_states: dict[str, list[tuple[float, str]]]  # alertname -> [(scenario seconds, pending|firing)]
+    wall_seconds: float
+    notes: list[str] = field(default_factory=list)
+
+
+class Progress:
+    """One status line (rewritten in place on a terminal, every few seconds otherwise)."""
+
+    def __init__(self, scenarios: list[Scenario], out: TextIO = sys.stderr, quiet: bool = False):
+        self.remaining_wall = {s.name: s.duration / s.factor + SCENARIO_OVERHEAD_ESTIMATE for s in scenarios}
+        self.total = len(scenarios)
+        self.out = out
+        self.quiet = quiet
+        self.tty = out.isatty()
+        self.started = time.monotonic()
+        self._last = 0.0
+
+    def update(self, index: int, scenario: Scenario, clock: ScenarioClock, state: str = "") -> None:
+        if self.quiet:
+            return
+        now = time.monotonic()
+        if not self.tty and now - self._last < 5:
+            return
+        self._last = now
+        wall = scenario.duration / scenario.factor
+        elapsed_wall = min(max(clock.wall_elapsed(), 0.0), wall)
+        left = wall - elapsed_wall + sum(v for k, v in self.remaining_wall.items() if k != scenario.name)
+        line = (f"[{index}/{self.total}] {scenario.name}: {durations.human(clock.now())} of "
+                f"{durations.human(scenario.duration)} scenario time ({elapsed_wall:.0f}s/{wall:.0f}s)"
+                f"{' - ' + state if state else ''} | drill {durations.human(now - self.started)} elapsed, "
+                f"~{durations.human(max(left, 0))} left")
+        print(("\r\033[K" if self.tty else "") + line, end="" if self.tty else "\n", file=self.out, flush=True)
+
+    def done(self, scenario: Scenario, run: ScenarioRun) -> None:
+        self.remaining_wall.pop(scenario.name, None)
+        if self.quiet:
+            return
+        verdict = "PASS" if run.verdict.passed else "FAIL: " + "; ".join(run.verdict.failures)
+        print(("\r\033[K" if self.tty else "") + f"{scenario.name}: {verdict} ({run.wall_seconds:.0f}s)",
+              file=self.out, flush=True)
+
+
+def _check(argv: list[str]) -> None:
+    result = subprocess.run(argv, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise DrillConfigError(f"{' '.join(argv[:3])} rejected the drill's configuration:\n{result.stdout}{result.stderr}")
+
+
+def _query_range(prometheus_url: str, query: str, start: float, end: float, step: float) -> list[dict]:
+    params = urllib.parse.urlencode({"query": query, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:.3f}"})
+    with urllib.request.urlopen(f"{prometheus_url}/api/v1/query_range?{params}", timeout=10) as response:
+        return json.load(response)["data"]["result"]
+
+
+def _pipeline_warm(prometheus_url: str, target_count: int) -> bool:
+    """Prometheus knows its Alertmanager and has scraped every target at least once."""
+    def get(path: str) -> dict:
+        with urllib.request.urlopen(prometheus_url + path, timeout=2) as response:
+            return json.load(response)["data"]
+
+    if not get("/api/v1/alertmanagers")["activeAlertmanagers"]:
+        return False
+    targets = get("/api/v1/targets?state=active")["activeTargets"]
+    return len(targets) == target_count and all(t["health"] != "unknown" for t in targets)
+
+
+def _rules_loaded(prometheus_url: str, group_count: int) -> bool:
+    with urllib.request.urlopen(prometheus_url + "/api/v1/rules", timeout=2) as response:
+        return len(json.load(response)["data"]["groups"]) == group_count
+
+
+def _resolve_targets(series: list[Series], config: DeployedConfig) -> list[Series]:
+    targets = config.targets()
+    first = {}
+    for job, target in targets:
+        first.setdefault(job, target)
+    resolved = []
+    for s in series:
+        if s.job not in first:
+            raise DrillConfigError(f"the scenario table plays scrape job {s.job!r} ({s.metric}) but the rendered "
+                                   f"scrape configs have only: {', '.join(first)}")
+        resolved.append(dataclasses.replace(s, target=s.target or first[s.job]))
+    return resolved
+
+
+def run_scenario(scenario: Scenario, config: DeployedConfig, work: Path, index: int, progress: Progress,
+                 factor: float | None = None) -> ScenarioRun:
+    started = time.monotonic()
+    scenario = dataclasses.replace(scenario, factor=factor or scenario.factor)
+    scale = TimeScale.for_config(config, scenario.factor)
+    work.mkdir(parents=True)
+    notes: list[str] = []
+
+    rule_texts, rule_notes = scaled_rule_files(config, scale)
+    notes += rule_notes
+    rule_paths = []
+    for name, text in rule_texts.items():
+        path = work / "rules" / name
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(text)
+        rule_paths.append(path)
+    _check([PROMTOOL, "check", "rules", *map(str, rule_paths)])
+
+    series = _resolve_targets(merge(BASELINE, scenario.series), config)
+    clock = ScenarioClock(scenario.factor)
+    exporters = {
+        (job, target): SyntheticExporter(job, target, [s for s in series if (s.job, s.target) == (job, target)],
+                                         clock, scenario.exporter_outages)
+        for job, target in config.targets()
+    }
+    capture = CaptureServer(clock, scenario.receiver_outages)
+    servers = [*exporters.values(), capture]
+    am_port, prom_port = free_port(), free_port()
+    am_url, prom_url = f"http://127.0.0.1:{am_port}", f"http://127.0.0.1:{prom_port}"
+
+    am_config = drill_alertmanager_config(config, scale, capture.url, work / "secrets")
+    capture.endpoints = {e.path: e for e in am_config.endpoints}
+    for path, content in am_config.secret_files.items():
+        path.parent.mkdir(mode=0o700, exist_ok=True)
+        path.write_text(content)
+        path.chmod(0o600)
+    am_file = write_yaml(work / "alertmanager.yml", am_config.doc)
+    _check([AMTOOL, "check-config", str(am_file)])
+
+    prom_doc, prom_notes = drill_prometheus_config(
+        config, scale, {key: server.address for key, server in exporters.items()}, rule_paths, f"127.0.0.1:{am_port}")
+    notes += prom_notes
+    prom_file = write_yaml(work / "prometheus.yml", prom_doc)
+    _check([PROMTOOL, "check", "config", str(prom_file)])
+    # Prometheus starts without rules and gets them once it has scraped every target and found
+    # its Alertmanager: its discovery syncs every 5 s, which the time scale does not compress,
+    # so rules evaluated before then would see a pipeline that production never shows (for
+    # example absent(up) for ten scaled minutes).
+    prom_full_config = prom_file.read_text()
+    write_yaml(prom_file, {k: v for k, v in prom_doc.items() if k != "rule_files"})
+
+    # History: long enough for the longest window, sampled at the drill's scrape interval, up to t = 0.
+    clock.start_now(LEAD_IN_SECONDS)
+    history = config.longest_window() + scale.real(scale.scrape_interval_s) * 2
+    target_labels = {(job, target): next(sc["labels"] for sc in job_doc["static_configs"]
+                                         if sc["targets"][0] == exporters[(job, target)].address)
+                     | {"job": job}
+                     for job_doc in prom_doc["scrape_configs"] for (job, target) in exporters if job == job_doc["job_name"]}
+    backfill = work / "history.om"
+    backfill.write_text(backfill_openmetrics(series, -scale.real(LEAD_IN_SECONDS) - history, 0.0, scale.real(scale.scrape_interval_s),
+                                             clock.epoch_of, target_labels))
+    prom_data = work / "prometheus-data"
+    subprocess.run([PROMTOOL, "tsdb", "create-blocks-from", "openmetrics", str(backfill), str(prom_data)],
+                   check=True, capture_output=True)
+
+    am_argv = [ALERTMANAGER, f"--config.file={am_file}", f"--storage.path={work / 'alertmanager-data'}",
+               f"--web.listen-address=127.0.0.1:{am_port}", "--cluster.listen-address=", "--log.level=info"]
+    prom_argv = [PROMETHEUS, f"--config.file={prom_file}", f"--storage.tsdb.path={prom_data}",
+                 f"--web.listen-address=127.0.0.1:{prom_port}",
+                 f"--rules.alert.resend-delay={durations.format_seconds(scale.resend_delay_s)}",
+                 f"--query.lookback-delta={durations.format_seconds(scale.lookback_delta_s)}",
+                 "--log.level=info"]
+    plot: list[PlotSeries] = []
+    alert_states: dict[str, list[tuple[float, str]]] = {}
+    restarts = list(scenario.alertmanager_down)
+    with ProcessSupervisor() as supervisor:
+        try:
+            for server in servers:
+                server.start()
+            alertmanager = supervisor.start(ManagedProcess("alertmanager", am_argv, work / "alertmanager.log"))
+            prometheus = supervisor.start(ManagedProcess("prometheus", prom_argv, work / "prometheus.log"))
+            wait_ready(alertmanager, f"{am_url}/-/ready")
+            wait_ready(prometheus, f"{prom_url}/-/ready")
+            while not _pipeline_warm(prom_url, len(exporters)) or clock.now() < 0:
+                progress.update(index, scenario, clock, "warming up")
+                time.sleep(0.02)
+            prom_file.write_text(prom_full_config)
+            prometheus.reload()
+            while not _rules_loaded(prom_url, sum(len(doc.get("groups") or []) for doc in config.rule_files.values())):
+                time.sleep(0.05)
+            if clock.now() > scale.real(1.0):
+                notes.append(f"start-up outran the {LEAD_IN_SECONDS:g}s lead-in: rules were loaded at "
+                             f"{durations.human(clock.now())} of scenario time")
+            state = ""
+            while clock.now() < scenario.duration:
+                t = clock.now()
+                if restarts and t >= restarts[0].start and alertmanager.running:
+                    alertmanager.stop()
+                    state = "Alertmanager stopped"
+                if restarts and t >= restarts[0].end and not alertmanager.running:
+                    alertmanager.start()
+                    wait_ready(alertmanager, f"{am_url}/-/ready")
+                    notes.append(f"Alertmanager restarted at {durations.human(clock.now())} with the same --storage.path")
+                    restarts.pop(0)
+                    state = ""
+                progress.update(index, scenario, clock, state)
+                time.sleep(0.05)
+            end = time.time()
+            step = max(scale.scrape_interval_s, (end - clock.origin_epoch) / 600)
+            for line in scenario.plot:
+                for result in _query_range(prom_url, line.query, clock.origin_epoch, end, step):
+                    plot.append(PlotSeries(line.label, line.thresholds,
+                                           [(scale.real(ts - clock.origin_epoch), float(v)) for ts, v in result["values"]]))
+            for result in _query_range(prom_url, "ALERTS", clock.origin_epoch, end, step):
+                name = result["metric"]["alertname"]
+                alert_states.setdefault(name, []).extend(
+                    (scale.real(ts - clock.origin_epoch), result["metric"]["alertstate"]) for ts, _ in result["values"])
+        finally:
+            for server in servers:
+                server.stop()
+
+    rules = config.alert_rules()
+    captured = capture.captured()
+    delivered = [c for c in captured if 200 <= c.answered < 300]
+    notifications = [decode(c, rules) for c in delivered]
+    failed = len(captured) - len(delivered)
+    if failed:
+        notes.append(f"{failed} notification attempt(s) answered with an error by the capture server, as the scenario plays")
+    verdict = judge(scenario, notifications, rules, config.routing(), scale, failed)
+    return ScenarioRun(scenario, scale, verdict, notifications, plot, alert_states, time.monotonic() - started, notes)
+
+
+def run_drill(config: DeployedConfig, scenarios: list[Scenario], factor: float | None = None,
+              progress: Progress | None = None, keep: Path | None = None,
+              on_done: Callable[[ScenarioRun], None] | None = None) -> list[ScenarioRun]:
+    """Run `scenarios` in order; their data lives in a temporary directory (copied to `keep` if given)."""
+    for tool in (PROMETHEUS, ALERTMANAGER, PROMTOOL, AMTOOL):
+        if shutil.which(tool) is None:
+            raise DrillConfigError(f"{tool} not found: run scripts/install-system-tools.sh")
+    progress = progress or Progress(scenarios)
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="alert-drill-") as tmp:
+        try:
+            for index, scenario in enumerate(scenarios, 1):
+                run = run_scenario(scenario, config, Path(tmp) / scenario.name, index, progress, factor)
+                progress.done(scenario, run)
+                runs.append(run)
+                if on_done:
+                    on_done(run)
+        finally:
+            if keep is not None:
+                shutil.copytree(tmp, keep, dirs_exist_ok=True)
+    return runs
