@@ -38,7 +38,27 @@ def scale_hosts(cfg: dict[str, Any], factor: int) -> None:
             cfg["hosts"][f"{name}{copy_no}"] = clone
 
 
-SCALERS: list[Callable[[dict[str, Any], int], None]] = [scale_hosts]
+def scale_slos(cfg: dict[str, Any], factor: int) -> None:
+    originals = list(cfg.get("slos", []))
+    for copy_no in range(1, factor):
+        for slo in originals:
+            cfg["slos"].append({**copy.deepcopy(slo), "name": f"{slo['name']}-{copy_no}"})
+
+
+def scale_tenants(cfg: dict[str, Any], factor: int) -> None:
+    logs = cfg.get("logs")
+    if not logs:
+        return
+    originals = list(logs["tenants"].items())
+    rules = list(logs.get("namespaceRetention", []))
+    for copy_no in range(1, factor):
+        for name, tenant in originals:
+            logs["tenants"][f"{name}{copy_no}"] = copy.deepcopy(tenant)
+        logs["namespaceRetention"] += [{**r, "tenant": f"{r['tenant']}{copy_no}"} for r in rules]
+
+
+# Dashboards are files in dashboards/, not config: they do not scale with the stack file.
+SCALERS: list[Callable[[dict[str, Any], int], None]] = [scale_hosts, scale_slos, scale_tenants]
 
 
 def scaled(factor: int) -> Callable[[dict[str, Any]], None]:
