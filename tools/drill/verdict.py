@@ -200,9 +200,10 @@ def matches(expect: Expect, notification: Notification) -> bool:
             and (not expect.severity or notification.severity in (None, expect.severity)))
 
 
-def _assign(expected: Iterable[Expect], notifications: list[Notification]) -> dict[int, list[Notification]]:
+def _assign(expected: Iterable[Expect], notifications: list[Notification], scale: TimeScale) -> dict[int, list[Notification]]:
     """Each notification counts for one expectation: the one whose severity it shows, else (a message
-    without a single severity) the first matching expectation that has nothing yet."""
+    without a single severity) a matching expectation that has nothing yet, else the one whose
+    condition began last before the notification."""
     expected = list(expected)
     arrivals: dict[int, list[Notification]] = {i: [] for i in range(len(expected))}
     for n in notifications:
@@ -211,7 +212,8 @@ def _assign(expected: Iterable[Expect], notifications: list[Notification]) -> di
         if exact:
             chosen = exact
         else:
-            chosen = [i for i in candidates if not arrivals[i]] or candidates[:1]
+            earlier = sorted((i for i in candidates if expected[i].at <= scale.real(n.wall)), key=lambda i: expected[i].at)
+            chosen = [i for i in candidates if not arrivals[i]] or earlier[-1:] or candidates[:1]
         for i in chosen if exact else chosen[:1]:
             arrivals[i].append(n)
     return arrivals
@@ -223,7 +225,7 @@ def judge(scenario: Scenario, notifications: Iterable[Notification], rules: Rule
     results: list[ExpectResult] = []
     accounted: set[int] = set()
     repeats: list[Notification] = []
-    assigned = _assign(scenario.expected, notifications)
+    assigned = _assign(scenario.expected, notifications, scale)
     for index, expect in enumerate(scenario.expected):
         rule = rule_for(rules, expect.alert, expect.severity)
         arrivals = assigned[index]
