@@ -191,7 +191,7 @@ class TimeScale:
                 f"time-scale factor {factor:g} is too large: the shortest rule window "
                 f"{durations.human(shortest)} becomes {durations.human(shortest / factor)}, fewer than "
                 f"{MIN_SAMPLES_PER_WINDOW} scrapes at {durations.human(scrape)}")
-        return cls(factor, scrape, evaluation, min(config.scrape_timeout / factor, scrape),
+        return cls(factor, scrape, evaluation, min(max(config.scrape_timeout / factor, MIN_INTERVAL), scrape),
                    max(60.0 / factor, MIN_RESEND_DELAY), max(300.0 / factor, MIN_INTERVAL))
 
     def wall(self, real_seconds: float) -> float:
