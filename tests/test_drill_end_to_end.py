@@ -12,8 +12,15 @@ import yaml
 
 from tools.drill import scenarios
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
-FIXTURE = Path(__file__).parent / "fixtures" / "drill"
+
+
+@pytest.fixture(scope="module")
+def rendered(homelab):
+    """The real configuration, rendered offline from Pulumi.homelab.yaml (the session fixture)."""
+    return homelab.out
 
 
 def _drill(*args, **kwargs):
@@ -21,29 +28,31 @@ def _drill(*args, **kwargs):
                           timeout=300, **kwargs)
 
 
-def test_short_drill_passes_and_reports(tmp_path):
-    result = _drill("--input", str(FIXTURE), "--short", "--out", str(tmp_path), "--quiet")
+def test_short_drill_passes_and_reports(tmp_path, rendered):
+    result = _drill("--input", str(rendered), "--short", "--out", str(tmp_path), "--quiet")
     assert result.returncode == 0, result.stdout + result.stderr
     report = (tmp_path / "report.md").read_text()
     assert report.startswith("# Alert drill: homelab\n\n**PASS**")
     for name in scenarios.SHORT_DRILL:
         assert f"| {name} | ✅ pass |" in report
     assert "❌" not in report
-    # after the restart the backup page is still counted once
+    # the backup SLO paged before Alertmanager restarted: after the restart it is still counted once
     restart = report.split("## alertmanager-restart")[1]
-    assert "| ✅ | pagerduty-primary | BackupJobFailed | critical | firing |" in restart
-    page_row = next(line for line in restart.splitlines() if "| pagerduty-primary | BackupJobFailed | critical | firing |" in line)
-    assert page_row.split("|")[8].strip() == "1"
+    for alert in ("BackupSuccessBudgetBurn", "BackupJobFailed", "ApiGatewayLatencyBudgetBurn"):
+        row = f"| pagerduty-primary | {alert} | critical | firing |"
+        page_row = next(line for line in restart.splitlines() if row in line)
+        assert page_row.startswith("| ✅ |") and page_row.split("|")[8].strip() == "1"
     assert (tmp_path / "timeline.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_a_broken_route_fails_the_drill(tmp_path):
+def test_a_broken_route_fails_the_drill(tmp_path, rendered):
     """Without `continue: true` the backup room never hears of a critical backup failure."""
     broken = tmp_path / "rendered"
-    shutil.copytree(FIXTURE, broken)
+    shutil.copytree(rendered, broken)
     am_file = broken / "alertmanager" / "alertmanager.yml"
     doc = yaml.safe_load(am_file.read_text())
-    doc["route"]["routes"][1].pop("continue")
+    critical = next(r for r in doc["route"]["routes"] if r["receiver"] == scenarios.RECEIVER_PAGE)
+    critical.pop("continue")
     am_file.write_text(yaml.safe_dump(doc))
     result = _drill("--input", str(broken), "--scenario", "backup-fails-twice", "--time-scale", "240",
                     "--out", str(tmp_path / "out"), "--quiet")
@@ -72,8 +81,8 @@ def _alive(pid):
         return False
 
 
-def test_sigterm_stops_every_process_the_drill_started(tmp_path):
-    drill = subprocess.Popen([sys.executable, "-m", "tools.drill", "--input", str(FIXTURE), "--scenario",
+def test_sigterm_stops_every_process_the_drill_started(tmp_path, rendered):
+    drill = subprocess.Popen([sys.executable, "-m", "tools.drill", "--input", str(rendered), "--scenario",
                               "backup-retry-succeeds", "--out", str(tmp_path)], cwd=ROOT,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

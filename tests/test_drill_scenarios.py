@@ -1,14 +1,16 @@
-"""The scenario table agrees with the rendered rules and routing it drills."""
+"""The scenario table agrees with the real rendered rules and routing it drills (Pulumi.homelab.yaml)."""
 
-from pathlib import Path
+import re
 
 import pytest
 
 from tools.drill import scenarios
 from tools.drill.deployed_config import DeployedConfig, TimeScale
 
-FIXTURE = Path(__file__).parent / "fixtures" / "drill"
-CONFIG = DeployedConfig.load(FIXTURE)
+
+@pytest.fixture(scope="module")
+def config(homelab):
+    return DeployedConfig.load(homelab.out).with_scrape_jobs(scenarios.SERVICE_MONITOR_JOBS)
 
 
 def test_the_issue_s_scenarios_are_all_there():
@@ -19,17 +21,34 @@ def test_the_issue_s_scenarios_are_all_there():
         scenarios.by_name(["no-such"])
 
 
+def _target_labels(config, scenario):
+    """Static labels of the target a scenario takes away (TargetDown copies `service` from it)."""
+    jobs = {o.job for o in scenario.exporter_outages}
+    return {k: v for job in config.scrape_configs if job["job_name"] in jobs
+            for sc in job.get("static_configs") or [] for k, v in (sc.get("labels") or {}).items()}
+
+
+def _expand(value, labels):
+    return re.sub(r"\{\{\s*\$labels\.(\w+)\s*\}\}", lambda m: labels[m.group(1)], value)
+
+
 @pytest.mark.parametrize("scenario", scenarios.SCENARIOS, ids=lambda s: s.name)
-def test_expectations_name_real_alerts_routed_to_the_expected_receivers(scenario):
-    rules = CONFIG.alert_rules()
-    tree = CONFIG.routing()
+def test_expectations_name_real_alerts_routed_to_the_expected_receivers(scenario, config):
+    variants = config.alert_rule_variants()
+    tree = config.routing()
     for expect in scenario.expected:
-        rule = rules[expect.alert]
-        assert rule.labels["severity"] == expect.severity or expect.receiver == scenarios.RECEIVER_PAGE
-        receivers = [d.receiver for d in tree.deliveries({"alertname": rule.name, **rule.labels})]
+        rule = next(r for r in variants[expect.alert] if r.labels["severity"] == expect.severity)
+        labels = {k: _expand(v, _target_labels(config, scenario)) for k, v in rule.labels.items()}
+        receivers = [d.receiver for d in tree.deliveries({"alertname": rule.name, **labels})]
         assert expect.receiver in receivers
         assert 0 <= expect.at < scenario.duration
-    TimeScale.for_config(CONFIG, scenario.factor)  # the factor keeps enough samples per window
+    TimeScale.for_config(config, scenario.factor)  # the factor keeps enough samples per window
+
+
+@pytest.mark.parametrize("scenario", scenarios.SCENARIOS, ids=lambda s: s.name)
+def test_played_series_belong_to_rendered_scrape_jobs(scenario, config):
+    jobs = {job for job, _ in config.targets()}
+    assert {s.job for s in (*scenarios.BASELINE, *scenario.series)} <= jobs
 
 
 @pytest.mark.parametrize("scenario", scenarios.SCENARIOS, ids=lambda s: s.name)
@@ -44,10 +63,12 @@ def test_every_critical_alert_expected_in_chat_is_also_a_page(scenario):
 def test_paging_scenarios_and_non_paging_ones():
     page_counts = {s.name: len(s.pages) for s in scenarios.SCENARIOS}
     assert page_counts["backup-retry-succeeds"] == 0
-    assert page_counts["backup-fails-twice"] == 1
+    assert page_counts["backup-fails-twice"] == 2  # the backup SLO, then BackupJobFailed
     assert page_counts["latency-slow-burn"] == 0
     assert page_counts["disk-crossing-85"] == 0
-    assert page_counts["alertmanager-restart"] == 2
+    assert page_counts["mattermost-outage"] == 0
+    assert page_counts["pbs-exporter-disappears"] == 1  # BackupMetricsAbsent, after 1h
+    assert page_counts["alertmanager-restart"] == 3
 
 
 def test_the_slow_burn_stays_below_the_page_thresholds():

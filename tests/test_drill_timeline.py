@@ -43,11 +43,20 @@ def test_burn_clear_is_where_the_window_falls_back():
     assert _burn_over_window(series, clear - 1, 300) > 14.4 > _burn_over_window(series, clear + 1, 300)
 
 
-def test_backup_job_counts_consecutive_failures():
-    gauge, attempts, successes = scenarios.backup_job("vm-1", ((100.0, False), (200.0, False), (300.0, True)))
-    assert [gauge.model.at(t) for t in (50, 150, 250, 350)] == [0, 1, 2, 0]
+def test_backup_job_plays_the_exporter_s_timestamps_counters_and_running_gauge():
+    Run = scenarios.Run
+    attempts, successes, last_run, last_success, running = scenarios.backup_job(
+        (Run(90.0, 100.0, False), Run(190.0, 200.0, False), Run(290.0, 300.0, True)))
+    assert [running.model.at(t) for t in (50, 95, 150, 195, 350)] == [0, 1, 0, 1, 0]
     assert attempts.model.at(350) - attempts.model.at(50) == 3
     assert successes.model.at(350) - successes.model.at(50) == 1
+    # BackupJobFailed's condition, last run after last success, holds from the first failure to the success
+    failed = [last_run.model.at(t) > last_success.model.at(t) for t in (50, 150, 250, 350)]
+    assert failed == [False, True, True, False]
+    # timestamps are served as the wall-clock time the scenario reaches them
+    assert exposition([last_run], 150, epoch_of=lambda s: 1e9 + s / 120) == (
+        'pbs_job_last_run_timestamp_seconds{datastore="homelab",job_id="vm-nightly",job_type="backup"} '
+        f"{1e9 + 100 / 120:.17g}\n")
 
 
 def test_exposition_and_overrides():

@@ -90,7 +90,7 @@ def test_late_page_fails_beyond_the_ratio_limit():
 
 def test_repeating_expectation_accepts_many():
     watchdog = scenarios.WATCHDOG
-    beats = [Notification(t, "heartbeat", "webhook", "firing", frozenset({"Watchdog"}), "none", "{}") for t in (1, 1.5, 2)]
+    beats = [Notification(t, watchdog.receiver, "webhook", "firing", frozenset({"Watchdog"}), "none", "{}") for t in (1, 1.5, 2)]
     assert judge(_scenario(watchdog), beats, RULES, TREE, SCALE).passed
 
 

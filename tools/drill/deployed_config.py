@@ -17,7 +17,9 @@ speak) is refused, so a drill never pages a real person or leaves the machine.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import glob
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -93,15 +95,28 @@ class DeployedConfig:
     # --- reading ---
 
     def alert_rules(self) -> dict[str, AlertRule]:
-        rules: dict[str, AlertRule] = {}
+        """The first rule of each alert name (see alert_rule_variants for names with several severities)."""
+        return {name: variants[0] for name, variants in self.alert_rule_variants().items()}
+
+    def alert_rule_variants(self) -> dict[str, list[AlertRule]]:
+        """Every rule of each alert name, in file order: one name often has a warning and a critical rule."""
+        rules: dict[str, list[AlertRule]] = {}
         for file, doc in self.rule_files.items():
             for group in doc.get("groups") or []:
                 for rule in group.get("rules") or []:
                     if "alert" in rule:
-                        rules[rule["alert"]] = AlertRule(
+                        rules.setdefault(rule["alert"], []).append(AlertRule(
                             rule["alert"], rule["expr"], durations.parse(rule.get("for", "0s")),
-                            {k: str(v) for k, v in (rule.get("labels") or {}).items()}, group["name"], file)
+                            {k: str(v) for k, v in (rule.get("labels") or {}).items()}, group["name"], file))
         return rules
+
+    def with_scrape_jobs(self, jobs: Mapping[str, str]) -> "DeployedConfig":
+        """A copy with extra static jobs {job name: target} that production scrapes some other way
+        (a ServiceMonitor of the Prometheus Operator, not in scrape-configs.yaml)."""
+        known = {job["job_name"] for job in self.scrape_configs}
+        extra = [{"job_name": name, "static_configs": [{"targets": [target]}]}
+                 for name, target in jobs.items() if name not in known]
+        return dataclasses.replace(self, scrape_configs=[*self.scrape_configs, *extra])
 
     def all_expressions(self) -> list[tuple[str, str]]:
         """(rule name, expr) of every recording and alerting rule."""
@@ -110,7 +125,18 @@ class DeployedConfig:
                 for rule in group.get("rules") or []]
 
     def longest_window(self) -> float:
-        return max((durations.largest_range(expr) or 0.0 for _, expr in self.all_expressions()), default=0.0)
+        """The longest range any alert reads, directly or through the recording rules it uses.
+
+        A recording rule no alert reads (the 30d error-budget ratio for dashboards) does not count:
+        backfilling 30 days would cost more start-up time than every scenario's run."""
+        exprs = dict(self.all_expressions())
+        alerts = [expr for doc in self.rule_files.values() for group in doc.get("groups") or []
+                  for rule in group.get("rules") or [] if "alert" in rule for expr in [rule["expr"]]]
+        read = list(alerts)
+        for name, expr in exprs.items():
+            if name and ":" in name and any(re.search(rf"(?<![\w:]){re.escape(name)}(?![\w:])", a) for a in alerts):
+                read.append(expr)
+        return max((durations.largest_range(expr) or 0.0 for expr in read), default=0.0)
 
     def shortest_window(self) -> float | None:
         found = [w for _, expr in self.all_expressions() if (w := durations.smallest_range(expr))]
@@ -165,7 +191,7 @@ class TimeScale:
                 f"time-scale factor {factor:g} is too large: the shortest rule window "
                 f"{durations.human(shortest)} becomes {durations.human(shortest / factor)}, fewer than "
                 f"{MIN_SAMPLES_PER_WINDOW} scrapes at {durations.human(scrape)}")
-        return cls(factor, scrape, evaluation, min(config.scrape_timeout / factor, scrape),
+        return cls(factor, scrape, evaluation, min(max(config.scrape_timeout / factor, MIN_INTERVAL), scrape),
                    max(60.0 / factor, MIN_RESEND_DELAY), max(300.0 / factor, MIN_INTERVAL))
 
     def wall(self, real_seconds: float) -> float:
@@ -198,7 +224,7 @@ def scaled_rule_files(config: DeployedConfig, scale: TimeScale) -> tuple[dict[st
                     if key in rule:
                         rule[key] = durations.scale(rule[key], scale.factor)
         out[file] = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
-    return out, notes
+    return out, list(dict.fromkeys(notes))
 
 
 # --- prometheus.yml -----------------------------------------------------------------------
@@ -227,6 +253,13 @@ def drill_prometheus_config(config: DeployedConfig, scale: TimeScale, exporter_a
             job["scheme"] = "http"
         if dropped:
             notes.append(f"scrape job {name}: dropped {', '.join(dropped)} (synthetic exporters are plain HTTP)")
+        # A relabel rule that sends the scrape elsewhere (the SNMP exporter's service address)
+        # would bypass the synthetic exporter; the rest (instance, __param_target) stays.
+        relabels = job.get("relabel_configs") or []
+        kept = [r for r in relabels if r.get("target_label") != "__address__"]
+        if len(kept) != len(relabels):
+            notes.append(f"scrape job {name}: relabel to __address__ dropped (scraped from its synthetic exporter)")
+            job["relabel_configs"] = kept
         sd_keys = [k for k in job if k.endswith("_sd_configs")]
         originals = [{"targets": [name]}] if sd_keys else job.get("static_configs") or []
         if sd_keys:

@@ -25,7 +25,7 @@ from tools.drill import durations
 from tools.drill.deployed_config import (DeployedConfig, DrillConfigError, TimeScale, drill_alertmanager_config,
                                         drill_prometheus_config, scaled_rule_files, write_yaml)
 from tools.drill.processes import ManagedProcess, ProcessSupervisor, free_port, wait_ready
-from tools.drill.scenarios import BASELINE, Scenario
+from tools.drill.scenarios import BASELINE, SERVICE_MONITOR_JOBS, Scenario
 from tools.drill.servers import CaptureServer, ScenarioClock, SyntheticExporter
 from tools.drill.timeline import Series, backfill_openmetrics, merge
 from tools.drill.verdict import Notification, ScenarioVerdict, decode, judge
@@ -254,7 +254,8 @@ def run_scenario(scenario: Scenario, config: DeployedConfig, work: Path, index: 
             end = time.time()
             step = max(scale.scrape_interval_s, (end - clock.origin_epoch) / 600)
             for line in scenario.plot:
-                for result in _query_range(prom_url, line.query, clock.origin_epoch, end, step):
+                query = durations.scale_promql(line.query, scale.factor)
+                for result in _query_range(prom_url, query, clock.origin_epoch, end, step):
                     plot.append(PlotSeries(line.label, line.thresholds,
                                            [(scale.real(ts - clock.origin_epoch), float(v)) for ts, v in result["values"]]))
             for result in _query_range(prom_url, "ALERTS", clock.origin_epoch, end, step):
@@ -265,7 +266,7 @@ def run_scenario(scenario: Scenario, config: DeployedConfig, work: Path, index: 
             for server in servers:
                 server.stop()
 
-    rules = config.alert_rules()
+    rules = config.alert_rule_variants()
     captured = capture.captured()
     delivered = [c for c in captured if 200 <= c.answered < 300]
     notifications = [decode(c, rules) for c in delivered]
@@ -284,6 +285,8 @@ def run_drill(config: DeployedConfig, scenarios: list[Scenario], factor: float |
         if shutil.which(tool) is None:
             raise DrillConfigError(f"{tool} not found: run scripts/install-system-tools.sh")
     progress = progress or Progress(scenarios)
+    # Jobs production scrapes through ServiceMonitors (not in scrape-configs.yaml) but the rules read.
+    config = config.with_scrape_jobs(SERVICE_MONITOR_JOBS)
     runs = []
     with tempfile.TemporaryDirectory(prefix="alert-drill-") as tmp:
         try:

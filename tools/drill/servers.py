@@ -96,7 +96,7 @@ class _ExporterHandler(_QuietHandler):
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
             return
-        self.reply(200, exposition(exporter.series, t).encode(), "text/plain; version=0.0.4")
+        self.reply(200, exposition(exporter.series, t, exporter.clock.epoch_of).encode(), "text/plain; version=0.0.4")
 
 
 class SyntheticExporter(_Served):

@@ -70,7 +70,22 @@ class Counter:
         return total + sum(n for when, n in self.jumps if when <= t)
 
 
-SeriesModel = Union[Steps, Ramp, Counter]
+@dataclass(frozen=True)
+class Timestamp(Steps):
+    """A gauge holding a moment of scenario time, served as the Unix time the drill reaches it.
+
+    The PBS exporter's `*_timestamp_seconds` gauges are Unix times; the drill serves the wall-clock
+    time at which the (compressed) scenario reached that moment, so comparisons between them are
+    exact and `time() - x` reads in wall seconds (`factor` times smaller than in production).
+    """
+
+
+SeriesModel = Union[Steps, Ramp, Counter, Timestamp]
+
+
+def value_at(model: SeriesModel, t: float, epoch_of: "WallClock | None" = None) -> float:
+    value = model.at(t)
+    return epoch_of(value) if epoch_of is not None and isinstance(model, Timestamp) else value
 
 
 @dataclass(frozen=True)
@@ -102,9 +117,9 @@ def series_for_target(series: Iterable[Series], job: str, target: str, first_tar
     return [s for s in series if s.job == job and (s.target or first_target_of_job.get(job)) == target]
 
 
-def exposition(series: Iterable[Series], t: float) -> str:
+def exposition(series: Iterable[Series], t: float, epoch_of: "WallClock | None" = None) -> str:
     """Prometheus text format (0.0.4) of `series` at scenario time t, untyped."""
-    return "".join(f"{s.exposition_name()} {s.model.at(t):.17g}\n" for s in series)
+    return "".join(f"{s.exposition_name()} {value_at(s.model, t, epoch_of):.17g}\n" for s in series)
 
 
 def backfill_openmetrics(series: Iterable[Series], start: float, end: float, step: float, wall_at: "WallClock",
@@ -128,7 +143,7 @@ def backfill_openmetrics(series: Iterable[Series], start: float, end: float, ste
             inner = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(labels.items()))
             for i in range(count):
                 t = start + i * step
-                lines.append(f"{metric}{{{inner}}} {s.model.at(t):.17g} {wall_at(t):.3f}")
+                lines.append(f"{metric}{{{inner}}} {value_at(s.model, t, wall_at):.17g} {wall_at(t):.3f}")
     lines.append("# EOF")
     return "\n".join(lines) + "\n"
 
