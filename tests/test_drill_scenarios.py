@@ -73,3 +73,18 @@ def test_paging_scenarios_and_non_paging_ones():
 
 def test_the_slow_burn_stays_below_the_page_thresholds():
     assert scenarios.SLOW_BURN < 6 < 14.4
+
+
+@pytest.mark.parametrize("scenario", scenarios.SCENARIOS, ids=lambda s: s.name)
+def test_every_expected_notification_is_due_before_the_scenario_ends(scenario, config):
+    """A resolution needs up to group_interval (5m) after its condition clears: a scenario that stops
+    sooner would miss it on an unlucky group tick. Each notification's bound must end a minute early."""
+    from tools.drill.verdict import bound_for, rule_for
+
+    scale = TimeScale.for_config(config, scenario.factor)
+    variants = config.alert_rule_variants()
+    for expect in scenario.expected:
+        rule = rule_for(variants, expect.alert, expect.severity)
+        bound = bound_for(expect, rule, config.routing(), scale, scenario)
+        if bound is not None:
+            assert expect.at + scale.real(bound.wall) + 60 <= scenario.duration, (expect, bound)

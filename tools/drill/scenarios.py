@@ -295,7 +295,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "The nightly PBS job fails and its retry fails too (playbook 1): the backup SLO pages at once, "
         "BackupJobFailed pages 30 minutes after the retry, both also in the backup room (continue: true); "
         "the operator's resume resolves them.",
-        duration=m(52), factor=120,
+        duration=m(58), factor=120,
         series=backup_job(FAILS_TWICE),
         expected=_with_watchdog(*_fails_twice_expectations()),
         plot=BACKUP_PLOT,
@@ -333,7 +333,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "disk-crossing-85",
         "The PBS host's root filesystem fills from 80% to 90% over 40 minutes, then is cleaned up: "
         "NodeDiskUsageHigh (service=nodes) warns the ops room 15 minutes after crossing 85%, then resolves; no page.",
-        duration=m(48), factor=120,
+        duration=m(50), factor=120,
         series=root_filesystem(Ramp(((0.0, 80.0), (m(40), 90.0), (m(40) + 1, 60.0)))),
         expected=_with_watchdog(
             Expect(RECEIVER_TICKETS, ALERT_NODE_DISK, "warning", "firing", m(20)),
@@ -345,7 +345,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "pbs-exporter-disappears",
         "The PBS job exporter stops answering for 70 minutes: TargetDown warns the backup room after 5 "
         "minutes; BackupMetricsAbsent pages (and tells the backup room) after 1 hour; all resolve when it is back.",
-        duration=m(86), factor=120,
+        duration=m(90), factor=120,
         exporter_outages=(ExporterOutage(m(10), m(80), job=JOB_PBS),),
         expected=_with_watchdog(
             Expect(RECEIVER_BACKUP_ROOM, ALERT_TARGET_DOWN, "warning", "firing", m(10)),
@@ -357,7 +357,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "mattermost-outage",
         "Mattermost answers 500 from minute 15 to 30 while the PBS datastore passes 85%: Alertmanager "
         "retries and the backup room gets PbsDatastoreUsageHigh once, after Mattermost recovers.",
-        duration=m(40), factor=120,
+        duration=m(45), factor=120,
         series=datastore_usage(Ramp(((0.0, 82.0), (m(10), 88.0), (m(35), 88.0), (m(35) + 1, 70.0)))),
         receiver_outages=(ReceiverOutage(m(15), m(30), receiver=RECEIVER_BACKUP_ROOM, status=500),),
         expected=_with_watchdog(
@@ -371,7 +371,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "The backup job fails twice (pages), then Alertmanager restarts with its storage (minute 26 to 34) while "
         "the API latency burns: the backup pages are not sent again and the latency page, due while "
         "Alertmanager is down, arrives once after it is back.",
-        duration=m(52), factor=120,
+        duration=m(58), factor=120,
         series=(*backup_job(FAILS_TWICE),
                 *latency_series(((-h(24 * 30), BASELINE_BURN), (m(12), FAST_BURN), (m(42), BASELINE_BURN)))),
         alertmanager_down=(Window(m(26), m(34)),),
