@@ -15,17 +15,17 @@ cloud-init ships it as this one file; its parts, in file order:
 * ``Ledger`` and ``StateFile`` - counting each task once, across restarts;
 * ``Datastores`` - usage and snapshot counts;
 * ``Problems`` - error counters and one log line per problem;
-* ``build_families`` - the metric families a scrape serves;
+* ``build_families`` and ``Exposition`` - what a scrape serves;
 * ``Exporter`` - one poll, in order.
 
 Design
 ======
 
 Polling runs in the main thread on a fixed interval (``--interval``); the
-HTTP server only renders the metric families that the last poll published.
-A scrape therefore never waits for PBS: when PBS hangs, Prometheus still gets
-an answer within milliseconds saying ``pbs_up 0`` instead of timing out and
-reporting the exporter itself as down.  The price is that values are up to
+HTTP server only serves the metric families that the last poll published,
+rendered once.  A scrape therefore never waits for PBS: when PBS hangs,
+Prometheus still gets an answer within milliseconds saying ``pbs_up 0``
+instead of timing out and reporting the exporter itself as down.  The price is that values are up to
 one interval old, which ``pbs_exporter_last_scrape_timestamp_seconds`` shows.
 
 Each poll asks PBS for:
@@ -147,6 +147,7 @@ import argparse
 import bisect
 import collections
 import dataclasses
+import gzip
 import http.client
 import http.server
 import json
@@ -164,7 +165,7 @@ import time
 from urllib.parse import quote, urlencode, urlsplit
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import MetricsHandler
+from prometheus_client.exposition import choose_encoder, gzip_accepted
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -1400,32 +1401,84 @@ class Exporter:
 
 # ---------------------------------------------------------------- server ---
 
-class _Collector:
-    def __init__(self, exporter):
-        self.exporter = exporter
+class _Families:
+    """A collector of fixed families, so the encoders can render them."""
+
+    def __init__(self, families):
+        self.families = families
 
     def collect(self):
-        return iter(self.exporter.families)
+        return iter(self.families)
 
 
-class _Handler(MetricsHandler):
+class Exposition:
+    """What /metrics serves: the last poll's families, rendered once per
+    format (and gzipped once), then the exporter's own process metrics,
+    rendered per scrape.  Rendering ~50 jobs' series on every scrape cost
+    ~10 ms of CPU, more on a busy host."""
+
+    def __init__(self, exporter):
+        self.exporter = exporter
+        self.process = CollectorRegistry(auto_describe=False)
+        ProcessCollector(registry=self.process)
+        self.lock = threading.Lock()
+        self.rendered_for = None
+        self.cache = {}
+
+    def _jobs(self, encoder, gzipped):
+        families = self.exporter.families
+        with self.lock:
+            if self.rendered_for is not families:
+                self.rendered_for, self.cache = families, {}
+            key = (encoder, gzipped)
+            if key not in self.cache:
+                # OpenMetrics ends with one "# EOF": the process part's.
+                body = encoder(_Families(families)).removesuffix(b"# EOF\n")
+                self.cache[key] = gzip.compress(body) if gzipped else body
+            return self.cache[key]
+
+    def render(self, accept, accept_encoding):
+        """(body, content type, gzipped) for a scrape's Accept headers."""
+        encoder, content_type = choose_encoder(accept)
+        gzipped = gzip_accepted(accept_encoding)
+        process = encoder(self.process)
+        # Two gzip members make one valid gzip stream (RFC 1952 2.2).
+        return (self._jobs(encoder, gzipped)
+                + (gzip.compress(process) if gzipped else process),
+                content_type, gzipped)
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    exposition = None  # set per server
+
     def do_GET(self):
         path = urlsplit(self.path).path
+        encoding = None
         if path == "/metrics":
-            super().do_GET()
-            return
-        body = (b"<html><body><h1>PBS job exporter</h1>"
-                b'<a href="/metrics">/metrics</a></body></html>\n') \
-            if path == "/" else b"not found\n"
-        self.send_response(200 if path == "/" else 404)
-        self.send_header("Content-Type", "text/html" if path == "/"
-                         else "text/plain")
+            status = 200
+            body, content_type, gzipped = self.exposition.render(
+                self.headers.get("Accept"),
+                self.headers.get("Accept-Encoding"))
+            encoding = "gzip" if gzipped else None
+        elif path == "/":
+            status, content_type = 200, "text/html"
+            body = (b"<html><body><h1>PBS job exporter</h1>"
+                    b'<a href="/metrics">/metrics</a></body></html>\n')
+        else:
+            status, content_type, body = 404, "text/plain", b"not found\n"
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        if encoding:
+            self.send_header("Content-Encoding", encoding)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
 
+    def log_message(self, *args):
+        pass
 
-def start_server(address, registry):
+
+def start_server(address, exposition):
     host, port = address
     try:
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
@@ -1440,7 +1493,7 @@ def start_server(address, registry):
             # A scraper that hangs up mid-answer is not worth a traceback.
             log.debug("serving %s: %s", client_address, sys.exc_info()[1])
 
-    handler = type("Handler", (_Handler,), {"registry": registry})
+    handler = type("Handler", (_Handler,), {"exposition": exposition})
     try:
         server = Server((host, port), handler)
     except OSError as exc:
@@ -1459,10 +1512,7 @@ def main(argv=None):
         logging.getLogger().setLevel(args.log_level.upper())
         stop = threading.Event()
         exporter = Exporter(args, stop)
-        registry = CollectorRegistry(auto_describe=False)
-        registry.register(_Collector(exporter))
-        ProcessCollector(registry=registry)
-        server = start_server(args.listen_addr, registry)
+        server = start_server(args.listen_addr, Exposition(exporter))
     except ConfigError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2

@@ -5,6 +5,7 @@ speed.  Needs promtool on PATH (Debian package ``prometheus``).
 """
 
 import collections
+import gzip
 import importlib.util
 import json
 import math
@@ -273,6 +274,16 @@ def test_counts_every_job_type_with_its_labels(fake, exporters, tmp_path):
                  {"reason": "malformed"}) == 0
     assert m.total("pbs_exporter_scrape_errors_total") == 0
     exporter.scrape(openmetrics=True)  # strict parser accepts it too
+    # Gzipped as Prometheus asks for it: the same series, and the process's.
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{exporter.port}/metrics",
+        headers={"Accept-Encoding": "gzip"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.headers["Content-Encoding"] == "gzip"
+        unzipped = Metrics(gzip.decompress(response.read()).decode())
+    assert unzipped.series("pbs_job_attempt_total") == \
+        m.series("pbs_job_attempt_total")
+    assert unzipped.get("process_resident_memory_bytes") > 0
     log = exporter.log()
     assert log.count("'reader'") == 1 and log.count("'aptupdate'") == 1
     # Paged, and only parameters PBS knows (the fake refuses the others).
