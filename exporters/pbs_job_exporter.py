@@ -113,7 +113,7 @@ prunejob            ``store`` or ``store:ns``           the prune job, see
                                                         below
 garbage_collection  ``store``                           ``store``
 sync                ``store``                           ``manual``
-prune               ``store:ns:vm/101`` or ``store:ns``  ``manual``
+prune               ``store:ns:vm/101``, ``store:ns``   ``manual``
 verify              ``store`` or ``store:nspath``       ``manual``
 verify_group        ``store:nspath/vm/101``             ``manual``
 verify_snapshot     ``store:nspath/vm/101/65A0B0C0``    ``manual``
@@ -669,8 +669,7 @@ class JobCatalog:
             if err.status not in (404, 501):
                 raise
         self.unsupported.add(path)
-        log.info("%s: not offered by this PBS; its jobs come from the task "
-                 "list only", path)
+        log.info("%s: not offered by this PBS", path)
         return None
 
     def _sync(self, _stores):
