@@ -3,11 +3,12 @@
 Not a test: it prints figures.  Each run starts the fake PBS
 (tests/fake_pbs.py, 10,000 finished tasks of 50 jobs over 7 days) and the
 exporter as separate processes, waits for the first (cold) poll, then times
-many warm scrapes of /metrics while the exporter keeps polling PBS in the
-background every ``--interval`` seconds (so some scrapes overlap a poll),
-and reads the exporter's peak memory (VmHWM in /proc/<pid>/status).
+many warm scrapes of /metrics, plain and gzipped (as Prometheus asks),
+while the exporter keeps polling PBS in the background every ``--interval``
+seconds (so some scrapes overlap a poll), and reads the exporter's peak
+memory (VmHWM in /proc/<pid>/status).
 
-    python benchmarks/bench_pbs_exporter.py [--runs 3] [--scrapes 500]
+    python benchmarks/bench_pbs_exporter.py [--runs 5] [--scrapes 2000]
 """
 
 import argparse
@@ -26,8 +27,12 @@ from prometheus_client.parser import text_string_to_metric_families
 ROOT = Path(__file__).resolve().parents[1]
 EXPORTER = ROOT / "exporters" / "pbs_job_exporter.py"
 FAKE = ROOT / "tests" / "fake_pbs.py"
-sys.path.insert(0, str(ROOT))
-from tests.fake_pbs import TOKEN  # noqa: E402
+sys.path.insert(0, str(ROOT))  # run as a script, like the fake PBS
+
+
+def fake_token():
+    from tests.fake_pbs import TOKEN
+    return TOKEN
 
 
 def read_line(proc, prefix, deadline):
@@ -49,10 +54,26 @@ def wait_log(path, needle, deadline):
     raise RuntimeError(f"no {needle!r} in {path}")
 
 
-def scrape(port):
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics",
-                                timeout=10) as response:
+def scrape(port, gzipped=False):
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/metrics",
+        headers={"Accept-Encoding": "gzip"} if gzipped else {})
+    with urllib.request.urlopen(request, timeout=10) as response:
         return response.read()
+
+
+def timed_scrapes(port, count, gzipped=False):
+    """Sorted durations of ``count`` scrapes, and the last body."""
+    timings = []
+    for _ in range(count):
+        begin = time.perf_counter()
+        body = scrape(port, gzipped)
+        timings.append(time.perf_counter() - begin)
+    return sorted(timings), body
+
+
+def p95(timings):
+    return timings[int(len(timings) * 0.95) - 1]
 
 
 def values(body):
@@ -82,7 +103,7 @@ def one_run(args, workdir):
     try:
         fake_port = int(read_line(fake, "PORT ", deadline).split()[1])
         token = workdir / "token"
-        token.write_text(TOKEN)
+        token.write_text(fake_token())
         token.chmod(0o600)
         log = workdir / "exporter.log"
         state = workdir / "state.json"
@@ -113,17 +134,15 @@ def one_run(args, workdir):
             raise RuntimeError(f"exporter did not count the history: {first}")
         for _ in range(20):
             scrape(port)
-        timings = []
-        for _ in range(args.scrapes):
-            begin = time.perf_counter()
-            body = scrape(port)
-            timings.append(time.perf_counter() - begin)
+        timings, body = timed_scrapes(port, args.scrapes)
+        zipped, _ = timed_scrapes(port, args.scrapes, gzipped=True)
         last = values(body)
-        timings.sort()
         return {
             "scrape_median_ms": statistics.median(timings) * 1000,
-            "scrape_p95_ms": timings[int(len(timings) * 0.95) - 1] * 1000,
+            "scrape_p95_ms": p95(timings) * 1000,
             "scrape_max_ms": timings[-1] * 1000,
+            "gzip_scrape_median_ms": statistics.median(zipped) * 1000,
+            "gzip_scrape_p95_ms": p95(zipped) * 1000,
             "cold_poll_ms": cold_poll_s * 1000,
             "warm_poll_ms": last["pbs_exporter_scrape_duration_seconds"]
             * 1000,
@@ -142,8 +161,8 @@ def one_run(args, workdir):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--scrapes", type=int, default=500)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--scrapes", type=int, default=2000)
     parser.add_argument("--tasks", type=int, default=10000)
     parser.add_argument("--jobs", type=int, default=50)
     parser.add_argument("--interval", type=float, default=1.0,

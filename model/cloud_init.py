@@ -123,9 +123,12 @@ def _pbs_job_exporter(cfg: StackConfig, doc: dict) -> None:
         f"proxmox-backup-manager user create {EXPORTER_AUTH_ID} --comment 'Prometheus PBS job exporter (read-only)'; "
         f"secret=$(proxmox-backup-manager user generate-token {EXPORTER_AUTH_ID} {EXPORTER_TOKEN_NAME} --output-format json"
         " | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"value\"])'); "
-        # A token's rights are the intersection of the user's and its own: both get Audit.
+        # A token's rights are the intersection of the user's and its own: both get Audit, and
+        # RemoteAudit on /remote, without which PBS hides sync jobs that have a remote.
         f"proxmox-backup-manager acl update / Audit --auth-id {EXPORTER_AUTH_ID}; "
         f"proxmox-backup-manager acl update / Audit --auth-id '{token_id}'; "
+        f"proxmox-backup-manager acl update /remote RemoteAudit --auth-id {EXPORTER_AUTH_ID}; "
+        f"proxmox-backup-manager acl update /remote RemoteAudit --auth-id '{token_id}'; "
         f"printf '%s:%s\\n' '{token_id}' \"$secret\" > {EXPORTER_TOKEN_PATH}"
     )
     doc["packages"].append("python3-prometheus-client")

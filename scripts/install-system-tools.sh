@@ -1,8 +1,9 @@
 #!/bin/sh
-# Installs the real tools the tests drive: promtool (prometheus), amtool (prometheus-alertmanager)
-# and cloud-init's schema validator. Debian/Ubuntu only; uses sudo when not root.
+# Installs the real tools the tests drive: promtool (prometheus), amtool (prometheus-alertmanager),
+# cloud-init's schema validator, systemd-escape (systemd) and openssl for the PBS exporter tests.
+# Debian/Ubuntu only; uses sudo when not root.
 set -eu
-packages="prometheus prometheus-alertmanager cloud-init"
+packages="prometheus prometheus-alertmanager cloud-init systemd openssl"
 missing=""
 for pkg in $packages; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$missing $pkg"

@@ -2,18 +2,36 @@
 
 It answers the calls the exporter makes with the shapes PBS gives (every
 answer wrapped in ``{"data": ...}``, errors as a status code with a plain
-message body), and it behaves like PBS where the exporter depends on it:
+message body), and behaves like PBS where the exporter depends on it.  Where
+each behaviour comes from (proxmox-backup and proxmox-rs sources):
 
-* ``GET /nodes/{node}/tasks``: running tasks first, then finished tasks
-  newest end first; ``since`` drops tasks that *started* before it and stops
-  at the first task that *ended* before it (as PBS stops reading its
-  archive); ``until`` drops tasks that started after it; ``limit`` defaults
-  to 50; ``start``, ``running``, ``errors``, ``typefilter``, ``statusfilter``,
-  ``userfilter`` and ``store`` filter as documented.  UPIDs are encoded like
-  PBS's, worker ids systemd-escaped inside them.
-* ``GET /admin/{sync,verify,prune}``: the job configs with their status
-  (``last-run-upid``, ``last-run-state``, ``last-run-endtime``, ``next-run``)
-  worked out from the task list.
+* UPIDs: ``UPID:node:pid:pstart:task_id:starttime:type:worker_id:auth_id:``
+  with the worker id escaped like a systemd unit name, except that ``:`` is
+  escaped too (proxmox-schema src/upid.rs ``escape_id``).
+* Worker ids as PBS writes them: ``job_worker_id`` and ``manual_worker_id``
+  below, each with the file that writes it.
+* ``GET /nodes/{node}/tasks`` (src/api2/node/tasks.rs ``list_tasks``): the
+  running tasks, newest first, then the task archive in the order tasks were
+  archived, newest first (proxmox-rest-server worker_task.rs
+  ``TaskListInfoIterator``).  A task is archived when it ends; one whose
+  process died is archived when PBS notices, with status ``unknown`` and the
+  time of its last log line as end time (``upid_read_status``): ``crash``.
+  ``since`` stops at the first finished task that ended before it and skips
+  those that started before it; ``until`` skips tasks that started after it;
+  ``limit`` defaults to 50 (0: no limit); ``start``, ``running``, ``errors``,
+  ``typefilter``, ``statusfilter``, ``userfilter`` and ``store`` filter as
+  there.  Every task says ``"node": "localhost"``; ``total`` is counted the
+  same way.
+* ``GET /admin/{sync,verify,prune}``: job configs with their status
+  (src/server/jobstate.rs ``compute_schedule_status``): ``last-run-upid`` of
+  the run started last, with ``last-run-state`` and ``last-run-endtime`` once
+  it ended.  ``/admin/sync`` lists pull jobs only unless asked
+  ``sync-direction=all`` or ``push`` (PBS 3.3, src/api2/admin/sync.rs); PBS
+  3.2 refuses the parameter with 400.
+* ``GET /admin/gc`` (PBS 3.2+, src/api2/admin/gc.rs) and
+  ``/admin/datastore/{store}/gc``: the GC job status per datastore; before
+  3.2 only the latter, with the last GC's ``upid`` and counts and no job
+  status (src/api2/admin/datastore.rs ``garbage_collection_status``).
 * ``GET /status/datastore-usage``, ``/admin/datastore/{store}/status``,
   ``.../namespace`` and ``.../snapshots``.
 * Unknown query parameters are refused with 400, as PBS's schema check does.
@@ -29,6 +47,7 @@ import argparse
 import collections
 import json
 import random
+import re
 import signal
 import ssl
 import sys
@@ -43,28 +62,72 @@ USER = "root@pam"
 ALLOWED_PARAMS = {
     "tasks": {"start", "limit", "since", "until", "typefilter",
               "statusfilter", "running", "errors", "userfilter", "store"},
-    "sync": {"sync-direction"},
-    "verify": set(), "prune": set(), "usage": set(),
+    "sync": {"store", "sync-direction"},
+    "verify": {"store"}, "prune": {"store"}, "gc": {"store"},
+    "usage": set(), "store-gc": set(),
     "namespace": {"parent", "max-depth"},
     "snapshots": {"backup-type", "backup-id", "ns"},
     "status": {"verbose"},
 }
 JOB_WORKER_TYPES = {"sync": "syncjob", "verify": "verificationjob",
-                    "prune": "prunejob"}
+                    "prune": "prunejob", "gc": "garbage_collection"}
+SAFE_ID = r"[A-Za-z0-9_][A-Za-z0-9._\-]*"
+# pbs-api-types jobs.rs
+VERIFICATION_JOB_WORKER_ID_REGEX = re.compile(rf"^({SAFE_ID}):")
+SYNC_JOB_WORKER_ID_REGEX = re.compile(
+    rf"^({SAFE_ID}|\-):({SAFE_ID}):({SAFE_ID})(?::((?:{SAFE_ID}/){{0,7}}"
+    rf"{SAFE_ID})?)?:")
 
 
 def systemd_escape(text):
-    """proxmox_sys::systemd::escape_unit, as PBS escapes UPID worker ids."""
+    """proxmox-schema src/upid.rs escape_id: systemd unit escaping, but only
+    ``_``, ``.`` and ASCII letters and digits stay (so ``:`` is escaped)."""
     out = []
-    for index, char in enumerate(text):
+    for index, byte in enumerate(text.encode()):
+        char = chr(byte)
         if char == "/":
             out.append("-")
         elif (index == 0 and char == ".") or not (
                 char.isascii() and (char.isalnum() or char in "_.")):
-            out.append("".join(f"\\x{b:02x}" for b in char.encode()))
+            out.append(f"\\x{byte:02x}")
         else:
             out.append(char)
     return "".join(out)
+
+
+def ns_path(ns):
+    """BackupNamespace::display_as_path: "a/b" -> "ns/a/ns/b"."""
+    return "/".join(f"ns/{part}" for part in ns.split("/")) if ns else ""
+
+
+def job_worker_id(kind, config):
+    """The worker id of a scheduled job's task, from its config."""
+    if kind == "sync":  # src/server/sync.rs (3.3), src/api2/pull.rs (3.2)
+        return (f"{config.get('remote') or '-'}:{config['remote-store']}:"
+                f"{config['store']}:{config.get('ns', '')}:{config['id']}")
+    if kind == "verify":  # src/server/verify_job.rs
+        return f"{config['store']}:{config['id']}"
+    if kind == "prune":  # src/server/prune_job.rs do_prune_job
+        ns = config.get("ns", "")
+        return f"{config['store']}:{ns}" if ns else config["store"]
+    return config["store"]  # src/server/gc_job.rs
+
+
+def manual_worker_id(worker_type, store, ns="", group=None,
+                     snapshot_time=None):
+    """The worker id of a manual run (no job)."""
+    if worker_type == "sync":  # src/api2/pull.rs pull
+        return store
+    if worker_type == "prune":  # src/api2/admin/datastore.rs prune(_datastore)
+        return f"{store}:{ns}:{group}" if group else f"{store}:{ns}"
+    # src/api2/admin/datastore.rs verify
+    if worker_type == "verify":
+        return f"{store}:{ns_path(ns)}" if ns else store
+    if worker_type == "verify_group":
+        return f"{store}:{ns_path(ns)}/{group}"
+    if worker_type == "verify_snapshot":
+        return f"{store}:{ns_path(ns)}/{group}/{snapshot_time:08X}"
+    raise ValueError(worker_type)
 
 
 def status_type(status):
@@ -77,6 +140,20 @@ def status_type(status):
     return "error"
 
 
+def check_job_store(task, store):
+    """src/api2/node/tasks.rs check_job_store: the ``store`` filter."""
+    wtype, wid = task["worker_type"], task["worker_id"] or ""
+    if wtype.startswith("verif"):
+        match = VERIFICATION_JOB_WORKER_ID_REGEX.match(wid)
+        return match.group(1) == store if match else wid == store
+    if wtype == "syncjob":
+        match = SYNC_JOB_WORKER_ID_REGEX.match(wid)
+        return bool(match) and match.group(3) == store
+    if wtype in ("prune", "prunejob", "backup", "garbage_collection"):
+        return wid == store or wid.startswith(f"{store}:")
+    return False
+
+
 class ApiError(Exception):
     def __init__(self, code, message):
         super().__init__(message)
@@ -84,11 +161,13 @@ class ApiError(Exception):
 
 
 class FakePBS:
-    def __init__(self, node="pbs1", token=TOKEN):
+    def __init__(self, node="pbs1", token=TOKEN, version=(3, 3)):
         self.node = node
         self.token = token
+        self.version = version
         self.lock = threading.RLock()
         self.tasks = {}
+        self.archived = {}  # upid -> (archived at, sequence)
         self.seq = 0
         self.pid = 4000
         self.pstart = 123456
@@ -97,6 +176,7 @@ class FakePBS:
         self.namespaces = collections.defaultdict(lambda: [""])
         self.snapshots = collections.defaultdict(list)
         self.jobs = {"sync": {}, "verify": {}, "prune": {}}
+        self.job_state = {}  # (kind, job id) -> upid of the last started run
         self.fault = None
         self.slow_seconds = 5.0
         self.release = threading.Event()
@@ -106,31 +186,59 @@ class FakePBS:
 
     # --- content
     def add_task(self, worker_type, worker_id, start, end=None, status="OK",
-                 user=USER):
+                 user=USER, job=None, archived=None):
+        """A task; finished when ``end`` is given (archived then, unless
+        ``archived`` says when).  ``job`` is the (kind, job id) it ran for."""
         with self.lock:
             self.seq += 1
             self.pid += 1
             upid = (f"UPID:{self.node}:{self.pid:08X}:{self.pstart:08X}:"
                     f"{self.seq:08X}:{int(start):08X}:{worker_type}:"
                     f"{systemd_escape(worker_id)}:{user}:")
-            task = {"upid": upid, "node": self.node, "pid": self.pid,
-                    "pstart": self.pstart, "starttime": int(start),
-                    "worker_type": worker_type, "worker_id": worker_id,
-                    "user": user}
+            self.tasks[upid] = {
+                "upid": upid, "node": "localhost", "pid": self.pid,
+                "pstart": self.pstart, "starttime": int(start),
+                "worker_type": worker_type, "worker_id": worker_id or None,
+                "user": user}
+            if job is not None:
+                last = self.tasks.get(self.job_state.get(job))
+                if last is None or last["starttime"] <= int(start):
+                    self.job_state[job] = upid
             if end is not None:
-                task.update(endtime=int(end), status=status)
-            self.tasks[upid] = task
+                self.finish_task(upid, end, status, archived)
             self.order = None
             return upid
 
-    def finish_task(self, upid, end, status="OK"):
+    def finish_task(self, upid, end, status="OK", archived=None):
         with self.lock:
             self.tasks[upid].update(endtime=int(end), status=status)
+            self.seq += 1
+            self.archived[upid] = (end if archived is None else archived,
+                                   self.seq)
             self.order = None
 
-    def add_datastore(self, name, total, used, namespaces=("",)):
+    def crash(self, upid, last_log=None, noticed=None):
+        """The task's process died: PBS archives it when it notices, as
+        "unknown" ending at its last log line (else at its start)."""
+        task = self.tasks[upid]
+        end = task["starttime"] if last_log is None else last_log
+        self.finish_task(upid, end, "unknown",
+                         time.time() if noticed is None else noticed)
+
+    def run_job(self, kind, job_id, start, end=None, status="OK", **extra):
+        """A run of a configured job (or of a datastore's GC), with the
+        worker type and id PBS gives it."""
+        config = ({"store": job_id} if kind == "gc"
+                  else self.jobs[kind][job_id]["config"])
+        return self.add_task(JOB_WORKER_TYPES[kind],
+                             job_worker_id(kind, config), start, end, status,
+                             job=(kind, job_id), **extra)
+
+    def add_datastore(self, name, total, used, namespaces=("",),
+                      gc_schedule="daily"):
         with self.lock:
-            self.datastores[name] = {"total": total, "used": used}
+            self.datastores[name] = {"total": total, "used": used,
+                                     "gc-schedule": gc_schedule}
             self.namespaces[name] = list(namespaces)
 
     def add_snapshot(self, store, backup_type, backup_id, backup_time, ns=""):
@@ -145,34 +253,36 @@ class FakePBS:
                            "size": 3 * 2**30, "crypt-mode": "none"}],
                 "verification": {"state": "ok", "upid": "UPID:..."}})
 
-    def add_job(self, kind, job_id, store, **extra):
+    def add_job(self, kind, job_id, store, next_run=None, status=None,
+                **config):
+        """A job config (pbs-api-types jobs.rs *JobConfig, kebab-case keys);
+        ``status`` overrides its computed job status."""
         with self.lock:
-            config = {"id": job_id, "store": store, "schedule": "daily"}
+            item = {"id": job_id, "store": store, "schedule": "daily"}
             if kind == "sync":
-                config.update({"remote": "offsite", "remote-store": "main",
-                               "remove-vanished": False, "owner": USER})
+                item.update({"remote": "offsite", "remote-store": "main",
+                             "remove-vanished": False, "owner": USER})
             elif kind == "verify":
-                config.update({"ignore-verified": True, "outdated-after": 30})
+                item.update({"ignore-verified": True, "outdated-after": 30})
             else:
-                config.update({"keep-daily": 7, "keep-weekly": 4})
-            config.update(extra)
-            self.jobs[kind][job_id] = config
+                item.update({"keep-daily": 7, "keep-weekly": 4})
+            item.update(config)
+            item = {k: v for k, v in item.items() if v is not None}
+            self.jobs[kind][job_id] = {
+                "config": item, "next-run": next_run, "status": status or {}}
 
     # --- task list, PBS semantics
     def _ordered(self):
         if self.order is None:
             tasks = list(self.tasks.values())
             running = sorted((t for t in tasks if "endtime" not in t),
-                             key=lambda t: t["starttime"], reverse=True)
+                             key=lambda t: (t["starttime"], t["upid"]),
+                             reverse=True)
             done = sorted((t for t in tasks if "endtime" in t),
-                          key=lambda t: (t["endtime"], t["starttime"],
-                                         t["upid"]), reverse=True)
+                          key=lambda t: self.archived[t["upid"]],
+                          reverse=True)
             self.order = running + done
             self.n_running = len(running)
-            self.last_runs = {}
-            for task in reversed(done):  # the newest end wins
-                job_id = task["worker_id"].split(":")[-1]
-                self.last_runs[(task["worker_type"], job_id)] = task
         return self.order
 
     def list_tasks(self, q):
@@ -198,10 +308,6 @@ class FakePBS:
             tasks = tasks[:self.n_running]
         for task in tasks:
             finished = "endtime" in task
-            if running and finished:
-                continue
-            if errors and finished and task["status"] == "OK":
-                continue
             if until is not None and task["starttime"] > until:
                 continue
             if since is not None:
@@ -209,36 +315,81 @@ class FakePBS:
                     break  # PBS stops reading its archive here
                 if task["starttime"] < since:
                     continue
-            if typefilter and typefilter not in task["worker_type"]:
-                continue
-            if statusfilter and finished \
-                    and status_type(task["status"]) not in statusfilter:
-                continue
             if userfilter and userfilter not in task["user"]:
                 continue
-            if store and not task["worker_id"].startswith(store):
+            if store and not check_job_store(task, store):
+                continue
+            if typefilter and typefilter not in task["worker_type"]:
+                continue
+            if finished and running:
+                continue
+            if finished and errors and task["status"] == "OK":
+                continue
+            if statusfilter and (not finished or status_type(
+                    task["status"]) not in statusfilter):
                 continue
             if skipped < start:
                 skipped += 1
                 continue
+            result.append(dict(task))
             if limit and len(result) >= limit:
                 break
-            result.append(dict(task))
+        self.total = len(result) + start + (
+            1 if result and limit and len(result) >= limit else 0)
         return result
 
-    def job_status(self, kind):
-        self._ordered()
+    def last_run(self, kind, job_id):
+        """JobScheduleStatus fields of the job's last started run."""
+        task = self.tasks.get(self.job_state.get((kind, job_id)))
+        if task is None:
+            return {}
+        status = {"last-run-upid": task["upid"]}
+        if "endtime" in task:
+            status.update({"last-run-state": task["status"],
+                           "last-run-endtime": task["endtime"]})
+        return status
+
+    def job_status(self, kind, q):
+        direction = q.get("sync-direction", ["pull"])[0]
+        if kind == "sync" and direction not in ("all", "push", "pull"):
+            raise ApiError(400, "parameter verification errors\n\n"
+                           f"sync-direction: value '{direction}' is not "
+                           "defined in the enumeration.")
+        store = q.get("store", [None])[0]
         out = []
-        for job_id, config in sorted(self.jobs[kind].items()):
-            item = dict(config)
-            item.setdefault("next-run", int(time.time()) + 3600)
-            task = self.last_runs.get((JOB_WORKER_TYPES[kind], job_id))
-            if task is not None:
-                item.update({"last-run-upid": task["upid"],
-                             "last-run-state": task["status"],
-                             "last-run-endtime": task["endtime"]})
+        for job_id, job in sorted(self.jobs[kind].items()):
+            item = dict(job["config"])
+            if store and item["store"] != store:
+                continue
+            if kind == "sync" and direction != "all" and \
+                    item.get("sync-direction", "pull") != direction:
+                continue
+            item["next-run"] = job["next-run"] or int(time.time()) + 3600
+            item.update(self.last_run(kind, job_id))
+            item.update(job["status"])
             out.append(item)
         return out
+
+    def gc_status(self, store):
+        ds = self.datastores[store]
+        upid = self.job_state.get(("gc", store))
+        item = {"upid": upid, "index-file-count": 0, "index-data-bytes": 0,
+                "disk-bytes": 0, "disk-chunks": 0, "removed-bytes": 0,
+                "removed-chunks": 0, "pending-bytes": 0, "pending-chunks": 0,
+                "removed-bad": 0, "still-bad": 0}
+        if self.version < (3, 2):
+            return item
+        item["store"] = store
+        if ds["gc-schedule"]:
+            item["schedule"] = ds["gc-schedule"]
+            item["next-run"] = int(time.time()) + 1800
+        last = self.last_run("gc", store)
+        if "last-run-endtime" in last:
+            item.update({"last-run-endtime": last["last-run-endtime"],
+                         "last-run-state": last["last-run-state"],
+                         "duration": last["last-run-endtime"]
+                         - self.tasks[upid]["starttime"]})
+        return item
 
     def datastore_usage(self):
         out = []
@@ -285,13 +436,27 @@ class FakePBS:
                 raise ApiError(400, f"no such node '{parts[1]}'")
             return "tasks", lambda: self.list_tasks(q)
         if len(parts) == 2 and parts[0] == "admin" and parts[1] in self.jobs:
-            return parts[1], lambda: self.job_status(parts[1])
+            if parts[1] == "sync" and "sync-direction" in q \
+                    and self.version < (3, 3):
+                raise ApiError(400, "parameter verification errors\n\n"
+                               "sync-direction: schema does not allow "
+                               "additional properties.")
+            return parts[1], lambda: self.job_status(parts[1], q)
+        if parts[:2] == ["admin", "gc"] and len(parts) <= 3 \
+                and self.version >= (3, 2):
+            stores = parts[2:] or q.get("store") or sorted(self.datastores)
+            for store in stores:
+                if store not in self.datastores:
+                    raise ApiError(400, f"no such datastore '{store}'")
+            return "gc", lambda: [self.gc_status(s) for s in stores]
         if parts == ["status", "datastore-usage"]:
             return "usage", self.datastore_usage
         if len(parts) == 4 and parts[:2] == ["admin", "datastore"]:
             store, what = parts[2], parts[3]
             if store not in self.datastores:
                 raise ApiError(400, f"no such datastore '{store}'")
+            if what == "gc":
+                return "store-gc", lambda: self.gc_status(store)
             if what == "namespace":
                 return what, lambda: [{"ns": ns} for ns in
                                       self.namespaces[store]]
@@ -341,11 +506,11 @@ class FakePBS:
                 data = produce()
             except ApiError as exc:
                 return exc.code, str(exc).encode()
+            document = {"data": data}
+            if name == "tasks":
+                document["total"] = self.total
         if fault == "shape":
-            data = {"unexpected": data}
-        document = {"data": data}
-        if name == "tasks":
-            document["total"] = len(data)
+            document["data"] = {"unexpected": data}
         return 200, json.dumps(document).encode()
 
     # --- server
@@ -399,30 +564,33 @@ class FakePBS:
     def url(self):
         return f"http://127.0.0.1:{self.port}"
 
-    def task_requests(self, param=None):
+    def requested(self, suffix, param=None):
+        """Queries of the GETs whose path ends with ``suffix``."""
         with self.lock:
-            return [q for path, q in self.requests if path.endswith("/tasks")
+            return [q for path, q in self.requests if path.endswith(suffix)
                     and (param is None or param in q)]
+
+    def task_requests(self, param=None):
+        return self.requested("/tasks", param)
 
 
 def populate(fake, tasks, jobs, now, seed=4):
     """A history of ``tasks`` finished tasks over 7 days for ``jobs`` jobs:
-    70% backup groups, then sync, verify and prune jobs, one GC a datastore.
-    Returns {(job_type, job_id, datastore): (attempts, successes)}."""
+    70% backup groups, then sync (pull and push), verify and prune jobs (on
+    the root namespace and on "prod"), one GC a datastore.  Returns
+    {(job_type, job_id, datastore, "attempts" | "successes"): count}."""
     rng = random.Random(seed)
     stores = ["store1", "store2"]
     for store in stores:
         fake.add_datastore(store, 8 * 2**40, rng.randint(1, 6) * 2**40,
                            namespaces=("", "prod"))
-    plan = []
-    for store in stores:
-        plan.append(("gc", store, store, "garbage_collection", store))
+    plan = [("gc", store, store) for store in stores]
     n_backup = max(0, jobs - 2) * 7 // 10
     rest = jobs - 2 - n_backup
     for index in range(n_backup):
         store = stores[index % 2]
         group = f"{'vm' if index % 3 else 'ct'}/{100 + index}"
-        plan.append(("backup", group, store, "backup", f"{store}:{group}"))
+        plan.append(("backup", group, store))
         for day in range(3):
             fake.add_snapshot(store, group.split("/")[0], group[3:],
                               now - 86400 * day, ns="" if index % 4 else "prod")
@@ -431,19 +599,26 @@ def populate(fake, tasks, jobs, now, seed=4):
         kind = kinds[index % 3]
         store = stores[index % 2]
         job_id = f"{kind[0]}-{index:04x}"
-        fake.add_job(kind, job_id, store)
-        wid = (f"offsite:main:{store}::{job_id}" if kind == "sync"
-               else f"{store}:{job_id}")
-        plan.append((kind, job_id, store, JOB_WORKER_TYPES[kind], wid))
+        extra = {}
+        if kind == "prune" and index % 2:
+            extra["ns"] = "prod"
+        if kind == "sync" and index % 2:
+            extra["sync-direction"] = "push"
+        fake.add_job(kind, job_id, store, **extra)
+        plan.append((kind, job_id, store))
     expected = collections.Counter()
     span = 7 * 86400
     for index in range(tasks):
-        job_type, job_id, store, wtype, wid = plan[index % len(plan)]
+        job_type, job_id, store = plan[index % len(plan)]
         start = now - span + index * span // tasks
+        end = start + rng.randint(5, 600)
         roll = rng.random()
         status = ("OK" if roll < 0.95 else "WARNINGS: 2" if roll < 0.98
                   else "backup failed: connection reset")
-        fake.add_task(wtype, wid, start, start + rng.randint(5, 600), status)
+        if job_type == "backup":
+            fake.add_task("backup", f"{store}:{job_id}", start, end, status)
+        else:
+            fake.run_job(job_type, job_id, start, end, status)
         expected[(job_type, job_id, store, "attempts")] += 1
         expected[(job_type, job_id, store, "successes")] += status != \
             "backup failed: connection reset"
