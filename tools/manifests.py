@@ -25,6 +25,7 @@ import fnmatch
 import functools
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -196,14 +197,19 @@ def missing_subcharts(chart_dir: Path, values: dict, charts: Path) -> list[Subch
 
 def _prepared_copy(chart_dir: Path, subcharts: list[Subchart], workdir: Path) -> Path:
     """The chart with vendorable subcharts copied in and absent ones removed from Chart.yaml."""
+    # Links, not copies: the chart directories are megabytes, and Helm follows links.
     copy_dir = workdir / chart_dir.name
-    shutil.copytree(chart_dir, copy_dir, symlinks=True)
-    (copy_dir / "charts").mkdir(exist_ok=True)
+    (copy_dir / "charts").mkdir(parents=True)
+    for entry in chart_dir.iterdir():
+        if entry.name not in ("Chart.yaml", "charts"):
+            (copy_dir / entry.name).symlink_to(entry)
+    for entry in (chart_dir / "charts").iterdir() if (chart_dir / "charts").is_dir() else ():
+        (copy_dir / "charts" / entry.name).symlink_to(entry)
     for sub in subcharts:
         if sub.vendored_from:
-            shutil.copytree(ROOT / sub.vendored_from, copy_dir / "charts" / sub.name, symlinks=True)
+            (copy_dir / "charts" / sub.name).symlink_to((ROOT / sub.vendored_from).resolve())
     absent = {s.name for s in subcharts if not s.vendored_from}
-    meta = _chart_yaml(copy_dir)
+    meta = _chart_yaml(chart_dir)
     meta["dependencies"] = [d for d in meta.get("dependencies") or [] if d["name"] not in absent]
     (copy_dir / "Chart.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
     return copy_dir
@@ -239,12 +245,13 @@ class RenderedRelease:
 
     @functools.cached_property
     def manifests(self) -> list[Manifest]:
-        found = []
-        for document in self.text.split("\n---\n"):
+        found, source = [], "?"
+        for document in re.split(r"(?m)^---[ \t]*\n", self.text):  # keeps each block scalar's newline
+            # A template file may hold several documents; its Source comment heads the first.
+            source = next((line[len("# Source: "):] for line in document.splitlines()
+                           if line.startswith("# Source: ")), source)
             obj = yaml.load(document, Loader=_Loader)
             if obj:
-                source = next((line[len("# Source: "):] for line in document.splitlines()
-                               if line.startswith("# Source: ")), "?")
                 found.append(Manifest(source, obj))
         return found
 
@@ -269,8 +276,13 @@ def _display(command: list[str], workdir: str) -> list[str]:
 
 
 @functools.lru_cache(maxsize=64)
-def render(release: Release, charts: Path = CHARTS, kube_version: str = KUBERNETES_VERSION) -> RenderedRelease:
-    """`helm template` of one release as Helm would install it (CRDs included); cached per release."""
+def render(release: Release, charts: Path = CHARTS, fetch: bool = False,
+           kube_version: str = KUBERNETES_VERSION) -> RenderedRelease:
+    """`helm template` of one release as Helm would install it (CRDs included, test hooks not).
+
+    A chart not under `charts` is fetched from the release's repository only when `fetch`
+    (the network); offline callers get a RenderError instead. Cached per release.
+    """
     helm = helm_binary()
     with tempfile.TemporaryDirectory(prefix=f"manifests-{release.name}-") as workdir:
         values_file = Path(workdir) / "values.json"  # JSON is YAML: the values exactly as recorded
@@ -287,28 +299,33 @@ def render(release: Release, charts: Path = CHARTS, kube_version: str = KUBERNET
                 if sub.not_rendered and sub.condition:
                     overrides = coalesce(overrides, _nested(sub.condition.split(",")[0].strip(), False))
             extra: list[str] = []
-        elif release.repository:
+        elif release.repository and fetch:
             chart_ref, chart_source = release.chart, f"{release.repository} (fetched by helm)"
             extra = ["--repo", release.repository, "--version", release.version]
         else:
-            raise RenderError(f"release {release.name}: no chart directory {local} and no repository to fetch from")
+            raise RenderError(f"release {release.name}: no chart directory {local}"
+                              + ("" if release.repository else " and no repository to fetch it from")
+                              + ("" if fetch else " (fetching from the repository is off)"))
         command = [helm, "template", release.name, chart_ref, "--namespace", release.namespace,
-                   "--include-crds", "--kube-version", kube_version, *extra, "--values", str(values_file)]
+                   "--include-crds", "--skip-tests", "--kube-version", kube_version, *extra, "--values", str(values_file)]
         if overrides:
             override_file = Path(workdir) / "absent-subcharts.json"
             override_file.write_text(json.dumps(overrides))
             command += ["--values", str(override_file)]
         result = subprocess.run(command, capture_output=True, text=True, timeout=300)
         if result.returncode != 0:
+            # Helm notes every link of a prepared copy; only its error says what went wrong.
+            stderr = "\n".join(line for line in result.stderr.splitlines() if "found symbolic link" not in line)
             raise RenderError(f"helm template of release {release.name} ({release.chart} {release.version}) "
-                              f"failed:\n{result.stderr.strip()}")
+                              f"failed:\n{stderr.strip()}")
         return RenderedRelease(release, result.stdout, _display(command, workdir), chart_source, subcharts)
 
 
-def render_all(releases: list[Release], charts: Path = CHARTS, jobs: int | None = None) -> list[RenderedRelease]:
+def render_all(releases: list[Release], charts: Path = CHARTS, fetch: bool = False,
+               jobs: int | None = None) -> list[RenderedRelease]:
     """Every release, Helm processes in parallel (one per core); results in the releases' order."""
     with ThreadPoolExecutor(max_workers=jobs or os.cpu_count() or 2) as pool:
-        return list(pool.map(lambda r: render(r, charts), releases))
+        return list(pool.map(lambda r: render(r, charts, fetch), releases))
 
 
 # --- artifacts ------------------------------------------------------------------------------
@@ -354,6 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stack-file", type=Path, help="Pulumi.<stack>.yaml: takes the stack name from it")
     parser.add_argument("--build", type=Path, default=ROOT / "build", help="build directory (default: build/)")
     parser.add_argument("--charts", type=Path, default=CHARTS, help=f"local chart directories (default: {CHARTS})")
+    parser.add_argument("--offline", action="store_true", help="never fetch a chart that is not under --charts")
     args = parser.parse_args(argv)
     stack = args.stack_file.name[len("Pulumi."):-len(".yaml")] if args.stack_file else args.stack
     out = args.build / stack
@@ -363,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     started = time.perf_counter()
     try:
-        rendered = render_all(releases_of(json.loads(resources.read_text())), args.charts)
+        rendered = render_all(releases_of(json.loads(resources.read_text())), args.charts, fetch=not args.offline)
     except RenderError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
