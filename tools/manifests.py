@@ -264,10 +264,16 @@ class RenderedRelease:
         return [s for s in self.subcharts if s.not_rendered]
 
     def counts(self) -> dict[str, int]:
+        """Objects per kind, from each document's top-level `kind:` line (no YAML parse: the
+        CRDs are megabytes). Helm writes top-level keys at column 0, and a block scalar's
+        lines never start there."""
         counts: dict[str, int] = {}
-        for m in self.manifests:
-            counts[m.kind] = counts.get(m.kind, 0) + 1
+        for kind in _TOP_LEVEL_KIND.findall(self.text):
+            counts[kind] = counts.get(kind, 0) + 1
         return dict(sorted(counts.items()))
+
+
+_TOP_LEVEL_KIND = re.compile(r"^kind:[ \t]*['\"]?([\w.-]+)", re.M)
 
 
 def _display(command: list[str], workdir: str) -> list[str]:
