@@ -31,6 +31,7 @@ POD_TEMPLATE_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "J
 # Custom resources the Prometheus operator turns into pods: image and resources in their spec.
 OPERATOR_WORKLOAD_KINDS = {"Prometheus", "Alertmanager", "ThanosRuler", "PrometheusAgent"}
 CONTAINER_LISTS = ("initContainers", "containers", "ephemeralContainers")
+CHECKED_KINDS = POD_TEMPLATE_KINDS | OPERATOR_WORKLOAD_KINDS | {"Pod", "CronJob", "ConfigMap"}
 DEFAULTS = {"chartsDir": str(manifests.CHARTS), "fetchCharts": True}
 
 
@@ -130,11 +131,12 @@ def rendered_manifests(args: ResourceValidationArgs, report_violation: ReportVio
                                    props.get("values") if isinstance(props.get("values"), dict) else {})
     label = f"Helm release '{name}' (chart {chart} {version})"
     try:
-        rendered = manifests.render(release, Path(cfg["chartsDir"]), fetch=bool(cfg["fetchCharts"]))
+        # Positional, as render_all calls it: one cache entry per release for both.
+        rendered = manifests.render(release, Path(cfg["chartsDir"]), bool(cfg["fetchCharts"]))
     except manifests.RenderError as error:
         report_violation(f"{label} cannot be rendered, so what it deploys is unchecked: {error}")
         return
-    for what, problem in manifest_problems(rendered.objects):
+    for what, problem in manifest_problems(rendered.objects_of(CHECKED_KINDS)):
         report_violation(f"{label} deploys {what}: {problem}")
 
 

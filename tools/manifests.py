@@ -244,16 +244,28 @@ class RenderedRelease:
     subcharts: list[Subchart] = field(default_factory=list)
 
     @functools.cached_property
-    def manifests(self) -> list[Manifest]:
+    def documents(self) -> list[tuple[str, str, str]]:
+        """(source template, kind, text) of every non-empty document, unparsed."""
         found, source = [], "?"
         for document in re.split(r"(?m)^---[ \t]*\n", self.text):  # keeps each block scalar's newline
             # A template file may hold several documents; its Source comment heads the first.
             source = next((line[len("# Source: "):] for line in document.splitlines()
                            if line.startswith("# Source: ")), source)
-            obj = yaml.load(document, Loader=_Loader)
-            if obj:
-                found.append(Manifest(source, obj))
+            kind = _TOP_LEVEL_KIND.search(document)
+            if kind or any(line.strip() and not line.startswith("#") for line in document.splitlines()):
+                found.append((source, kind.group(1) if kind else "", document))  # kindless: tests fail on it
         return found
+
+    @functools.cached_property
+    def manifests(self) -> list[Manifest]:
+        return [Manifest(source, obj) for source, _, text in self.documents
+                if (obj := yaml.load(text, Loader=_Loader))]
+
+    def objects_of(self, kinds: set[str]) -> list[dict]:
+        """The objects of these kinds only: parsing megabytes of CRDs is most of the cost."""
+        if "manifests" in self.__dict__:
+            return [m.object for m in self.manifests if m.kind in kinds]
+        return [obj for _, kind, text in self.documents if kind in kinds and (obj := yaml.load(text, Loader=_Loader))]
 
     @property
     def objects(self) -> list[dict]:
@@ -264,11 +276,10 @@ class RenderedRelease:
         return [s for s in self.subcharts if s.not_rendered]
 
     def counts(self) -> dict[str, int]:
-        """Objects per kind, from each document's top-level `kind:` line (no YAML parse: the
-        CRDs are megabytes). Helm writes top-level keys at column 0, and a block scalar's
-        lines never start there."""
+        """Objects per kind, from each document's top-level `kind:` line (no YAML parse). Helm
+        writes top-level keys at column 0, and a block scalar's lines never start there."""
         counts: dict[str, int] = {}
-        for kind in _TOP_LEVEL_KIND.findall(self.text):
+        for _, kind, _ in self.documents:
             counts[kind] = counts.get(kind, 0) + 1
         return dict(sorted(counts.items()))
 
