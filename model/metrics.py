@@ -119,12 +119,17 @@ def kube_prometheus_stack_values(cfg: StackConfig, rule_files: dict[str, dict], 
     return {
         # helm upgrade never touches CRDs; this hook job server-side-applies the chart's CRDs first.
         "crds": {"enabled": True, "upgradeJob": {"enabled": True, "forceConflicts": True, **pinned,
-                                                 "resources": resources("50m", "64Mi", "256Mi")}},
+                                                 "resources": resources("50m", "64Mi", "256Mi"),
+                                                 # The chart's default is busybox:latest (seen in its
+                                                 # rendered Job); the Grafana chart pins this release.
+                                                 "image": {"busybox": {"tag": "1.38.0"}}}},
         "defaultRules": {
             "create": True,
             # k3s runs these inside the server binary: no targets, so their rules only misfire.
             "rules": {"etcd": False, "kubeControllerManager": False, "kubeProxy": False,
-                      "kubeSchedulerAlerting": False, "kubeSchedulerRecording": False, "windows": False},
+                      "kubeSchedulerAlerting": False, "kubeSchedulerRecording": False, "windows": False,
+                      # Its three alerts are all in REPLACED_CHART_RULES: it would render an empty group.
+                      "general": False},
             "disabled": {name: True for name in REPLACED_CHART_RULES},
             "additionalRuleLabels": {"service": "kubernetes"},
         },

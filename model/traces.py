@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from model import logs as loki
 from model.config import ObjectStorage, Role, StackConfig, Traces, TracesMode, duration_hours
-from model.helm import PROMETHEUS_SELECTOR_LABELS
+from model.helm import PROMETHEUS_SELECTOR_LABELS, resources
 from model.hosts import K3S_LOCAL_PATH_STORAGE_CLASS, scheduling_for
 
 NAMESPACE = "observability"
@@ -258,10 +258,18 @@ def _tempo_distributed_values(traces: Traces) -> dict:
         },
         "storage": {"trace": {"backend": "s3", "s3": _s3(storage, storage.bucket)}},
         "traces": {"otlp": {"grpc": {"enabled": True}, "http": {"enabled": True}}},
+        # The chart sets no requests or limits for any component (seen in its rendered manifests).
+        "distributor": {"resources": resources("100m", "256Mi", "512Mi")},
         "ingester": {
             "persistence": {"enabled": True, "size": f"{traces.storage_gb}Gi"},
             "persistentVolumeClaimRetentionPolicy": {"enabled": True, "whenDeleted": "Retain", "whenScaled": "Retain"},
+            "resources": resources("250m", "512Mi", "2Gi"),
         },
-        "compactor": {"config": {"compaction": {"block_retention": retention}}},
+        "querier": {"resources": resources("100m", "256Mi", "1Gi")},
+        "queryFrontend": {"resources": resources("100m", "128Mi", "512Mi")},
+        "compactor": {"config": {"compaction": {"block_retention": retention}},
+                      "resources": resources("100m", "256Mi", "1Gi")},
+        # memcached's default cache is 64 MB (-m 64).
+        "memcached": {"resources": resources("50m", "96Mi", "128Mi")},
         "metaMonitoring": {"serviceMonitor": {"enabled": True, "labels": dict(PROMETHEUS_SELECTOR_LABELS)}},
     }

@@ -651,6 +651,7 @@ def _strings(description: str, default: list[str]) -> dict[str, Any]:
 def all_policies() -> list[ResourceValidationPolicy | StackValidationPolicy]:
     """Every policy of the pack; enforcement comes from the pack (mandatory) unless set here."""
     resource = ResourceValidationPolicy
+    from policy.manifests import rendered_manifests_policy  # here: that module imports this one
     return [
         resource(name="helm-chart-pinned", validate=helm_chart_pinned,
                  description="Helm charts are pinned to an exact version from an allowed repository.",
@@ -682,5 +683,6 @@ def all_policies() -> list[ResourceValidationPolicy | StackValidationPolicy]:
                  description="Proxmox VMs carry the required tags.",
                  config_schema=PolicyConfigSchema(properties={"requiredTags": _strings(
                      "Tags every Proxmox VM must carry.", DEFAULT_REQUIRED_TAGS)})),
+        rendered_manifests_policy(),
     ]
 
