@@ -20,6 +20,7 @@ from model import logs as logs_model
 from model import traces as traces_model
 from model.config import Grafana, Role, StackConfig
 from model.hosts import scheduling_for
+from model.matchers import Matcher, parse_matcher
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARDS_DIR = ROOT / "dashboards"
@@ -414,31 +415,16 @@ def contact_points(stack: StackConfig) -> list[dict[str, Any]]:
     return points
 
 
-MATCHER = re.compile(r'^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*(.*?)\s*$')
 # The provider nests policies this deep below the root policy.
 MAX_POLICY_DEPTH = 5
 
 
-def parse_matcher(text: str) -> dict[str, str]:
-    """'name="value"' (or =~, !=, !~; quoting optional) -> {label, match, value}."""
-    m = MATCHER.match(text)
-    if not m:
-        raise ValueError(f"not an Alertmanager matcher: {text!r}")
-    label, op, value = m.groups()
-    if value.startswith('"'):
-        try:
-            value = json.loads(value)  # Alertmanager's escapes (\" \\ \n) are JSON's
-        except json.JSONDecodeError:
-            raise ValueError(f"badly quoted value in matcher {text!r}") from None
-        if not isinstance(value, str):
-            raise ValueError(f"badly quoted value in matcher {text!r}")
-    elif '"' in value:
-        raise ValueError(f"stray quote in matcher {text!r}")
-    return {"label": label, "match": op, "value": value}
+def _policy_matcher(matcher: Matcher) -> dict[str, str]:
+    return {"label": matcher.label, "match": matcher.op, "value": matcher.value}
 
 
 def _route_matchers(route: dict[str, Any]) -> list[dict[str, str]]:
-    matchers = [parse_matcher(m) for m in route.get("matchers", [])]
+    matchers = [_policy_matcher(parse_matcher(m)) for m in route.get("matchers", [])]
     # The deprecated forms are still valid Alertmanager config.
     matchers += [{"label": k, "match": "=", "value": v} for k, v in (route.get("match") or {}).items()]
     matchers += [{"label": k, "match": "=~", "value": v} for k, v in (route.get("match_re") or {}).items()]

@@ -31,6 +31,7 @@ from pulumi_policy import (
 )
 from pulumi_policy import proxy as _proxy
 
+from model.durations import parse_seconds
 from policy import credentials
 from policy.charts import CHARTS, DEFAULT_ALLOWED_REPOSITORIES, KUBE_PROMETHEUS_STACK, MISSING, ChartFacts, lookup
 
@@ -525,21 +526,22 @@ def alert_routes_resolve(args: StackValidationArgs, report_violation: ReportViol
 
 # --- Loki retention -------------------------------------------------------------------------
 
-_DURATION = re.compile(r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$")
-_UNIT_SECONDS = (365 * 86400, 7 * 86400, 86400, 3600, 60, 1, 0.001)
 MIN_RETENTION_HOURS = 24
 
 
 def duration_seconds(text: Any) -> float | None:
-    """Seconds of a Prometheus/Loki duration ('744h', '31d', '1w2d', '0s'); None if not one."""
+    """Seconds of a Prometheus/Loki duration ('744h', '31d', '1w2d', '0s'); None if not one.
+
+    The pack judges rendered values on its own (they need not come from model/), with the model's parser.
+    """
     if isinstance(text, (int, float)) and not isinstance(text, bool):
         return float(text) if text == 0 else None
-    if not isinstance(text, str) or not text.strip():
+    if not isinstance(text, str):
         return None
-    m = _DURATION.match(text.strip())
-    if not m or not any(m.groups()):
+    try:
+        return parse_seconds(text)
+    except ValueError:
         return None
-    return sum(int(g) * unit for g, unit in zip(m.groups(), _UNIT_SECONDS) if g)
 
 
 def _loki_section(values: Mapping[str, Any], name: str) -> dict[str, Any]:
