@@ -12,7 +12,12 @@ import pulumiverse_grafana as grafana_provider
 from components.kubernetes_objects import Namespace, PersistentVolumeClaim, Secret
 
 from components.helm import chart_release
-from model import grafana as model
+from model.grafana import values
+from model.grafana.alerting import alert_routing_tree, contact_points, notification_policy
+from model.grafana.dashboards import Dashboard, folders, load_dashboards, render_dashboard
+from model.grafana.data_sources import data_sources
+from model.grafana.runbooks import Runbook, list_runbooks
+from model.secrets import SecretRef
 from model.helm import GRAFANA_CHART
 from model.config import StackConfig
 
@@ -22,12 +27,12 @@ from model.config import StackConfig
 class GrafanaArgs:
     stack: StackConfig
     secrets: dict[str, pulumi.Output[str]]
-    runbooks: list[model.Runbook] = field(default_factory=model.list_runbooks)
-    dashboards: list[model.Dashboard] = field(default_factory=model.load_dashboards)
+    runbooks: list[Runbook] = field(default_factory=list_runbooks)
+    dashboards: list[Dashboard] = field(default_factory=load_dashboards)
 
 
 def _policy_args(policy: dict[str, Any]) -> dict[str, Any]:
-    """model.notification_policy's Grafana field names -> the SDK's argument names."""
+    """notification_policy's Grafana field names -> the SDK's argument names."""
     renamed = {"group_by": "group_bies", "continue": "continue_"}
     out: dict[str, Any] = {}
     for key, value in policy.items():
@@ -56,13 +61,13 @@ class Grafana(pulumi.ComponentResource):
         )
         admin_secret = Secret(
             f"{name}-admin",
-            metadata={"name": model.ADMIN_SECRET, "namespace": cfg.namespace},
-            string_data={model.ADMIN_USER_KEY: cfg.admin_user, model.ADMIN_PASSWORD_KEY: password.result},
+            metadata={"name": values.ADMIN_SECRET, "namespace": cfg.namespace},
+            string_data={values.ADMIN_USER_KEY: cfg.admin_user, values.ADMIN_PASSWORD_KEY: password.result},
             opts=in_ns,
         )
         claim = PersistentVolumeClaim(
             f"{name}-data",
-            metadata={"name": model.DATA_CLAIM, "namespace": cfg.namespace},
+            metadata={"name": values.DATA_CLAIM, "namespace": cfg.namespace},
             spec={
                 "accessModes": ["ReadWriteOnce"],
                 "storageClassName": cfg.storage_class,
@@ -72,7 +77,7 @@ class Grafana(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[namespace], protect=True, retain_on_delete=True),
         )
         # Protected like the claim: the release mounts the dashboards' history.
-        self.release = chart_release(model.RELEASE_NAME, GRAFANA_CHART, cfg.namespace, model.grafana_values(cfg),
+        self.release = chart_release(args.stack.endpoints().grafana.name, GRAFANA_CHART, cfg.namespace, values.grafana_values(cfg),
                                      parent=self, protect=True, depends_on=[admin_secret, claim])
 
         self.provider = grafana_provider.Provider(
@@ -85,14 +90,14 @@ class Grafana(pulumi.ComponentResource):
 
         self.folders = {
             f["uid"]: grafana_provider.oss.Folder(f"{name}-folder-{f['uid']}", uid=f["uid"], title=f["title"], opts=api)
-            for f in model.folders(cfg)
+            for f in folders(cfg)
         }
-        self.data_sources = [self._data_source(name, ds, api) for ds in model.data_sources(args.stack)]
+        self.data_sources = [self._data_source(name, ds, api) for ds in data_sources(args.stack)]
         self.dashboards = [
             grafana_provider.oss.Dashboard(
                 f"{name}-dashboard-{d.uid}",
                 folder=self.folders[d.folder].uid,
-                config_json=json.dumps(model.render_dashboard(d, args.runbooks, args.stack.site.runbook_hub_url), sort_keys=True),
+                config_json=json.dumps(render_dashboard(d, args.runbooks, args.stack.site.runbook_hub_url), sort_keys=True),
                 overwrite=True,  # the file is the truth; edits made in the UI are replaced
                 message="Managed by Pulumi from dashboards/",
                 opts=pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=self.data_sources),
@@ -102,11 +107,11 @@ class Grafana(pulumi.ComponentResource):
         self.contact_points = {
             point["name"]: grafana_provider.alerting.ContactPoint(
                 f"{name}-contact-{point['name']}", **self._with_secrets(point, args.secrets), opts=api)
-            for point in model.contact_points(args.stack)
+            for point in contact_points(args.stack)
         }
         self.notification_policy = grafana_provider.alerting.NotificationPolicy(
             f"{name}-notification-policy",
-            **_policy_args(model.notification_policy(model.alert_routing_tree(args.stack))),
+            **_policy_args(notification_policy(alert_routing_tree(args.stack))),
             opts=pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=list(self.contact_points.values())),
         )
         self.url = cfg.url
@@ -129,7 +134,7 @@ class Grafana(pulumi.ComponentResource):
 
     @staticmethod
     def _with_secrets(value: Any, secrets: dict[str, pulumi.Output[str]]) -> Any:
-        if isinstance(value, model.SecretRef):
+        if isinstance(value, SecretRef):
             return secrets[value.key]
         if isinstance(value, dict):
             return {k: Grafana._with_secrets(v, secrets) for k, v in value.items()}

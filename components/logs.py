@@ -20,13 +20,14 @@ class Loki(pulumi.ComponentResource):
         super().__init__("homelab:logs:Loki", name, None, opts)
         assert config.logs is not None
         # Deleting the namespace would delete the PVCs in it.
-        namespace = Namespace(loki.NAMESPACE, metadata={"name": loki.NAMESPACE},
+        endpoints = config.endpoints()
+        namespace = Namespace(endpoints.loki.namespace, metadata={"name": endpoints.loki.namespace},
                               opts=pulumi.ResourceOptions(parent=self, protect=True))
         depends_on: list[pulumi.Resource] = [namespace, *([monitoring_crds] if monitoring_crds else [])]
         if config.logs.mode == LogsMode.SCALABLE:
             depends_on.append(credentials_secret(loki.OBJECT_STORAGE_SECRET, namespace, loki.OBJECT_STORAGE_ENV, secrets, self))
-        self.release = chart_release(loki.RELEASE, LOKI_CHART, namespace.metadata["name"], loki.loki_values(config),
+        self.release = chart_release(endpoints.loki.name, LOKI_CHART, namespace.metadata["name"], loki.loki_values(config),
                                      parent=self, protect=True, depends_on=depends_on)
-        self.gateway_url = loki.GATEWAY_URL
+        self.gateway_url = endpoints.loki_gateway_url
         self.tenants = [t.org_id for t in loki.tenants(config.logs)]
         self.register_outputs({"gatewayUrl": self.gateway_url, "tenants": self.tenants})

@@ -25,7 +25,8 @@ class MetricsStack(pulumi.ComponentResource):
     def __init__(self, name: str, args: MetricsArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("homelab:observability:Metrics", name, None, opts)
         cfg = args.config
-        namespace = cfg.metrics.namespace
+        endpoints = cfg.endpoints()
+        namespace = endpoints.kube_prometheus.namespace
         # Deleting the namespace would delete the TSDB's volume claim with it.
         ns = Namespace(namespace, metadata={"name": namespace},
                        opts=pulumi.ResourceOptions(parent=self, protect=True, retain_on_delete=True))
@@ -39,9 +40,9 @@ class MetricsStack(pulumi.ComponentResource):
         )
         values = metrics.kube_prometheus_stack_values(cfg, rule_files(cfg), alertmanager_config(cfg))
         # Protected: deleting the release would take the Prometheus StatefulSet and its TSDB with it.
-        self.prometheus = chart_release(metrics.KUBE_PROMETHEUS_RELEASE, KUBE_PROMETHEUS_STACK_CHART, namespace,
+        self.prometheus = chart_release(endpoints.kube_prometheus.name, KUBE_PROMETHEUS_STACK_CHART, namespace,
                                         values, parent=self, protect=True, depends_on=[ns, secret])
-        self.snmp_exporter = chart_release(metrics.SNMP_EXPORTER_RELEASE, SNMP_EXPORTER_CHART, namespace,
+        self.snmp_exporter = chart_release(endpoints.snmp_exporter.name, SNMP_EXPORTER_CHART, namespace,
                                            metrics.snmp_exporter_values(cfg), parent=self, depends_on=[ns])
         self.namespace = namespace
         self.register_outputs({"namespace": namespace, "prometheusRelease": self.prometheus.name})

@@ -12,7 +12,8 @@ from typing import Any
 import pulumi
 from pulumi.runtime import config as runtime_config
 
-from model.config import SECRETS, ConfigError, Problem, StackConfig, load_stack_config, required_secrets
+from model.config import ConfigError, Problem, StackConfig, load_stack_config, required_secrets
+from model.secrets import SECRETS
 
 
 def _decode(value: Any) -> Any:

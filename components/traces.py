@@ -19,7 +19,8 @@ class Tracing(pulumi.ComponentResource):
         """`monitoring_crds`: the release that installs the ServiceMonitor CRD the charts' monitors need."""
         super().__init__("homelab:traces:Tracing", name, None, opts)
         assert config.traces is not None
-        namespace = Namespace(traces.NAMESPACE, metadata={"name": traces.NAMESPACE},
+        endpoints = config.endpoints()
+        namespace = Namespace(endpoints.tempo.namespace, metadata={"name": endpoints.tempo.namespace},
                               opts=pulumi.ResourceOptions(parent=self, protect=True))
         depends_on: list[pulumi.Resource] = [namespace, *([monitoring_crds] if monitoring_crds else [])]
         distributed = config.traces.mode == TracesMode.DISTRIBUTED
@@ -27,12 +28,12 @@ class Tracing(pulumi.ComponentResource):
             depends_on.append(credentials_secret(traces.TEMPO_OBJECT_STORAGE_SECRET, namespace,
                                                  traces.TEMPO_OBJECT_STORAGE_ENV, secrets, self))
         ns = namespace.metadata["name"]
-        self.tempo = chart_release(traces.TEMPO_RELEASE, TEMPO_DISTRIBUTED_CHART if distributed else TEMPO_CHART, ns,
+        self.tempo = chart_release(endpoints.tempo.name, TEMPO_DISTRIBUTED_CHART if distributed else TEMPO_CHART, ns,
                                    traces.tempo_values(config), parent=self, protect=True, depends_on=depends_on)
-        self.collector = chart_release(traces.COLLECTOR_RELEASE, COLLECTOR_CHART, ns, traces.collector_values(config),
+        self.collector = chart_release(endpoints.collector.name, COLLECTOR_CHART, ns, traces.collector_values(config),
                                        parent=self, depends_on=[namespace, *([monitoring_crds] if monitoring_crds else [])])
-        self.otlp_endpoints = traces.collector_otlp_endpoints()
-        self.tempo_url = traces.tempo_query_url(config.traces)
+        self.otlp_endpoints = endpoints.collector_otlp_endpoints
+        self.tempo_url = endpoints.tempo_query_url
         syslog = config.logs.sources.syslog if config.logs else None
         loki_host = next(iter(config.hosts_with_role(Role.LOKI).values()))
         # The collector listens on every node; the Loki host's address is the one that never moves.

@@ -5,8 +5,8 @@ section below. Keys are written in camelCase in Pulumi.<stack>.yaml and every pr
 reported by the key path the user wrote (`hosts.pbs.memoryMb: must be >= 2048`), all of them
 at once, before any resource exists.
 
-Secrets never live in these models: `SECRETS` names each secret key and what it is for; the
-program reads them as Pulumi secrets and the models only say which ones a stack needs.
+Secrets never live in these models: model/secrets.py names each secret key and what it is for;
+the program reads them as Pulumi secrets and `required_secrets` says which ones a stack needs.
 """
 
 from __future__ import annotations
@@ -21,7 +21,10 @@ from typing import Annotated, Any, Iterable, Mapping, Union, get_args, get_origi
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
+from model import secrets
 from model.durations import parse_seconds
+from model.endpoints import Endpoints
+from model.links import FOLDERS
 from model.matchers import Matcher, parse_matcher
 
 
@@ -375,8 +378,6 @@ class Grafana(ConfigModel):
     data_sources: GrafanaDataSourceUrls = Field(default_factory=GrafanaDataSourceUrls)
 
     def problems(self, root: "StackConfig") -> list[Problem]:
-        from model.grafana import FOLDERS  # the folder list lives with the dashboards
-
         found: list[Problem] = []
         if self.url.rstrip("/").count("/") > 2:
             found.append(Problem("grafana.url", "must be the root URL of Grafana, without a path"))
@@ -651,6 +652,14 @@ class StackConfig(ConfigModel):
     def hosts_with_role(self, role: Role) -> dict[str, Host]:
         return {name: h for name, h in self.hosts.items() if h.role == role}
 
+    def endpoints(self) -> Endpoints:
+        """Where this stack's releases run and the addresses their clients use."""
+        return Endpoints(
+            metrics_namespace=self.metrics.namespace,
+            grafana_namespace=self.grafana.namespace if self.grafana else None,
+            tempo_distributed=bool(self.traces and self.traces.mode == TracesMode.DISTRIBUTED),
+        )
+
     def problems(self) -> list[Problem]:
         """Everything a field alone cannot know: references, uniqueness, role rules."""
         found: list[Problem] = []
@@ -716,43 +725,21 @@ class StackConfig(ConfigModel):
 
 # --- secrets ------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class SecretSpec:
-    key: str
-    purpose: str
-    example: str
-
-
-SECRETS: dict[str, SecretSpec] = {
-    s.key: s
-    for s in [
-        SecretSpec("k3sToken", "join token of the homelab k3s cluster (/var/lib/rancher/k3s/server/node-token on a server)", "K10...::server:..."),
-        SecretSpec("lokiS3AccessKeyId", "access key of Loki's object storage (logs.mode scalable)", "loki-writer"),
-        SecretSpec("lokiS3SecretAccessKey", "secret key of Loki's object storage (logs.mode scalable)", "..."),
-        SecretSpec("tempoS3AccessKeyId", "access key of Tempo's object storage (traces.mode distributed)", "tempo-writer"),
-        SecretSpec("tempoS3SecretAccessKey", "secret key of Tempo's object storage (traces.mode distributed)", "..."),
-        SecretSpec("pagerdutyRoutingKey", "PagerDuty Events API v2 integration key of the pagerduty receivers", "R0123456789abcdef0123456789abcdef"),
-        SecretSpec("mattermostWebhookUrl", "Mattermost incoming webhook URL of the mattermost receivers", "https://chat.internal/hooks/xxxxxxxx"),
-        SecretSpec("alertingHeartbeatToken", "bearer token of the Watchdog heartbeat receiver (heartbeat.bearerToken: true)", "hb_xxxxxxxx"),
-    ]
-}
-
-
 def required_secrets(cfg: StackConfig) -> list[str]:
     needed = []
     if any(h.role != Role.PBS for h in cfg.hosts.values()):
-        needed.append("k3sToken")
+        needed.append(secrets.K3S_TOKEN)
     if cfg.logs and cfg.logs.mode == LogsMode.SCALABLE:
-        needed += ["lokiS3AccessKeyId", "lokiS3SecretAccessKey"]
+        needed += [secrets.LOKI_S3_ACCESS_KEY_ID, secrets.LOKI_S3_SECRET_ACCESS_KEY]
     if cfg.traces and cfg.traces.mode == TracesMode.DISTRIBUTED:
-        needed += ["tempoS3AccessKeyId", "tempoS3SecretAccessKey"]
+        needed += [secrets.TEMPO_S3_ACCESS_KEY_ID, secrets.TEMPO_S3_SECRET_ACCESS_KEY]
     receivers = cfg.alerting.receivers if cfg.alerting else []
     if any(r.pagerduty for r in receivers):
-        needed.append("pagerdutyRoutingKey")
+        needed.append(secrets.PAGERDUTY_ROUTING_KEY)
     if any(r.mattermost for r in receivers):
-        needed.append("mattermostWebhookUrl")
+        needed.append(secrets.MATTERMOST_WEBHOOK_URL)
     if any(r.heartbeat and r.heartbeat.bearer_token for r in receivers):
-        needed.append("alertingHeartbeatToken")
+        needed.append(secrets.HEARTBEAT_TOKEN)
     return needed
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from jsonschema import Draft7Validator
 
-from model.grafana import iter_panels
+from model.grafana.dashboards import iter_panels
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "grafana-schema"
 

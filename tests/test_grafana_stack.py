@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from model.config import ConfigError, load_stack_config, required_secrets
-from model.grafana import data_source_uids, load_dashboards
+from model.grafana.dashboards import load_dashboards
+from model.grafana.data_sources import data_source_uids
 from tools.offline_engine import ROOT, run_program
 from tools.preview import render
 from model.config import load_stack_config

@@ -146,7 +146,7 @@ def run_program(stack_file: Path, secret_values: dict[str, str] | None = None,
     stack = StackFile.load(Path(stack_file))
     config = dict(stack.config)
     secret_keys = list(stack.secret_keys)
-    from model.config import SECRETS
+    from model.secrets import SECRETS
 
     # Secrets the stack file lacks get a marked placeholder, so the preview shows the shape.
     provided = {key: secret_placeholder(key) for key in SECRETS if f"{stack.project}:{key}" not in config}
