@@ -12,7 +12,7 @@ from model.hosts import DATA_DISK_INTERFACE, SYSTEM_DISK_INTERFACE, VmPlan, plan
 # These inputs are read once, when a VM is created. The provider replaces a VM when they
 # change, so later changes (a refreshed cloud image, new cloud-init content) are ignored on
 # existing VMs rather than destroying their data disks; see README, "Data safety".
-CREATE_ONLY_INPUTS = ["initialization.userDataFileId", f"disks[0].fileId"]
+CREATE_ONLY_INPUTS = ["initialization.userDataFileId", "disks[0].fileId"]
 
 
 class ProxmoxHosts(pulumi.ComponentResource):

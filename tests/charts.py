@@ -12,7 +12,7 @@ import yaml
 
 from model.helm import HelmChart
 
-CHARTS = Path(__file__).resolve().parent.parent.parent / "shared" / "charts"
+from tests.shared_data import CHARTS
 
 
 def chart_dir(chart: HelmChart) -> Path:

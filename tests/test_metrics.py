@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
@@ -12,8 +11,8 @@ import yaml
 from model.config import Role
 from model.hosts import scheduling_for
 from tests.conftest import run_tool
+from tests.shared_data import CHARTS
 
-CHARTS = Path("/work/shared/charts")
 RELEASE = "kubernetes:helm.sh/v3:Release"
 
 

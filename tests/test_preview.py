@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -110,3 +109,13 @@ def test_secret_written_in_clear_is_refused(tmp_path):
         run_program(stack_file)
     assert "k3sToken: is a secret" in str(caught.value)
     assert "plain-text-token" not in str(caught.value)
+
+
+@pytest.mark.parametrize("name", ["homelab.yaml", "Pulumi.yml", "Pulumi..yaml", "stack-homelab.yaml"])
+def test_a_misnamed_stack_file_is_a_clear_error(tmp_path, name):
+    stack_file = write_stack(tmp_path).rename(tmp_path / name)
+    result = _run_cli("--stack-file", str(stack_file), "--out", str(tmp_path / "build"))
+    assert result.returncode == 2
+    assert "must be named Pulumi.<stack>.yaml" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert not (tmp_path / "build").exists()

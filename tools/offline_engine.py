@@ -27,6 +27,10 @@ def secret_placeholder(key: str) -> str:
     return f"<secret {key}: not available offline>"
 
 
+class StackFileError(ValueError):
+    """A stack file the CLI would not read as one: wrong name, not YAML, no config map."""
+
+
 @dataclass
 class StackFile:
     """A Pulumi.<stack>.yaml read without the CLI."""
@@ -40,10 +44,16 @@ class StackFile:
     def load(cls, path: Path, project_file: Path = ROOT / "Pulumi.yaml") -> "StackFile":
         project = yaml.safe_load(project_file.read_text())["name"]
         name = path.name
-        if not (name.startswith("Pulumi.") and name.endswith(".yaml")):
-            raise ValueError(f"{path}: a stack file is named Pulumi.<stack>.yaml")
         stack = name[len("Pulumi."):-len(".yaml")]
-        doc = yaml.safe_load(path.read_text()) or {}
+        if not (name.startswith("Pulumi.") and name.endswith(".yaml")) or not stack:
+            # The CLI finds a stack's config only by this name, so any other name is never deployed.
+            raise StackFileError(f"{path}: a stack file must be named Pulumi.<stack>.yaml (e.g. Pulumi.homelab.yaml)")
+        try:
+            doc = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise StackFileError(f"{path}: not valid YAML ({exc})") from None
+        if not isinstance(doc, dict) or not isinstance(doc.get("config") or {}, dict):
+            raise StackFileError(f"{path}: a stack file is a map with a `config` map")
         config: dict[str, str] = {}
         secret_keys: list[str] = []
         for key, value in (doc.get("config") or {}).items():

@@ -21,7 +21,7 @@ from typing import Callable
 import yaml
 
 from tools.grafana_artifacts import write_grafana
-from tools.offline_engine import ROOT, RecordedResource, Recording, run_program
+from tools.offline_engine import ROOT, RecordedResource, Recording, StackFileError, run_program
 
 VM_TYPE = "proxmoxve:index/vmLegacy:VmLegacy"
 SNIPPET_TYPE = "proxmoxve:index/fileLegacy:FileLegacy"
@@ -191,6 +191,9 @@ def main(argv: list[str] | None = None) -> int:
         recording = run_program(stack_file)
     except pulumi.RunError as exc:
         print(str(exc), file=sys.stderr)
+        return 2
+    except StackFileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     out = render(recording, args.out)
     if not args.quiet:
