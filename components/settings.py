@@ -29,7 +29,7 @@ def _decode(value: Any) -> Any:
 def _project_config(project: str) -> tuple[dict[str, Any], set[str]]:
     merged: dict[str, Any] = dict(runtime_config.get_config_env())
     merged.update(runtime_config.CONFIG.get())
-    secret_keys = set(runtime_config.get_config_secret_keys_env()) | set(runtime_config._SECRET_KEYS.get())
+    secret_keys = set(runtime_config.get_config_secret_keys_env()) | {k for k in merged if runtime_config.is_config_secret(k)}
     prefix = f"{project}:"
     values = {k[len(prefix):]: _decode(v) for k, v in merged.items() if k.startswith(prefix)}
     secrets = {k[len(prefix):] for k in secret_keys if k.startswith(prefix)}

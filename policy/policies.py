@@ -33,6 +33,7 @@ from pulumi_policy import proxy as _proxy
 
 from model.durations import parse_seconds
 from policy import credentials
+from sdk.internals import policy_proxy_target
 from policy.charts import CHARTS, DEFAULT_ALLOWED_REPOSITORIES, KUBE_PROMETHEUS_STACK, MISSING, ChartFacts, lookup
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -72,10 +73,7 @@ UNKNOWN = Unknown()
 
 def plain(value: Any) -> Any:
     """The engine's read-only proxies as plain dicts and lists, unknowns as UNKNOWN (no raise)."""
-    if isinstance(value, _proxy._DictProxy):
-        value = value["__target"]
-    elif isinstance(value, _proxy._ListProxy):
-        value = value["__target"]
+    value = policy_proxy_target(value)
     if isinstance(value, Mapping):
         return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):

@@ -31,7 +31,7 @@ def rendered(tmp_path_factory):
 def test_table_lists_every_vm(rendered):
     result, _ = rendered
     for name, host in homelab_sections()["hosts"].items():
-        line = next(line for line in result.stdout.splitlines() if line.startswith("proxmoxve:VmLegacy") and f" {name} " in line)
+        line = next(line for line in result.stdout.splitlines() if line.startswith("proxmoxve:VmLegacy") and f" hosts-{name} " in line)
         assert f"id={host['vmId']}" in line and "protected" in line
 
 
@@ -57,7 +57,7 @@ def test_unset_secret_is_a_marked_placeholder(rendered):
 
 def test_secret_values_never_reach_build_or_screen(tmp_path, capsys):
     recording = run_program(ROOT / "Pulumi.homelab.yaml", {"k3sToken": SECRET_VALUE})
-    snippet = recording.named("proxmoxve:index/fileLegacy:FileLegacy", "prom-user-data")
+    snippet = recording.named("proxmoxve:index/fileLegacy:FileLegacy", "hosts-prom-user-data")
     assert SECRET_VALUE in recording.raw_inputs[snippet.urn]["sourceRaw"]["data"], "the VM does get the token"
     out = preview.render(recording, tmp_path)
     preview.print_table(recording)

@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from sdk.internals import decode_properties, is_secret_envelope, run_program_in_stack
+
 ROOT = Path(__file__).resolve().parent.parent
 REDACTED = "[secret]"
 
@@ -104,10 +106,8 @@ class Recording:
 
 
 def _redact(value: Any) -> Any:
-    from pulumi.runtime import rpc
-
     if isinstance(value, dict):
-        if value.get(rpc._special_sig_key) == rpc._special_secret_sig:
+        if is_secret_envelope(value):
             return REDACTED
         return {k: _redact(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -116,10 +116,8 @@ def _redact(value: Any) -> Any:
 
 
 def _unwrap(value: Any) -> Any:
-    from pulumi.runtime import rpc
-
     if isinstance(value, dict):
-        if value.get(rpc._special_sig_key) == rpc._special_secret_sig:
+        if is_secret_envelope(value):
             return _unwrap(value["value"])
         return {k: _unwrap(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -149,9 +147,7 @@ def run_program(stack_file: Path, secret_values: dict[str, str] | None = None,
     to keep what was registered even when the program fails.
     """
     import pulumi
-    from pulumi.runtime import mocks, rpc, settings
-    from pulumi.runtime.stack import Stack, run_pulumi_func
-    from pulumi.runtime.sync_await import _sync_await
+    from pulumi.runtime import mocks
 
     stack = StackFile.load(Path(stack_file))
     config = dict(stack.config)
@@ -182,7 +178,7 @@ def run_program(stack_file: Path, secret_values: dict[str, str] | None = None,
         def RegisterResource(self, request):
             response = super().RegisterResource(request)
             if request.type != "pulumi:pulumi:Stack":
-                inputs = rpc.deserialize_properties(request.object)
+                inputs = decode_properties(request.object)
                 options = {
                     "protect": bool(request.protect),
                     "ignoreChanges": list(request.ignoreChanges),
@@ -200,25 +196,18 @@ def run_program(stack_file: Path, secret_values: dict[str, str] | None = None,
 
         def RegisterResourceOutputs(self, request):
             if request.urn.split("::")[-2] == "pulumi:pulumi:Stack":
-                recording.outputs.update(_plain(_redact(rpc.deserialize_properties(request.outputs))))
+                recording.outputs.update(_plain(_redact(decode_properties(request.outputs))))
             return super().RegisterResourceOutputs(request)
 
     monitor = RecordingMonitor(Engine())
     mocks.set_mocks(Engine(), project=stack.project, stack=stack.stack, preview=True, monitor=monitor)
     pulumi.runtime.set_all_config(config, secret_keys)
-    # set_mocks seals its root Stack at once; a Stack of our own collects the exports.
-    settings.set_root_resource(None)  # type: ignore[arg-type]
-    root = Stack()
 
     sys.path.insert(0, str(program.parent))
     cwd = os.getcwd()
     os.chdir(program.parent)
     try:
-        def main() -> None:
-            runpy.run_path(str(program), run_name="__main__")
-            root._finish()
-
-        _sync_await(run_pulumi_func(main))
+        run_program_in_stack(lambda: runpy.run_path(str(program), run_name="__main__"))
     finally:
         os.chdir(cwd)
         sys.path.remove(str(program.parent))

@@ -84,10 +84,11 @@ def write_resources(recording: Recording, out: Path) -> None:
 
 
 def write_user_data(recording: Recording, out: Path) -> None:
+    # Each VM waits for its snippet: that names the VM a snippet is for, whatever the resource names.
+    vm_of_snippet = {urn: vm.inputs["name"] for vm in recording.of_type(VM_TYPE) for urn in vm.options["dependsOn"]}
     for snippet in recording.of_type(SNIPPET_TYPE):
         raw = recording.raw_inputs[snippet.urn]["sourceRaw"]
-        vm_name = snippet.name.removesuffix("-user-data")
-        target = out / "hosts" / vm_name / "user-data.yaml"
+        target = out / "hosts" / vm_of_snippet[snippet.urn] / "user-data.yaml"
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(recording.redact_text(raw["data"]))
 
