@@ -235,3 +235,10 @@ def test_exporter_token_script_writes_a_root_only_token_once(homelab, tmp_path):
     # A second boot of the same disk keeps the token it has.
     subprocess.run(["sh", "-c", script], check=True, env=env, timeout=30)
     assert sum("generate-token" in line for line in calls.read_text().splitlines()) == 1
+
+
+def test_vms_keep_the_state_of_their_former_names(homelab, sections):
+    """VM resources were named after the host before they were named after the component."""
+    for name in sections["hosts"]:
+        assert homelab.named(VM, f"hosts-{name}").options["aliases"] == [name]
+        assert homelab.named(SNIPPET, f"hosts-{name}-user-data").options["aliases"] == [f"{name}-user-data"]

@@ -92,3 +92,14 @@ def test_object_storage_credentials_go_only_into_a_kubernetes_secret(tmp_path):
     for path in out.rglob("*"):
         if path.is_file():
             assert S3_SECRET not in path.read_text(), path
+
+
+def test_releases_and_namespaces_keep_the_state_of_their_former_names(homelab):
+    """Before children were named after their component, a release was named like the release."""
+    recording, _ = homelab
+    for release in recording.of_type(RELEASE):
+        if release.name != release.inputs["name"]:
+            assert release.options["aliases"] == [release.inputs["name"]], release.name
+    for namespace in recording.of_type(NAMESPACE):
+        if namespace.name in ("logs-namespace", "traces-namespace", "metrics-namespace"):
+            assert namespace.options["aliases"] == [namespace.inputs["metadata"]["name"]]

@@ -186,6 +186,8 @@ def run_program(stack_file: Path, secret_values: dict[str, str] | None = None,
                     "retainOnDelete": bool(request.retainOnDelete),
                     "replaceOnChanges": list(request.replaceOnChanges),
                     "dependsOn": sorted(request.dependencies),
+                    # Former names (same parent): the engine adopts a resource of that name instead of replacing it.
+                    "aliases": sorted(a.spec.name for a in request.aliases if a.spec.name),
                 }
                 recording.resources.append(
                     RecordedResource(request.type, request.name, response.urn, request.parent,
