@@ -403,9 +403,8 @@ class PbsExporter(ConfigModel):
 
 # --- metrics, SLOs and alert routing ------------------------------------------------------
 
-LABEL_NAME = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
-# A counter selector: `metric` or `metric{label="value",...}`; the SLO engine wraps it in rate().
 SERVICE = r"^[a-z0-9][a-z0-9_-]*$"  # value of the `service` label that routes an alert
+# A counter selector: `metric` or `metric{label="value",...}`; the SLO engine wraps it in rate().
 SERIES_SELECTOR = r"^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[^{}]*\})?$"
 
 
