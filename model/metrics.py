@@ -13,13 +13,9 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from model.config import Role, StackConfig
+from model.endpoints import SNMP_EXPORTER_PORT
 from model.hosts import scheduling_for
 from model.helm import resources
-
-KUBE_PROMETHEUS_RELEASE = "kube-prometheus-stack"
-# Named like the chart, so its resources (and the Service the scrape jobs use) get exactly this name.
-SNMP_EXPORTER_RELEASE = "prometheus-snmp-exporter"
-SNMP_EXPORTER_PORT = 9116
 
 # The Kubernetes Secret with the receivers' credentials; the operator mounts every secret
 # listed in alertmanagerSpec.secrets at /etc/alertmanager/secrets/<name>/<key>.
@@ -64,7 +60,7 @@ def static_scrape_jobs(cfg: StackConfig) -> list[ScrapeJob]:
                     for name, host in pbs_hosts
                 ],
             }))
-    exporter = f"{SNMP_EXPORTER_RELEASE}.{m.namespace}.svc:{SNMP_EXPORTER_PORT}"
+    exporter = cfg.endpoints().snmp_exporter_address
     for target in m.snmp.targets:
         name = f"snmp-{target.name}"
         jobs.append(ScrapeJob(name, target.service, {

@@ -9,7 +9,9 @@ import jsonschema
 import yaml
 
 from model.helm import HelmChart
-from tools.manifests import CHARTS, coalesce
+from tools.manifests import coalesce
+
+from tests.shared_data import CHARTS
 
 
 def chart_dir(chart: HelmChart) -> Path:

@@ -24,7 +24,7 @@ from pulumi_policy import (
 )
 from pulumi_policy.proxy import unknown_checking_proxy
 
-from policy.policies import all_policies
+from policy.pack import all_policies
 from tools.offline_engine import ROOT, Recording, run_program
 
 HOMELAB_STACK = ROOT / "Pulumi.homelab.yaml"

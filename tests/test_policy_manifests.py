@@ -18,7 +18,8 @@ def homelab():
 
 
 def _release(resources, name):
-    return next(r for r in resources if r.type == RELEASE and r.name == name)
+    """The Release resource that installs Helm release `name` (its Pulumi name carries the component's)."""
+    return next(r for r in resources if r.type == RELEASE and r.props.get("name") == name)
 
 
 def _deployment(**container) -> dict:
