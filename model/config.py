@@ -77,13 +77,35 @@ class Site(ConfigModel):
     runbook_hub_url: str = Field(pattern=r"^https?://[^\s]+[^/\s]$")
 
 
+CHECKSUM_HEX_DIGITS = {"sha256": 64, "sha512": 128}
+
+
 class CloudImage(ConfigModel):
     """The cloud image every VM boots from; read only when a VM is created."""
 
     url: str = Field(pattern=r"^https://")
     file_name: str = Field(pattern=r"^[A-Za-z0-9._-]+\.(img|iso)$")
+    # Required (see problems); optional here only so that its absence gets a helpful message.
     checksum: str | None = Field(default=None, pattern=r"^[0-9a-f]{64,128}$")
     checksum_algorithm: str = Field(default="sha512", pattern=r"^(sha256|sha512)$")
+    # How long Proxmox may take to download it (a few hundred MB over the homelab's uplink).
+    download_timeout_seconds: int = Field(default=1800, ge=60, le=14_400)
+
+    def problems(self, at: str = "proxmox.cloudImage") -> list[Problem]:
+        found: list[Problem] = []
+        if self.checksum is None:
+            found.append(Problem(f"{at}.checksum", f"is required: Proxmox verifies the download against it "
+                                                   f"(the {self.checksum_algorithm} line of the image's "
+                                                   f"{self.checksum_algorithm.upper()}SUMS)"))
+        elif len(self.checksum) != CHECKSUM_HEX_DIGITS[self.checksum_algorithm]:
+            found.append(Problem(f"{at}.checksum", f"has {len(self.checksum)} hex digits; a {self.checksum_algorithm} "
+                                                   f"has {CHECKSUM_HEX_DIGITS[self.checksum_algorithm]} "
+                                                   f"(checksumAlgorithm: sha256 or sha512)"))
+        if re.search(r"/(latest|current)/", self.url):
+            found.append(Problem(f"{at}.url", "names a moving image: each new build replaces it, so its checksum stops "
+                                              "matching and nodes added later boot another system; use the build's "
+                                              "dated directory (e.g. .../bookworm/20250210-2019/...)"))
+        return found
 
 
 class Proxmox(ConfigModel):
@@ -665,6 +687,7 @@ class StackConfig(ConfigModel):
         for section in (self.network, self.grafana):
             if section is not None:
                 found += section.problems(self)
+        found += self.proxmox.cloud_image.problems()
         found += self._host_problems()
         found += self.logs.problems(self) if self.logs else []
         found += self.traces.problems(self) if self.traces else []

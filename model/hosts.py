@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from model.config import Host, Role, StackConfig
+from model.config import CloudImage, Host, Role, StackConfig
 
 # k3s refuses node-role.kubernetes.io/* labels from an agent; a project prefix is allowed.
 LABEL_PREFIX = "observability.homelab"
@@ -28,6 +28,18 @@ K3S_LOCAL_PATH_DIR = "/var/lib/rancher/k3s/storage"
 K3S_LOCAL_PATH_STORAGE_CLASS = "local-path"
 
 BASE_TAGS = ("observability", "pulumi")
+
+
+def cloud_image_file_name(image: CloudImage) -> str:
+    """The name the image is stored under on each node: `fileName` with the checksum's first 12 digits.
+
+    Two images never share a name, so a new image is downloaded beside the old one and the old
+    one deleted after it (Pulumi's create-before-delete), and no file the stack did not download
+    (such as the image under its plain name) is ever overwritten or deleted by this one.
+    """
+    assert image.checksum, "config validation requires proxmox.cloudImage.checksum"
+    stem, extension = image.file_name.rsplit(".", 1)
+    return f"{stem}-{image.checksum[:12]}.{extension}"
 
 
 @dataclass(frozen=True)

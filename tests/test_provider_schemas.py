@@ -11,10 +11,8 @@ import pytest
 
 from tools import provider_schemas as ps
 
-# What the providers would say about the program today; components/ fixes it (issue 17).
-KNOWN = {("proxmoxve:download/fileLegacy:FileLegacy", "",
-          "proxmoxve:download/fileLegacy:FileLegacy is deprecated: Use `download.File` instead. "
-          "This resource will be removed in v1.0.")}
+# What the providers would say about the program: nothing, not even a deprecation.
+KNOWN: set[tuple[str, str, str]] = set()
 
 
 def _problems(recording, inputs_of) -> set[tuple[str, str, str]]:
@@ -25,11 +23,13 @@ def _problems(recording, inputs_of) -> set[tuple[str, str, str]]:
 def test_every_registration_is_what_its_provider_accepts(stack_manifests):
     recording = stack_manifests.rendered.recording
     checked = {r.type for r in recording.resources if r.custom}
-    assert {"proxmoxve:index/vmLegacy:VmLegacy", "kubernetes:helm.sh/v3:Release", "kubernetes:core/v1:Secret",
+    assert {"proxmoxve:index/vmLegacy:VmLegacy", "proxmoxve:download/file:File", "kubernetes:helm.sh/v3:Release",
+            "kubernetes:core/v1:Secret",
             "grafana:oss/dashboard:Dashboard", "pulumi:providers:grafana", "random:index/randomPassword:RandomPassword"} \
         <= checked
     # The inputs the provider would receive: secrets in clear, as the engine hands them over.
     assert _problems(recording, lambda r: recording.raw_inputs[r.urn]) == KNOWN
+    assert recording.findings == [], "the offline engine judged the same registrations"
 
 
 def test_resources_json_is_judged_the_same_with_secrets_redacted(stack_manifests):

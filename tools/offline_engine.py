@@ -179,6 +179,13 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
+def _provider_id(type_: str, name: str, inputs: dict[str, Any]) -> str:
+    """The ID a provider gives a new resource, where the program hands it on as an input."""
+    if type_ == "proxmoxve:download/file:File":  # a VM's disk names its image by this volume ID
+        return f"{inputs['datastoreId']}:{inputs['contentType']}/{inputs['fileName']}"
+    return f"{name}-id"
+
+
 def run_program(stack_file: Path, secret_values: dict[str, str] | None = None,
                 program: Path = ROOT / "__main__.py", recording: Recording | None = None,
                 check_inputs: bool = True) -> Recording:
@@ -213,7 +220,7 @@ def run_program(stack_file: Path, secret_values: dict[str, str] | None = None,
     class Engine(mocks.Mocks):
         def new_resource(self, args: mocks.MockResourceArgs):
             state = dict(args.inputs)
-            return f"{args.name}-id", state
+            return _provider_id(args.typ, args.name, state), state
 
         def call(self, args: mocks.MockCallArgs):
             return {}
