@@ -10,7 +10,7 @@ import pulumi
 import pulumi_random as random
 import pulumiverse_grafana as grafana_provider
 
-from components.helm import ReleaseNamespace
+from components.helm import Cluster, ReleaseNamespace
 from components.kubernetes_objects import PersistentVolumeClaim, Secret
 from model.grafana import values
 from model.grafana.alerting import alert_routing_tree, contact_points, notification_policy
@@ -28,6 +28,7 @@ class GrafanaArgs:
     secrets: dict[str, pulumi.Output[str]]
     runbooks: list[Runbook] = field(default_factory=list_runbooks)
     dashboards: list[Dashboard] = field(default_factory=load_dashboards)
+    cluster: Cluster = Cluster()
 
 
 def _policy_args(policy: dict[str, Any]) -> dict[str, Any]:
@@ -52,7 +53,7 @@ class Grafana(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         endpoints = stack.endpoints()
 
-        ns = ReleaseNamespace(self, name, cfg.namespace)
+        ns = ReleaseNamespace(self, name, cfg.namespace, args.cluster)
         in_ns = pulumi.ResourceOptions(parent=self, depends_on=[ns.namespace])
         password = random.RandomPassword(
             f"{name}-admin-password", length=40, special=False,  # no ':' to split basic auth on

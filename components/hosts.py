@@ -8,9 +8,11 @@ import pulumi
 import pulumi_proxmoxve as proxmox
 
 from components.helm import child_name, child_options
+from components.nodes_ready import NodesReady, NodesReadyArgs
 from model import cloud_init
 from model.config import StackConfig
-from model.hosts import DATA_DISK_INTERFACE, SYSTEM_DISK_INTERFACE, VmPlan, cloud_image_file_name, plan_vms
+from model.hosts import (DATA_DISK_INTERFACE, SYSTEM_DISK_INTERFACE, VmPlan, cloud_image_file_name, k3s_node_groups,
+                         plan_vms)
 
 # These inputs are read once, when a VM is created. The provider replaces a VM when they
 # change, so later changes (a refreshed cloud image, new cloud-init content) are ignored on
@@ -22,6 +24,10 @@ CREATE_ONLY_INPUTS = ["initialization.userDataFileId", "disks[0].fileId"]
 class HostsArgs:
     config: StackConfig
     secrets: dict[str, pulumi.Output[str]]
+    # The cluster the k3s agents join, as the Kubernetes provider reaches it (kubernetes:context,
+    # kubernetes:kubeconfig): where the readiness check looks for their nodes.
+    kubernetes_context: str | None = None
+    kubeconfig: pulumi.Input[str] | None = None
 
 
 class ProxmoxHosts(pulumi.ComponentResource):
@@ -37,8 +43,24 @@ class ProxmoxHosts(pulumi.ComponentResource):
         for plan in self.plans:
             snippet = self._user_data_snippet(config, plan, secrets)
             self.vms[plan.name] = self._vm(config, plan, images[plan.host.node], snippet)
+        self.k3s_nodes_ready = self._k3s_nodes_ready(args)
         self.addresses = {p.name: str(p.host.address) for p in self.plans}
         self.register_outputs({"addresses": self.addresses})
+
+    def _k3s_nodes_ready(self, args: HostsArgs) -> NodesReady | None:
+        """Done when the nodes of every k3s agent VM are Ready: what each Helm release waits for."""
+        groups = k3s_node_groups(self.plans)
+        if not groups or args.config.k3s is None:
+            return None
+        agents = [self.vms[name] for g in groups for name in sorted(g.hosts)]
+        resource = child_name(self.component_name, "k3s-nodes-ready")
+        return NodesReady(
+            resource,
+            NodesReadyArgs(groups=groups, vm_ids=[vm.id for vm in agents],
+                           timeout_seconds=args.config.k3s.node_ready_timeout_seconds,
+                           context=args.kubernetes_context, kubeconfig=args.kubeconfig),
+            opts=child_options(self, resource, depends_on=agents),
+        )
 
     def _cloud_images(self, config: StackConfig) -> dict[str, proxmox.download.File]:
         """The cloud image on every node that hosts a VM, downloaded by Proxmox and verified.

@@ -149,6 +149,11 @@ class K3s(ConfigModel):
 
     server_url: str = Field(pattern=r"^https://[^/]+:\d+$")
     version: str = Field(pattern=r"^v\d+\.\d+\.\d+\+k3s\d+$")
+    # First boot of an agent VM (cloud-init, the k3s install, the join) until its node is Ready:
+    # every Helm release waits for that, then Helm waits this long for the release's workloads
+    # (first image pulls included).
+    node_ready_timeout_seconds: int = Field(default=1200, ge=60, le=7200)
+    release_timeout_seconds: int = Field(default=900, ge=60, le=7200)
 
 
 class Role(str, Enum):

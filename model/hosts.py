@@ -69,6 +69,26 @@ def scheduling_for(role: Role) -> Scheduling:
 
 
 @dataclass(frozen=True)
+class NodeGroup:
+    """The k3s nodes one role's workloads are scheduled on, which must be Ready before they are installed."""
+
+    labels: dict[str, str]
+    hosts: dict[str, str]  # VM name (its hostname, which k3s takes as the node name) -> address
+
+    @property
+    def selector(self) -> str:
+        """The Kubernetes label selector of these nodes."""
+        return ",".join(f"{k}={v}" for k, v in sorted(self.labels.items()))
+
+
+def k3s_node_groups(plans: list["VmPlan"]) -> list[NodeGroup]:
+    """One group per role whose VMs join k3s, labelled as the workloads select them (scheduling_for)."""
+    roles = sorted({p.role for p in plans if p.joins_k3s}, key=lambda r: r.value)
+    return [NodeGroup(scheduling_for(role).node_labels, {p.name: str(p.host.address) for p in plans if p.role == role})
+            for role in roles]
+
+
+@dataclass(frozen=True)
 class VmPlan:
     """One VM as the hosts component builds it."""
 
