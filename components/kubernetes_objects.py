@@ -1,10 +1,10 @@
-"""The three core/v1 Kubernetes objects the stack creates besides its Helm releases.
+"""The core/v1 Kubernetes objects the stack creates besides its Helm releases, and custom objects.
 
 pulumi_kubernetes.core.v1 builds every core/v1 type of the API on import: about 0.7 s, a third
 of the offline preview's budget, for three kinds. These classes register exactly what the
 SDK's Namespace, Secret and PersistentVolumeClaim register (type token, camelCase inputs,
-provider version, secret outputs); tests/test_kubernetes_objects.py proves it against the SDK
-classes on the mock engine.
+provider version, secret outputs), and CustomObject what its apiextensions.CustomResource does;
+tests/test_kubernetes_objects.py proves it against the SDK classes on the mock engine.
 """
 
 from __future__ import annotations
@@ -55,3 +55,13 @@ class PersistentVolumeClaim(_CoreV1Object):
     def __init__(self, resource_name: str, metadata: Mapping[str, Any], spec: Mapping[str, Any],
                  opts: pulumi.ResourceOptions | None = None):
         super().__init__(resource_name, {"metadata": metadata, "spec": spec}, opts)
+
+
+class CustomObject(pulumi.CustomResource):
+    """An object of a custom resource kind (e.g. cert-manager's Certificate), from its plain manifest."""
+
+    def __init__(self, resource_name: str, manifest: Mapping[str, Any], opts: pulumi.ResourceOptions | None = None):
+        props = {"apiVersion": manifest["apiVersion"], "kind": manifest["kind"],
+                 **{k: v for k, v in manifest.items() if k not in ("apiVersion", "kind")}}
+        super().__init__(f"kubernetes:{manifest['apiVersion']}:{manifest['kind']}", resource_name, props,
+                         pulumi.ResourceOptions.merge(pulumi.ResourceOptions(version=_PROVIDER_VERSION), opts))

@@ -17,6 +17,8 @@ TEMPO_S3_SECRET_ACCESS_KEY = "tempoS3SecretAccessKey"
 PAGERDUTY_ROUTING_KEY = "pagerdutyRoutingKey"
 MATTERMOST_WEBHOOK_URL = "mattermostWebhookUrl"
 HEARTBEAT_TOKEN = "alertingHeartbeatToken"
+GRAFANA_TLS_CERTIFICATE = "grafanaTlsCertificate"
+GRAFANA_TLS_PRIVATE_KEY = "grafanaTlsPrivateKey"
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,8 @@ SECRETS: dict[str, SecretSpec] = {
         SecretSpec(PAGERDUTY_ROUTING_KEY, "PagerDuty Events API v2 integration key of the pagerduty receivers", "R0123456789abcdef0123456789abcdef"),
         SecretSpec(MATTERMOST_WEBHOOK_URL, "Mattermost incoming webhook URL of the mattermost receivers", "https://chat.internal/hooks/xxxxxxxx"),
         SecretSpec(HEARTBEAT_TOKEN, "bearer token of the Watchdog heartbeat receiver (heartbeat.bearerToken: true)", "hb_xxxxxxxx"),
+        SecretSpec(GRAFANA_TLS_CERTIFICATE, "PEM certificate (chain) of grafana.url's host (grafana.tls.fromSecrets)", "-----BEGIN CERTIFICATE-----..."),
+        SecretSpec(GRAFANA_TLS_PRIVATE_KEY, "PEM private key of that certificate (grafana.tls.fromSecrets)", "-----BEGIN PRIVATE KEY-----..."),
     ]
 }
 

@@ -49,8 +49,11 @@ def test_resources_json_is_judged_the_same_with_secrets_redacted(stack_manifests
     ("proxmoxve:index/vmLegacy:VmLegacy", {"nodeName": "pve1", "timeoutMoveDisk": 60}, "timeoutMoveDisk: is deprecated"),
     ("proxmoxve:index/nope:Nope", {}, "is not a resource of the proxmoxve provider's schema"),
     ("grafana:oss/folder:Folder", {"titel": "Backups"}, "title: is required"),
-    ("pulumi:providers:grafana", {"url": "https://grafana.home.arpa", "retries": "3"},
+    # A provider's non-string inputs travel JSON-encoded: this is retries="3" in the program.
+    ("pulumi:providers:grafana", {"url": "https://grafana.home.arpa", "retries": json.dumps("3")},
      'retries: must be an integer, not string "3"'),
+    ("pulumi:providers:grafana", {"url": "https://grafana.home.arpa", "retryWait": "ten"},
+     'retryWait: must be an integer, not string "ten"'),
     ("random:index/randomPassword:RandomPassword", {"length": 40, "number": False}, "number: is deprecated"),
     ("kubernetes:core/v1:Secret", {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "a", "labelz": {}}},
      "metadata.labelz: is not a property of this type"),
@@ -76,6 +79,9 @@ def test_what_a_provider_would_refuse_is_named_by_its_path(type_, inputs, expect
      {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "spec": {"resources": {"requests": {"storage": 10}}}}),
     ("kubernetes:monitoring.coreos.com/v1:PrometheusRule", {"spec": {"anything": True}}),  # any custom resource
     ("proxmoxve:index/vmLegacy:VmLegacy", {"nodeName": "pve1", "vmId": 200.0}),  # the wire's doubles
+    # What the grafana SDK sends for retries=6, retry_status_codes=["404", "5xx"], insecure_skip_verify=False.
+    ("pulumi:providers:grafana", {"url": "https://grafana.home.arpa", "retries": "6",
+                                  "retryStatusCodes": '["404", "5xx"]', "insecureSkipVerify": "false"}),
     ("kubernetes:core/v1:Secret", {"apiVersion": "v1", "kind": "Secret", "stringData": "[secret]"}),
     ("kubernetes:core/v1:Secret", {"apiVersion": "v1", "kind": "Secret", "stringData": ps.UNKNOWN_SENTINEL}),
     ("homelab:logs:Loki", {"whatever": 1}),

@@ -388,8 +388,25 @@ def check_registration(type_: str, name: str, inputs: dict[str, Any], custom: bo
     for key, expected in (resource.get("const") or {}).items():
         if inputs.get(key) not in (None, expected):
             problems.append(Problem(key, f"must be {expected!r} for {type_}, not {inputs.get(key)!r}"))
+    if type_.startswith("pulumi:providers:"):
+        inputs = _provider_config(resource["properties"], inputs)
     problems += _check_object(schema, resource["properties"], resource["required"], None, inputs, "")
     return problems
+
+
+def _provider_config(properties: dict, inputs: dict[str, Any]) -> dict[str, Any]:
+    """A provider's inputs as its Check reads them: the SDKs send each non-string one JSON-encoded."""
+    decoded = {}
+    for name, value in inputs.items():
+        spec = properties.get(name) or {}
+        if isinstance(value, str) and spec.get("type", "string") != "string" and value != REDACTED \
+                and not _unknown(value):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                pass  # not JSON: the type check names it
+        decoded[name] = value
+    return decoded
 
 
 def check_resources(doc: dict, directory: Path = SCHEMAS) -> dict[str, list[Problem]]:
