@@ -107,7 +107,7 @@ class FakePVE:
             task = self.tasks[upid]
             task.update(endtime=int(end or time.time()), status=status)
             self.logs[upid].append("INFO: Backup job finished successfully" if status == "OK" else f"TASK ERROR: {status}")
-            if status == "OK" and task.get("storage") in self.storages and self.storages[task["storage"]]["type"] == "nfs":
+            if (status == "OK" or status.startswith("WARNINGS")) and task.get("storage") in self.storages and self.storages[task["storage"]]["type"] == "nfs":
                 for vmid in task["vmids"]:
                     kind = "qemu" if self.guests.get(vmid, {}).get("type", "qemu") == "qemu" else "lxc"
                     stamp = time.strftime("%Y_%m_%d-%H_%M_%S", time.gmtime(task["starttime"]))
@@ -263,7 +263,7 @@ class FakePVE:
                 return self.task_status(p[3])
             if method == "GET" and len(p) == 5 and p[2] == "tasks" and p[4] == "log":
                 return self.task_log(p[3], q)
-            if method == "GET" and len(p) == 6 and p[2] == "storage" and p[4:] == ["content"]:
+            if method == "GET" and len(p) == 5 and p[2] == "storage" and p[4] == "content":
                 vmid = q.get("vmid", [None])[0]
                 return [c for c in self.content[p[3]] if vmid is None or str(c["vmid"]) == vmid]
         raise PveError(501, f"Method '{method} {path}' not implemented")
