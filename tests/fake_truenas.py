@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import http
 import json
 import threading
 
@@ -123,9 +124,9 @@ class FakeTrueNAS:
 
     async def _process_request(self, path, headers):
         if path != "/api/current":
-            return (404, [], b"not found\n")
+            return (http.HTTPStatus.NOT_FOUND, [], b"not found\n")
         if self.fault == "refuse":
-            return (403, [], b"forbidden\n")
+            return (http.HTTPStatus.FORBIDDEN, [], b"forbidden\n")
         return None
 
     def start(self) -> int:
