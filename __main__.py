@@ -2,7 +2,7 @@
 
 import pulumi
 
-from components.hosts import ProxmoxHosts
+from components.hosts import HostsArgs, ProxmoxHosts
 from components.metrics import MetricsArgs, MetricsStack
 from components.settings import load_settings
 from model.config import ConfigError
@@ -14,7 +14,7 @@ except ConfigError as exc:
     raise pulumi.RunError(str(exc)) from None
 config, secrets = settings.config, settings.secrets
 
-hosts = ProxmoxHosts("hosts", config, secrets)
+hosts = ProxmoxHosts("hosts", HostsArgs(config, secrets))
 pulumi.export("vmAddresses", hosts.addresses)
 pulumi.export("vmIds", {p.name: p.host.vm_id for p in hosts.plans})
 
@@ -23,15 +23,15 @@ metrics = MetricsStack("metrics", MetricsArgs(config, secrets))
 pulumi.export("metricsNamespace", metrics.namespace)
 
 if config.logs:
-    from components.logs import Loki
+    from components.logs import LogsArgs, Loki
 
-    logs = Loki("logs", config, secrets, monitoring_crds=metrics.prometheus)
+    logs = Loki("logs", LogsArgs(config, secrets, monitoring_crds=metrics.prometheus))
     pulumi.export("lokiUrl", logs.gateway_url)
     pulumi.export("lokiTenants", logs.tenants)
 if config.traces:
-    from components.traces import Tracing
+    from components.traces import TracesArgs, Tracing
 
-    tracing = Tracing("traces", config, secrets, monitoring_crds=metrics.prometheus)
+    tracing = Tracing("traces", TracesArgs(config, secrets, monitoring_crds=metrics.prometheus))
     pulumi.export("otlpEndpoints", tracing.otlp_endpoints)
     pulumi.export("tempoUrl", tracing.tempo_url)
     pulumi.export("syslogEndpoint", tracing.syslog_endpoint)

@@ -9,25 +9,29 @@ from typing import Any
 import pulumi
 import pulumi_random as random
 import pulumiverse_grafana as grafana_provider
-from components.kubernetes_objects import Namespace, PersistentVolumeClaim, Secret
 
-from components.helm import chart_release
-from model import grafana as model
+from components.helm import ReleaseNamespace
+from components.kubernetes_objects import PersistentVolumeClaim, Secret
+from model.grafana import values
+from model.grafana.alerting import alert_routing_tree, contact_points, notification_policy
+from model.grafana.dashboards import Dashboard, folders, load_dashboards, render_dashboard
+from model.grafana.data_sources import data_sources
+from model.grafana.runbooks import Runbook, list_runbooks
+from model.secrets import SecretRef
 from model.helm import GRAFANA_CHART
 from model.config import StackConfig
 
 
-
 @dataclass
 class GrafanaArgs:
-    stack: StackConfig
+    config: StackConfig
     secrets: dict[str, pulumi.Output[str]]
-    runbooks: list[model.Runbook] = field(default_factory=model.list_runbooks)
-    dashboards: list[model.Dashboard] = field(default_factory=model.load_dashboards)
+    runbooks: list[Runbook] = field(default_factory=list_runbooks)
+    dashboards: list[Dashboard] = field(default_factory=load_dashboards)
 
 
 def _policy_args(policy: dict[str, Any]) -> dict[str, Any]:
-    """model.notification_policy's Grafana field names -> the SDK's argument names."""
+    """notification_policy's Grafana field names -> the SDK's argument names."""
     renamed = {"group_by": "group_bies", "continue": "continue_"}
     out: dict[str, Any] = {}
     for key, value in policy.items():
@@ -42,38 +46,38 @@ class Grafana(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: GrafanaArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("homelab:observability:Grafana", name, None, opts)
-        cfg = args.stack.grafana
+        stack = args.config
+        cfg = stack.grafana
         assert cfg is not None
         child = pulumi.ResourceOptions(parent=self)
+        endpoints = stack.endpoints()
 
-        # Protected like the claim inside it: deleting a namespace deletes its claims.
-        namespace = Namespace(f"{name}-namespace", metadata={"name": cfg.namespace},
-                              opts=pulumi.ResourceOptions(parent=self, protect=True))
-        in_ns = pulumi.ResourceOptions(parent=self, depends_on=[namespace])
+        ns = ReleaseNamespace(self, name, cfg.namespace)
+        in_ns = pulumi.ResourceOptions(parent=self, depends_on=[ns.namespace])
         password = random.RandomPassword(
             f"{name}-admin-password", length=40, special=False,  # no ':' to split basic auth on
             opts=child,
         )
         admin_secret = Secret(
             f"{name}-admin",
-            metadata={"name": model.ADMIN_SECRET, "namespace": cfg.namespace},
-            string_data={model.ADMIN_USER_KEY: cfg.admin_user, model.ADMIN_PASSWORD_KEY: password.result},
+            metadata={"name": values.ADMIN_SECRET, "namespace": cfg.namespace},
+            string_data={values.ADMIN_USER_KEY: cfg.admin_user, values.ADMIN_PASSWORD_KEY: password.result},
             opts=in_ns,
         )
         claim = PersistentVolumeClaim(
             f"{name}-data",
-            metadata={"name": model.DATA_CLAIM, "namespace": cfg.namespace},
+            metadata={"name": values.DATA_CLAIM, "namespace": cfg.namespace},
             spec={
                 "accessModes": ["ReadWriteOnce"],
                 "storageClassName": cfg.storage_class,
                 "resources": {"requests": {"storage": f"{cfg.persistence_size_gi}Gi"}},
             },
             # Dashboards' version history, annotations and alert state live here.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[namespace], protect=True, retain_on_delete=True),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[ns.namespace], protect=True, retain_on_delete=True),
         )
         # Protected like the claim: the release mounts the dashboards' history.
-        self.release = chart_release(model.RELEASE_NAME, GRAFANA_CHART, cfg.namespace, model.grafana_values(cfg),
-                                     parent=self, protect=True, depends_on=[admin_secret, claim])
+        self.release = ns.release(endpoints.grafana.name, GRAFANA_CHART, values.grafana_values(cfg), protect=True,
+                                  needs=[admin_secret, claim])
 
         self.provider = grafana_provider.Provider(
             f"{name}-api",
@@ -85,14 +89,14 @@ class Grafana(pulumi.ComponentResource):
 
         self.folders = {
             f["uid"]: grafana_provider.oss.Folder(f"{name}-folder-{f['uid']}", uid=f["uid"], title=f["title"], opts=api)
-            for f in model.folders(cfg)
+            for f in folders(cfg)
         }
-        self.data_sources = [self._data_source(name, ds, api) for ds in model.data_sources(args.stack)]
+        self.data_sources = [self._data_source(name, ds, api) for ds in data_sources(stack)]
         self.dashboards = [
             grafana_provider.oss.Dashboard(
                 f"{name}-dashboard-{d.uid}",
                 folder=self.folders[d.folder].uid,
-                config_json=json.dumps(model.render_dashboard(d, args.runbooks, args.stack.site.runbook_hub_url), sort_keys=True),
+                config_json=json.dumps(render_dashboard(d, args.runbooks, stack.site.runbook_hub_url), sort_keys=True),
                 overwrite=True,  # the file is the truth; edits made in the UI are replaced
                 message="Managed by Pulumi from dashboards/",
                 opts=pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=self.data_sources),
@@ -102,11 +106,11 @@ class Grafana(pulumi.ComponentResource):
         self.contact_points = {
             point["name"]: grafana_provider.alerting.ContactPoint(
                 f"{name}-contact-{point['name']}", **self._with_secrets(point, args.secrets), opts=api)
-            for point in model.contact_points(args.stack)
+            for point in contact_points(stack)
         }
         self.notification_policy = grafana_provider.alerting.NotificationPolicy(
             f"{name}-notification-policy",
-            **_policy_args(model.notification_policy(model.alert_routing_tree(args.stack))),
+            **_policy_args(notification_policy(alert_routing_tree(stack))),
             opts=pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=list(self.contact_points.values())),
         )
         self.url = cfg.url
@@ -129,7 +133,7 @@ class Grafana(pulumi.ComponentResource):
 
     @staticmethod
     def _with_secrets(value: Any, secrets: dict[str, pulumi.Output[str]]) -> Any:
-        if isinstance(value, model.SecretRef):
+        if isinstance(value, SecretRef):
             return secrets[value.key]
         if isinstance(value, dict):
             return {k: Grafana._with_secrets(v, secrets) for k, v in value.items()}

@@ -1,39 +1,80 @@
-"""A Helm release of a pinned chart, and the Secret its pods read credentials from."""
+"""Helm releases of pinned charts in a component's namespace: the skeleton every workload shares.
+
+A component (metrics, logs, traces, grafana) creates one namespace, maybe the Secret its pods
+read object-storage credentials from, and its releases. Child resources are named after the
+component (`logs-namespace`, `logs-loki`), so two instances never collide; a child that had
+another name before carries it as an alias, so existing stacks adopt it instead of replacing it.
+"""
 
 from __future__ import annotations
 
+from typing import Mapping, Sequence
+
 import pulumi
-from components.kubernetes_objects import Namespace, Secret
 from pulumi_kubernetes.helm.v3 import Release
 
+from components.kubernetes_objects import Namespace, Secret
 from model.helm import HelmChart
 
 
-def chart_release(name: str, chart: HelmChart, namespace: pulumi.Input[str], values: dict,
-                  parent: pulumi.Resource, protect: bool = False,
-                  depends_on: list[pulumi.Resource] | None = None) -> Release:
-    return Release(
-        name,
-        # A fixed release name keeps Service and PVC names stable (no random suffix).
-        name=name,
-        chart=chart.name,
-        version=chart.version,
-        repository_opts={"repo": chart.repository},
-        namespace=namespace,
-        values=values,
-        atomic=False,  # a failed upgrade must not roll back (and restart) a stateful release
-        max_history=10,
-        opts=pulumi.ResourceOptions(parent=parent, protect=protect, depends_on=depends_on or []),
-    )
+def child_name(component: str, part: str) -> str:
+    """The resource name of a component's child: the component's name, then what the child is."""
+    return part if part == component else f"{component}-{part}"
 
 
-def credentials_secret(name: str, namespace: Namespace, env_to_secret: dict[str, str],
-                       secrets: dict[str, pulumi.Output[str]], parent: pulumi.Resource) -> Secret:
-    """A Secret whose keys are the environment variables a chart's pods read their credentials from."""
-    return Secret(
-        name,
-        metadata={"name": name, "namespace": namespace.metadata["name"]},
-        type="Opaque",
-        string_data={env: pulumi.Output.secret(secrets[key]) for env, key in env_to_secret.items()},
-        opts=pulumi.ResourceOptions(parent=parent),
-    )
+def child_options(parent: pulumi.Resource, name: str, formerly: str | None = None, **options) -> pulumi.ResourceOptions:
+    """`parent=` the component; `formerly` is the child's name before it was derived from the component's."""
+    aliases = [pulumi.Alias(name=formerly)] if formerly and formerly != name else None
+    return pulumi.ResourceOptions(parent=parent, aliases=aliases, **options)
+
+
+class ReleaseNamespace:
+    """A component's namespace and the Helm releases and Secrets in it.
+
+    The namespace is protected: deleting it would delete every volume claim in it. Everything
+    created in it waits for it, and for `requires` (e.g. the release that installs the CRDs of
+    the ServiceMonitors a chart creates).
+    """
+
+    def __init__(self, parent: pulumi.Resource, component: str, namespace: str,
+                 requires: Sequence[pulumi.Resource] = (), retain_on_delete: bool = False,
+                 formerly: str | None = None):
+        self.component, self.parent, self.name = component, parent, namespace
+        resource = child_name(component, "namespace")
+        self.namespace = Namespace(resource, metadata={"name": namespace},
+                                   opts=child_options(parent, resource, formerly, protect=True,
+                                                      retain_on_delete=retain_on_delete))
+        self.ready: list[pulumi.Resource] = [self.namespace, *requires]
+
+    def secret(self, name: str, string_data: Mapping[str, pulumi.Input[str]], type: str | None = None) -> Secret:
+        """A Secret `name` in the namespace; every value stays a Pulumi secret."""
+        resource = child_name(self.component, name)
+        return Secret(
+            resource,
+            metadata={"name": name, "namespace": self.namespace.metadata["name"]},
+            type=type,
+            string_data={key: pulumi.Output.secret(value) for key, value in string_data.items()},
+            opts=child_options(self.parent, resource, name, depends_on=[self.namespace]),
+        )
+
+    def credentials(self, name: str, env_to_secret: Mapping[str, str],
+                    secrets: Mapping[str, pulumi.Output[str]]) -> Secret:
+        """The Secret whose keys are the environment variables a chart's pods read credentials from."""
+        return self.secret(name, {env: secrets[key] for env, key in env_to_secret.items()}, type="Opaque")
+
+    def release(self, release: str, chart: HelmChart, values: dict, protect: bool = False,
+                needs: Sequence[pulumi.Resource] = ()) -> Release:
+        resource = child_name(self.component, release)
+        return Release(
+            resource,
+            # A fixed release name keeps Service and PVC names stable (no random suffix).
+            name=release,
+            chart=chart.name,
+            version=chart.version,
+            repository_opts={"repo": chart.repository},
+            namespace=self.namespace.metadata["name"],
+            values=values,
+            atomic=False,  # a failed upgrade must not roll back (and restart) a stateful release
+            max_history=10,
+            opts=child_options(self.parent, resource, release, protect=protect, depends_on=[*self.ready, *needs]),
+        )

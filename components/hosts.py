@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pulumi
 import pulumi_proxmoxve as proxmox
 
+from components.helm import child_name, child_options
 from model import cloud_init
 from model.config import StackConfig
 from model.hosts import DATA_DISK_INTERFACE, SYSTEM_DISK_INTERFACE, VmPlan, plan_vms
@@ -12,15 +15,22 @@ from model.hosts import DATA_DISK_INTERFACE, SYSTEM_DISK_INTERFACE, VmPlan, plan
 # These inputs are read once, when a VM is created. The provider replaces a VM when they
 # change, so later changes (a refreshed cloud image, new cloud-init content) are ignored on
 # existing VMs rather than destroying their data disks; see README, "Data safety".
-CREATE_ONLY_INPUTS = ["initialization.userDataFileId", f"disks[0].fileId"]
+CREATE_ONLY_INPUTS = ["initialization.userDataFileId", "disks[0].fileId"]
+
+
+@dataclass(frozen=True)
+class HostsArgs:
+    config: StackConfig
+    secrets: dict[str, pulumi.Output[str]]
 
 
 class ProxmoxHosts(pulumi.ComponentResource):
     """One VM per entry of `hosts`, each booted from the cloud image with its user-data snippet."""
 
-    def __init__(self, name: str, config: StackConfig, secrets: dict[str, pulumi.Output[str]],
-                 opts: pulumi.ResourceOptions | None = None):
+    def __init__(self, name: str, args: HostsArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("homelab:infra:ProxmoxHosts", name, None, opts)
+        self.component_name = name
+        config, secrets = args.config, args.secrets
         self.plans = plan_vms(config)
         images = self._cloud_images(config)
         self.vms: dict[str, proxmox.VmLegacy] = {}
@@ -35,7 +45,7 @@ class ProxmoxHosts(pulumi.ComponentResource):
         nodes = sorted({p.host.node for p in self.plans})
         return {
             node: proxmox.download.FileLegacy(
-                f"cloud-image-{node}",
+                child_name(self.component_name, f"cloud-image-{node}"),
                 node_name=node,
                 datastore_id=config.proxmox.image_datastore,
                 content_type="iso",
@@ -44,7 +54,7 @@ class ProxmoxHosts(pulumi.ComponentResource):
                 checksum=image.checksum,
                 checksum_algorithm=image.checksum_algorithm if image.checksum else None,
                 overwrite=False,
-                opts=pulumi.ResourceOptions(parent=self),
+                opts=child_options(self, child_name(self.component_name, f"cloud-image-{node}"), f"cloud-image-{node}"),
             )
             for node in nodes
         }
@@ -54,22 +64,24 @@ class ProxmoxHosts(pulumi.ComponentResource):
         content = pulumi.Output.all(*(secrets[k] for k in keys)).apply(
             lambda values: cloud_init.render(cloud_init.user_data(config, plan, dict(zip(keys, values))))
         )
+        resource = child_name(self.component_name, f"{plan.name}-user-data")
         return proxmox.FileLegacy(
-            f"{plan.name}-user-data",
+            resource,
             node_name=plan.host.node,
             datastore_id=config.proxmox.snippet_datastore,
             content_type="snippets",
             source_raw={"data": pulumi.Output.secret(content), "file_name": plan.snippet_file_name},
             # Same file name on every change: the old snippet must go before the new one lands.
-            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
+            opts=child_options(self, resource, f"{plan.name}-user-data", delete_before_replace=True),
         )
 
     def _vm(self, config: StackConfig, plan: VmPlan, image: proxmox.download.FileLegacy,
             snippet: proxmox.FileLegacy) -> proxmox.VmLegacy:
         host, net = plan.host, config.network
         disk_store = config.proxmox.vm_datastore
+        resource = child_name(self.component_name, plan.name)
         return proxmox.VmLegacy(
-            plan.name,
+            resource,
             name=plan.name,
             node_name=host.node,
             vm_id=host.vm_id,
@@ -101,8 +113,8 @@ class ProxmoxHosts(pulumi.ComponentResource):
                 # A fixed ID rather than snippet.id: new snippet content never touches the VM.
                 "user_data_file_id": f"{config.proxmox.snippet_datastore}:snippets/{plan.snippet_file_name}",
             },
-            opts=pulumi.ResourceOptions(
-                parent=self,
+            opts=child_options(
+                self, resource, plan.name,
                 depends_on=[snippet],
                 protect=plan.holds_data,
                 ignore_changes=CREATE_ONLY_INPUTS,

@@ -9,10 +9,13 @@ classes on the mock engine.
 
 from __future__ import annotations
 
+from importlib.metadata import version
 from typing import Any, Mapping
 
 import pulumi
-from pulumi_kubernetes import _utilities
+
+# The kubernetes provider plugin the SDK's own classes ask for: the installed SDK's version.
+_PROVIDER_VERSION = version("pulumi-kubernetes")
 
 
 class _CoreV1Object(pulumi.CustomResource):
@@ -21,7 +24,7 @@ class _CoreV1Object(pulumi.CustomResource):
 
     def __init__(self, resource_name: str, properties: dict[str, Any], opts: pulumi.ResourceOptions | None,
                  secret_outputs: list[str] | None = None):
-        defaults = _utilities.get_resource_opts_defaults()
+        defaults = pulumi.ResourceOptions(version=_PROVIDER_VERSION)
         if secret_outputs:
             defaults = pulumi.ResourceOptions.merge(defaults, pulumi.ResourceOptions(additional_secret_outputs=secret_outputs))
         props = {"apiVersion": "v1", "kind": self.kind, **{k: v for k, v in properties.items() if v is not None}}

@@ -12,7 +12,8 @@ from typing import Any
 import pulumi
 from pulumi.runtime import config as runtime_config
 
-from model.config import SECRETS, ConfigError, Problem, StackConfig, load_stack_config, required_secrets
+from model.config import ConfigError, Problem, StackConfig, load_stack_config, required_secrets
+from model.secrets import SECRETS
 
 
 def _decode(value: Any) -> Any:
@@ -28,7 +29,7 @@ def _decode(value: Any) -> Any:
 def _project_config(project: str) -> tuple[dict[str, Any], set[str]]:
     merged: dict[str, Any] = dict(runtime_config.get_config_env())
     merged.update(runtime_config.CONFIG.get())
-    secret_keys = set(runtime_config.get_config_secret_keys_env()) | set(runtime_config._SECRET_KEYS.get())
+    secret_keys = set(runtime_config.get_config_secret_keys_env()) | {k for k in merged if runtime_config.is_config_secret(k)}
     prefix = f"{project}:"
     values = {k[len(prefix):]: _decode(v) for k, v in merged.items() if k.startswith(prefix)}
     secrets = {k[len(prefix):] for k in secret_keys if k.startswith(prefix)}

@@ -1,38 +1,43 @@
-"""Tempo and the OpenTelemetry Collector in the `observability` namespace."""
+"""Tempo and the OpenTelemetry Collector in their namespace."""
 
 from __future__ import annotations
 
-import pulumi
-from components.kubernetes_objects import Namespace
+from dataclasses import dataclass
 
-from components.helm import chart_release, credentials_secret
+import pulumi
+
+from components.helm import ReleaseNamespace
 from model import traces
 from model.config import Role, StackConfig, TracesMode
 from model.helm import COLLECTOR_CHART, TEMPO_CHART, TEMPO_DISTRIBUTED_CHART
 
 
+@dataclass(frozen=True)
+class TracesArgs:
+    config: StackConfig
+    secrets: dict[str, pulumi.Output[str]]
+    # The release that installs the ServiceMonitor CRD the charts' monitors need.
+    monitoring_crds: pulumi.Resource | None = None
+
+
 class Tracing(pulumi.ComponentResource):
     """Tempo (protected: it holds the trace blocks) and the collector DaemonSet in front of it."""
 
-    def __init__(self, name: str, config: StackConfig, secrets: dict[str, pulumi.Output[str]],
-                 monitoring_crds: pulumi.Resource | None = None, opts: pulumi.ResourceOptions | None = None):
-        """`monitoring_crds`: the release that installs the ServiceMonitor CRD the charts' monitors need."""
+    def __init__(self, name: str, args: TracesArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("homelab:traces:Tracing", name, None, opts)
+        config = args.config
         assert config.traces is not None
-        namespace = Namespace(traces.NAMESPACE, metadata={"name": traces.NAMESPACE},
-                              opts=pulumi.ResourceOptions(parent=self, protect=True))
-        depends_on: list[pulumi.Resource] = [namespace, *([monitoring_crds] if monitoring_crds else [])]
+        endpoints = config.endpoints()
+        ns = ReleaseNamespace(self, name, endpoints.tempo.namespace, requires=[c for c in [args.monitoring_crds] if c],
+                              formerly=endpoints.tempo.namespace)
         distributed = config.traces.mode == TracesMode.DISTRIBUTED
-        if distributed:
-            depends_on.append(credentials_secret(traces.TEMPO_OBJECT_STORAGE_SECRET, namespace,
-                                                 traces.TEMPO_OBJECT_STORAGE_ENV, secrets, self))
-        ns = namespace.metadata["name"]
-        self.tempo = chart_release(traces.TEMPO_RELEASE, TEMPO_DISTRIBUTED_CHART if distributed else TEMPO_CHART, ns,
-                                   traces.tempo_values(config), parent=self, protect=True, depends_on=depends_on)
-        self.collector = chart_release(traces.COLLECTOR_RELEASE, COLLECTOR_CHART, ns, traces.collector_values(config),
-                                       parent=self, depends_on=[namespace, *([monitoring_crds] if monitoring_crds else [])])
-        self.otlp_endpoints = traces.collector_otlp_endpoints()
-        self.tempo_url = traces.tempo_query_url(config.traces)
+        storage = ([ns.credentials(traces.TEMPO_OBJECT_STORAGE_SECRET, traces.TEMPO_OBJECT_STORAGE_ENV, args.secrets)]
+                   if distributed else [])
+        self.tempo = ns.release(endpoints.tempo.name, TEMPO_DISTRIBUTED_CHART if distributed else TEMPO_CHART,
+                                traces.tempo_values(config), protect=True, needs=storage)
+        self.collector = ns.release(endpoints.collector.name, COLLECTOR_CHART, traces.collector_values(config))
+        self.otlp_endpoints = endpoints.collector_otlp_endpoints
+        self.tempo_url = endpoints.tempo_query_url
         syslog = config.logs.sources.syslog if config.logs else None
         loki_host = next(iter(config.hosts_with_role(Role.LOKI).values()))
         # The collector listens on every node; the Loki host's address is the one that never moves.

@@ -1,14 +1,16 @@
 """Prometheus rule files: the seed's recording rule, the playbooks' alerts and the SLO engine's.
 
 Every alert carries `severity` and `service` labels (the routing table matches on them) and
-`summary`, `description` and `runbook_url` annotations; runbook_url is derived here, once,
-from the runbook hub URL, so runbooks/<AlertName>.md must exist for every alert name.
+`summary`, `description`, `runbook_url` and (with Grafana) `dashboard_url` annotations; both
+links are added in rule_files, once, from model/links.py, so runbooks/<AlertName>.md must
+exist for every alert name.
 """
 
 from __future__ import annotations
 
 from model import slo as slo_engine
 from model.config import StackConfig, duration_seconds
+from model.links import alert_links
 from model.metrics import SCRAPED_JOBS_SERVICE, static_scrape_jobs
 
 BACKUP_SERVICE = "backups"
@@ -164,10 +166,11 @@ def rule_files(cfg: StackConfig) -> dict[str, dict]:
     }
     if cfg.slos:
         files["slos"] = {"groups": slo_engine.rule_groups(cfg)}
-    hub = cfg.site.runbook_hub_url
+    grafana_url = cfg.grafana.url if cfg.grafana else None
     for rule in all_rules(files):
         if "alert" in rule:
-            rule["annotations"]["runbook_url"] = f"{hub}/runbooks/{rule['alert']}.md"
+            rule["annotations"].update(alert_links(rule["alert"], rule["labels"]["service"],
+                                                   cfg.site.runbook_hub_url, grafana_url))
     return files
 
 

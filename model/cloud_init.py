@@ -15,6 +15,7 @@ from typing import Mapping
 import yaml
 
 from model.config import Role, StackConfig
+from model.secrets import K3S_TOKEN
 from model.hosts import DATA_DISK_DEVICE, VmPlan, scheduling_for
 
 PBS_SUITE = "bookworm"
@@ -158,7 +159,7 @@ def _k3s_agent(cfg: StackConfig, vm: VmPlan, doc: dict, secrets: Mapping[str, st
     doc["packages"] += ["curl", "ca-certificates"]
     doc["write_files"] += [
         {"path": K3S_CONFIG_PATH, "content": yaml.safe_dump(agent_config, sort_keys=False), "permissions": "0644"},
-        {"path": K3S_TOKEN_PATH, "content": secrets["k3sToken"] + "\n", "permissions": "0600", "owner": "root:root"},
+        {"path": K3S_TOKEN_PATH, "content": secrets[K3S_TOKEN] + "\n", "permissions": "0600", "owner": "root:root"},
     ]
     doc["runcmd"].append(
         [

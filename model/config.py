@@ -5,8 +5,8 @@ section below. Keys are written in camelCase in Pulumi.<stack>.yaml and every pr
 reported by the key path the user wrote (`hosts.pbs.memoryMb: must be >= 2048`), all of them
 at once, before any resource exists.
 
-Secrets never live in these models: `SECRETS` names each secret key and what it is for; the
-program reads them as Pulumi secrets and the models only say which ones a stack needs.
+Secrets never live in these models: model/secrets.py names each secret key and what it is for;
+the program reads them as Pulumi secrets and `required_secrets` says which ones a stack needs.
 """
 
 from __future__ import annotations
@@ -20,6 +20,12 @@ from typing import Annotated, Any, Iterable, Mapping, Union, get_args, get_origi
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
+
+from model import secrets
+from model.durations import parse_seconds
+from model.endpoints import Endpoints
+from model.links import FOLDERS
+from model.matchers import Matcher, parse_matcher
 
 
 class ConfigModel(BaseModel):
@@ -159,18 +165,19 @@ class Host(ConfigModel):
 
 # --- logs and traces ----------------------------------------------------------------------
 
-LOKI_DURATION = re.compile(r"^(\d+)(h|d|w)$")
-_HOURS_PER_UNIT = {"h": 1, "d": 24, "w": 24 * 7}
 LOKI_MIN_RETENTION_HOURS = 24  # the compactor works on 24h index tables; shorter periods never delete
 TENANT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 
 def duration_hours(value: str) -> int:
-    """Hours of a retention written as `<n>h`, `<n>d` or `<n>w` (Loki's own duration syntax)."""
-    match = LOKI_DURATION.match(value)
-    if not match:
+    """Whole hours of a retention such as `744h`, `31d` or `4w` (Loki's and Tempo's periods)."""
+    try:
+        seconds = parse_seconds(value)
+    except ValueError:
+        seconds = -1
+    if seconds < 0 or seconds % 3600:
         raise ValueError(f"must be a duration like 744h, 31d or 4w (got {value!r})")
-    return int(match.group(1)) * _HOURS_PER_UNIT[match.group(2)]
+    return int(seconds // 3600)
 
 
 def _retention(value: str) -> str:
@@ -371,8 +378,6 @@ class Grafana(ConfigModel):
     data_sources: GrafanaDataSourceUrls = Field(default_factory=GrafanaDataSourceUrls)
 
     def problems(self, root: "StackConfig") -> list[Problem]:
-        from model.grafana import FOLDERS  # the folder list lives with the dashboards
-
         found: list[Problem] = []
         if self.url.rstrip("/").count("/") > 2:
             found.append(Problem("grafana.url", "must be the root URL of Grafana, without a path"))
@@ -398,21 +403,38 @@ class PbsExporter(ConfigModel):
 
 # --- metrics, SLOs and alert routing ------------------------------------------------------
 
-# Durations as Prometheus and Alertmanager both parse them (2.42/0.25 and 3.x/0.34).
-PROM_DURATION = r"^([0-9]+(ms|s|m|h|d|w|y))+$"
-LABEL_NAME = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
-# A counter selector: `metric` or `metric{label="value",...}`; the SLO engine wraps it in rate().
 SERVICE = r"^[a-z0-9][a-z0-9_-]*$"  # value of the `service` label that routes an alert
+# A counter selector: `metric` or `metric{label="value",...}`; the SLO engine wraps it in rate().
 SERIES_SELECTOR = r"^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[^{}]*\})?$"
 
 
+def _prom_duration(value: str) -> str:
+    try:
+        parse_seconds(value)
+    except ValueError:
+        raise ValueError(f"must be a duration like 30s, 5m or 1h30m (got {value!r})") from None
+    return value
+
+
+def _go_duration(value: str) -> str:
+    # Alertmanager's --data.retention is a Go duration: no days, weeks or years.
+    _prom_duration(value)
+    if any(unit in value for unit in "dwy"):
+        raise ValueError(f"must be a duration in hours at most, like 120h (got {value!r})")
+    return value
+
+
+# Durations as Prometheus and Alertmanager both parse them (2.42/0.25 and 3.x/0.34).
+PromDuration = Annotated[str, AfterValidator(_prom_duration)]
+GoDuration = Annotated[str, AfterValidator(_go_duration)]
+
+
 def duration_seconds(text: str) -> int:
-    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
-    return int(sum(int(n) * units[u] for n, u in re.findall(r"([0-9]+)(ms|s|m|h|d|w|y)", text)))
+    return int(parse_seconds(text))
 
 
 class PrometheusSettings(ConfigModel):
-    retention: str = Field(default="30d", pattern=PROM_DURATION)
+    retention: PromDuration = "30d"
     # Prometheus deletes the oldest blocks beyond this; keep it below the volume size (WAL headroom).
     retention_size_gb: int = Field(default=40, ge=1)
     storage_gb: int = Field(default=50, ge=5)
@@ -420,7 +442,7 @@ class PrometheusSettings(ConfigModel):
 
 
 class AlertmanagerSettings(ConfigModel):
-    retention: str = Field(default="120h", pattern=r"^[0-9]+(ms|s|m|h)$")
+    retention: GoDuration = "120h"
     storage_gb: int = Field(default=2, ge=1)
     storage_class: str | None = None
 
@@ -432,7 +454,7 @@ class FederationSource(ConfigModel):
     url: str = Field(pattern=r"^https?://[^/\s]+(/[^\s]*)?$")
     # Recording rules are named level:metric:operations, so a colon selects them and nothing raw.
     match: list[str] = Field(default_factory=lambda: ['{__name__=~"[a-zA-Z_]+:[a-zA-Z0-9_:]+"}'], min_length=1)
-    scrape_interval: str = Field(default="1m", pattern=PROM_DURATION)
+    scrape_interval: PromDuration = "1m"
 
 
 class SnmpTarget(ConfigModel):
@@ -448,14 +470,14 @@ class SnmpTarget(ConfigModel):
 
 class Snmp(ConfigModel):
     targets: list[SnmpTarget] = Field(default_factory=list)
-    scrape_interval: str = Field(default="1m", pattern=PROM_DURATION)
-    scrape_timeout: str = Field(default="30s", pattern=PROM_DURATION)
+    scrape_interval: PromDuration = "1m"
+    scrape_timeout: PromDuration = "30s"
 
 
 class Metrics(ConfigModel):
     namespace: str = Field(default="monitoring", pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
-    scrape_interval: str = Field(default="30s", pattern=PROM_DURATION)
-    evaluation_interval: str = Field(default="1m", pattern=PROM_DURATION)
+    scrape_interval: PromDuration = "30s"
+    evaluation_interval: PromDuration = "1m"
     prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
     alertmanager: AlertmanagerSettings = Field(default_factory=AlertmanagerSettings)
     node_exporter_port: int = Field(default=9100, ge=1, le=65535)
@@ -465,18 +487,10 @@ class Metrics(ConfigModel):
     disk_warning_percent: int = Field(default=85, ge=1, le=99)
     disk_critical_percent: int = Field(default=95, ge=1, le=100)
     # A failed backup job pages only when no retry succeeded within this time.
-    backup_retry_grace: str = Field(default="30m", pattern=PROM_DURATION)
+    backup_retry_grace: PromDuration = "30m"
     # Longest time without a successful run before a job counts as stale; per job_id overrides.
-    backup_max_age: str = Field(default="26h", pattern=PROM_DURATION)
-    backup_max_age_by_job: dict[str, str] = Field(default_factory=dict)
-
-    @field_validator("backup_max_age_by_job")
-    @classmethod
-    def _durations(cls, ages: dict[str, str]) -> dict[str, str]:
-        for job, age in ages.items():
-            if not re.match(PROM_DURATION, age):
-                raise ValueError(f"{job}: {age!r} is not a duration like 26h or 8d")
-        return ages
+    backup_max_age: PromDuration = "26h"
+    backup_max_age_by_job: dict[str, PromDuration] = Field(default_factory=dict)
 
     def problems(self, root: "StackConfig") -> list[Problem]:
         found = []
@@ -515,12 +529,12 @@ class Slo(ConfigModel):
     service: str = Field(pattern=SERVICE)
     description: str = Field(min_length=1)
     objective: float = Field(gt=0, lt=100)  # percent of good events over the period
-    period: str = Field(default="30d", pattern=PROM_DURATION)
+    period: PromDuration = "30d"
     sli: Sli
     # Low-traffic guard: a burn-rate alert also needs this many bad events in its long window.
     min_bad_events: int = Field(default=1, ge=1)
-    page_for: str = Field(default="2m", pattern=PROM_DURATION)
-    ticket_for: str = Field(default="15m", pattern=PROM_DURATION)
+    page_for: PromDuration = "2m"
+    ticket_for: PromDuration = "15m"
 
     def problems(self, at: str) -> list[Problem]:
         sli = self.sli
@@ -532,24 +546,6 @@ class Slo(ConfigModel):
         if kinds[0] == "latency" and sli.total_events:
             return [Problem(f"{at}.sli.totalEvents", "is not used with latency (the histogram's _count is the total)")]
         return []
-
-
-class Matcher(ConfigModel):
-    """One Alertmanager matcher, written as in Alertmanager: `service = "backups"`."""
-
-    label: str = Field(pattern=LABEL_NAME)
-    op: str = Field(pattern=r"^(=|!=|=~|!~)$")
-    value: str
-
-    @classmethod
-    def parse(cls, text: str) -> "Matcher":
-        m = re.match(r'^\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"\s*$', text)
-        if not m:
-            raise ValueError(f'matcher {text!r} must look like: label = "value" (=, !=, =~, !~)')
-        return cls(label=m.group(1), op=m.group(2), value=m.group(3))
-
-    def __str__(self) -> str:
-        return f'{self.label} {self.op} "{self.value}"'
 
 
 class PagerDutyReceiver(ConfigModel):
@@ -584,15 +580,15 @@ class Route(ConfigModel):
     receiver: str
     continue_: bool = Field(default=False, alias="continue")
     group_by: list[str] | None = None
-    group_wait: str | None = Field(default=None, pattern=PROM_DURATION)
-    group_interval: str | None = Field(default=None, pattern=PROM_DURATION)
-    repeat_interval: str | None = Field(default=None, pattern=PROM_DURATION)
+    group_wait: PromDuration | None = None
+    group_interval: PromDuration | None = None
+    repeat_interval: PromDuration | None = None
 
     @field_validator("matchers", mode="before")
     @classmethod
     def _parse_matchers(cls, value: Any) -> Any:
         if isinstance(value, list):
-            return [Matcher.parse(v) if isinstance(v, str) else v for v in value]
+            return [parse_matcher(v) if isinstance(v, str) else v for v in value]
         return value
 
 
@@ -601,14 +597,14 @@ class Alerting(ConfigModel):
 
     receiver: str  # the root route's receiver: whatever no route below claims
     group_by: list[str] = Field(default_factory=lambda: ["alertname", "service"])
-    group_wait: str = Field(default="30s", pattern=PROM_DURATION)
-    group_interval: str = Field(default="5m", pattern=PROM_DURATION)
-    repeat_interval: str = Field(default="4h", pattern=PROM_DURATION)
+    group_wait: PromDuration = "30s"
+    group_interval: PromDuration = "5m"
+    repeat_interval: PromDuration = "4h"
     routes: list[Route] = Field(default_factory=list)
     receivers: list[Receiver] = Field(min_length=1)
     # The Watchdog always fires; its route sends it here every watchdogInterval.
     watchdog_receiver: str
-    watchdog_interval: str = Field(default="1m", pattern=PROM_DURATION)
+    watchdog_interval: PromDuration = "1m"
 
     def receiver_named(self, name: str) -> Receiver | None:
         return next((r for r in self.receivers if r.name == name), None)
@@ -654,6 +650,14 @@ class StackConfig(ConfigModel):
 
     def hosts_with_role(self, role: Role) -> dict[str, Host]:
         return {name: h for name, h in self.hosts.items() if h.role == role}
+
+    def endpoints(self) -> Endpoints:
+        """Where this stack's releases run and the addresses their clients use."""
+        return Endpoints(
+            metrics_namespace=self.metrics.namespace,
+            grafana_namespace=self.grafana.namespace if self.grafana else None,
+            tempo_distributed=bool(self.traces and self.traces.mode == TracesMode.DISTRIBUTED),
+        )
 
     def problems(self) -> list[Problem]:
         """Everything a field alone cannot know: references, uniqueness, role rules."""
@@ -720,43 +724,21 @@ class StackConfig(ConfigModel):
 
 # --- secrets ------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class SecretSpec:
-    key: str
-    purpose: str
-    example: str
-
-
-SECRETS: dict[str, SecretSpec] = {
-    s.key: s
-    for s in [
-        SecretSpec("k3sToken", "join token of the homelab k3s cluster (/var/lib/rancher/k3s/server/node-token on a server)", "K10...::server:..."),
-        SecretSpec("lokiS3AccessKeyId", "access key of Loki's object storage (logs.mode scalable)", "loki-writer"),
-        SecretSpec("lokiS3SecretAccessKey", "secret key of Loki's object storage (logs.mode scalable)", "..."),
-        SecretSpec("tempoS3AccessKeyId", "access key of Tempo's object storage (traces.mode distributed)", "tempo-writer"),
-        SecretSpec("tempoS3SecretAccessKey", "secret key of Tempo's object storage (traces.mode distributed)", "..."),
-        SecretSpec("pagerdutyRoutingKey", "PagerDuty Events API v2 integration key of the pagerduty receivers", "R0123456789abcdef0123456789abcdef"),
-        SecretSpec("mattermostWebhookUrl", "Mattermost incoming webhook URL of the mattermost receivers", "https://chat.internal/hooks/xxxxxxxx"),
-        SecretSpec("alertingHeartbeatToken", "bearer token of the Watchdog heartbeat receiver (heartbeat.bearerToken: true)", "hb_xxxxxxxx"),
-    ]
-}
-
-
 def required_secrets(cfg: StackConfig) -> list[str]:
     needed = []
     if any(h.role != Role.PBS for h in cfg.hosts.values()):
-        needed.append("k3sToken")
+        needed.append(secrets.K3S_TOKEN)
     if cfg.logs and cfg.logs.mode == LogsMode.SCALABLE:
-        needed += ["lokiS3AccessKeyId", "lokiS3SecretAccessKey"]
+        needed += [secrets.LOKI_S3_ACCESS_KEY_ID, secrets.LOKI_S3_SECRET_ACCESS_KEY]
     if cfg.traces and cfg.traces.mode == TracesMode.DISTRIBUTED:
-        needed += ["tempoS3AccessKeyId", "tempoS3SecretAccessKey"]
+        needed += [secrets.TEMPO_S3_ACCESS_KEY_ID, secrets.TEMPO_S3_SECRET_ACCESS_KEY]
     receivers = cfg.alerting.receivers if cfg.alerting else []
     if any(r.pagerduty for r in receivers):
-        needed.append("pagerdutyRoutingKey")
+        needed.append(secrets.PAGERDUTY_ROUTING_KEY)
     if any(r.mattermost for r in receivers):
-        needed.append("mattermostWebhookUrl")
+        needed.append(secrets.MATTERMOST_WEBHOOK_URL)
     if any(r.heartbeat and r.heartbeat.bearer_token for r in receivers):
-        needed.append("alertingHeartbeatToken")
+        needed.append(secrets.HEARTBEAT_TOKEN)
     return needed
 
 

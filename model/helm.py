@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from model.endpoints import KUBE_PROMETHEUS_RELEASE
+
 
 @dataclass(frozen=True)
 class HelmChart:
@@ -28,7 +30,7 @@ GRAFANA_CHART = HelmChart("grafana", "12.11.1", GRAFANA_COMMUNITY)
 COLLECTOR_CHART = HelmChart("opentelemetry-collector", "0.170.0", OPEN_TELEMETRY)
 
 # kube-prometheus-stack's Prometheus selects ServiceMonitors carrying this label.
-PROMETHEUS_SELECTOR_LABELS = {"release": "kube-prometheus-stack"}
+PROMETHEUS_SELECTOR_LABELS = {"release": KUBE_PROMETHEUS_RELEASE}
 
 
 def resources(cpu: str, memory: str, memory_limit: str | None = None) -> dict:

@@ -10,16 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from model import secrets
 from model.config import Logs, LogsMode, Role, StackConfig
 from model.helm import PROMETHEUS_SELECTOR_LABELS, resources
 from model.hosts import K3S_LOCAL_PATH_STORAGE_CLASS, scheduling_for
 
-NAMESPACE = "logging"
-RELEASE = "loki"
-# The chart's nginx gateway routes pushes and queries to the right targets in every mode,
-# so writers (the collector) and readers (Grafana) need only this one address.
-GATEWAY_URL = f"http://{RELEASE}-gateway.{NAMESPACE}.svc.cluster.local"
-OTLP_PUSH_URL = f"{GATEWAY_URL}/otlp"
 TENANT_HEADER = "X-Scope-OrgID"
 
 # Loki's OTLP ingestion turns the resource attribute k8s.namespace.name into this index
@@ -31,7 +26,7 @@ NAMESPACE_LABEL = "k8s_namespace_name"
 OBJECT_STORAGE_SECRET = "loki-object-storage"
 ACCESS_KEY_ENV = "LOKI_S3_ACCESS_KEY_ID"
 SECRET_KEY_ENV = "LOKI_S3_SECRET_ACCESS_KEY"
-OBJECT_STORAGE_ENV = {ACCESS_KEY_ENV: "lokiS3AccessKeyId", SECRET_KEY_ENV: "lokiS3SecretAccessKey"}
+OBJECT_STORAGE_ENV = {ACCESS_KEY_ENV: secrets.LOKI_S3_ACCESS_KEY_ID, SECRET_KEY_ENV: secrets.LOKI_S3_SECRET_ACCESS_KEY}
 
 # tsdb + v13 is what OTLP ingestion and structured metadata need. A later change of the
 # store or object store must add a new period with a future `from` date, never edit this one.

@@ -13,13 +13,9 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from model.config import Role, StackConfig
+from model.endpoints import SNMP_EXPORTER_PORT
 from model.hosts import scheduling_for
 from model.helm import resources
-
-KUBE_PROMETHEUS_RELEASE = "kube-prometheus-stack"
-# Named like the chart, so its resources (and the Service the scrape jobs use) get exactly this name.
-SNMP_EXPORTER_RELEASE = "prometheus-snmp-exporter"
-SNMP_EXPORTER_PORT = 9116
 
 # The Kubernetes Secret with the receivers' credentials; the operator mounts every secret
 # listed in alertmanagerSpec.secrets at /etc/alertmanager/secrets/<name>/<key>.
@@ -64,7 +60,7 @@ def static_scrape_jobs(cfg: StackConfig) -> list[ScrapeJob]:
                     for name, host in pbs_hosts
                 ],
             }))
-    exporter = f"{SNMP_EXPORTER_RELEASE}.{m.namespace}.svc:{SNMP_EXPORTER_PORT}"
+    exporter = cfg.endpoints().snmp_exporter_address
     for target in m.snmp.targets:
         name = f"snmp-{target.name}"
         jobs.append(ScrapeJob(name, target.service, {
@@ -119,12 +115,17 @@ def kube_prometheus_stack_values(cfg: StackConfig, rule_files: dict[str, dict], 
     return {
         # helm upgrade never touches CRDs; this hook job server-side-applies the chart's CRDs first.
         "crds": {"enabled": True, "upgradeJob": {"enabled": True, "forceConflicts": True, **pinned,
-                                                 "resources": resources("50m", "64Mi", "256Mi")}},
+                                                 "resources": resources("50m", "64Mi", "256Mi"),
+                                                 # The chart's default is busybox:latest (seen in its
+                                                 # rendered Job); the Grafana chart pins this release.
+                                                 "image": {"busybox": {"tag": "1.38.0"}}}},
         "defaultRules": {
             "create": True,
             # k3s runs these inside the server binary: no targets, so their rules only misfire.
             "rules": {"etcd": False, "kubeControllerManager": False, "kubeProxy": False,
-                      "kubeSchedulerAlerting": False, "kubeSchedulerRecording": False, "windows": False},
+                      "kubeSchedulerAlerting": False, "kubeSchedulerRecording": False, "windows": False,
+                      # Its three alerts are all in REPLACED_CHART_RULES: it would render an empty group.
+                      "general": False},
             "disabled": {name: True for name in REPLACED_CHART_RULES},
             "additionalRuleLabels": {"service": "kubernetes"},
         },

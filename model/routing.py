@@ -9,6 +9,7 @@ Secret, never as values. Only fields that both Alertmanager 0.25 (Debian, tests,
 
 from __future__ import annotations
 
+from model import secrets
 from model.config import Alerting, Receiver, Route, StackConfig
 from model.metrics import ALERTMANAGER_SECRET_DIR
 
@@ -16,9 +17,9 @@ WATCHDOG_ALERT = "Watchdog"
 
 # Key of each secret inside the Kubernetes Secret mounted into Alertmanager.
 SECRET_FILES = {
-    "pagerdutyRoutingKey": "pagerduty-routing-key",
-    "mattermostWebhookUrl": "mattermost-webhook-url",
-    "alertingHeartbeatToken": "heartbeat-token",
+    secrets.PAGERDUTY_ROUTING_KEY: "pagerduty-routing-key",
+    secrets.MATTERMOST_WEBHOOK_URL: "mattermost-webhook-url",
+    secrets.HEARTBEAT_TOKEN: "heartbeat-token",
 }
 
 
@@ -30,18 +31,20 @@ def _receiver(receiver: Receiver) -> dict:
     out: dict = {"name": receiver.name}
     if receiver.pagerduty:
         out["pagerduty_configs"] = [{
-            "routing_key_file": secret_path("pagerdutyRoutingKey"),
+            "routing_key_file": secret_path(secrets.PAGERDUTY_ROUTING_KEY),
             "severity": receiver.pagerduty.severity,
             "send_resolved": True,
         }]
     elif receiver.mattermost:
         # Mattermost's incoming webhooks take Slack's payload.
         slack: dict = {
-            "api_url_file": secret_path("mattermostWebhookUrl"),
+            "api_url_file": secret_path(secrets.MATTERMOST_WEBHOOK_URL),
             "username": receiver.mattermost.username,
             "send_resolved": True,
             "title": '{{ if eq .Status "firing" }}[FIRING:{{ .Alerts.Firing | len }}]{{ else }}[RESOLVED]{{ end }} {{ .CommonLabels.alertname }} ({{ .CommonLabels.service }})',
-            "text": '{{ range .Alerts }}*{{ .Labels.severity }}* {{ .Annotations.summary }}\n{{ .Annotations.description }}\nRunbook: {{ .Annotations.runbook_url }}\n{{ end }}',
+            "text": ('{{ range .Alerts }}*{{ .Labels.severity }}* {{ .Annotations.summary }}\n{{ .Annotations.description }}\n'
+                     'Runbook: {{ .Annotations.runbook_url }}\n'
+                     '{{ if .Annotations.dashboard_url }}Dashboard: {{ .Annotations.dashboard_url }}\n{{ end }}{{ end }}'),
         }
         if receiver.mattermost.channel:
             slack["channel"] = receiver.mattermost.channel
@@ -50,7 +53,7 @@ def _receiver(receiver: Receiver) -> dict:
         hook: dict = {"url": receiver.heartbeat.url, "send_resolved": False}
         if receiver.heartbeat.bearer_token:
             hook["http_config"] = {"authorization": {"type": "Bearer",
-                                                     "credentials_file": secret_path("alertingHeartbeatToken")}}
+                                                     "credentials_file": secret_path(secrets.HEARTBEAT_TOKEN)}}
         out["webhook_configs"] = [hook]
     return out
 

@@ -15,7 +15,6 @@ total counter yields no series at all (the absent alerts catch that).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from model.config import Slo, StackConfig

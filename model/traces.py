@@ -13,18 +13,14 @@ Pure: plain dicts, no Pulumi.
 from __future__ import annotations
 
 from model import logs as loki
+from model import secrets
 from model.config import ObjectStorage, Role, StackConfig, Traces, TracesMode, duration_hours
-from model.helm import PROMETHEUS_SELECTOR_LABELS
+from model.endpoints import COLLECTOR_RELEASE, OTLP_GRPC_PORT, OTLP_HTTP_PORT
+from model.helm import PROMETHEUS_SELECTOR_LABELS, resources
 from model.hosts import K3S_LOCAL_PATH_STORAGE_CLASS, scheduling_for
 
-NAMESPACE = "observability"
-TEMPO_RELEASE = "tempo"
-COLLECTOR_RELEASE = "otel-collector"
 COLLECTOR_IMAGE = "otel/opentelemetry-collector-contrib"
 
-OTLP_GRPC_PORT = 4317
-OTLP_HTTP_PORT = 4318
-TEMPO_HTTP_PORT = 3200
 COLLECTOR_METRICS_PORT = 8888  # the collector's own telemetry
 SPAN_METRICS_PORT = 8889
 
@@ -41,32 +37,12 @@ SPAN_ERROR_STATUS = "STATUS_CODE_ERROR"
 TEMPO_OBJECT_STORAGE_SECRET = "tempo-object-storage"
 TEMPO_ACCESS_KEY_ENV = "TEMPO_S3_ACCESS_KEY_ID"
 TEMPO_SECRET_KEY_ENV = "TEMPO_S3_SECRET_ACCESS_KEY"
-TEMPO_OBJECT_STORAGE_ENV = {TEMPO_ACCESS_KEY_ENV: "tempoS3AccessKeyId", TEMPO_SECRET_KEY_ENV: "tempoS3SecretAccessKey"}
+TEMPO_OBJECT_STORAGE_ENV = {TEMPO_ACCESS_KEY_ENV: secrets.TEMPO_S3_ACCESS_KEY_ID,
+                            TEMPO_SECRET_KEY_ENV: secrets.TEMPO_S3_SECRET_ACCESS_KEY}
 
 POD_LOGS_DIR = "/var/log/pods"
 # filelog's read offsets survive a collector restart here: no gap, no duplicates.
 CHECKPOINT_DIR = "/var/lib/otelcol"
-
-
-def _svc(name: str) -> str:
-    return f"{name}.{NAMESPACE}.svc.cluster.local"
-
-
-def tempo_otlp_endpoint(traces: Traces) -> str:
-    host = f"{TEMPO_RELEASE}-distributor" if traces.mode == TracesMode.DISTRIBUTED else TEMPO_RELEASE
-    return f"{_svc(host)}:{OTLP_GRPC_PORT}"
-
-
-def tempo_query_url(traces: Traces) -> str:
-    """Where Grafana's Tempo data source points."""
-    host = f"{TEMPO_RELEASE}-query-frontend" if traces.mode == TracesMode.DISTRIBUTED else TEMPO_RELEASE
-    return f"http://{_svc(host)}:{TEMPO_HTTP_PORT}"
-
-
-def collector_otlp_endpoints() -> dict[str, str]:
-    """What the API gateway sets as OTEL_EXPORTER_OTLP_ENDPOINT (the node-local hostPort also works)."""
-    return {"grpc": f"http://{_svc(COLLECTOR_RELEASE)}:{OTLP_GRPC_PORT}",
-            "http": f"http://{_svc(COLLECTOR_RELEASE)}:{OTLP_HTTP_PORT}"}
 
 
 def loki_exporter_name(tenant: str) -> str:
@@ -79,6 +55,7 @@ def collector_config(cfg: StackConfig) -> dict:
     """The collector's own configuration (the chart's `config`)."""
     traces, logs = cfg.traces, cfg.logs
     assert traces is not None and logs is not None
+    endpoints = cfg.endpoints()
     pod_ip = "${env:MY_POD_IP}"
     receivers: dict = {
         "otlp": {"protocols": {"grpc": {"endpoint": f"{pod_ip}:{OTLP_GRPC_PORT}"},
@@ -86,7 +63,7 @@ def collector_config(cfg: StackConfig) -> dict:
         "filelog": {
             "include": [f"{POD_LOGS_DIR}/*/*/*.log"],
             # Its own logs would loop: an export error logged, shipped, failing again.
-            "exclude": [f"{POD_LOGS_DIR}/{NAMESPACE}_{COLLECTOR_RELEASE}-*/*/*.log"],
+            "exclude": [f"{POD_LOGS_DIR}/{endpoints.collector.namespace}_{endpoints.collector.name}-*/*/*.log"],
             "start_at": "end",
             "include_file_path": True,
             "include_file_name": False,
@@ -105,7 +82,7 @@ def collector_config(cfg: StackConfig) -> dict:
             {"key": "service.name", "from_attribute": "k8s.container.name", "action": "insert"}]},
     }
     exporters: dict = {
-        "otlp/tempo": {"endpoint": tempo_otlp_endpoint(traces), "tls": {"insecure": True}},
+        "otlp/tempo": {"endpoint": endpoints.tempo_otlp_endpoint, "tls": {"insecure": True}},
         "prometheus": {"endpoint": f"{pod_ip}:{SPAN_METRICS_PORT}"},
     }
     kubernetes_tenant = logs.sources.kubernetes
@@ -134,7 +111,7 @@ def collector_config(cfg: StackConfig) -> dict:
     for tenant in loki.tenants(logs):
         if tenant.name in log_tenants:
             exporters[loki_exporter_name(tenant.name)] = {
-                "endpoint": loki.OTLP_PUSH_URL,
+                "endpoint": endpoints.loki_otlp_push_url,
                 "headers": {loki.TENANT_HEADER: tenant.org_id},
             }
     span_metrics = traces.span_metrics
@@ -175,7 +152,7 @@ def collector_values(cfg: StackConfig) -> dict:
                                             "hostPort": syslog.port, "protocol": transport.upper()}
     return {
         "mode": "daemonset",
-        "fullnameOverride": COLLECTOR_RELEASE,
+        "fullnameOverride": COLLECTOR_RELEASE,  # the Service the OTLP endpoints name
         "image": {"repository": COLLECTOR_IMAGE},
         "command": {"name": "otelcol-contrib"},
         "config": collector_config(cfg),
@@ -258,10 +235,18 @@ def _tempo_distributed_values(traces: Traces) -> dict:
         },
         "storage": {"trace": {"backend": "s3", "s3": _s3(storage, storage.bucket)}},
         "traces": {"otlp": {"grpc": {"enabled": True}, "http": {"enabled": True}}},
+        # The chart sets no requests or limits for any component (seen in its rendered manifests).
+        "distributor": {"resources": resources("100m", "256Mi", "512Mi")},
         "ingester": {
             "persistence": {"enabled": True, "size": f"{traces.storage_gb}Gi"},
             "persistentVolumeClaimRetentionPolicy": {"enabled": True, "whenDeleted": "Retain", "whenScaled": "Retain"},
+            "resources": resources("250m", "512Mi", "2Gi"),
         },
-        "compactor": {"config": {"compaction": {"block_retention": retention}}},
+        "querier": {"resources": resources("100m", "256Mi", "1Gi")},
+        "queryFrontend": {"resources": resources("100m", "128Mi", "512Mi")},
+        "compactor": {"config": {"compaction": {"block_retention": retention}},
+                      "resources": resources("100m", "256Mi", "1Gi")},
+        # memcached's default cache is 64 MB (-m 64).
+        "memcached": {"resources": resources("50m", "96Mi", "128Mi")},
         "metaMonitoring": {"serviceMonitor": {"enabled": True, "labels": dict(PROMETHEUS_SELECTOR_LABELS)}},
     }

@@ -22,16 +22,15 @@ from urllib.parse import urlparse
 
 import yaml
 from pulumi_policy import (
-    PolicyConfigSchema,
     ReportViolation,
     ResourceValidationArgs,
-    ResourceValidationPolicy,
     StackValidationArgs,
-    StackValidationPolicy,
 )
 from pulumi_policy import proxy as _proxy
 
+from model.durations import parse_seconds
 from policy import credentials
+from sdk.internals import policy_proxy_target
 from policy.charts import CHARTS, DEFAULT_ALLOWED_REPOSITORIES, KUBE_PROMETHEUS_STACK, MISSING, ChartFacts, lookup
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -71,10 +70,7 @@ UNKNOWN = Unknown()
 
 def plain(value: Any) -> Any:
     """The engine's read-only proxies as plain dicts and lists, unknowns as UNKNOWN (no raise)."""
-    if isinstance(value, _proxy._DictProxy):
-        value = value["__target"]
-    elif isinstance(value, _proxy._ListProxy):
-        value = value["__target"]
+    value = policy_proxy_target(value)
     if isinstance(value, Mapping):
         return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
@@ -525,21 +521,22 @@ def alert_routes_resolve(args: StackValidationArgs, report_violation: ReportViol
 
 # --- Loki retention -------------------------------------------------------------------------
 
-_DURATION = re.compile(r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$")
-_UNIT_SECONDS = (365 * 86400, 7 * 86400, 86400, 3600, 60, 1, 0.001)
 MIN_RETENTION_HOURS = 24
 
 
 def duration_seconds(text: Any) -> float | None:
-    """Seconds of a Prometheus/Loki duration ('744h', '31d', '1w2d', '0s'); None if not one."""
+    """Seconds of a Prometheus/Loki duration ('744h', '31d', '1w2d', '0s'); None if not one.
+
+    The pack judges rendered values on its own (they need not come from model/), with the model's parser.
+    """
     if isinstance(text, (int, float)) and not isinstance(text, bool):
         return float(text) if text == 0 else None
-    if not isinstance(text, str) or not text.strip():
+    if not isinstance(text, str):
         return None
-    m = _DURATION.match(text.strip())
-    if not m or not any(m.groups()):
+    try:
+        return parse_seconds(text)
+    except ValueError:
         return None
-    return sum(int(g) * unit for g, unit in zip(m.groups(), _UNIT_SECONDS) if g)
 
 
 def _loki_section(values: Mapping[str, Any], name: str) -> dict[str, Any]:
@@ -640,47 +637,4 @@ def vm_required_tags(args: ResourceValidationArgs, report_violation: ReportViola
         report_violation(f"{_label(args.resource_type, args.name)} lacks the required tag(s) {', '.join(missing)}. "
                          f"Fix: add them to the VM's `tags` (hosts.<name>.tags in the stack config, or the "
                          f"base tags in model/hosts.py).")
-
-
-# --- the policies ---------------------------------------------------------------------------
-
-def _strings(description: str, default: list[str]) -> dict[str, Any]:
-    return {"type": "array", "items": {"type": "string"}, "description": description, "default": default}
-
-
-def all_policies() -> list[ResourceValidationPolicy | StackValidationPolicy]:
-    """Every policy of the pack; enforcement comes from the pack (mandatory) unless set here."""
-    resource = ResourceValidationPolicy
-    return [
-        resource(name="helm-chart-pinned", validate=helm_chart_pinned,
-                 description="Helm charts are pinned to an exact version from an allowed repository.",
-                 config_schema=PolicyConfigSchema(properties={"allowedRepositories": _strings(
-                     "Helm repository URLs (or oci:// prefixes) charts may come from.", DEFAULT_ALLOWED_REPOSITORIES)})),
-        resource(name="image-tags-pinned", validate=image_tags_pinned,
-                 description="No container image in Helm values runs 'latest' or an untagged image."),
-        resource(name="no-plaintext-secrets", validate=no_plaintext_secrets,
-                 description="No secret-looking value in Helm values, ConfigMaps or dashboard JSON.",
-                 config_schema=PolicyConfigSchema(properties={"ignore": _strings(
-                     "Reviewed false positives as '<resource name>:<path>'.", [])})),
-        resource(name="data-protected", validate=data_protected,
-                 description="Data-bearing VMs, volumes and Helm releases with persistent volumes are protected."),
-        resource(name="alert-rules-complete", validate=alert_rules_complete,
-                 description="Every alert has a severity, summary, description and a runbook_url whose runbook exists.",
-                 config_schema=PolicyConfigSchema(properties={
-                     "runbooksDir": {"type": "string", "default": "runbooks",
-                                     "description": "Runbook directory, relative to the repository root."},
-                     "severities": _strings("Allowed values of the severity label.", DEFAULT_SEVERITIES)})),
-        StackValidationPolicy(name="alert-routes-resolve", validate=alert_routes_resolve,
-                              description="Every Alertmanager route and Grafana notification policy points at a receiver that exists.",
-                              config_schema=PolicyConfigSchema(properties={"externalContactPoints": _strings(
-                                  "Grafana contact points managed outside this stack.", [])})),
-        resource(name="loki-retention", validate=loki_retention,
-                 description="Loki retention is enabled and at least 24h everywhere."),
-        resource(name="workload-resources", validate=workload_resources,
-                 description="Every workload of a Helm release has CPU/memory requests and a memory limit."),
-        resource(name="vm-required-tags", validate=vm_required_tags,
-                 description="Proxmox VMs carry the required tags.",
-                 config_schema=PolicyConfigSchema(properties={"requiredTags": _strings(
-                     "Tags every Proxmox VM must carry.", DEFAULT_REQUIRED_TAGS)})),
-    ]
 

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
-from typing import Any
 
 import jsonschema
 import yaml
 
 from model.helm import HelmChart
+from tools.manifests import coalesce
 
-CHARTS = Path(__file__).resolve().parent.parent.parent / "shared" / "charts"
+from tests.shared_data import CHARTS
 
 
 def chart_dir(chart: HelmChart) -> Path:
@@ -21,19 +20,6 @@ def chart_dir(chart: HelmChart) -> Path:
 
 def default_values(chart: HelmChart) -> dict:
     return yaml.safe_load((chart_dir(chart) / "values.yaml").read_text())
-
-
-def coalesce(defaults: Any, overrides: Any) -> Any:
-    """Helm's merge of user values over chart defaults: maps merge, anything else is replaced."""
-    if isinstance(defaults, dict) and isinstance(overrides, dict):
-        merged = copy.deepcopy(defaults)
-        for key, value in overrides.items():
-            if value is None:
-                merged.pop(key, None)  # a null deletes the default
-            else:
-                merged[key] = coalesce(defaults.get(key), value)
-        return merged
-    return copy.deepcopy(overrides)
 
 
 def effective_values(chart: HelmChart, values: dict) -> dict:

@@ -43,3 +43,46 @@ def homelab(tmp_path_factory) -> Rendered:
 
 def run_tool(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([str(a) for a in args], cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def scale_out(sections) -> None:
+    """The homelab stack in its scale-out modes: Loki simple-scalable, Tempo distributed."""
+    sections["logs"]["mode"] = "scalable"
+    sections["logs"]["objectStorage"] = {"endpoint": "minio.home.arpa:9000",
+                                         "buckets": {"chunks": "loki-chunks", "ruler": "loki-ruler"}}
+    sections["traces"]["mode"] = "distributed"
+    sections["traces"]["objectStorage"] = {"endpoint": "minio.home.arpa:9000", "bucket": "tempo-traces"}
+
+
+@dataclass
+class StackManifests:
+    """A stack's preview and the `helm template` of each of its releases (tools/manifests.py)."""
+
+    rendered: Rendered
+    releases: dict  # release name -> tools.manifests.RenderedRelease
+    scale_out: bool
+
+    def objects(self, kind: str | None = None) -> list[tuple[str, dict]]:
+        return [(name, m.object) for name, r in self.releases.items() for m in r.manifests
+                if kind is None or m.kind == kind]
+
+
+@pytest.fixture(scope="session", params=["homelab", "scale-out"])
+def stack_manifests(request, homelab, tmp_path_factory) -> StackManifests:
+    """Rendered once per session and stack: Helm is the slow part of the suite."""
+    import json
+
+    from tests.stacks import write_stack
+    from tools import manifests
+    from tools.preview import render
+
+    if request.param == "homelab":
+        rendered = homelab
+    else:
+        directory = tmp_path_factory.mktemp("scale-out")
+        recording = run_program(write_stack(directory, scale_out, stack="scaleout"), FAKE_SECRETS)
+        rendered = Rendered(recording, render(recording, directory / "build"))
+    releases = manifests.releases_of(json.loads((rendered.out / "resources.json").read_text()))
+    result = manifests.render_all(releases)
+    manifests.write_manifests(result, rendered.out)
+    return StackManifests(rendered, {r.release.name: r for r in result}, request.param == "scale-out")

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import json
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 from jsonschema import Draft7Validator
 
-from model.grafana import iter_panels
+from model.grafana.dashboards import iter_panels
+from tests.shared_data import GRAFANA_SCHEMA
 
-SCHEMA_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "grafana-schema"
+SCHEMA_DIR = GRAFANA_SCHEMA
 
 # Panel plugin id -> schema file stem (where the two differ).
 PANEL_SCHEMA = {"dashlist": "dashboardlist", "state-timeline": "statetimeline"}

@@ -24,12 +24,14 @@ from pulumi_policy import (
 )
 from pulumi_policy.proxy import unknown_checking_proxy
 
-from policy.policies import all_policies
+from policy.pack import all_policies
 from tools.offline_engine import ROOT, Recording, run_program
 
 HOMELAB_STACK = ROOT / "Pulumi.homelab.yaml"
 FIXTURE_PROGRAM = Path(__file__).parent / "policy_fixtures" / "program.py"
 # Realistic secret values, so that a secret leaking into plain config would look like one.
+# No network here: rendered-manifests takes the charts from ../shared/charts only.
+OFFLINE = {"rendered-manifests": {"fetchCharts": False}}
 SECRETS = {"k3sToken": "K10" + "3f9a1c" * 10 + "b2d4::server:" + "9c8e7d6f5a4b3c2d1e0f9a8b7c6d5e4f"}
 
 
@@ -83,7 +85,7 @@ def _opts(resource: Resource) -> PolicyResourceOptions:
 def run(resources: list[Resource], only: str | None = None,
         config: Mapping[str, Mapping[str, Any]] | None = None) -> Outcome:
     """Every policy (or only `only`) over `resources`; config maps policy name -> its config."""
-    config = config or {}
+    config = {**OFFLINE, **(config or {})}
     outcome = Outcome()
     by_urn = {r.urn: r for r in resources}
     for policy in all_policies():

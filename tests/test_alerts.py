@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from tests.conftest import run_tool
 
 RUNBOOKS = Path(__file__).resolve().parent.parent / "runbooks"
 HUB = "https://runbooks.home.arpa/observability"  # site.runbookHubUrl of Pulumi.homelab.yaml
+GRAFANA = "https://grafana.home.arpa"  # grafana.url of Pulumi.homelab.yaml
 
 
 def _alerts(homelab):
@@ -119,6 +121,7 @@ def test_a_failed_backup_that_a_retry_fixes_stays_silent_one_that_stays_failed_p
                     "description": "The last run of backup job ct-nightly on datastore homelab failed and no run "
                                    "succeeded within 30m; the guests it covers have no fresh restore point.",
                     "runbook_url": f"{HUB}/runbooks/BackupJobFailed.md",
+                    "dashboard_url": f"{GRAFANA}/d/backups",
                 },
             }]},
         ],
@@ -252,4 +255,42 @@ def test_a_scrape_job_that_vanished_is_reported(homelab, tmp_path):
         "input_series": [{"series": s, "values": "1x30"} for s in present],
         "promql_expr_test": [_firing("ScrapeJobAbsent", "20m", [
             'ALERTS{alertname="ScrapeJobAbsent",alertstate="firing",job="pbs-node",service="backups",severity="warning"}'])],
+    }])
+
+
+def test_every_alert_links_the_dashboard_of_its_service(homelab):
+    from model.grafana.dashboards import load_dashboards
+    from model.links import SERVICE_DASHBOARDS
+    from model.metrics import static_scrape_jobs
+    from tests.configs import homelab_config
+
+    uids = {d.uid for d in load_dashboards()}
+    services = set()
+    for rule in _alerts(homelab):
+        service, url = rule["labels"]["service"], rule["annotations"]["dashboard_url"]
+        linked = re.findall(rf"{re.escape(GRAFANA)}/d/([A-Za-z0-9_-]+)", url)
+        assert linked and set(linked) <= uids, f"{rule['alert']}: {url}"
+        if "{{" not in service:
+            services.add(service)
+            assert linked == [SERVICE_DASHBOARDS.get(service, "runbook-hub")], rule["alert"]
+    # A service that no alert carries would be a link nobody follows (node/disk vs nodes).
+    services |= {job.service for job in static_scrape_jobs(homelab_config())}
+    assert set(SERVICE_DASHBOARDS) <= services
+
+
+def test_a_templated_service_links_its_dashboard_when_the_alert_fires(homelab, tmp_path):
+    def target_down(job: str, service: str, dashboard: str) -> dict:
+        return {"exp_labels": {"severity": "warning", "service": service, "job": job, "instance": "x"},
+                "exp_annotations": {
+                    "summary": "A scrape target is down",
+                    "description": f"Prometheus cannot scrape x of job {job}: its metrics and alerts are blind.",
+                    "runbook_url": f"{HUB}/runbooks/TargetDown.md",
+                    "dashboard_url": f"{GRAFANA}/d/{dashboard}"}}
+
+    _unit_test(homelab, tmp_path, [{
+        "interval": "1m",
+        "input_series": [{"series": 'up{job="pbs-exporter",service="backups",instance="x"}', "values": "0x10"},
+                         {"series": 'up{job="snmp-ups",service="power",instance="x"}', "values": "0x10"}],
+        "alert_rule_test": [{"eval_time": "6m", "alertname": "TargetDown", "exp_alerts": [
+            target_down("pbs-exporter", "backups", "backups"), target_down("snmp-ups", "power", "runbook-hub")]}],
     }])

@@ -9,9 +9,10 @@ import re
 import pytest
 
 from model.config import Grafana
-from model.grafana import (DASHBOARD_FOLDERS, FOLDERS, RUNBOOK_INDEX_MARKER, SERVICE_DASHBOARDS, Runbook, dashboard_url,
-                           data_source_uids, data_sources, folders, iter_panels, load_dashboards,
-                           referenced_data_source_uids, render_dashboard)
+from model.grafana.dashboards import folders, iter_panels, load_dashboards, referenced_data_source_uids, render_dashboard
+from model.grafana.data_sources import data_source_uids, data_sources
+from model.grafana.runbooks import RUNBOOK_INDEX_MARKER, Runbook
+from model.links import DASHBOARD_FOLDERS, FOLDERS, SERVICE_DASHBOARDS, dashboard_url
 from tests.grafana_schema import dashboard_errors
 from model.config import load_stack_config
 from tests.stacks import homelab_sections

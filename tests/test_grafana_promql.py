@@ -11,12 +11,12 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from model.grafana import PROMETHEUS_UID, load_dashboards, prometheus_queries
+from model.grafana.dashboards import load_dashboards, prometheus_queries
+from model.links import PROMETHEUS_UID
 
 # Grafana's built-in interval variables, as Grafana would fill them for a 6h range.
 BUILTINS = {"__rate_interval": "2m", "__interval": "30s", "__interval_ms": "30000", "__range": "6h", "__range_s": "21600", "__range_ms": "21600000"}

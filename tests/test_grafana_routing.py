@@ -10,16 +10,19 @@ from __future__ import annotations
 import itertools
 import json
 import subprocess
+from dataclasses import astuple
 from pathlib import Path
 from typing import Any, Callable
 
 import pytest
 import yaml
 
-from model import grafana
+from model import secrets
+from model.grafana import alerting
 from model.config import ConfigError, load_stack_config
 from tests.stacks import homelab_sections
-from model.grafana import contact_points, notification_policy, parse_matcher, route_receivers
+from model.grafana.alerting import contact_points, notification_policy, route_receivers
+from model.matchers import parse_matcher
 
 
 STACK = load_stack_config(homelab_sections())
@@ -27,7 +30,7 @@ STACK = load_stack_config(homelab_sections())
 
 def alertmanager_route() -> dict[str, Any]:
     """The route tree rendered into alertmanager.yml from the homelab stack's routing table."""
-    return grafana.alert_routing_tree(STACK)
+    return alerting.alert_routing_tree(STACK)
 
 
 def policy_as_alertmanager_route(policy: dict[str, Any]) -> dict[str, Any]:
@@ -124,13 +127,13 @@ def test_seed_routes_become_grafana_policies():
 def test_every_receiver_has_a_contact_point_with_its_integration():
     points = {p["name"]: p for p in contact_points(STACK)}
     assert set(points) == set(route_receivers(alertmanager_route()))
-    assert points["pagerduty-primary"]["pagerduties"][0]["integration_key"] == grafana.SecretRef("pagerdutyRoutingKey")
+    assert points["pagerduty-primary"]["pagerduties"][0]["integration_key"] == secrets.SecretRef("pagerdutyRoutingKey")
     slack = points["mattermost-backup-room"]["slacks"][0]
     channel = next(r["mattermost"]["channel"] for r in homelab_sections()["alerting"]["receivers"]
                    if r["name"] == "mattermost-backup-room")
-    assert slack["url"] == grafana.SecretRef("mattermostWebhookUrl") and slack["recipient"] == channel
+    assert slack["url"] == secrets.SecretRef("mattermostWebhookUrl") and slack["recipient"] == channel
     heartbeat = points[STACK.alerting.watchdog_receiver]["webhooks"][0]
-    assert heartbeat["authorization_credentials"] == grafana.SecretRef("alertingHeartbeatToken")
+    assert heartbeat["authorization_credentials"] == secrets.SecretRef("alertingHeartbeatToken")
 
 
 def test_route_to_unknown_receiver_is_a_config_error():
@@ -149,7 +152,7 @@ def test_route_to_unknown_receiver_is_a_config_error():
     (r'summary!="say \"hi\""', ("summary", "!=", 'say "hi"')),
 ])
 def test_parse_matcher(text, expected):
-    assert tuple(parse_matcher(text).values()) == expected
+    assert astuple(parse_matcher(text)) == expected
 
 
 @pytest.mark.parametrize("bad", ['severity', '="x"', 'severity=="x"x', 'sev erity="x"', 'severity="x'])

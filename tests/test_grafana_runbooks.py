@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from model.config import load_stack_config
-from model.grafana import RUNBOOKS_DIR, list_runbooks, runbook_problems
+from model.grafana.runbooks import RUNBOOKS_DIR, list_runbooks, runbook_problems
 from tools.offline_engine import ROOT, run_program
 from tools.preview import render
 

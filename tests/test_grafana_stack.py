@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import yaml
 
 from model.config import ConfigError, load_stack_config, required_secrets
-from model.grafana import data_source_uids, load_dashboards
+from model.grafana.dashboards import load_dashboards
+from model.grafana.data_sources import data_source_uids
 from tools.offline_engine import ROOT, run_program
 from tools.preview import render
-from model.config import load_stack_config
+from tests.shared_data import CHARTS as SHARED_CHARTS
 from tests.stacks import homelab_sections
 
 STACK = load_stack_config(homelab_sections())
@@ -24,7 +24,7 @@ SECRETS = {
     "mattermostWebhookUrl": "https://chat.internal/hooks/test-webhook-secret",
     "alertingHeartbeatToken": "hb-test-heartbeat-token-1111",
 }
-CHART_VALUES = Path(ROOT.parent / "shared" / "charts" / "grafana-12.11.1" / "values.yaml")
+CHART_VALUES = SHARED_CHARTS / "grafana-12.11.1" / "values.yaml"
 
 
 @pytest.fixture(scope="module")

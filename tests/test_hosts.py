@@ -25,14 +25,14 @@ def sections():
 
 
 def _user_data(recording, vm_name):
-    snippet = recording.named(SNIPPET, f"{vm_name}-user-data")
+    snippet = recording.named(SNIPPET, f"hosts-{vm_name}-user-data")
     text = recording.raw_inputs[snippet.urn]["sourceRaw"]["data"]
     assert text.startswith("#cloud-config\n")
     return yaml.safe_load(text)
 
 
 def test_one_vm_per_host_with_its_sizing(homelab, sections):
-    vms = {r.name: r for r in homelab.of_type(VM)}
+    vms = {r.inputs["name"]: r for r in homelab.of_type(VM)}
     assert set(vms) == set(sections["hosts"])
     for name, host in sections["hosts"].items():
         i = vms[name].inputs
@@ -45,12 +45,12 @@ def test_one_vm_per_host_with_its_sizing(homelab, sections):
 
 def test_system_and_data_disks(homelab, sections):
     for name, host in sections["hosts"].items():
-        vm = homelab.named(VM, name)
+        vm = homelab.named(VM, f"hosts-{name}")
         system, data = vm.inputs["disks"]
         assert (system["interface"], system["size"]) == ("scsi0", host["systemDiskGb"])
         assert (data["interface"], data["size"]) == ("scsi1", host["dataDiskGb"])
         assert system["datastoreId"] == data["datastoreId"] == sections["proxmox"]["vmDatastore"]
-        image = homelab.named(IMAGE, f"cloud-image-{host['node']}")
+        image = homelab.named(IMAGE, f"hosts-cloud-image-{host['node']}")
         assert image.urn in vm.options["dependsOn"], "the system disk is imported from the node's cloud image"
         # The PBS datastore must not be backed up into itself by vzdump.
         assert data["backup"] is (host["role"] != "pbs")
@@ -60,7 +60,7 @@ def test_network_and_static_address(homelab, sections):
     net = sections["network"]
     prefix = net["cidr"].split("/")[1]
     for name, host in sections["hosts"].items():
-        i = homelab.named(VM, name).inputs
+        i = homelab.named(VM, f"hosts-{name}").inputs
         (nic,) = i["networkDevices"]
         assert (nic["bridge"], nic["vlanId"], nic["model"]) == (net["bridge"], net["vlanId"], "virtio")
         (ip,) = i["initialization"]["ipConfigs"]
@@ -70,7 +70,7 @@ def test_network_and_static_address(homelab, sections):
 
 def test_tags_include_role_and_user_tags(homelab, sections):
     for name, host in sections["hosts"].items():
-        tags = homelab.named(VM, name).inputs["tags"]
+        tags = homelab.named(VM, f"hosts-{name}").inputs["tags"]
         assert host["role"] in tags and "data" in tags
         assert set(host.get("tags", [])) <= set(tags)
         assert tags == sorted(tags), "Proxmox sorts tags; unsorted input would show a diff on every run"
@@ -85,8 +85,8 @@ def test_data_bearing_vms_are_protected_twice(homelab):
 
 def test_user_data_is_uploaded_as_a_snippet_the_vm_boots_with(homelab, sections):
     for name, host in sections["hosts"].items():
-        vm = homelab.named(VM, name)
-        snippet = homelab.named(SNIPPET, f"{name}-user-data")
+        vm = homelab.named(VM, f"hosts-{name}")
+        snippet = homelab.named(SNIPPET, f"hosts-{name}-user-data")
         raw = homelab.raw_inputs[snippet.urn]
         assert raw["contentType"] == "snippets" and raw["nodeName"] == host["node"]
         file_id = f"{raw['datastoreId']}:snippets/{raw['sourceRaw']['fileName']}"
@@ -176,7 +176,7 @@ def test_cosmetic_changes_touch_no_replace_trigger(tmp_path, homelab):
     before = _user_data(homelab, "pbs")
     after = _user_data(changed, "pbs")
     assert before != after, "the change did reach the cloud-init snippet"
-    assert "offsite" in changed.named(VM, "pbs").inputs["tags"]
+    assert "offsite" in changed.named(VM, "hosts-pbs").inputs["tags"]
 
 
 def test_pbs_installs_the_job_exporter_from_this_repository(homelab, sections):
@@ -235,3 +235,10 @@ def test_exporter_token_script_writes_a_root_only_token_once(homelab, tmp_path):
     # A second boot of the same disk keeps the token it has.
     subprocess.run(["sh", "-c", script], check=True, env=env, timeout=30)
     assert sum("generate-token" in line for line in calls.read_text().splitlines()) == 1
+
+
+def test_vms_keep_the_state_of_their_former_names(homelab, sections):
+    """VM resources were named after the host before they were named after the component."""
+    for name in sections["hosts"]:
+        assert homelab.named(VM, f"hosts-{name}").options["aliases"] == [name]
+        assert homelab.named(SNIPPET, f"hosts-{name}-user-data").options["aliases"] == [f"{name}-user-data"]

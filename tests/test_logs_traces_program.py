@@ -40,13 +40,13 @@ def test_releases_pin_chart_version_and_repository(homelab):
 def test_data_holding_releases_and_their_namespaces_are_protected(homelab):
     recording, _ = homelab
     protected = {r.name for r in recording.resources if r.options["protect"]}
-    assert {"loki", "tempo", "logging", "observability"} <= protected
+    assert {"logs-loki", "traces-tempo", "logs-namespace", "traces-namespace"} <= protected
     by_urn = {r.urn: r for r in recording.resources}
     releases = [r for r in recording.of_type(RELEASE)
                 if by_urn[r.parent].type in ("homelab:logs:Loki", "homelab:traces:Tracing")]
-    assert {r.name for r in releases} >= {"loki", "tempo"}
+    assert {r.inputs["name"] for r in releases} >= {"loki", "tempo"}
     for release in releases:
-        namespace = next(r for r in recording.of_type(NAMESPACE) if r.name == release.inputs["namespace"])
+        namespace = next(r for r in recording.of_type(NAMESPACE) if r.inputs["metadata"]["name"] == release.inputs["namespace"])
         assert namespace.urn in release.options["dependsOn"]
 
 
@@ -79,16 +79,27 @@ def test_object_storage_credentials_go_only_into_a_kubernetes_secret(tmp_path):
     recording = run_program(stack, secrets)
     out = preview.render(recording, tmp_path / "build")
 
-    loki_secret = recording.named(SECRET, "loki-object-storage")
+    loki_secret = recording.named(SECRET, "logs-loki-object-storage")
     raw = recording.raw_inputs[loki_secret.urn]["stringData"]
     assert raw == {"LOKI_S3_ACCESS_KEY_ID": "loki-key", "LOKI_S3_SECRET_ACCESS_KEY": S3_SECRET}
-    loki_values = recording.named(RELEASE, "loki").inputs["values"]
+    loki_values = recording.named(RELEASE, "logs-loki").inputs["values"]
     # The env names Loki's config references are exactly the Secret's keys.
     s3 = loki_values["loki"]["storage"]["s3"]
     assert {s3["accessKeyId"], s3["secretAccessKey"]} == {f"${{{k}}}" for k in raw}
     assert loki_values["defaults"]["extraEnvFrom"][0]["secretRef"]["name"] == loki_secret.inputs["metadata"]["name"]
-    assert recording.named(SECRET, "tempo-object-storage")
-    assert recording.named(RELEASE, "tempo").inputs["chart"] == "tempo-distributed"
+    assert recording.named(SECRET, "traces-tempo-object-storage")
+    assert recording.named(RELEASE, "traces-tempo").inputs["chart"] == "tempo-distributed"
     for path in out.rglob("*"):
         if path.is_file():
             assert S3_SECRET not in path.read_text(), path
+
+
+def test_releases_and_namespaces_keep_the_state_of_their_former_names(homelab):
+    """Before children were named after their component, a release was named like the release."""
+    recording, _ = homelab
+    for release in recording.of_type(RELEASE):
+        if release.name != release.inputs["name"]:
+            assert release.options["aliases"] == [release.inputs["name"]], release.name
+    for namespace in recording.of_type(NAMESPACE):
+        if namespace.name in ("logs-namespace", "traces-namespace", "metrics-namespace"):
+            assert namespace.options["aliases"] == [namespace.inputs["metadata"]["name"]]

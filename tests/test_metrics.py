@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
@@ -12,8 +11,8 @@ import yaml
 from model.config import Role
 from model.hosts import scheduling_for
 from tests.conftest import run_tool
+from tests.shared_data import CHARTS
 
-CHARTS = Path("/work/shared/charts")
 RELEASE = "kubernetes:helm.sh/v3:Release"
 
 
@@ -106,7 +105,7 @@ def test_scrape_configs_and_rules_load_in_prometheus(homelab, tmp_path):
 
 def test_receiver_secrets_live_only_in_the_kubernetes_secret(homelab):
     rec = homelab.recording
-    secret = rec.named("kubernetes:core/v1:Secret", "alertmanager-receivers")
+    secret = rec.named("kubernetes:core/v1:Secret", "metrics-alertmanager-receivers")
     raw = rec.raw_inputs[secret.urn]["stringData"]
     assert raw == {"pagerduty-routing-key": rec.secret_values["pagerdutyRoutingKey"],
                    "mattermost-webhook-url": rec.secret_values["mattermostWebhookUrl"],

@@ -127,8 +127,8 @@ AM_SECRET = yaml.safe_dump({"route": {"receiver": "mattermost", "routes": [{"rec
 # (policy, mutation, resource named in the message, text the message must contain)
 CASES: list[tuple[str, str, Mutation, str, str]] = [
     # helm-chart-pinned
-    ("helm-chart-pinned", "version range", edit("loki", _set("version", "^18.0.0"), kind=RELEASE), "loki", "exact chart version"),
-    ("helm-chart-pinned", "no version", edit("tempo", _drop("version")), "tempo", "no version"),
+    ("helm-chart-pinned", "version range", edit("logs-loki", _set("version", "^18.0.0"), kind=RELEASE), "logs-loki", "exact chart version"),
+    ("helm-chart-pinned", "no version", edit("traces-tempo", _drop("version")), "traces-tempo", "no version"),
     ("helm-chart-pinned", "foreign repository",
      edit("grafana", _set("repositoryOpts.repo", "https://charts.example.com/")), "grafana", "allowedRepositories"),
     ("helm-chart-pinned", "local chart", edit("snmp-exporter", _drop("repositoryOpts")), "snmp-exporter",
@@ -137,18 +137,18 @@ CASES: list[tuple[str, str, Mutation, str, str]] = [
     ("image-tags-pinned", "latest tag", _release_values("snmp-exporter", _set("image.tag", "latest")),
      "snmp-exporter", "values.image.tag"),
     ("image-tags-pinned", "untagged image string",
-     _release_values("otel-collector", _set("extraContainers", [{"name": "debug", "image": "docker.io/library/busybox"}])),
-     "otel-collector", "extraContainers[0].image"),
+     _release_values("traces-otel-collector", _set("extraContainers", [{"name": "debug", "image": "docker.io/library/busybox"}])),
+     "traces-otel-collector", "extraContainers[0].image"),
     ("image-tags-pinned", "chart default is latest", _release_values("grafana", _set("imageRenderer.enabled", True)),
      "grafana", "imageRenderer.image.tag"),
     # no-plaintext-secrets
     ("no-plaintext-secrets", "PagerDuty routing key in Alertmanager values",
-     _release_values("kube-prometheus-stack", _set("alertmanager.config.receivers.1.pagerduty_configs.0.routing_key",
+     _release_values("metrics-kube-prometheus-stack", _set("alertmanager.config.receivers.1.pagerduty_configs.0.routing_key",
                                                    "c0ffee0123456789abcdef0123456789")),
-     "kube-prometheus-stack", "routing_key"),
+     "metrics-kube-prometheus-stack", "routing_key"),
     ("no-plaintext-secrets", "S3 secret in Loki values",
-     _release_values("loki", _set("loki.storage.s3", {"secretAccessKey": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"})),
-     "loki", "loki.storage.s3.secretAccessKey"),
+     _release_values("logs-loki", _set("loki.storage.s3", {"secretAccessKey": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"})),
+     "logs-loki", "loki.storage.s3.secretAccessKey"),
     ("no-plaintext-secrets", "password in grafana.ini",
      _release_values("grafana", _set("grafana.ini.smtp.password", "hunter2-homelab")), "grafana", "smtp.password"),
     ("no-plaintext-secrets", "env file in a ConfigMap",
@@ -163,16 +163,16 @@ CASES: list[tuple[str, str, Mutation, str, str]] = [
          {"uid": "x", "annotations": {"note": "api=Zx9Qm2Lr8Tv4Wn6Yp1Ks3Hd5Jf7Bg0C"}}))),
      "dashboard-backups", "high-entropy"),
     # data-protected
-    ("data-protected", "VM with data disk unprotected", edit("pbs", nothing, protect=False), "pbs", "protect=True"),
-    ("data-protected", "Proxmox protection off", edit("prom", _set("protection", False)), "prom", "protection=True"),
+    ("data-protected", "VM with data disk unprotected", edit("hosts-pbs", nothing, protect=False), "hosts-pbs", "protect=True"),
+    ("data-protected", "Proxmox protection off", edit("hosts-prom", _set("protection", False)), "hosts-prom", "protection=True"),
     ("data-protected", "PVC unprotected", edit("pbs-exports", nothing, protect=False), "pbs-exports", "protect=True"),
-    ("data-protected", "Loki unprotected", edit("loki", nothing, kind=RELEASE, protect=False), "loki", "persistent volumes"),
-    ("data-protected", "Tempo unprotected", edit("tempo", nothing, kind=RELEASE, protect=False),
-     "tempo", "persistent volumes"),
+    ("data-protected", "Loki unprotected", edit("logs-loki", nothing, kind=RELEASE, protect=False), "logs-loki", "persistent volumes"),
+    ("data-protected", "Tempo unprotected", edit("traces-tempo", nothing, kind=RELEASE, protect=False),
+     "traces-tempo", "persistent volumes"),
     # alert-rules-complete
     ("alert-rules-complete", "no severity",
-     _release_values("kube-prometheus-stack", _drop("additionalPrometheusRulesMap.backups.groups.1.rules.0.labels.severity")),
-     "kube-prometheus-stack", "severity"),
+     _release_values("metrics-kube-prometheus-stack", _drop("additionalPrometheusRulesMap.backups.groups.1.rules.0.labels.severity")),
+     "metrics-kube-prometheus-stack", "severity"),
     ("alert-rules-complete", "no description",
      edit("nas-rules", _drop("spec.groups.0.rules.0.annotations.description")), "nas-rules", "`description`"),
     ("alert-rules-complete", "runbook missing",
@@ -184,18 +184,18 @@ CASES: list[tuple[str, str, Mutation, str, str]] = [
      "loki-rules", "runbook_url"),
     # alert-routes-resolve
     ("alert-routes-resolve", "route to an undefined receiver",
-     _release_values("kube-prometheus-stack", _set("alertmanager.config.route.routes.0.receiver", "pagerduty-secondary")),
-     "kube-prometheus-stack", "pagerduty-secondary"),
+     _release_values("metrics-kube-prometheus-stack", _set("alertmanager.config.route.routes.0.receiver", "pagerduty-secondary")),
+     "metrics-kube-prometheus-stack", "pagerduty-secondary"),
     ("alert-routes-resolve", "chart's default route to 'null' without a 'null' receiver",
-     _release_values("kube-prometheus-stack", lambda v: (v["alertmanager"]["config"]["route"].pop("routes"),
+     _release_values("metrics-kube-prometheus-stack", lambda v: (v["alertmanager"]["config"]["route"].pop("routes"),
                                                          v["alertmanager"]["config"]["receivers"].pop(0))),
-     "kube-prometheus-stack", "'null'"),
+     "metrics-kube-prometheus-stack", "'null'"),
     ("alert-routes-resolve", "Alertmanager config in a Secret",
-     edit("alertmanager-receivers", _set("stringData", {"alertmanager.yaml": AM_SECRET})),
-     "alertmanager-receivers", "pagerduty-secondary"),
+     edit("metrics-alertmanager-receivers", _set("stringData", {"alertmanager.yaml": AM_SECRET})),
+     "metrics-alertmanager-receivers", "pagerduty-secondary"),
     ("alert-routes-resolve", "base64 Alertmanager config in a Secret",
-     edit("alertmanager-receivers", _set("data", {"alertmanager.yml": base64.b64encode(AM_SECRET.encode()).decode()})),
-     "alertmanager-receivers", "pagerduty-secondary"),
+     edit("metrics-alertmanager-receivers", _set("data", {"alertmanager.yml": base64.b64encode(AM_SECRET.encode()).decode()})),
+     "metrics-alertmanager-receivers", "pagerduty-secondary"),
     ("alert-routes-resolve", "Grafana policy to an undefined contact point",
      edit("policy", _set("policies.1.contactPoint", "mattermost-ops")), "policy", "mattermost-ops"),
     ("alert-routes-resolve", "Grafana root policy without contact point", edit("policy", _drop("contactPoint")),
@@ -204,46 +204,54 @@ CASES: list[tuple[str, str, Mutation, str, str]] = [
      edit("backup-freshness", _set("rules.0.notificationSettings.contactPoint", "email-ops")),
      "backup-freshness", "email-ops"),
     # loki-retention
-    ("loki-retention", "retention too short", _release_values("loki", _set("loki.limits_config.retention_period", "12h")),
-     "loki", "shorter than 24h"),
-    ("loki-retention", "retention unset", _release_values("loki", _drop("loki.limits_config.retention_period")),
-     "loki", "not set"),
-    ("loki-retention", "retention disabled", _release_values("loki", _set("loki.limits_config.retention_period", "0s")),
-     "loki", "disables"),
+    ("loki-retention", "retention too short", _release_values("logs-loki", _set("loki.limits_config.retention_period", "12h")),
+     "logs-loki", "shorter than 24h"),
+    ("loki-retention", "retention unset", _release_values("logs-loki", _drop("loki.limits_config.retention_period")),
+     "logs-loki", "not set"),
+    ("loki-retention", "retention disabled", _release_values("logs-loki", _set("loki.limits_config.retention_period", "0s")),
+     "logs-loki", "disables"),
     ("loki-retention", "structuredConfig overrides", _release_values(
-        "loki", _set("loki.structuredConfig", {"limits_config": {"retention_period": "1h"}})), "loki", "'1h'"),
+        "logs-loki", _set("loki.structuredConfig", {"limits_config": {"retention_period": "1h"}})), "logs-loki", "'1h'"),
     ("loki-retention", "short stream retention",
-     _release_values("loki", _set("loki.limits_config.retention_stream.0.period", "6h")), "loki", "retention_stream[0]"),
+     _release_values("logs-loki", _set("loki.limits_config.retention_stream.0.period", "6h")), "logs-loki", "retention_stream[0]"),
     ("loki-retention", "short tenant retention",
-     _release_values("loki", _set("loki.runtimeConfig.overrides.homelab.retention_period", "3h")), "loki", "overrides.homelab"),
+     _release_values("logs-loki", _set("loki.runtimeConfig.overrides.homelab.retention_period", "3h")), "logs-loki", "overrides.homelab"),
     ("loki-retention", "compactor does not apply retention",
-     _release_values("loki", _set("loki.compactor.retention_enabled", False)), "loki", "retention_enabled"),
+     _release_values("logs-loki", _set("loki.compactor.retention_enabled", False)), "logs-loki", "retention_enabled"),
     ("loki-retention", "no delete request store",
-     _release_values("loki", _drop("loki.compactor.delete_request_store")), "loki", "delete_request_store"),
+     _release_values("logs-loki", _drop("loki.compactor.delete_request_store")), "logs-loki", "delete_request_store"),
     # workload-resources
     ("workload-resources", "Prometheus without resources",
-     _release_values("kube-prometheus-stack", _drop("prometheus.prometheusSpec.resources")),
-     "kube-prometheus-stack", "prometheus.prometheusSpec.resources"),
-    ("workload-resources", "no memory limit", _release_values("loki", _set("singleBinary.resources.limits", {})),
-     "loki", "limits.memory"),
+     _release_values("metrics-kube-prometheus-stack", _drop("prometheus.prometheusSpec.resources")),
+     "metrics-kube-prometheus-stack", "prometheus.prometheusSpec.resources"),
+    ("workload-resources", "no memory limit", _release_values("logs-loki", _set("singleBinary.resources.limits", {})),
+     "logs-loki", "limits.memory"),
     ("workload-resources", "component switched on without resources",
-     _release_values("kube-prometheus-stack", _set("thanosRuler.enabled", True)), "kube-prometheus-stack",
+     _release_values("metrics-kube-prometheus-stack", _set("thanosRuler.enabled", True)), "metrics-kube-prometheus-stack",
      "thanosRuler.thanosRulerSpec.resources"),
     ("workload-resources", "subchart switched on without resources",
-     _release_values("kube-prometheus-stack", _set("grafana.enabled", True)), "kube-prometheus-stack", "grafana.resources"),
-    ("workload-resources", "chart the pack does not know", edit("tempo", _set("chart", "tempo-distributed")),
-     "tempo", "policy/charts.py"),
+     _release_values("metrics-kube-prometheus-stack", _set("grafana.enabled", True)), "metrics-kube-prometheus-stack", "grafana.resources"),
+    ("workload-resources", "chart the pack does not know", edit("traces-tempo", _set("chart", "tempo-distributed")),
+     "traces-tempo", "policy/charts.py"),
     # vm-required-tags
-    ("vm-required-tags", "VM without the pulumi tag", edit("loki", lambda p: p["tags"].remove("pulumi"), kind=VM),
-     "loki", "pulumi"),
+    ("vm-required-tags", "VM without the pulumi tag", edit("hosts-loki", lambda p: p["tags"].remove("pulumi"), kind=VM),
+     "hosts-loki", "pulumi"),
 ]
+
+
+def _what(r: h.Resource) -> tuple[str, str]:
+    """What a resource is, whatever its Pulumi name: a release, object or VM by the name it gets."""
+    props = r.props if isinstance(r.props, dict) else {}
+    metadata = props.get("metadata") if isinstance(props.get("metadata"), dict) else {}
+    name = props.get("name") if isinstance(props.get("name"), str) else metadata.get("name")
+    return r.type, name or r.name
 
 
 @pytest.mark.parametrize("policy,case,mutate,resource,text", CASES, ids=[f"{c[0]}: {c[1]}" for c in CASES])
 def test_mutation_is_caught(homelab, fixture_stack, runbooks, policy, case, mutate, resource, text):
     # The fixture stands in only for what the homelab stack does not have itself.
-    own = {(r.type, r.name) for r in homelab}
-    stack = homelab + [r for r in fixture_stack if (r.type, r.name) not in own]
+    own = {_what(r) for r in homelab}
+    stack = homelab + [r for r in fixture_stack if _what(r) not in own]
     if policy == "vm-required-tags" or case.startswith(("VM", "Proxmox")):
         stack = homelab
     outcome = h.run(mutate(stack), only=policy, config=runbooks)
@@ -270,7 +278,7 @@ def test_ignore_config_silences_a_reviewed_finding(fixture_stack):
 
 def test_required_tags_come_from_config(homelab):
     found = h.run(homelab, only="vm-required-tags", config={"vm-required-tags": {"requiredTags": ["tier-1"]}}).violations
-    assert sorted(v.resource for v in found) == ["loki", "pbs", "prom"]
+    assert sorted(v.resource for v in found) == ["hosts-loki", "hosts-pbs", "hosts-prom"]
 
 
 def test_allowed_repositories_come_from_config(fixture_stack):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,10 +10,8 @@ import yaml
 
 from policy import charts, credentials
 from policy.charts import CHARTS, MISSING, TARGET_VERSIONS, AnyOf, lookup
+from tests.shared_data import CHARTS as SHARED_CHARTS
 
-SHARED_CHARTS = Path(__file__).resolve().parents[1].parent / "shared" / "charts"
-if not SHARED_CHARTS.is_dir():
-    SHARED_CHARTS = Path("/work/shared/charts")
 
 
 @lru_cache(maxsize=None)

@@ -47,7 +47,7 @@ def test_main_builds_one_mandatory_pack_of_all_policies(monkeypatch):
     pack = built[0]
     assert pack["enforcement_level"] == EnforcementLevel.MANDATORY
     names = [p.name for p in pack["policies"]]
-    assert len(names) == len(set(names)) == 9
+    assert len(names) == len(set(names)) == 10
     assert all(p.enforcement_level is None for p in pack["policies"])  # none overrides the pack
 
 

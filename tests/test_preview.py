@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -32,7 +31,7 @@ def rendered(tmp_path_factory):
 def test_table_lists_every_vm(rendered):
     result, _ = rendered
     for name, host in homelab_sections()["hosts"].items():
-        line = next(line for line in result.stdout.splitlines() if line.startswith("proxmoxve:VmLegacy") and f" {name} " in line)
+        line = next(line for line in result.stdout.splitlines() if line.startswith("proxmoxve:VmLegacy") and f" hosts-{name} " in line)
         assert f"id={host['vmId']}" in line and "protected" in line
 
 
@@ -58,7 +57,7 @@ def test_unset_secret_is_a_marked_placeholder(rendered):
 
 def test_secret_values_never_reach_build_or_screen(tmp_path, capsys):
     recording = run_program(ROOT / "Pulumi.homelab.yaml", {"k3sToken": SECRET_VALUE})
-    snippet = recording.named("proxmoxve:index/fileLegacy:FileLegacy", "prom-user-data")
+    snippet = recording.named("proxmoxve:index/fileLegacy:FileLegacy", "hosts-prom-user-data")
     assert SECRET_VALUE in recording.raw_inputs[snippet.urn]["sourceRaw"]["data"], "the VM does get the token"
     out = preview.render(recording, tmp_path)
     preview.print_table(recording)
@@ -110,3 +109,13 @@ def test_secret_written_in_clear_is_refused(tmp_path):
         run_program(stack_file)
     assert "k3sToken: is a secret" in str(caught.value)
     assert "plain-text-token" not in str(caught.value)
+
+
+@pytest.mark.parametrize("name", ["homelab.yaml", "Pulumi.yml", "Pulumi..yaml", "stack-homelab.yaml"])
+def test_a_misnamed_stack_file_is_a_clear_error(tmp_path, name):
+    stack_file = write_stack(tmp_path).rename(tmp_path / name)
+    result = _run_cli("--stack-file", str(stack_file), "--out", str(tmp_path / "build"))
+    assert result.returncode == 2
+    assert "must be named Pulumi.<stack>.yaml" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert not (tmp_path / "build").exists()

@@ -105,6 +105,8 @@ def test_pull_requests_run_the_suite_the_offline_preview_and_a_policy_preview(wo
     assert "pull_request" in doc["on"]
     runs = " ".join(str(s.get("run", "")) for _, _, s in _steps(doc))
     assert "make test" in runs and "make preview" in runs
+    # The uploaded build/<stack>/ carries what Helm will deploy, not only the values.
+    assert "make manifests STACK=homelab" in runs
     [(job, step)] = _pulumi_steps(doc)
     assert step["with"]["command"] == "preview" and step["with"]["comment-on-pr"] is True
     assert (job.get("permissions") or doc.get("permissions", {})).get("pull-requests") == "write"

@@ -19,12 +19,18 @@ from typing import Any
 
 import yaml
 
+from sdk.internals import decode_properties, is_secret_envelope, run_program_in_stack
+
 ROOT = Path(__file__).resolve().parent.parent
 REDACTED = "[secret]"
 
 
 def secret_placeholder(key: str) -> str:
     return f"<secret {key}: not available offline>"
+
+
+class StackFileError(ValueError):
+    """A stack file the CLI would not read as one: wrong name, not YAML, no config map."""
 
 
 @dataclass
@@ -40,10 +46,16 @@ class StackFile:
     def load(cls, path: Path, project_file: Path = ROOT / "Pulumi.yaml") -> "StackFile":
         project = yaml.safe_load(project_file.read_text())["name"]
         name = path.name
-        if not (name.startswith("Pulumi.") and name.endswith(".yaml")):
-            raise ValueError(f"{path}: a stack file is named Pulumi.<stack>.yaml")
         stack = name[len("Pulumi."):-len(".yaml")]
-        doc = yaml.safe_load(path.read_text()) or {}
+        if not (name.startswith("Pulumi.") and name.endswith(".yaml")) or not stack:
+            # The CLI finds a stack's config only by this name, so any other name is never deployed.
+            raise StackFileError(f"{path}: a stack file must be named Pulumi.<stack>.yaml (e.g. Pulumi.homelab.yaml)")
+        try:
+            doc = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise StackFileError(f"{path}: not valid YAML ({exc})") from None
+        if not isinstance(doc, dict) or not isinstance(doc.get("config") or {}, dict):
+            raise StackFileError(f"{path}: a stack file is a map with a `config` map")
         config: dict[str, str] = {}
         secret_keys: list[str] = []
         for key, value in (doc.get("config") or {}).items():
@@ -94,10 +106,8 @@ class Recording:
 
 
 def _redact(value: Any) -> Any:
-    from pulumi.runtime import rpc
-
     if isinstance(value, dict):
-        if value.get(rpc._special_sig_key) == rpc._special_secret_sig:
+        if is_secret_envelope(value):
             return REDACTED
         return {k: _redact(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -106,10 +116,8 @@ def _redact(value: Any) -> Any:
 
 
 def _unwrap(value: Any) -> Any:
-    from pulumi.runtime import rpc
-
     if isinstance(value, dict):
-        if value.get(rpc._special_sig_key) == rpc._special_secret_sig:
+        if is_secret_envelope(value):
             return _unwrap(value["value"])
         return {k: _unwrap(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -139,14 +147,12 @@ def run_program(stack_file: Path, secret_values: dict[str, str] | None = None,
     to keep what was registered even when the program fails.
     """
     import pulumi
-    from pulumi.runtime import mocks, rpc, settings
-    from pulumi.runtime.stack import Stack, run_pulumi_func
-    from pulumi.runtime.sync_await import _sync_await
+    from pulumi.runtime import mocks
 
     stack = StackFile.load(Path(stack_file))
     config = dict(stack.config)
     secret_keys = list(stack.secret_keys)
-    from model.config import SECRETS
+    from model.secrets import SECRETS
 
     # Secrets the stack file lacks get a marked placeholder, so the preview shows the shape.
     provided = {key: secret_placeholder(key) for key in SECRETS if f"{stack.project}:{key}" not in config}
@@ -172,7 +178,7 @@ def run_program(stack_file: Path, secret_values: dict[str, str] | None = None,
         def RegisterResource(self, request):
             response = super().RegisterResource(request)
             if request.type != "pulumi:pulumi:Stack":
-                inputs = rpc.deserialize_properties(request.object)
+                inputs = decode_properties(request.object)
                 options = {
                     "protect": bool(request.protect),
                     "ignoreChanges": list(request.ignoreChanges),
@@ -180,6 +186,8 @@ def run_program(stack_file: Path, secret_values: dict[str, str] | None = None,
                     "retainOnDelete": bool(request.retainOnDelete),
                     "replaceOnChanges": list(request.replaceOnChanges),
                     "dependsOn": sorted(request.dependencies),
+                    # Former names (same parent): the engine adopts a resource of that name instead of replacing it.
+                    "aliases": sorted(a.spec.name for a in request.aliases if a.spec.name),
                 }
                 recording.resources.append(
                     RecordedResource(request.type, request.name, response.urn, request.parent,
@@ -190,25 +198,18 @@ def run_program(stack_file: Path, secret_values: dict[str, str] | None = None,
 
         def RegisterResourceOutputs(self, request):
             if request.urn.split("::")[-2] == "pulumi:pulumi:Stack":
-                recording.outputs.update(_plain(_redact(rpc.deserialize_properties(request.outputs))))
+                recording.outputs.update(_plain(_redact(decode_properties(request.outputs))))
             return super().RegisterResourceOutputs(request)
 
     monitor = RecordingMonitor(Engine())
     mocks.set_mocks(Engine(), project=stack.project, stack=stack.stack, preview=True, monitor=monitor)
     pulumi.runtime.set_all_config(config, secret_keys)
-    # set_mocks seals its root Stack at once; a Stack of our own collects the exports.
-    settings.set_root_resource(None)  # type: ignore[arg-type]
-    root = Stack()
 
     sys.path.insert(0, str(program.parent))
     cwd = os.getcwd()
     os.chdir(program.parent)
     try:
-        def main() -> None:
-            runpy.run_path(str(program), run_name="__main__")
-            root._finish()
-
-        _sync_await(run_pulumi_func(main))
+        run_program_in_stack(lambda: runpy.run_path(str(program), run_name="__main__"))
     finally:
         os.chdir(cwd)
         sys.path.remove(str(program.parent))

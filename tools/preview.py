@@ -21,7 +21,7 @@ from typing import Callable
 import yaml
 
 from tools.grafana_artifacts import write_grafana
-from tools.offline_engine import ROOT, RecordedResource, Recording, run_program
+from tools.offline_engine import ROOT, RecordedResource, Recording, StackFileError, run_program
 
 VM_TYPE = "proxmoxve:index/vmLegacy:VmLegacy"
 SNIPPET_TYPE = "proxmoxve:index/fileLegacy:FileLegacy"
@@ -84,10 +84,11 @@ def write_resources(recording: Recording, out: Path) -> None:
 
 
 def write_user_data(recording: Recording, out: Path) -> None:
+    # Each VM waits for its snippet: that names the VM a snippet is for, whatever the resource names.
+    vm_of_snippet = {urn: vm.inputs["name"] for vm in recording.of_type(VM_TYPE) for urn in vm.options["dependsOn"]}
     for snippet in recording.of_type(SNIPPET_TYPE):
         raw = recording.raw_inputs[snippet.urn]["sourceRaw"]
-        vm_name = snippet.name.removesuffix("-user-data")
-        target = out / "hosts" / vm_name / "user-data.yaml"
+        target = out / "hosts" / vm_of_snippet[snippet.urn] / "user-data.yaml"
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(recording.redact_text(raw["data"]))
 
@@ -145,7 +146,7 @@ def write_helm_values(recording: Recording, out: Path) -> None:
 
 def write_prometheus_config(recording: Recording, out: Path) -> None:
     """Rule files, scrape configs and alertmanager.yml exactly as the kube-prometheus-stack release gets them."""
-    from model.metrics import KUBE_PROMETHEUS_RELEASE
+    from model.endpoints import KUBE_PROMETHEUS_RELEASE
 
     values = _helm_values(recording).get(KUBE_PROMETHEUS_RELEASE)
     if values is None:
@@ -191,6 +192,9 @@ def main(argv: list[str] | None = None) -> int:
         recording = run_program(stack_file)
     except pulumi.RunError as exc:
         print(str(exc), file=sys.stderr)
+        return 2
+    except StackFileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     out = render(recording, args.out)
     if not args.quiet:

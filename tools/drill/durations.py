@@ -1,4 +1,4 @@
-"""Prometheus durations: parse, format, and compress them by the drill's time-scale factor.
+"""Prometheus durations compressed by the drill's time-scale factor (parsed by model/durations.py).
 
 The drill keeps the deployed rules and routing but runs them `factor` times faster: every
 duration that sets a window or a timer (PromQL range selectors, subquery steps, `offset`,
@@ -12,34 +12,13 @@ from __future__ import annotations
 
 import re
 
-UNIT_SECONDS = {"y": 365 * 86400, "w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1, "ms": 0.001}
-_UNIT_ORDER = ["y", "w", "d", "h", "m", "s", "ms"]
-_DURATION_RE = re.compile(r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$")
+from model.durations import format_seconds, parse_seconds
+
 # A duration token inside PromQL (after `[`, `:` or `offset`); `ms` before `m`.
 _TOKEN = r"(?:\d+(?:ms|y|w|d|h|m|s))+"
 
 
-def parse(text: str | int | float) -> float:
-    """Seconds in a Prometheus duration such as '1h30m', '500ms' or '0s'."""
-    if isinstance(text, (int, float)):
-        return float(text)
-    text = text.strip()
-    match = _DURATION_RE.match(text)
-    if not text or not match or not any(match.groups()):
-        raise ValueError(f"not a Prometheus duration: {text!r}")
-    return sum(int(v) * UNIT_SECONDS[u] for v, u in zip(match.groups(), _UNIT_ORDER) if v)
-
-
-def format_seconds(seconds: float) -> str:
-    """The shortest exact Prometheus duration for `seconds`, rounded to whole milliseconds (>= 1ms)."""
-    millis = max(1, round(seconds * 1000))
-    out = []
-    for unit in _UNIT_ORDER:
-        size = round(UNIT_SECONDS[unit] * 1000)
-        if millis >= size:
-            count, millis = divmod(millis, size)
-            out.append(f"{count}{unit}")
-    return "".join(out)
+parse = parse_seconds  # seconds in '1h30m', '500ms', '0s'
 
 
 def human(seconds: float) -> str:

@@ -2,45 +2,19 @@
 
 The drill does not decide *who* is notified from this (that is what it tests against its own
 expectations); it needs the group_wait / group_interval / repeat_interval that apply to an
-alert on its way to a receiver, to compute the theoretical time-to-notify bound.
+alert on its way to a receiver, to compute the theoretical time-to-notify bound. It walks the
+rendered file on its own, to judge what Alertmanager got, but with the model's matcher parser.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from tools.drill import durations
+from model.durations import parse_seconds
+from model.matchers import Matcher, parse_matcher
 
 DEFAULT_TIMERS = {"group_wait": 30.0, "group_interval": 300.0, "repeat_interval": 4 * 3600.0}
-_MATCHER_RE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*(.*?)\s*$")
-
-
-@dataclass(frozen=True)
-class Matcher:
-    name: str
-    op: str
-    value: str
-
-    @classmethod
-    def parse(cls, text: str) -> "Matcher":
-        match = _MATCHER_RE.match(text)
-        if not match:
-            raise ValueError(f"not an Alertmanager matcher: {text!r}")
-        name, op, value = match.groups()
-        if len(value) >= 2 and value[0] == value[-1] == '"':
-            value = value[1:-1].encode().decode("unicode_escape")
-        return cls(name, op, value)
-
-    def matches(self, labels: Mapping[str, str]) -> bool:
-        actual = labels.get(self.name, "")
-        if self.op == "=":
-            return actual == self.value
-        if self.op == "!=":
-            return actual != self.value
-        found = re.fullmatch(self.value, actual) is not None
-        return found if self.op == "=~" else not found
 
 
 @dataclass(frozen=True)
@@ -63,13 +37,13 @@ class Route:
 
     @classmethod
     def parse(cls, doc: Mapping[str, Any], parent: "Route | None" = None) -> "Route":
-        matchers = [Matcher.parse(m) for m in doc.get("matchers") or []]
+        matchers = [parse_matcher(m) for m in doc.get("matchers") or []]
         matchers += [Matcher(k, "=", str(v)) for k, v in (doc.get("match") or {}).items()]
         matchers += [Matcher(k, "=~", str(v)) for k, v in (doc.get("match_re") or {}).items()]
         timers = dict(parent.timers if parent else DEFAULT_TIMERS)
         for key in DEFAULT_TIMERS:
             if key in doc:
-                timers[key] = durations.parse(doc[key])
+                timers[key] = parse_seconds(doc[key])
         receiver = doc.get("receiver") or (parent.receiver if parent else "")
         route = cls(receiver, matchers, bool(doc.get("continue", False)), timers)
         route.routes = [cls.parse(child, route) for child in doc.get("routes") or []]

@@ -1,0 +1,118 @@
+"""Where each service of the stack runs, and the address its clients reach it at.
+
+A Kubernetes Service's name follows from the Helm release that creates it, its DNS name from
+the namespace the release is installed in. Every in-cluster address of the stack is derived
+here from those two, so that moving a release (metrics.namespace, grafana.namespace) moves
+every client with it: Grafana's data sources, the scrape configs, the collector's exporters.
+Imports nothing of the model: the config builds an Endpoints from its namespaces.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+CLUSTER_DOMAIN = "cluster.local"
+
+# Release names are fixed (no random suffix), so Service and PVC names stay stable.
+KUBE_PROMETHEUS_RELEASE = "kube-prometheus-stack"
+# Named like the chart, so its resources (and the Service the scrape jobs use) get exactly this name.
+SNMP_EXPORTER_RELEASE = "prometheus-snmp-exporter"
+LOKI_RELEASE = "loki"
+TEMPO_RELEASE = "tempo"
+COLLECTOR_RELEASE = "otel-collector"
+GRAFANA_RELEASE = "grafana"
+
+LOGS_NAMESPACE = "logging"
+TRACES_NAMESPACE = "observability"
+
+PROMETHEUS_PORT = 9090
+ALERTMANAGER_PORT = 9093
+SNMP_EXPORTER_PORT = 9116
+OTLP_GRPC_PORT = 4317
+OTLP_HTTP_PORT = 4318
+TEMPO_HTTP_PORT = 3200
+
+
+@dataclass(frozen=True)
+class Release:
+    """A Helm release where it is installed."""
+
+    name: str
+    namespace: str
+
+    def host(self, component: str = "") -> str:
+        """DNS name of the release's Service `<release>[-<component>]`."""
+        service = f"{self.name}-{component}" if component else self.name
+        return f"{service}.{self.namespace}.svc.{CLUSTER_DOMAIN}"
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """The stack's releases in the namespaces the config gives them, and their addresses."""
+
+    metrics_namespace: str
+    grafana_namespace: str | None = None
+    tempo_distributed: bool = False
+
+    @property
+    def kube_prometheus(self) -> Release:
+        return Release(KUBE_PROMETHEUS_RELEASE, self.metrics_namespace)
+
+    @property
+    def snmp_exporter(self) -> Release:
+        return Release(SNMP_EXPORTER_RELEASE, self.metrics_namespace)
+
+    @property
+    def loki(self) -> Release:
+        return Release(LOKI_RELEASE, LOGS_NAMESPACE)
+
+    @property
+    def tempo(self) -> Release:
+        return Release(TEMPO_RELEASE, TRACES_NAMESPACE)
+
+    @property
+    def collector(self) -> Release:
+        return Release(COLLECTOR_RELEASE, TRACES_NAMESPACE)
+
+    @property
+    def grafana(self) -> Release | None:
+        return Release(GRAFANA_RELEASE, self.grafana_namespace) if self.grafana_namespace else None
+
+    # --- addresses ------------------------------------------------------------------------
+
+    @property
+    def prometheus_url(self) -> str:
+        return f"http://{self.kube_prometheus.host('prometheus')}:{PROMETHEUS_PORT}"
+
+    @property
+    def alertmanager_url(self) -> str:
+        return f"http://{self.kube_prometheus.host('alertmanager')}:{ALERTMANAGER_PORT}"
+
+    @property
+    def snmp_exporter_address(self) -> str:
+        return f"{self.snmp_exporter.host()}:{SNMP_EXPORTER_PORT}"
+
+    @property
+    def loki_gateway_url(self) -> str:
+        # The chart's nginx gateway routes pushes and queries to the right targets in every
+        # mode, so writers (the collector) and readers (Grafana) need only this one address.
+        return f"http://{self.loki.host('gateway')}"
+
+    @property
+    def loki_otlp_push_url(self) -> str:
+        return f"{self.loki_gateway_url}/otlp"
+
+    @property
+    def tempo_otlp_endpoint(self) -> str:
+        return f"{self.tempo.host('distributor' if self.tempo_distributed else '')}:{OTLP_GRPC_PORT}"
+
+    @property
+    def tempo_query_url(self) -> str:
+        """Where Grafana's Tempo data source points."""
+        return f"http://{self.tempo.host('query-frontend' if self.tempo_distributed else '')}:{TEMPO_HTTP_PORT}"
+
+    @property
+    def collector_otlp_endpoints(self) -> dict[str, str]:
+        """What the API gateway sets as OTEL_EXPORTER_OTLP_ENDPOINT (the node-local hostPort also works)."""
+        return {"grpc": f"http://{self.collector.host()}:{OTLP_GRPC_PORT}",
+                "http": f"http://{self.collector.host()}:{OTLP_HTTP_PORT}"}

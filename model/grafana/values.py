@@ -1,0 +1,42 @@
+"""The Grafana chart's values: credentials from our Secret, data on our protected claim."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlparse
+
+from model.config import Grafana, Role
+from model.hosts import scheduling_for
+
+ADMIN_SECRET = "grafana-admin"
+DATA_CLAIM = "grafana-data"
+ADMIN_USER_KEY = "admin-user"
+ADMIN_PASSWORD_KEY = "admin-password"
+
+
+def grafana_values(cfg: Grafana) -> dict[str, Any]:
+    """The chart's values: credentials from our Secret, data on our protected claim."""
+    scheduling = scheduling_for(Role.PROMETHEUS)  # Grafana shares the metrics host
+    host = urlparse(cfg.url).hostname
+    ingress: dict[str, Any] = {"enabled": True, "ingressClassName": cfg.ingress_class, "hosts": [host], "path": "/", "pathType": "Prefix"}
+    if cfg.tls_secret_name:
+        ingress["tls"] = [{"secretName": cfg.tls_secret_name, "hosts": [host]}]
+    return {
+        "admin": {"existingSecret": ADMIN_SECRET, "userKey": ADMIN_USER_KEY, "passwordKey": ADMIN_PASSWORD_KEY},
+        # The claim is ours (protected, kept on delete), not the chart's.
+        "persistence": {"enabled": True, "type": "pvc", "existingClaim": DATA_CLAIM},
+        # A ReadWriteOnce volume cannot be mounted by old and new pod at once.
+        "deploymentStrategy": {"type": "Recreate"},
+        "nodeSelector": scheduling.node_selector(),
+        "tolerations": scheduling.tolerations(),
+        "ingress": ingress,
+        "grafana.ini": {
+            "server": {"root_url": cfg.url.rstrip("/") + "/", "domain": host},
+            "analytics": {"check_for_updates": False, "reporting_enabled": False},
+            "users": {"allow_sign_up": False},
+            "unified_alerting": {"enabled": True},
+        },
+        "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
+        # The init container that chowns the volume on first start.
+        "initChownData": {"resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}}},
+    }

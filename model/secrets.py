@@ -1,0 +1,48 @@
+"""The stack's secrets by their Pulumi config key: what each is for, and how generators refer to one.
+
+Secret values never enter the model: a generator names the key (a constant below, or a
+SecretRef in plain data) and the component or the rendered file puts the Pulumi secret, or
+the path of the file that holds it, in its place. Imports nothing of the model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+K3S_TOKEN = "k3sToken"
+LOKI_S3_ACCESS_KEY_ID = "lokiS3AccessKeyId"
+LOKI_S3_SECRET_ACCESS_KEY = "lokiS3SecretAccessKey"
+TEMPO_S3_ACCESS_KEY_ID = "tempoS3AccessKeyId"
+TEMPO_S3_SECRET_ACCESS_KEY = "tempoS3SecretAccessKey"
+PAGERDUTY_ROUTING_KEY = "pagerdutyRoutingKey"
+MATTERMOST_WEBHOOK_URL = "mattermostWebhookUrl"
+HEARTBEAT_TOKEN = "alertingHeartbeatToken"
+
+
+@dataclass(frozen=True)
+class SecretSpec:
+    key: str
+    purpose: str
+    example: str
+
+
+SECRETS: dict[str, SecretSpec] = {
+    s.key: s
+    for s in [
+        SecretSpec(K3S_TOKEN, "join token of the homelab k3s cluster (/var/lib/rancher/k3s/server/node-token on a server)", "K10...::server:..."),
+        SecretSpec(LOKI_S3_ACCESS_KEY_ID, "access key of Loki's object storage (logs.mode scalable)", "loki-writer"),
+        SecretSpec(LOKI_S3_SECRET_ACCESS_KEY, "secret key of Loki's object storage (logs.mode scalable)", "..."),
+        SecretSpec(TEMPO_S3_ACCESS_KEY_ID, "access key of Tempo's object storage (traces.mode distributed)", "tempo-writer"),
+        SecretSpec(TEMPO_S3_SECRET_ACCESS_KEY, "secret key of Tempo's object storage (traces.mode distributed)", "..."),
+        SecretSpec(PAGERDUTY_ROUTING_KEY, "PagerDuty Events API v2 integration key of the pagerduty receivers", "R0123456789abcdef0123456789abcdef"),
+        SecretSpec(MATTERMOST_WEBHOOK_URL, "Mattermost incoming webhook URL of the mattermost receivers", "https://chat.internal/hooks/xxxxxxxx"),
+        SecretSpec(HEARTBEAT_TOKEN, "bearer token of the Watchdog heartbeat receiver (heartbeat.bearerToken: true)", "hb_xxxxxxxx"),
+    ]
+}
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    """A Pulumi secret by its config key; the component puts the secret Output in its place."""
+
+    key: str

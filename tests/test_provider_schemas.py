@@ -1,0 +1,118 @@
+"""Every registered resource against its provider's published schema (tools/provider_schemas.py)."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import re
+
+import pytest
+
+from tools import provider_schemas as ps
+
+# What the providers would say about the program today; components/ fixes it (issue 17).
+KNOWN = {("proxmoxve:download/fileLegacy:FileLegacy", "",
+          "proxmoxve:download/fileLegacy:FileLegacy is deprecated: Use `download.File` instead. "
+          "This resource will be removed in v1.0.")}
+
+
+def _problems(recording, inputs_of) -> set[tuple[str, str, str]]:
+    return {(r.type, p.path, p.message) for r in recording.resources
+            for p in ps.check_registration(r.type, r.name, inputs_of(r), r.custom)}
+
+
+def test_every_registration_is_what_its_provider_accepts(stack_manifests):
+    recording = stack_manifests.rendered.recording
+    checked = {r.type for r in recording.resources if r.custom}
+    assert {"proxmoxve:index/vmLegacy:VmLegacy", "kubernetes:helm.sh/v3:Release", "kubernetes:core/v1:Secret",
+            "grafana:oss/dashboard:Dashboard", "pulumi:providers:grafana", "random:index/randomPassword:RandomPassword"} \
+        <= checked
+    # The inputs the provider would receive: secrets in clear, as the engine hands them over.
+    assert _problems(recording, lambda r: recording.raw_inputs[r.urn]) == KNOWN
+
+
+def test_resources_json_is_judged_the_same_with_secrets_redacted(stack_manifests):
+    doc = json.loads((stack_manifests.rendered.out / "resources.json").read_text())
+    found = ps.check_resources(doc)
+    assert {(r["type"], str(p)) for r in doc["resources"] for p in found.get(r["urn"], [])} == \
+           {(t, m) for t, _, m in KNOWN}
+
+
+@pytest.mark.parametrize("type_, inputs, expected", [
+    ("proxmoxve:index/vmLegacy:VmLegacy", {"nodeName": "pve1", "cpu": {"cores": "4"}},
+     'cpu.cores: must be an integer, not string "4"'),
+    ("proxmoxve:index/vmLegacy:VmLegacy", {"nodeName": "pve1", "memroy": {}}, "memroy: is not a property"),
+    ("proxmoxve:index/vmLegacy:VmLegacy", {"disks": [{"interface": "scsi0"}]}, "nodeName: is required"),
+    ("proxmoxve:index/vmLegacy:VmLegacy", {"nodeName": "pve1", "disks": [{"interface": "scsi0", "sizee": 8}]},
+     "disks[0].sizee: is not a property of this type (known: aio, backup,"),
+    ("proxmoxve:index/vmLegacy:VmLegacy", {"nodeName": "pve1", "timeoutMoveDisk": 60}, "timeoutMoveDisk: is deprecated"),
+    ("proxmoxve:index/nope:Nope", {}, "is not a resource of the proxmoxve provider's schema"),
+    ("grafana:oss/folder:Folder", {"titel": "Backups"}, "title: is required"),
+    ("pulumi:providers:grafana", {"url": "https://grafana.home.arpa", "retries": "3"},
+     'retries: must be an integer, not string "3"'),
+    ("random:index/randomPassword:RandomPassword", {"length": 40, "number": False}, "number: is deprecated"),
+    ("kubernetes:core/v1:Secret", {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "a", "labelz": {}}},
+     "metadata.labelz: is not a property of this type"),
+    ("kubernetes:core/v1:Secret", {"apiVersion": "v1", "kind": "Secret", "stringData": {"key": 1}},
+     "stringData.key: must be a string, not integer 1"),
+    ("kubernetes:core/v1:Namespace", {"apiVersion": "v2", "kind": "Namespace"}, "apiVersion: must be 'v1'"),
+    ("kubernetes:core/v1:PersistentVolumeClaim",
+     {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "spec": {"accessModes": "ReadWriteOnce"}},
+     'spec.accessModes: must be an array, not string "ReadWriteOnce"'),
+    ("kubernetes:helm.sh/v3:Release", {"version": "1.0.0"}, "chart: is required"),
+    ("kubernetes:helm.sh/v3:Release", {"chart": "loki", "compat": "false"}, 'compat: must be "true", not "false"'),
+    ("kubernetes:helm.sh/v3:Release", {"chart": "loki", "repositoryOpts": {"url": "https://x"}},
+     "repositoryOpts.url: is not a property of this type (known: caFile, certFile, keyFile, password, repo, username)"),
+    ("kubernetes:helm.sh/v3:Release", {"chart": "loki", "maxHistory": 1.5}, "maxHistory: must be an integer"),
+])
+def test_what_a_provider_would_refuse_is_named_by_its_path(type_, inputs, expected):
+    found = [str(p) for p in ps.check_registration(type_, "x", inputs)]
+    assert any(expected in f for f in found), found
+
+
+@pytest.mark.parametrize("type_, inputs", [
+    ("kubernetes:core/v1:PersistentVolumeClaim",  # a Quantity may be a number, an IntOrString either
+     {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "spec": {"resources": {"requests": {"storage": 10}}}}),
+    ("kubernetes:monitoring.coreos.com/v1:PrometheusRule", {"spec": {"anything": True}}),  # any custom resource
+    ("proxmoxve:index/vmLegacy:VmLegacy", {"nodeName": "pve1", "vmId": 200.0}),  # the wire's doubles
+    ("kubernetes:core/v1:Secret", {"apiVersion": "v1", "kind": "Secret", "stringData": "[secret]"}),
+    ("kubernetes:core/v1:Secret", {"apiVersion": "v1", "kind": "Secret", "stringData": ps.UNKNOWN_SENTINEL}),
+    ("homelab:logs:Loki", {"whatever": 1}),
+])
+def test_what_a_provider_accepts_passes(type_, inputs):
+    assert ps.check_registration(type_, "x", inputs, custom=not type_.startswith("homelab:")) == []
+
+
+def _sdk_inputs(module: str, cls: str) -> set[str]:
+    source = inspect.getsource(getattr(importlib.import_module(module), cls))
+    return {name or attr for name, attr in re.findall(r'@pulumi\.getter(?:\(name="(\w+)"\))?\n    def (\w+)', source)}
+
+
+def test_the_release_parsed_from_overlays_go_is_what_the_pinned_sdk_sends():
+    release = ps.kubernetes_schema().resources["kubernetes:helm.sh/v3:Release"]
+    sdk = _sdk_inputs("pulumi_kubernetes.helm.v3.Release", "ReleaseArgs")
+    # The SDK (4.34.2) is newer than the overlays snapshot; it is the tie-breaker (shared README).
+    assert set(release["properties"]) <= sdk
+    assert sdk - set(release["properties"]) == {"takeOwnership"}
+    assert release["required"] == ["chart"]
+    repo = ps.kubernetes_schema().types["kubernetes:helm.sh/v3:RepositoryOpts"]
+    assert set(repo["properties"]) == _sdk_inputs("pulumi_kubernetes.helm.v3._inputs", "RepositoryOptsArgs")
+
+
+def test_go_literals_are_read_as_data():
+    overlays = ps.parse_overlays('''
+var spec = pschema.ResourceSpec{
+	InputProperties: map[string]pschema.PropertySpec{
+		"name": {TypeSpec: pschema.TypeSpec{Type: "string"}, Description: "a " + "b"},  // comment
+		"items": {TypeSpec: pschema.TypeSpec{Type: "array", Items: &pschema.TypeSpec{Ref: "#/types/x"}}},
+	},
+	RequiredInputs: []string{"name"},
+}
+func init() {
+	ResourceOverlays["p:m:R"] = spec
+}''')
+    spec = overlays["ResourceOverlays"]["p:m:R"]
+    assert spec["RequiredInputs"] == ["name"]
+    assert spec["InputProperties"]["name"]["Description"] == "a b"
+    assert ps.go_spec(spec["InputProperties"]["items"]) == {"type": "array", "items": {"$ref": "#/types/x"}}
