@@ -1,8 +1,9 @@
 #!/bin/sh
-# Installs the real tools the tests drive: promtool (prometheus), amtool (prometheus-alertmanager)
-# and cloud-init's schema validator. Debian/Ubuntu only; uses sudo when not root.
+# Installs the real tools the tests drive: promtool (prometheus), amtool (prometheus-alertmanager),
+# cloud-init's schema validator and pdftotext (poppler-utils, reads the PBS report's PDF back).
+# Debian/Ubuntu only; uses sudo when not root.
 set -eu
-packages="prometheus prometheus-alertmanager cloud-init"
+packages="prometheus prometheus-alertmanager cloud-init poppler-utils"
 missing=""
 for pkg in $packages; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$missing $pkg"
