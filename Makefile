@@ -2,6 +2,8 @@
 #   make preview   - .venv + pinned dependencies, then the offline preview of the homelab stack
 #   make test      - the same, plus the system tools the tests run (promtool, amtool, cloud-init), then the suite
 #   make drill     - the alert drill on the rendered config (SCENARIO=<name> for one; DRILL_INPUT=<dir> to drill another)
+#   make report    - the quarterly PBS job report, build/<stack>/reports/pbs-<quarter>.pdf/.json/.csv
+#                    (QUARTER=2026Q3, default the last finished one; PROMETHEUS_URL=..., default the stack's)
 STACK ?= homelab
 STACK_FILE ?= Pulumi.$(STACK).yaml
 PYTHON ?= python3
@@ -10,8 +12,10 @@ PY := $(VENV)/bin/python
 
 SCENARIO ?=
 DRILL_INPUT ?= build/$(STACK)
+QUARTER ?=
+PROMETHEUS_URL ?=
 
-.PHONY: preview test system-tools bench clean venv drill
+.PHONY: preview test system-tools bench clean venv drill report
 
 $(VENV)/.runtime: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +45,9 @@ test: $(VENV)/.dev system-tools node_modules/.package-lock.json
 drill: $(VENV)/.dev system-tools
 	$(PY) -m tools.preview --stack-file $(STACK_FILE) --quiet
 	MPLBACKEND=Agg $(PY) -m tools.drill --stack $(STACK) --input $(DRILL_INPUT) $(if $(SCENARIO),--scenario $(SCENARIO))
+
+report: $(VENV)/.dev
+	$(PY) -m tools.report --stack-file $(STACK_FILE) $(if $(QUARTER),--quarter $(QUARTER)) $(if $(PROMETHEUS_URL),--prometheus-url $(PROMETHEUS_URL))
 
 bench: $(VENV)/.dev
 	$(PY) -m benchmarks.bench_preview

@@ -491,3 +491,32 @@ def test_an_unreachable_chat_fails_the_job_without_showing_the_webhook(prometheu
                                      "answered HTTP 500; the report is archived but not announced")
     assert (archive / "pbs-2026Q3.pdf").is_file()
     assert webhook not in result.stdout + result.stderr
+
+
+# --- make report ----------------------------------------------------------------------------
+
+def test_make_report_passes_quarter_and_prometheus_url():
+    result = subprocess.run(["make", "-n", "report", "QUARTER=2026Q3", "PROMETHEUS_URL=http://127.0.0.1:9090"],
+                            cwd=ROOT, capture_output=True, text=True, check=True)
+    assert result.stdout.splitlines()[-1].endswith(
+        "-m tools.report --stack-file Pulumi.homelab.yaml --quarter 2026Q3 --prometheus-url http://127.0.0.1:9090")
+
+
+def test_report_of_a_stack_file(prometheus, tmp_path):
+    from tests.stacks import write_stack
+
+    stack = write_stack(tmp_path, lambda s: s["site"].update(timezone="Etc/UTC"), stack="lab")
+    result = report("--stack-file", stack, "--quarter", "2026Q3", "--prometheus-url", prometheus, "--out", tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"PBS job report 2026Q3: {tmp_path}/pbs-2026Q3.pdf (.json, .csv): 9 jobs, ")
+    assert json.loads((tmp_path / "pbs-2026Q3.json").read_text())["timezone"] == "Etc/UTC"
+
+
+def test_a_broken_stack_file_fails_before_prometheus_is_asked(tmp_path):
+    from tests.stacks import write_stack
+
+    stack = write_stack(tmp_path, lambda s: s["metrics"]["prometheus"].update(retention="30d"), stack="lab")
+    result = report("--stack-file", stack, "--out", tmp_path, "--prometheus-url", "http://127.0.0.1:9")
+    assert result.returncode == 2
+    assert "metrics.prometheus.retention: must be at least 93d with reports" in result.stderr
+    assert "Traceback" not in result.stderr and not list(tmp_path.glob("pbs-*"))

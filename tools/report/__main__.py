@@ -34,7 +34,7 @@ def _stack_settings(stack_file: Path):
         raise ReportError(f"{stack_file}: a stack file is named Pulumi.<stack>.yaml", USAGE)
     stack = name[len("Pulumi."):-len(".yaml")]
     try:
-        project = yaml.safe_load((stack_file.parent / "Pulumi.yaml").read_text())["name"]
+        project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["name"]
         doc = yaml.safe_load(stack_file.read_text()) or {}
     except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
         raise ReportError(f"cannot read the stack {stack_file}: {exc}", USAGE) from None

@@ -10,9 +10,10 @@ consecutive change points give each increment exactly; the value of
 decides its quarter. The answers hold a few values per run, not one per scrape.
 
 Evaluating a quarter at one-minute steps costs Prometheus 130,000 steps per series, so the
-change points are read hourly (COARSE_STEP), and only the hours in which a job's counter
-changed more than once, or was reset, are read again by the minute (FINE_STEP): a daily job
-costs 2,200 steps instead of 130,000, and every run still gets its own change point.
+change points are read hourly (COARSE_STEP), and only the hours in which a job's attempt
+counter rose by more than one, or went down, are read again by the minute (FINE_STEP): a daily
+job costs 2,200 steps instead of 130,000, and every run still gets its own change point. The
+success counter moves only with the attempt counter (the exporter counts both in one poll).
 """
 
 from __future__ import annotations
@@ -71,18 +72,9 @@ class JobSamples:
 
 
 def change_points_query(step: int) -> str:
-    """The job series at the steps where a counter differs from one step before, or appeared."""
-    a, s, off = ATTEMPTS, SUCCESSES, f"offset {step}s"
-    changed = f"({a} != {a} {off}) or ({s} != {s} {off}) or ({a} unless {a} {off})"
-    return f'{{__name__=~"{"|".join(JOB_METRICS)}"}} and ({changed})'
-
-
-def busy_query(step: int, lookback: float) -> str:
-    """Series and steps whose window saw more than one change point, or a reset. The window
-    reaches back by the look-back delta, to the sample that was the value at its start."""
-    window = f"[{int(step + lookback)}s]"
-    return (f"changes({ATTEMPTS}{window}) > 1 or changes({SUCCESSES}{window}) > 1 "
-            f"or resets({ATTEMPTS}{window}) > 0")
+    """The job series at the steps where the attempt counter differs from one step before, or appeared."""
+    a, off = ATTEMPTS, f"offset {step}s"
+    return f'{{__name__=~"{"|".join(JOB_METRICS)}"}} and ({a} != {a} {off} or {a} unless {a} {off})'
 
 
 def _snapshots(series: list[Series]) -> dict[Labels, dict[float, dict[str, float]]]:
@@ -123,17 +115,17 @@ def job_samples(prom: Prometheus, start: float, read_until: float) -> dict[Label
     if last_hour > start:
         points = _snapshots(prom.range(change_points_query(COARSE_STEP), start + COARSE_STEP, last_hour,
                                        COARSE_STEP))
-        for s in prom.range(busy_query(COARSE_STEP, prom.lookback_delta()), start + COARSE_STEP, last_hour, COARSE_STEP):
-            busy.setdefault(series_key(s.labels), set()).update(t for t, _ in s.samples)
-        # A reset across an outage is not in any one window's samples: its hour is read again too.
+        # Hours with more than one run, or a reset, of a job are read again by the minute.
         for key, by_time in points.items():
             base = jobs.get(key)
-            previous = base.baseline.attempts if base and base.baseline else None
+            previous = base.baseline.attempts if base and base.baseline else 0.0
             for t, values in sorted(by_time.items()):
                 attempts = values.get("attempts")
-                if attempts is not None and previous is not None and attempts < previous:
+                if attempts is None:
+                    continue
+                if not 0 <= attempts - previous <= 1:
                     busy.setdefault(key, set()).add(t)
-                previous = attempts if attempts is not None else previous
+                previous = attempts
     fine = _windows([t for times in busy.values() for t in times], COARSE_STEP)
     if read_until > last_hour:  # the hour the report runs in, when it runs within one
         fine.append((last_hour, read_until))

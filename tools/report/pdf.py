@@ -84,7 +84,9 @@ def size(value: float | None) -> str:
 
 
 def trend(value: float | None) -> str:
-    return "–" if value is None else f"{100 * value:+.0f}%"
+    if value is None:
+        return "–"
+    return "0%" if round(100 * value) == 0 else f"{100 * value:+.0f}%"
 
 
 def days(value: float | None) -> str:

@@ -7,7 +7,6 @@ that is not Prometheus at that URL) becomes one ReportError line naming the URL 
 from __future__ import annotations
 
 import json
-import re
 import socket
 import urllib.error
 import urllib.parse
@@ -38,9 +37,9 @@ class Prometheus:
         self.url = url.rstrip("/")
         self.timeout = timeout
 
-    def _call(self, path: str, params: dict[str, str], method: str = "POST", result: bool = True) -> dict:
-        body = urllib.parse.urlencode(params).encode() if method == "POST" else None
-        request = urllib.request.Request(f"{self.url}{path}", data=body, method=method,
+    def _call(self, path: str, params: dict[str, str]) -> dict:
+        body = urllib.parse.urlencode(params).encode()
+        request = urllib.request.Request(f"{self.url}{path}", data=body, method="POST",
                                          headers={"Content-Type": "application/x-www-form-urlencoded"})
         where = f"Prometheus at {self.url}"
         try:
@@ -69,7 +68,7 @@ class Prometheus:
             raise ReportError(f"{where} answered HTTP {status}: {doc.get('errorType', 'error')}: "
                               f"{_one_line(str(doc.get('error', '')))}")
         data = doc.get("data")
-        if not isinstance(data, dict) or (result and not isinstance(data.get("result"), list)):
+        if not isinstance(data, dict) or not isinstance(data.get("result"), list):
             raise ReportError(f"{where} answered HTTP {status} without a result")
         return data
 
@@ -84,13 +83,6 @@ class Prometheus:
                 samples = [(float(t), float(v))]
             out.append(Series(dict(item.get("metric", {})), samples))
         return out
-
-    def lookback_delta(self) -> float:
-        """How old a sample may be and still be a series' value (--query.lookback-delta, 5m by default)."""
-        flags = self._call("/api/v1/status/flags", {}, method="GET", result=False)
-        units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
-        parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)", str(flags.get("query.lookback-delta", "")))
-        return sum(float(n) * units[u] for n, u in parts) or 300.0
 
     def instant(self, query: str, at: float) -> list[Series]:
         """The query evaluated at one time; a range selector gives the raw samples of its window."""
