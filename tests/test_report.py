@@ -454,17 +454,33 @@ def _job_settings(tmp_path: Path, chat) -> tuple[Path, Path, str]:
     return path, archive, webhook
 
 
+def _shipped_code(directory: Path) -> Path:
+    """The ConfigMap's files laid out as the CronJob mounts them."""
+    for name, content in config_map_data(homelab_config(), "homelab").items():
+        target = directory / ("tools/report/" + name if name.endswith(".py") else name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(content)
+    return directory
+
+
+def test_without_reportlab_the_job_says_so_before_asking_prometheus(tmp_path):
+    # -S: no site-packages, as the job's image before its init container installed reportlab.
+    code = _shipped_code(tmp_path / "code")
+    result = subprocess.run([sys.executable, "-S", "-m", "tools.report", "--settings", str(settings_file(tmp_path)),
+                             "--quarter", "2026Q3", "--prometheus-url", "http://127.0.0.1:9", "--out", str(tmp_path)],
+                            cwd=code, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.startswith("pbs-report: error: cannot make the PDF without reportlab (No module named")
+    assert len(result.stderr.splitlines()) == 1 and not list(tmp_path.glob("pbs-*"))
+
+
 def test_the_scheduled_job_archives_prunes_and_announces(prometheus, chat, tmp_path):
     settings, archive, webhook = _job_settings(tmp_path, chat)
     # 7 years of retention (Pulumi.homelab.yaml): 2019Q3 is 7 years before 2026Q3 and goes.
     for name in ("pbs-2019Q3.pdf", "pbs-2019Q3.json", "pbs-2019Q4.pdf", "pbs-2025Q1.csv", "notes.txt"):
         (archive / name).write_text("x")
     # The job runs the shipped files alone: only the ConfigMap's modules, no model/, no pydantic.
-    code = tmp_path / "code"
-    for name, content in config_map_data(homelab_config(), "homelab").items():
-        target = code / ("tools/report/" + name if name.endswith(".py") else name)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(content)
+    code = _shipped_code(tmp_path / "code")
     command = report_command()
     assert command[:3] == ["python", "-m", "tools.report"] and command[-1] == "--publish"
     result = subprocess.run([sys.executable, "-m", "tools.report", "--settings", str(settings), "--publish",

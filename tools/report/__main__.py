@@ -12,6 +12,7 @@ the backup room hears of it. Exit status 2: bad argument, quarter, stack config 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -64,6 +65,12 @@ def run(argv: list[str] | None = None) -> int:
     from tools.report import make
     from tools.report.quarter import Quarter, check_finished, last_finished
     from tools.report.settings import ReportSettings
+
+    try:  # before Prometheus is asked anything
+        importlib.import_module("tools.report.pdf")
+    except ImportError as exc:
+        raise ReportError(f"cannot make the PDF without reportlab ({exc}): install requirements-dev.txt, "
+                          "or tools/report/requirements.txt") from None
 
     settings = ReportSettings.load(args.settings) if args.settings else \
         _stack_settings(args.stack_file or ROOT / f"Pulumi.{args.stack}.yaml")

@@ -72,16 +72,19 @@ class Prometheus:
             raise ReportError(f"{where} answered HTTP {status} without a result")
         return data
 
-    @staticmethod
-    def _series(data: dict) -> list[Series]:
+    def _series(self, data: dict) -> list[Series]:
         out = []
-        for item in data["result"]:
-            if "values" in item:
-                samples = [(float(t), float(v)) for t, v in item["values"]]
-            else:
-                t, v = item["value"]
-                samples = [(float(t), float(v))]
-            out.append(Series(dict(item.get("metric", {})), samples))
+        try:
+            for item in data["result"]:
+                if "values" in item:
+                    samples = [(float(t), float(v)) for t, v in item["values"]]
+                else:
+                    t, v = item["value"]
+                    samples = [(float(t), float(v))]
+                out.append(Series(dict(item.get("metric", {})), samples))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ReportError(f"Prometheus at {self.url} answered a result that is not series of samples "
+                              f"({type(exc).__name__}: {_one_line(str(exc))})") from None
         return out
 
     def instant(self, query: str, at: float) -> list[Series]:
