@@ -402,6 +402,22 @@ def _bad_run(tmp_path: Path, args: list[str], status: int, message: str) -> None
     assert not [p for p in tmp_path.iterdir() if p.name not in (old.name,) and not p.name.startswith("settings-")]
 
 
+@pytest.mark.parametrize("content, message", [
+    ("{not json", r"is not JSON"),
+    (json.dumps({"stack": "homelab"}), r"site is required"),
+    (None, r"slo_objective_percent must be a float \(got 'high'\)"),
+])
+def test_a_bad_settings_file_is_one_line(tmp_path, content, message):
+    path = tmp_path / "settings.json"
+    if content is None:
+        doc = json.loads(settings_file(tmp_path).read_text())
+        content = json.dumps({**doc, "slo_objective_percent": "high"})
+    path.write_text(content)
+    result = report("--settings", path, "--quarter", "2026Q3", "--out", tmp_path)
+    assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
+    assert re.search(message, result.stderr) and not list(tmp_path.glob("pbs-*"))
+
+
 def test_prometheus_answering_an_api_error(strict_prometheus, tmp_path):
     _bad_run(tmp_path, ["--quarter", "2026Q3", "--prometheus-url", strict_prometheus], 1,
              r"answered HTTP 422: execution: query processing would load too many samples")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -75,7 +76,7 @@ def run(argv: list[str] | None = None) -> int:
     settings = ReportSettings.load(args.settings) if args.settings else \
         _stack_settings(args.stack_file or ROOT / f"Pulumi.{args.stack}.yaml")
     tz = settings.tz
-    now = datetime.fromtimestamp(make.now(), tz)
+    now = datetime.fromtimestamp(time.time(), tz)
     quarter = Quarter.parse(args.quarter) if args.quarter else last_finished(now, tz)
     check_finished(quarter, now, tz)
     if args.publish and settings.archive is None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -75,10 +74,6 @@ def announcement(report: Report, location: str) -> str:
             body += " Below the SLO: " + ", ".join(f"{j.job_type} {j.job_id} ({percent(j.ratio)})"
                                                    for j in below[:5]) + (" …" if len(below) > 5 else "") + "."
     return f"{head}: {body}\nReport: `{location}/pbs-{report.quarter}.pdf` (figures in .json and .csv beside it)."
-
-
-def now() -> float:
-    return time.time()
 
 
 def default_out(settings: ReportSettings, root: Path) -> Path:

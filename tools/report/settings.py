@@ -67,7 +67,13 @@ class ReportSettings:
                     if f.default is not MISSING:
                         continue
                     raise ReportError(f"{source}: {at}{name} is required", USAGE)
-                args[name] = value[name]
+                wanted = f.type.split(" | ")[0]
+                plain = {"str": (str,), "int": (int,), "float": (int, float)}.get(wanted)
+                given = value[name]
+                if plain and not (isinstance(given, plain) and not isinstance(given, bool)) and not (
+                        given is None and "None" in f.type):
+                    raise ReportError(f"{source}: {at}{name} must be a {wanted} (got {given!r})", USAGE)
+                args[name] = given
             return args
 
         args = typed(cls, doc, "")
