@@ -22,6 +22,13 @@ pulumi.export("vmIds", {p.name: p.host.vm_id for p in hosts.plans})
 metrics = MetricsStack("metrics", MetricsArgs(config, secrets))
 pulumi.export("metricsNamespace", metrics.namespace)
 
+if config.reports:
+    from components.reports import PbsReports
+
+    reports = PbsReports("reports", config, pulumi.get_stack(), depends_on=[metrics])
+    pulumi.export("pbsReportSchedule", reports.schedule)
+    pulumi.export("pbsReportArchive", reports.archive)
+
 if config.logs:
     from components.logs import LogsArgs, Loki
 

@@ -218,6 +218,9 @@ def user_data(cfg: StackConfig, vm: VmPlan, secrets: Mapping[str, str]) -> dict:
             _recovery_service(cfg, vm, doc, secrets)
     else:
         _k3s_agent(cfg, vm, doc, secrets)
+        if cfg.reports and vm.role == Role.PROMETHEUS:
+            # The kubelet mounts the report archive's NFS share for the CronJob pinned to this host.
+            doc["packages"].append("nfs-common")
     return doc
 
 

@@ -24,7 +24,7 @@ from pydantic.alias_generators import to_camel
 from model import secrets
 from model.durations import parse_seconds
 from model.endpoints import Endpoints
-from model.links import FOLDERS
+from model.links import BACKUP_SERVICE, FOLDERS
 from model.matchers import Matcher, parse_matcher
 
 
@@ -697,6 +697,46 @@ class Recovery(ConfigModel):
             found.append(Problem("recovery", "needs a pbs host: the service runs there"))
         if root.alerting is None:
             found.append(Problem("recovery", "needs alerting: Alertmanager notifies the service"))
+# --- reports ------------------------------------------------------------------------------
+
+class NfsShare(ConfigModel):
+    server: str = Field(pattern=r"^[A-Za-z0-9.-]+$")  # host name or address of the NAS
+    path: str = Field(pattern=r"^/[^\s]*$")
+
+
+class ReportArchive(ConfigModel):
+    nfs: NfsShare
+    retention_years: int = Field(default=5, ge=1, le=100)
+
+
+# A quarter is at most 92 days; the report also reads the day before it began.
+REPORT_MIN_RETENTION_DAYS = 93
+
+
+class Reports(ConfigModel):
+    """The quarterly PBS job report (tools/report): when it is made, where it is kept, who hears of it."""
+
+    run_at: str = Field(default="06:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")  # on each quarter's first day
+    archive: ReportArchive
+    # A mattermost receiver; unset: the one the routing table sends service="backups" alerts to.
+    announce_to: str | None = None
+
+    def problems(self, root: "StackConfig") -> list[Problem]:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        found = []
+        try:
+            ZoneInfo(root.site.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            found.append(Problem("site.timezone", f"unknown time zone {root.site.timezone!r} (the reports' quarters run in it)"))
+        retention = duration_seconds(root.metrics.prometheus.retention)
+        if retention < REPORT_MIN_RETENTION_DAYS * 86400:
+            found.append(Problem("metrics.prometheus.retention", f"must be at least {REPORT_MIN_RETENTION_DAYS}d with "
+                                 "reports: the quarterly report reads a whole quarter from Prometheus"))
+        if root.backup_room() is None:
+            found.append(Problem("reports.announceTo", f"{self.announce_to!r} is not a mattermost receiver of alerting.receivers"
+                                 if self.announce_to else
+                                 'no route sends service = "backups" to a mattermost receiver: name the room\'s receiver'))
         return found
 
 
@@ -715,6 +755,23 @@ class StackConfig(ConfigModel):
     slos: list[Slo] = Field(default_factory=list)
     alerting: Alerting | None = None
     recovery: Recovery | None = None
+    reports: Reports | None = None
+
+    def backup_room(self) -> Receiver | None:
+        """The mattermost receiver the backup service's news goes to: `reports.announceTo`, or
+        else the one the routing table sends `service = "backups"` alerts to."""
+        alerting = self.alerting
+        if alerting is None:
+            return None
+        if self.reports and self.reports.announce_to:
+            chosen = alerting.receiver_named(self.reports.announce_to)
+            return chosen if chosen and chosen.mattermost else None
+        for route in alerting.routes:
+            receiver = alerting.receiver_named(route.receiver)
+            if receiver and receiver.mattermost and any(
+                    (m.label, m.op, m.value) == ("service", "=", BACKUP_SERVICE) for m in route.matchers):
+                return receiver
+        return None
 
     def hosts_with_role(self, role: Role) -> dict[str, Host]:
         return {name: h for name, h in self.hosts.items() if h.role == role}
@@ -738,6 +795,7 @@ class StackConfig(ConfigModel):
         found += self.traces.problems(self) if self.traces else []
         found += self._metrics_problems()
         found += self.recovery.problems(self) if self.recovery else []
+        found += self.reports.problems(self) if self.reports else []
         return found
 
     def _metrics_problems(self) -> list[Problem]:

@@ -98,15 +98,9 @@ def pagerduty_route(cfg: StackConfig) -> tuple[Route, str] | None:
     return None
 
 
-def _channel(cfg: StackConfig, labels: dict[str, str]) -> str | None:
-    """The chat channel Alertmanager sends an alert with these labels to: the first matching
-    route to a mattermost receiver, else the root receiver."""
-    alerting = cfg.alerting
-    for route in alerting.routes:
-        receiver = alerting.receiver_named(route.receiver)
-        if receiver and receiver.mattermost and all(m.matches(labels) for m in route.matchers):
-            return receiver.mattermost.channel
-    root = alerting.receiver_named(alerting.receiver)
+def _ops_room(cfg: StackConfig) -> str | None:
+    """The chat channel of the root receiver: where disk alerts without a route of their own go."""
+    root = cfg.alerting.receiver_named(cfg.alerting.receiver)
     return root.mattermost.channel if root and root.mattermost else None
 
 
@@ -151,8 +145,8 @@ def service_config(cfg: StackConfig) -> dict:
         doc["prometheus"] = {"url": rec.prometheus_url}
     names = {c.name for c in credentials(cfg)}
     if "mattermost-webhook-url" in names:
-        channels = {"backup-failure": _channel(cfg, {"service": "backups", "severity": "warning"}),
-                    "disk-usage": _channel(cfg, {"service": "storage", "severity": "warning"})}
+        backup_room = cfg.backup_room()
+        channels = {"backup-failure": backup_room.mattermost.channel if backup_room else None, "disk-usage": _ops_room(cfg)}
         doc["mattermost"] = {"webhookUrlFile": _cred(cfg, "mattermost-webhook-url"), "username": "recovery",
                              "channels": {k: v for k, v in channels.items() if v}}
     pd = pagerduty_route(cfg)

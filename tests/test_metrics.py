@@ -72,7 +72,7 @@ def test_tsdb_is_persistent_sized_from_config_and_the_release_protected(homelab)
     claim = spec["storageSpec"]["volumeClaimTemplate"]["spec"]
     assert claim["resources"]["requests"]["storage"] == "180Gi"
     assert claim["storageClassName"] == "local-path"
-    assert (spec["retention"], spec["retentionSize"]) == ("90d", "160GB")
+    assert (spec["retention"], spec["retentionSize"]) == ("100d", "160GB")
     # Rules and monitors of other releases (snmp-exporter, loki, ...) are picked up too.
     assert spec["ruleSelectorNilUsesHelmValues"] is False
     assert spec["serviceMonitorSelectorNilUsesHelmValues"] is False
