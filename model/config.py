@@ -697,6 +697,9 @@ class Recovery(ConfigModel):
             found.append(Problem("recovery", "needs a pbs host: the service runs there"))
         if root.alerting is None:
             found.append(Problem("recovery", "needs alerting: Alertmanager notifies the service"))
+        return found
+
+
 # --- reports ------------------------------------------------------------------------------
 
 class NfsShare(ConfigModel):
