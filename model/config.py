@@ -633,6 +633,73 @@ class Alerting(ConfigModel):
         return found
 
 
+# --- recovery automation ------------------------------------------------------------------
+
+class RecoveryAction(ConfigModel):
+    """One action of the recovery service (recovery/config.py ACTIONS): its mode and its guard."""
+
+    mode: str = Field(default="dry-run", pattern=r"^(off|dry-run|enforce)$")
+    cooldown: PromDuration = "1h"
+    max_attempts: int = Field(default=2, ge=1, le=20)
+    window: PromDuration = "24h"
+
+
+class RecoveryPve(ConfigModel):
+    """The Proxmox VE API the service re-runs backup jobs through (from the PBS VM)."""
+
+    url: str = Field(pattern=r"^https://[^/\s]+(:\d+)?/?$")
+    verify_tls: bool = True
+    # The PBS server as PVE's PBS storages name it, when several servers have a datastore of that name.
+    pbs_server: str | None = None
+
+
+class RecoveryNas(ConfigModel):
+    """The TrueNAS the disk playbook prunes snapshots on and the backup fallback writes to."""
+
+    url: str = Field(pattern=r"^wss?://[^/\s]+/api/(current|v\d+(\.\d+)*)$")
+    verify_tls: bool = True
+    dataset: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/-]*[A-Za-z0-9_.:-]$")
+    retention: PromDuration = "21d"
+    keep_newest: int = Field(default=3, ge=1)
+    # The export PVE mounts as an NFS storage for the fallback backups.
+    nfs_server: str = Field(pattern=r"^[A-Za-z0-9.:-]+$")
+    fallback_export: str = Field(default="/mnt/tank/pve-fallback", pattern=r"^/[^\s]*$")
+    fallback_storage: str = Field(default="nas-fallback", pattern=r"^[a-z][a-z0-9_-]*$")
+
+
+class Recovery(ConfigModel):
+    """The recovery service (recovery/, docs/recovery.md) on the pbs host."""
+
+    port: int = Field(default=9847, ge=1024, le=65535)
+    enabled: bool = True  # the global kill switch, off when false
+    actions: dict[str, RecoveryAction] = Field(default_factory=dict)
+    pve: RecoveryPve
+    nas: RecoveryNas | None = None
+    # How the pbs host reaches Prometheus' HTTP API (an ingress or NodePort): Loki's compactor health.
+    prometheus_url: str | None = Field(default=None, pattern=r"^https?://[^\s]+[^/\s]$")
+
+    def mode(self, action: str) -> str:
+        return self.actions[action].mode if action in self.actions else "off"
+
+    def problems(self, root: "StackConfig") -> list[Problem]:
+        from recovery.config import ACTIONS
+
+        found = []
+        for name in self.actions:
+            if name not in ACTIONS:
+                found.append(Problem(f"recovery.actions.{name}", f"unknown action (known: {', '.join(sorted(ACTIONS))})"))
+        needs = {"nas-snapshot-prune": ("nas", self.nas), "backup-fallback": ("nas", self.nas),
+                 "loki-compactor-report": ("prometheusUrl", self.prometheus_url)}
+        for action, (key, value) in needs.items():
+            if self.mode(action) != "off" and value is None:
+                found.append(Problem(f"recovery.{key}", f"is required while recovery.actions.{action} is not off"))
+        if not root.hosts_with_role(Role.PBS):
+            found.append(Problem("recovery", "needs a pbs host: the service runs there"))
+        if root.alerting is None:
+            found.append(Problem("recovery", "needs alerting: Alertmanager notifies the service"))
+        return found
+
+
 # --- reports ------------------------------------------------------------------------------
 
 class NfsShare(ConfigModel):
@@ -690,6 +757,7 @@ class StackConfig(ConfigModel):
     metrics: Metrics = Field(default_factory=Metrics)
     slos: list[Slo] = Field(default_factory=list)
     alerting: Alerting | None = None
+    recovery: Recovery | None = None
     reports: Reports | None = None
 
     def backup_room(self) -> Receiver | None:
@@ -729,6 +797,7 @@ class StackConfig(ConfigModel):
         found += self.logs.problems(self) if self.logs else []
         found += self.traces.problems(self) if self.traces else []
         found += self._metrics_problems()
+        found += self.recovery.problems(self) if self.recovery else []
         found += self.reports.problems(self) if self.reports else []
         return found
 
@@ -800,7 +869,15 @@ def required_secrets(cfg: StackConfig) -> list[str]:
         needed.append(secrets.MATTERMOST_WEBHOOK_URL)
     if any(r.heartbeat and r.heartbeat.bearer_token for r in receivers):
         needed.append(secrets.HEARTBEAT_TOKEN)
-    return needed
+    if cfg.recovery:
+        needed += [secrets.RECOVERY_WEBHOOK_TOKEN, secrets.RECOVERY_PVE_READ_TOKEN]
+        if cfg.recovery.mode("pve-backup-rerun") != "off":
+            needed.append(secrets.RECOVERY_PVE_BACKUP_TOKEN)
+        if cfg.recovery.mode("backup-fallback") != "off":
+            needed.append(secrets.RECOVERY_PVE_FALLBACK_TOKEN)
+        if cfg.recovery.mode("nas-snapshot-prune") != "off":
+            needed.append(secrets.RECOVERY_TRUENAS_API_KEY)
+    return sorted(set(needed), key=needed.index)
 
 
 # --- loading ------------------------------------------------------------------------------
