@@ -4,6 +4,8 @@
 #   make lint      - ruff (ruff.toml) and the import contracts of .importlinter (layering, no cycles)
 #   make manifests - the preview, then `helm template` of every release into build/<stack>/manifests/
 #   make drill     - the alert drill on the rendered config (SCENARIO=<name> for one; DRILL_INPUT=<dir> to drill another)
+#   make report    - the quarterly PBS job report, build/<stack>/reports/pbs-<quarter>.pdf/.json/.csv
+#                    (QUARTER=2026Q3, default the last finished one; PROMETHEUS_URL=..., default the stack's)
 STACK ?= homelab
 STACK_FILE ?= Pulumi.$(STACK).yaml
 PYTHON ?= python3
@@ -12,8 +14,10 @@ PY := $(VENV)/bin/python
 
 SCENARIO ?=
 DRILL_INPUT ?= build/$(STACK)
+QUARTER ?=
+PROMETHEUS_URL ?=
 
-.PHONY: preview test lint system-tools bench clean venv drill helm manifests
+.PHONY: preview test lint system-tools bench clean venv drill helm manifests report
 
 $(VENV)/.runtime: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +59,9 @@ test: lint $(VENV)/.dev system-tools helm node_modules/.package-lock.json
 drill: $(VENV)/.dev system-tools
 	$(PY) -m tools.preview --stack-file $(STACK_FILE) --quiet
 	MPLBACKEND=Agg $(PY) -m tools.drill --stack $(STACK) --input $(DRILL_INPUT) $(if $(SCENARIO),--scenario $(SCENARIO))
+
+report: $(VENV)/.dev
+	$(PY) -m tools.report --stack-file $(STACK_FILE) $(if $(QUARTER),--quarter $(QUARTER)) $(if $(PROMETHEUS_URL),--prometheus-url $(PROMETHEUS_URL))
 
 bench: $(VENV)/.dev
 	$(PY) -m benchmarks.bench_preview

@@ -26,6 +26,13 @@ cluster = Cluster(hosts.k3s_nodes_ready, config.k3s.release_timeout_seconds if c
 metrics = MetricsStack("metrics", MetricsArgs(config, secrets, cluster))
 pulumi.export("metricsNamespace", metrics.namespace)
 
+if config.reports:
+    from components.reports import PbsReports
+
+    reports = PbsReports("reports", config, pulumi.get_stack(), depends_on=[metrics])
+    pulumi.export("pbsReportSchedule", reports.schedule)
+    pulumi.export("pbsReportArchive", reports.archive)
+
 if config.logs:
     from components.logs import LogsArgs, Loki
 

@@ -1,10 +1,11 @@
-"""The core/v1 Kubernetes objects the stack creates besides its Helm releases, and custom objects.
+"""The plain Kubernetes objects the stack creates besides its Helm releases, and custom objects.
 
 pulumi_kubernetes.core.v1 builds every core/v1 type of the API on import: about 0.7 s, a third
 of the offline preview's budget, for three kinds. These classes register exactly what the
 SDK's Namespace, Secret and PersistentVolumeClaim register (type token, camelCase inputs,
-provider version, secret outputs), and CustomObject what its apiextensions.CustomResource does;
-tests/test_kubernetes_objects.py proves it against the SDK classes on the mock engine.
+provider version, secret outputs, aliases); tests/test_kubernetes_objects.py proves it against
+the SDK classes on the mock engine. The report's CronJob is the same story for batch/v1, and
+CustomObject (cert-manager's Certificate) for apiextensions.CustomResource.
 """
 
 from __future__ import annotations
@@ -18,8 +19,11 @@ import pulumi
 _PROVIDER_VERSION = version("pulumi-kubernetes")
 
 
-class _CoreV1Object(pulumi.CustomResource):
+class _KubernetesObject(pulumi.CustomResource):
     kind: str = ""
+    api_version = "v1"
+    type_prefix = "kubernetes:core/v1"
+    aliases: tuple[str, ...] = ()
     metadata: pulumi.Output[Mapping[str, Any]]
 
     def __init__(self, resource_name: str, properties: dict[str, Any], opts: pulumi.ResourceOptions | None,
@@ -27,19 +31,23 @@ class _CoreV1Object(pulumi.CustomResource):
         defaults = pulumi.ResourceOptions(version=_PROVIDER_VERSION)
         if secret_outputs:
             defaults = pulumi.ResourceOptions.merge(defaults, pulumi.ResourceOptions(additional_secret_outputs=secret_outputs))
-        props = {"apiVersion": "v1", "kind": self.kind, **{k: v for k, v in properties.items() if v is not None}}
-        super().__init__(f"kubernetes:core/v1:{self.kind}", resource_name, props,
-                         pulumi.ResourceOptions.merge(defaults, opts))
+        opts = pulumi.ResourceOptions.merge(defaults, opts)
+        if self.aliases:
+            opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
+                aliases=[pulumi.Alias(type_=alias) for alias in self.aliases]))
+        props = {"apiVersion": self.api_version, "kind": self.kind,
+                 **{k: v for k, v in properties.items() if v is not None}}
+        super().__init__(f"{self.type_prefix}:{self.kind}", resource_name, props, opts)
 
 
-class Namespace(_CoreV1Object):
+class Namespace(_KubernetesObject):
     kind = "Namespace"
 
     def __init__(self, resource_name: str, metadata: Mapping[str, Any], opts: pulumi.ResourceOptions | None = None):
         super().__init__(resource_name, {"metadata": metadata}, opts)
 
 
-class Secret(_CoreV1Object):
+class Secret(_KubernetesObject):
     kind = "Secret"
 
     def __init__(self, resource_name: str, metadata: Mapping[str, Any],
@@ -49,8 +57,27 @@ class Secret(_CoreV1Object):
                                          "type": type}, opts, secret_outputs=["data", "stringData"])
 
 
-class PersistentVolumeClaim(_CoreV1Object):
+class PersistentVolumeClaim(_KubernetesObject):
     kind = "PersistentVolumeClaim"
+
+    def __init__(self, resource_name: str, metadata: Mapping[str, Any], spec: Mapping[str, Any],
+                 opts: pulumi.ResourceOptions | None = None):
+        super().__init__(resource_name, {"metadata": metadata, "spec": spec}, opts)
+
+
+class ConfigMap(_KubernetesObject):
+    kind = "ConfigMap"
+
+    def __init__(self, resource_name: str, metadata: Mapping[str, Any], data: Mapping[str, pulumi.Input[str]],
+                 opts: pulumi.ResourceOptions | None = None):
+        super().__init__(resource_name, {"metadata": metadata, "data": data}, opts)
+
+
+class CronJob(_KubernetesObject):
+    kind = "CronJob"
+    api_version = "batch/v1"
+    type_prefix = "kubernetes:batch/v1"
+    aliases = ("kubernetes:batch/v1beta1:CronJob", "kubernetes:batch/v2alpha1:CronJob")
 
     def __init__(self, resource_name: str, metadata: Mapping[str, Any], spec: Mapping[str, Any],
                  opts: pulumi.ResourceOptions | None = None):

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from model import slo as slo_engine
 from model.config import StackConfig, duration_seconds
-from model.links import alert_links
+from model.links import BACKUP_SERVICE, alert_links
 from model.metrics import SCRAPED_JOBS_SERVICE, static_scrape_jobs
 
-BACKUP_SERVICE = "backups"
 STACK_SERVICE = "observability"
 
 # Filesystems that are not disks, and the PBS datastore (PbsDatastoreUsageHigh covers it).

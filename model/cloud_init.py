@@ -14,6 +14,7 @@ from typing import Mapping
 
 import yaml
 
+from model import recovery
 from model.config import Role, StackConfig
 from model.secrets import K3S_TOKEN
 from model.hosts import DATA_DISK_DEVICE, VmPlan, scheduling_for
@@ -33,6 +34,8 @@ EXPORTER_DIR = "/usr/local/lib/pbs-job-exporter"
 EXPORTER_TOKEN_PATH = "/etc/pbs-job-exporter/token"
 EXPORTER_AUTH_ID = "pbs-exporter@pbs"
 EXPORTER_TOKEN_NAME = "metrics"
+
+RECOVERY_SOURCE = Path(__file__).resolve().parent.parent / "recovery"
 
 K3S_CONFIG_PATH = "/etc/rancher/k3s/config.yaml"
 K3S_TOKEN_PATH = "/etc/rancher/k3s/agent-token"
@@ -170,12 +173,54 @@ def _k3s_agent(cfg: StackConfig, vm: VmPlan, doc: dict, secrets: Mapping[str, st
     )
 
 
+def _embedded(path: str, data: bytes, permissions: str) -> dict:
+    # Compressed: reviewers read the code in the repository, not inside the user-data.
+    return {"path": path, "encoding": "gz+b64", "permissions": permissions,
+            "content": base64.b64encode(gzip.compress(data, mtime=0)).decode()}
+
+
+def _recovery_service(cfg: StackConfig, vm: VmPlan, doc: dict, secrets: Mapping[str, str]) -> None:
+    """Installs recovery/ (docs/recovery.md) with its config, secret files, PBS tokens and unit.
+
+    Debian packages only; the PBS tokens are made on the host like the exporter's, the other
+    secrets come from the stack and are written to root-only files that systemd hands over."""
+    doc["packages"] += ["python3-websocket", "python3-yaml", "python3-jsonschema", "ansible-core"]
+    root = RECOVERY_SOURCE.parent
+    files = sorted(RECOVERY_SOURCE.glob("*.py")) + [root / "playbooks" / "backup-fallback.yml", root / "docs" / "recovery.md"]
+    for source in files:
+        relative = source.relative_to(root)
+        doc["write_files"].append(_embedded(f"{recovery.INSTALL_DIR}/{relative}", source.read_bytes(), "0644"))
+    credentials = recovery.credentials(cfg)
+    unit = (RECOVERY_SOURCE / "recovery.service").read_text().replace(
+        "@CREDENTIALS@", "\n".join(f"LoadCredential={c.name}:{c.host_path}" for c in credentials))
+    doc["write_files"] += [
+        {"path": recovery.CONFIG_PATH, "content": yaml.safe_dump(recovery.service_config(cfg), sort_keys=False), "permissions": "0644"},
+        {"path": "/etc/systemd/system/recovery.service", "content": unit, "permissions": "0644"},
+    ]
+    inventory = recovery.fallback_inventory(cfg)
+    if inventory:
+        doc["write_files"].append({"path": recovery.INVENTORY_PATH, "content": yaml.safe_dump(inventory, sort_keys=False),
+                                   "permissions": "0644"})
+    doc["write_files"] += [{"path": c.host_path, "content": secrets[c.secret_key] + "\n", "permissions": "0600",
+                            "owner": "root:root"} for c in credentials if c.secret_key]
+    doc["runcmd"] += [
+        ["sh", "-c", recovery.pbs_token_script(vm.host.datastore)],
+        ["systemctl", "daemon-reload"],
+        ["systemctl", "enable", "--now", "recovery.service"],
+    ]
+
+
 def user_data(cfg: StackConfig, vm: VmPlan, secrets: Mapping[str, str]) -> dict:
     doc = _base(cfg, vm)
     if vm.role == Role.PBS:
         _pbs(cfg, vm, doc)
+        if cfg.recovery and vm.name == recovery.host_name(cfg):
+            _recovery_service(cfg, vm, doc, secrets)
     else:
         _k3s_agent(cfg, vm, doc, secrets)
+        if cfg.reports and vm.role == Role.PROMETHEUS:
+            # The kubelet mounts the report archive's NFS share for the CronJob pinned to this host.
+            doc["packages"].append("nfs-common")
     return doc
 
 

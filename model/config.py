@@ -25,7 +25,7 @@ from pydantic.alias_generators import to_camel
 from model import secrets
 from model.durations import parse_seconds
 from model.endpoints import Endpoints
-from model.links import FOLDERS
+from model.links import BACKUP_SERVICE, FOLDERS
 from model.matchers import Matcher, parse_matcher
 
 
@@ -709,6 +709,116 @@ class Alerting(ConfigModel):
         return found
 
 
+# --- recovery automation ------------------------------------------------------------------
+
+class RecoveryAction(ConfigModel):
+    """One action of the recovery service (recovery/config.py ACTIONS): its mode and its guard."""
+
+    mode: str = Field(default="dry-run", pattern=r"^(off|dry-run|enforce)$")
+    cooldown: PromDuration = "1h"
+    max_attempts: int = Field(default=2, ge=1, le=20)
+    window: PromDuration = "24h"
+
+
+class RecoveryPve(ConfigModel):
+    """The Proxmox VE API the service re-runs backup jobs through (from the PBS VM)."""
+
+    url: str = Field(pattern=r"^https://[^/\s]+(:\d+)?/?$")
+    verify_tls: bool = True
+    # The PBS server as PVE's PBS storages name it, when several servers have a datastore of that name.
+    pbs_server: str | None = None
+
+
+class RecoveryNas(ConfigModel):
+    """The TrueNAS the disk playbook prunes snapshots on and the backup fallback writes to."""
+
+    url: str = Field(pattern=r"^wss?://[^/\s]+/api/(current|v\d+(\.\d+)*)$")
+    verify_tls: bool = True
+    dataset: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/-]*[A-Za-z0-9_.:-]$")
+    retention: PromDuration = "21d"
+    keep_newest: int = Field(default=3, ge=1)
+    # The export PVE mounts as an NFS storage for the fallback backups.
+    nfs_server: str = Field(pattern=r"^[A-Za-z0-9.:-]+$")
+    fallback_export: str = Field(default="/mnt/tank/pve-fallback", pattern=r"^/[^\s]*$")
+    fallback_storage: str = Field(default="nas-fallback", pattern=r"^[a-z][a-z0-9_-]*$")
+
+
+class Recovery(ConfigModel):
+    """The recovery service (recovery/, docs/recovery.md) on the pbs host."""
+
+    port: int = Field(default=9847, ge=1024, le=65535)
+    enabled: bool = True  # the global kill switch, off when false
+    actions: dict[str, RecoveryAction] = Field(default_factory=dict)
+    pve: RecoveryPve
+    nas: RecoveryNas | None = None
+    # How the pbs host reaches Prometheus' HTTP API (an ingress or NodePort): Loki's compactor health.
+    prometheus_url: str | None = Field(default=None, pattern=r"^https?://[^\s]+[^/\s]$")
+
+    def mode(self, action: str) -> str:
+        return self.actions[action].mode if action in self.actions else "off"
+
+    def problems(self, root: "StackConfig") -> list[Problem]:
+        from recovery.config import ACTIONS
+
+        found = []
+        for name in self.actions:
+            if name not in ACTIONS:
+                found.append(Problem(f"recovery.actions.{name}", f"unknown action (known: {', '.join(sorted(ACTIONS))})"))
+        needs = {"nas-snapshot-prune": ("nas", self.nas), "backup-fallback": ("nas", self.nas),
+                 "loki-compactor-report": ("prometheusUrl", self.prometheus_url)}
+        for action, (key, value) in needs.items():
+            if self.mode(action) != "off" and value is None:
+                found.append(Problem(f"recovery.{key}", f"is required while recovery.actions.{action} is not off"))
+        if not root.hosts_with_role(Role.PBS):
+            found.append(Problem("recovery", "needs a pbs host: the service runs there"))
+        if root.alerting is None:
+            found.append(Problem("recovery", "needs alerting: Alertmanager notifies the service"))
+        return found
+
+
+# --- reports ------------------------------------------------------------------------------
+
+class NfsShare(ConfigModel):
+    server: str = Field(pattern=r"^[A-Za-z0-9.-]+$")  # host name or address of the NAS
+    path: str = Field(pattern=r"^/[^\s]*$")
+
+
+class ReportArchive(ConfigModel):
+    nfs: NfsShare
+    retention_years: int = Field(default=5, ge=1, le=100)
+
+
+# A quarter is at most 92 days; the report also reads the day before it began.
+REPORT_MIN_RETENTION_DAYS = 93
+
+
+class Reports(ConfigModel):
+    """The quarterly PBS job report (tools/report): when it is made, where it is kept, who hears of it."""
+
+    run_at: str = Field(default="06:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")  # on each quarter's first day
+    archive: ReportArchive
+    # A mattermost receiver; unset: the one the routing table sends service="backups" alerts to.
+    announce_to: str | None = None
+
+    def problems(self, root: "StackConfig") -> list[Problem]:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        found = []
+        try:
+            ZoneInfo(root.site.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            found.append(Problem("site.timezone", f"unknown time zone {root.site.timezone!r} (the reports' quarters run in it)"))
+        retention = duration_seconds(root.metrics.prometheus.retention)
+        if retention < REPORT_MIN_RETENTION_DAYS * 86400:
+            found.append(Problem("metrics.prometheus.retention", f"must be at least {REPORT_MIN_RETENTION_DAYS}d with "
+                                 "reports: the quarterly report reads a whole quarter from Prometheus"))
+        if root.backup_room() is None:
+            found.append(Problem("reports.announceTo", f"{self.announce_to!r} is not a mattermost receiver of alerting.receivers"
+                                 if self.announce_to else
+                                 'no route sends service = "backups" to a mattermost receiver: name the room\'s receiver'))
+        return found
+
+
 class StackConfig(ConfigModel):
     site: Site
     proxmox: Proxmox
@@ -723,6 +833,24 @@ class StackConfig(ConfigModel):
     metrics: Metrics = Field(default_factory=Metrics)
     slos: list[Slo] = Field(default_factory=list)
     alerting: Alerting | None = None
+    recovery: Recovery | None = None
+    reports: Reports | None = None
+
+    def backup_room(self) -> Receiver | None:
+        """The mattermost receiver the backup service's news goes to: `reports.announceTo`, or
+        else the one the routing table sends `service = "backups"` alerts to."""
+        alerting = self.alerting
+        if alerting is None:
+            return None
+        if self.reports and self.reports.announce_to:
+            chosen = alerting.receiver_named(self.reports.announce_to)
+            return chosen if chosen and chosen.mattermost else None
+        for route in alerting.routes:
+            receiver = alerting.receiver_named(route.receiver)
+            if receiver and receiver.mattermost and any(
+                    (m.label, m.op, m.value) == ("service", "=", BACKUP_SERVICE) for m in route.matchers):
+                return receiver
+        return None
 
     def hosts_with_role(self, role: Role) -> dict[str, Host]:
         return {name: h for name, h in self.hosts.items() if h.role == role}
@@ -746,6 +874,8 @@ class StackConfig(ConfigModel):
         found += self.logs.problems(self) if self.logs else []
         found += self.traces.problems(self) if self.traces else []
         found += self._metrics_problems()
+        found += self.recovery.problems(self) if self.recovery else []
+        found += self.reports.problems(self) if self.reports else []
         return found
 
     def _metrics_problems(self) -> list[Problem]:
@@ -818,7 +948,15 @@ def required_secrets(cfg: StackConfig) -> list[str]:
         needed.append(secrets.HEARTBEAT_TOKEN)
     if cfg.grafana and cfg.grafana.tls and cfg.grafana.tls.from_secrets:
         needed += [secrets.GRAFANA_TLS_CERTIFICATE, secrets.GRAFANA_TLS_PRIVATE_KEY]
-    return needed
+    if cfg.recovery:
+        needed += [secrets.RECOVERY_WEBHOOK_TOKEN, secrets.RECOVERY_PVE_READ_TOKEN]
+        if cfg.recovery.mode("pve-backup-rerun") != "off":
+            needed.append(secrets.RECOVERY_PVE_BACKUP_TOKEN)
+        if cfg.recovery.mode("backup-fallback") != "off":
+            needed.append(secrets.RECOVERY_PVE_FALLBACK_TOKEN)
+        if cfg.recovery.mode("nas-snapshot-prune") != "off":
+            needed.append(secrets.RECOVERY_TRUENAS_API_KEY)
+    return sorted(set(needed), key=needed.index)
 
 
 # --- loading ------------------------------------------------------------------------------

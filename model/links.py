@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import re
 
+# The `service` label of every backup alert; the routing table's backup room is found by it.
+BACKUP_SERVICE = "backups"
+
 # Data-source UIDs: dashboards refer to nothing else.
 PROMETHEUS_UID = "prometheus"
 ALERTMANAGER_UID = "alertmanager"

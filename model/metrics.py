@@ -60,6 +60,15 @@ def static_scrape_jobs(cfg: StackConfig) -> list[ScrapeJob]:
                     for name, host in pbs_hosts
                 ],
             }))
+    if pbs_hosts and cfg.recovery:
+        # The recovery service runs on one pbs host (model/recovery.py host_name).
+        name = sorted(cfg.hosts_with_role(Role.PBS))[0]
+        host = cfg.hosts[name]
+        jobs.append(ScrapeJob("recovery", "backups", {
+            "job_name": "recovery",
+            "static_configs": [{"targets": [f"{host.address}:{cfg.recovery.port}"],
+                                "labels": {SCRAPED_JOBS_SERVICE: "backups", "instance": f"{name}.{cfg.site.domain}"}}],
+        }))
     exporter = cfg.endpoints().snmp_exporter_address
     for target in m.snmp.targets:
         name = f"snmp-{target.name}"

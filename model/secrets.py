@@ -17,6 +17,11 @@ TEMPO_S3_SECRET_ACCESS_KEY = "tempoS3SecretAccessKey"
 PAGERDUTY_ROUTING_KEY = "pagerdutyRoutingKey"
 MATTERMOST_WEBHOOK_URL = "mattermostWebhookUrl"
 HEARTBEAT_TOKEN = "alertingHeartbeatToken"
+RECOVERY_WEBHOOK_TOKEN = "recoveryWebhookToken"
+RECOVERY_PVE_READ_TOKEN = "recoveryPveReadToken"
+RECOVERY_PVE_BACKUP_TOKEN = "recoveryPveBackupToken"
+RECOVERY_PVE_FALLBACK_TOKEN = "recoveryPveFallbackToken"
+RECOVERY_TRUENAS_API_KEY = "recoveryTrueNasApiKey"
 GRAFANA_TLS_CERTIFICATE = "grafanaTlsCertificate"
 GRAFANA_TLS_PRIVATE_KEY = "grafanaTlsPrivateKey"
 
@@ -39,6 +44,16 @@ SECRETS: dict[str, SecretSpec] = {
         SecretSpec(PAGERDUTY_ROUTING_KEY, "PagerDuty Events API v2 integration key of the pagerduty receivers", "R0123456789abcdef0123456789abcdef"),
         SecretSpec(MATTERMOST_WEBHOOK_URL, "Mattermost incoming webhook URL of the mattermost receivers", "https://chat.internal/hooks/xxxxxxxx"),
         SecretSpec(HEARTBEAT_TOKEN, "bearer token of the Watchdog heartbeat receiver (heartbeat.bearerToken: true)", "hb_xxxxxxxx"),
+        SecretSpec(RECOVERY_WEBHOOK_TOKEN, "bearer token Alertmanager sends to the recovery service (any long random string)",
+                   "$(openssl rand -hex 32)"),
+        SecretSpec(RECOVERY_PVE_READ_TOKEN, "PVE API token of the recovery service for reading (PVEAuditor on /)",
+                   "recovery@pve!read=<uuid>"),
+        SecretSpec(RECOVERY_PVE_BACKUP_TOKEN, "PVE API token that re-runs backup jobs (VM.Backup, Datastore.AllocateSpace)",
+                   "recovery@pve!backup=<uuid>"),
+        SecretSpec(RECOVERY_PVE_FALLBACK_TOKEN, "PVE API token of the NAS fallback playbook (VM.Backup, Datastore.Allocate(Space))",
+                   "recovery@pve!fallback=<uuid>"),
+        SecretSpec(RECOVERY_TRUENAS_API_KEY, "TrueNAS API key of a user with SNAPSHOT_READ, SNAPSHOT_DELETE, REPLICATION_TASK_READ",
+                   "7-xxxxxxxx"),
         SecretSpec(GRAFANA_TLS_CERTIFICATE, "PEM certificate (chain) of grafana.url's host (grafana.tls.fromSecrets)", "-----BEGIN CERTIFICATE-----..."),
         SecretSpec(GRAFANA_TLS_PRIVATE_KEY, "PEM private key of that certificate (grafana.tls.fromSecrets)", "-----BEGIN PRIVATE KEY-----..."),
     ]

@@ -1,9 +1,10 @@
 #!/bin/sh
 # Installs the real tools the tests drive: promtool (prometheus), amtool (prometheus-alertmanager),
-# cloud-init's schema validator, systemd-escape (systemd) and openssl for the PBS exporter tests.
+# cloud-init's schema validator, systemd-escape (systemd) and openssl for the PBS exporter tests,
+# and pdftotext (poppler-utils, reads the PBS report's PDF back).
 # Debian/Ubuntu only; uses sudo when not root.
 set -eu
-packages="prometheus prometheus-alertmanager cloud-init systemd openssl"
+packages="prometheus prometheus-alertmanager cloud-init systemd openssl poppler-utils"
 missing=""
 for pkg in $packages; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$missing $pkg"

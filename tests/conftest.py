@@ -17,6 +17,11 @@ FAKE_SECRETS = {
     "pagerdutyRoutingKey": "pd-routing-key-6f1c2b9e8a7d4c3b",
     "mattermostWebhookUrl": "https://chat.internal/hooks/mm-webhook-secret-93b1d0",
     "alertingHeartbeatToken": "heartbeat-token-51e0aa2c",
+    "recoveryWebhookToken": "recovery-webhook-token-7d2e91",
+    "recoveryPveReadToken": "recovery@pve!read=fake-read-3c1f",
+    "recoveryPveBackupToken": "recovery@pve!backup=fake-backup-8a2b",
+    "recoveryPveFallbackToken": "recovery@pve!fallback=fake-fallback-5e4d",
+    "recoveryTrueNasApiKey": "7-fake-truenas-key-0b9c",
 }
 
 

@@ -36,6 +36,20 @@ each behaviour comes from (proxmox-backup and proxmox-rs sources):
   ``.../namespace`` and ``.../snapshots``.
 * Unknown query parameters are refused with 400, as PBS's schema check does.
 
+For the recovery service (POST, src/api2/admin/{sync,verify,prune}.rs ``run_*_job`` and
+src/api2/admin/datastore.rs ``start_garbage_collection``; src/api2/node/tasks.rs):
+
+* ``POST /admin/{sync,verify,prune}/{id}/run`` starts a run as the token's auth id and returns
+  its UPID; while a run of the job holds its lock a second start fails (400, the lock timeout's
+  message); ``POST /admin/datastore/{store}/gc`` fails with "garbage collection already running".
+* ``GET /nodes/{node}/tasks/{upid}/status`` (``status`` running or stopped, ``exitstatus`` once
+  stopped) and ``.../log`` (lines numbered from 1, ``start`` keeps lines numbered ``>= start``,
+  ``limit`` default 50, 0 for all; ``total`` counts every line).
+* ``run_outcomes[(kind, id)]``: a list of (exitstatus, seconds) that each started run ends
+  with; a run with none left stays running until ``finish_task``. ``tokens`` maps further
+  tokens to their auth id; ``post_fault`` = "lost" starts the run but answers only after
+  ``slow_seconds`` (the answer is lost to a client that gave up).
+
 Faults for the tests: a different ``token`` (401), ``fault`` = "403", "500",
 "slow" (answers after ``slow_seconds``), "garbage" (not JSON), "shape"
 (``data`` of the wrong type); ``stop()``/``start()`` for PBS being down.
@@ -68,6 +82,8 @@ ALLOWED_PARAMS = {
     "namespace": {"parent", "max-depth"},
     "snapshots": {"backup-type", "backup-id", "ns"},
     "status": {"verbose"},
+    "task-log": {"start", "limit", "download", "test-status"},
+    "task-status": set(),
 }
 JOB_WORKER_TYPES = {"sync": "syncjob", "verify": "verificationjob",
                     "prune": "prunejob", "gc": "garbage_collection"}
@@ -181,6 +197,11 @@ class FakePBS:
         self.slow_seconds = 5.0
         self.release = threading.Event()
         self.requests = []
+        self.logs = {}  # upid -> log lines
+        self.tokens = {}  # further token -> auth id
+        self.run_outcomes = collections.defaultdict(list)
+        self.runs = []  # (kind, job id, upid) of every POSTed start
+        self.post_fault = None
         self.server = None
         self.port = None
 
@@ -472,7 +493,106 @@ class FakePBS:
                 return what, lambda: {"total": ds["total"],
                                       "used": ds["used"],
                                       "avail": ds["total"] - ds["used"]}
+        if len(parts) == 5 and parts[0] == "nodes" and parts[2] == "tasks" \
+                and parts[4] in ("log", "status"):
+            task = self.tasks.get(parts[3])
+            if task is None:
+                raise ApiError(400, f"no such task '{parts[3]}'")
+            if parts[4] == "status":
+                return "task-status", lambda: self.task_status(task)
+            return "task-log", lambda: self.task_log(task, q)
         raise ApiError(404, f"Path '/api2/json/{'/'.join(parts)}' not found.")
+
+    # --- recovery: task status and log, starting jobs
+    def task_log_lines(self, task):
+        if task["upid"] in self.logs:
+            return self.logs[task["upid"]]
+        lines = [f"starting {task['worker_type']} {task['worker_id'] or ''}".strip()]
+        if "endtime" in task:
+            lines.append("TASK OK" if task["status"] == "OK" else
+                         f"TASK {task['status']}" if task["status"].startswith(
+                             "WARNINGS") else f"TASK ERROR: {task['status']}")
+        return lines
+
+    def task_log(self, task, q):
+        start = self._int(q, "start", 0)
+        limit = self._int(q, "limit", 50)
+        lines = self.task_log_lines(task)
+        out = [{"n": n, "t": text} for n, text in enumerate(lines, 1)
+               if n >= start]
+        self.log_total = len(lines)
+        return out[:limit] if limit else out
+
+    def task_status(self, task):
+        status = {"upid": task["upid"], "node": self.node, "pid": task["pid"],
+                  "pstart": task["pstart"], "starttime": task["starttime"],
+                  "type": task["worker_type"], "id": task["worker_id"],
+                  "user": task["user"].split("!")[0]}
+        if "!" in task["user"]:
+            status["tokenid"] = task["user"].split("!", 1)[1]
+        if "endtime" in task:
+            status.update(status="stopped", exitstatus=task["status"])
+        else:
+            status["status"] = "running"
+        return status
+
+    def start_run(self, kind, job_id, auth_id):
+        """POST .../run or .../gc: a running task of the job, as ``auth_id``."""
+        if kind == "gc":
+            if job_id not in self.datastores:
+                raise ApiError(400, f"no such datastore '{job_id}'")
+        elif job_id not in self.jobs[kind]:
+            raise ApiError(400, f"no such {kind} job '{job_id}'")
+        last = self.tasks.get(self.job_state.get((kind, job_id)))
+        if last is not None and "endtime" not in last:
+            if kind == "gc":
+                raise ApiError(400, "garbage collection already running")
+            state_file = {"sync": "syncjob", "verify": "verificationjob",
+                          "prune": "prunejob"}[kind]
+            raise ApiError(400, 'Unable to acquire lock "/var/lib/proxmox-'
+                           f'backup/jobstates/{state_file}-{job_id}.lck" - '
+                           "got timeout")
+        upid = self.run_job(kind, job_id, time.time(), user=auth_id)
+        self.runs.append((kind, job_id, upid))
+        outcomes = self.run_outcomes[(kind, job_id)]
+        if outcomes:
+            status, seconds = outcomes.pop(0)
+            timer = threading.Timer(seconds, lambda: self.finish_task(
+                upid, time.time(), status))
+            timer.daemon = True
+            timer.start()
+        return upid
+
+    def respond_post(self, path, auth):
+        """(status, body bytes) for one POST."""
+        with self.lock:
+            self.requests.append((path, {"method": ["POST"]}))
+            auth_id = (USER if auth == f"PBSAPIToken={self.token}" else
+                       next((who for token, who in self.tokens.items()
+                             if auth == f"PBSAPIToken={token}"), None))
+            if auth_id is None:
+                return 401, b"authentication failed - invalid API token"
+            fault, post_fault = self.fault, self.post_fault
+        if fault == "403":
+            return 403, b"permission check failed"
+        if fault in ("500", "slow", "garbage"):
+            return self.respond(path, "", auth)
+        parts = [unquote(p) for p in path.split("/") if p][2:]
+        with self.lock:
+            try:
+                if len(parts) == 4 and parts[0] == "admin" and \
+                        parts[1] in self.jobs and parts[3] == "run":
+                    upid = self.start_run(parts[1], parts[2], auth_id)
+                elif len(parts) == 4 and parts[:2] == ["admin", "datastore"] \
+                        and parts[3] == "gc":
+                    upid = self.start_run("gc", parts[2], auth_id)
+                else:
+                    raise ApiError(404, f"Path '{path}' not found.")
+            except ApiError as exc:
+                return exc.code, str(exc).encode()
+        if post_fault == "lost":
+            self.release.wait(self.slow_seconds)
+        return 200, json.dumps({"data": upid}).encode()
 
     def respond(self, path, query, auth):
         """(status, body bytes) for one GET."""
@@ -480,7 +600,8 @@ class FakePBS:
         with self.lock:
             self.requests.append((path, q))
             fault = self.fault
-            if auth != f"PBSAPIToken={self.token}":
+            if auth != f"PBSAPIToken={self.token}" and auth not in {
+                    f"PBSAPIToken={token}" for token in self.tokens}:
                 return 401, b"authentication failed - invalid API token"
         if fault == "slow":
             self.release.wait(self.slow_seconds)
@@ -509,6 +630,8 @@ class FakePBS:
             document = {"data": data}
             if name == "tasks":
                 document["total"] = self.total
+            if name == "task-log":
+                document.update(total=self.log_total, success=1)
         if fault == "shape":
             document["data"] = {"unexpected": data}
         return 200, json.dumps(document).encode()
@@ -524,6 +647,18 @@ class FakePBS:
                 url = urlsplit(self.path)
                 status, body = fake.respond(url.path, url.query,
                                             self.headers.get("Authorization"))
+                self.send_response(status)
+                self.send_header("Content-Type",
+                                 "application/json;charset=UTF-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self):
+                url = urlsplit(self.path)
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                status, body = fake.respond_post(
+                    url.path, self.headers.get("Authorization"))
                 self.send_response(status)
                 self.send_header("Content-Type",
                                  "application/json;charset=UTF-8")

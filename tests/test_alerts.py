@@ -248,7 +248,7 @@ def test_watchdog_always_fires_and_alert_delivery_failures_are_caught(homelab, t
 
 def test_a_scrape_job_that_vanished_is_reported(homelab, tmp_path):
     present = [f'up{{job="{j}",service="{s}",instance="x"}}' for j, s in
-               (("pbs-exporter", "backups"), ("snmp-core-switch", "network"), ("snmp-nas", "storage"),
+               (("pbs-exporter", "backups"), ("recovery", "backups"), ("snmp-core-switch", "network"), ("snmp-nas", "storage"),
                 ("snmp-ups", "power"), ("federate-homelab-cluster", "metrics"))]
     _unit_test(homelab, tmp_path, [{
         "interval": "1m",

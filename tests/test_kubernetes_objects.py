@@ -1,4 +1,4 @@
-"""The lean core/v1 classes register exactly what pulumi_kubernetes' own classes register."""
+"""The lean Kubernetes classes register exactly what pulumi_kubernetes' own classes register."""
 
 from __future__ import annotations
 
@@ -50,6 +50,7 @@ def _same(a, b):
     assert sorted(a.additionalSecretOutputs) == sorted(b.additionalSecretOutputs)
     assert a.version == b.version and a.version
     assert (a.protect, list(a.dependencies)) == (b.protect, list(b.dependencies))
+    assert sorted(map(str, a.aliases)) == sorted(map(str, b.aliases)) and list(a.aliasURNs) == list(b.aliasURNs)
 
 
 CASES = {
@@ -60,13 +61,20 @@ CASES = {
         "pvc", metadata={"name": "data", "namespace": "grafana"},
         spec={"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "10Gi"}}},
         opts=pulumi.ResourceOptions(protect=True)),
+    "ConfigMap": lambda m: m.ConfigMap("cm", metadata={"name": "pbs-report", "namespace": "monitoring"},
+                                       data={"settings.json": "{}"}),
+    "CronJob": lambda m: m.CronJob("cj", metadata={"name": "pbs-report", "namespace": "monitoring"}, spec={
+        "schedule": "0 6 1 1,4,7,10 *", "timeZone": "Europe/Berlin", "jobTemplate": {"spec": {"template": {"spec": {
+            "restartPolicy": "Never", "containers": [{"name": "report", "image": "python:3.11-slim-bookworm"}]}}}}}),
 }
+SDK_MODULE = {"CronJob": "pulumi_kubernetes.batch.v1"}
 
 
 @pytest.mark.parametrize("kind", sorted(CASES))
 def test_registers_like_the_sdk_class(kind):
-    import pulumi_kubernetes.core.v1 as sdk
+    import importlib
 
+    sdk = importlib.import_module(SDK_MODULE.get(kind, "pulumi_kubernetes.core.v1"))
     ours = _register(lambda: CASES[kind](lean))
     theirs = _register(lambda: CASES[kind](sdk))
     (name,) = ours

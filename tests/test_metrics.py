@@ -72,7 +72,7 @@ def test_tsdb_is_persistent_sized_from_config_and_the_release_protected(homelab)
     claim = spec["storageSpec"]["volumeClaimTemplate"]["spec"]
     assert claim["resources"]["requests"]["storage"] == "180Gi"
     assert claim["storageClassName"] == "local-path"
-    assert (spec["retention"], spec["retentionSize"]) == ("90d", "160GB")
+    assert (spec["retention"], spec["retentionSize"]) == ("100d", "160GB")
     # Rules and monitors of other releases (snmp-exporter, loki, ...) are picked up too.
     assert spec["ruleSelectorNilUsesHelmValues"] is False
     assert spec["serviceMonitorSelectorNilUsesHelmValues"] is False
@@ -93,7 +93,9 @@ def test_scrape_configs_and_rules_load_in_prometheus(homelab, tmp_path):
     result = run_tool("promtool", "check", "config", path)
     assert result.returncode == 0, result.stdout + result.stderr
     jobs = {j["job_name"]: j for j in scrape}
-    assert set(jobs) == {"pbs-exporter", "pbs-node", "snmp-core-switch", "snmp-nas", "snmp-ups", "federate-homelab-cluster"}
+    assert set(jobs) == {"pbs-exporter", "pbs-node", "recovery", "snmp-core-switch", "snmp-nas", "snmp-ups",
+                         "federate-homelab-cluster"}
+    assert jobs["recovery"]["static_configs"][0]["targets"] == ["192.168.30.20:9847"]
     port = homelab_sections().get("pbsExporter", {}).get("port", 9797)
     assert jobs["pbs-exporter"]["static_configs"][0]["targets"] == [f"192.168.30.20:{port}"]
     assert jobs["pbs-node"]["static_configs"][0]["targets"] == ["192.168.30.20:9100"]

@@ -96,6 +96,19 @@ class StackFile:
                 config[full] = value if isinstance(value, str) else json.dumps(value)
         return cls(project, stack, config, secret_keys)
 
+    def stack_config(self):
+        """The typed StackConfig of this file's plain (non-secret) sections, as the program reads them."""
+        from model.config import load_stack_config
+        from model.secrets import SECRETS
+
+        prefix = f"{self.project}:"
+        sections = {}
+        for key, value in self.config.items():
+            section = key[len(prefix):]
+            if key.startswith(prefix) and key not in self.secret_keys and section not in SECRETS:
+                sections[section] = json.loads(value) if value[:1] in "{[" else value
+        return load_stack_config(sections, f"stack {self.stack!r} (Pulumi.{self.stack}.yaml)")
+
 
 @dataclass
 class RecordedResource:

@@ -159,8 +159,24 @@ def write_prometheus_config(recording: Recording, out: Path) -> None:
     _write(recording, out / "alertmanager" / "alertmanager.yml", values["alertmanager"]["config"])
 
 
+def write_recovery(recording: Recording, out: Path) -> None:
+    """build/<stack>/recovery/: the recovery service's config, fallback inventory and unit, exactly
+    as the pbs host's cloud-config writes them (the drill runs the service on these)."""
+    from model import recovery
+
+    wanted = {recovery.CONFIG_PATH: "recovery.yml", recovery.INVENTORY_PATH: "fallback-inventory.yml",
+              "/etc/systemd/system/recovery.service": "recovery.service"}
+    for snippet in recording.of_type(SNIPPET_TYPE):
+        doc = yaml.load(recording.raw_inputs[snippet.urn]["sourceRaw"]["data"], Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        for item in doc.get("write_files", []):
+            if item["path"] in wanted:
+                target = out / "recovery" / wanted[item["path"]]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(recording.redact_text(item["content"]))
+
+
 ARTIFACTS: list[Callable[[Recording, Path], None]] = [
-    write_resources, write_user_data, write_helm_values, write_prometheus_config, write_grafana,
+    write_resources, write_user_data, write_helm_values, write_prometheus_config, write_grafana, write_recovery,
 ]
 
 

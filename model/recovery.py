@@ -1,0 +1,183 @@
+"""The recovery service's files on the pbs host, from the stack config (section `recovery`).
+
+One source: which alerts trigger which playbook, each action's mode and guard, where the APIs
+are, and the PagerDuty route whose dedup_key the service must use, all derived from the stack
+config and the routing table. Secrets are file paths: systemd hands each root-only file under
+SECRETS_DIR to the service as a credential (CREDENTIALS_DIR); values never appear here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from model import secrets
+from model.config import Role, Route, StackConfig
+from model.durations import parse_seconds
+from model.endpoints import LOGS_NAMESPACE
+from recovery.fallback import inventory
+
+CONFIG_PATH = "/etc/recovery/recovery.yml"
+INVENTORY_PATH = "/etc/recovery/fallback-inventory.yml"
+SECRETS_DIR = "/etc/recovery/secrets"
+CREDENTIALS_DIR = "/run/credentials/recovery.service"
+INSTALL_DIR = "/usr/local/lib/recovery"
+STATE_DIR = "/var/lib/recovery"
+PBS_AUTH_ID = "recovery@pbs"
+WEBHOOK_PATH = "/webhook"
+
+# Alerts the service acts on: (alertname, label matchers, playbook).
+TRIGGERS = [
+    ("BackupJobFailed", {}, "backup-failure"),
+    ("BackupMaintenanceJobFailed", {}, "backup-failure"),
+    ("PersistentVolumeUsageHigh", {"namespace": LOGS_NAMESPACE}, "disk-usage"),
+    ("NasStorageUsageHigh", {}, "disk-usage"),
+]
+
+
+@dataclass(frozen=True)
+class Credential:
+    """One secret file of the service: its name, the stack secret it holds (None: made on the
+    host, like the PBS tokens) and where the service reads it."""
+
+    name: str
+    secret_key: str | None = None
+    source: str | None = None  # a file the host already has (PBS' certificate)
+
+    @property
+    def host_path(self) -> str:
+        return self.source or f"{SECRETS_DIR}/{self.name}"
+
+    @property
+    def path(self) -> str:
+        return f"{CREDENTIALS_DIR}/{self.name}"
+
+
+PBS_KINDS = ("read", "sync", "verify", "prune", "gc")
+# The PBS ACL of each token (role, path); the user gets the same, a token's rights being the
+# intersection of both. Datastore paths get the datastore's name appended.
+PBS_ACLS = {
+    "read": [("Audit", "/"), ("RemoteAudit", "/remote")],
+    "sync": [("DatastoreBackup", "/datastore"), ("RemoteSyncOperator", "/remote")],
+    "verify": [("DatastoreReader", "/datastore")],
+    "prune": [("DatastoreAdmin", "/datastore")],
+    "gc": [("DatastoreAdmin", "/datastore")],
+}
+
+
+def credentials(cfg: StackConfig) -> list[Credential]:
+    rec = cfg.recovery
+    assert rec is not None
+    out = [Credential("webhook-token", secrets.RECOVERY_WEBHOOK_TOKEN), Credential("pve-read-token", secrets.RECOVERY_PVE_READ_TOKEN),
+           Credential("pbs-ca.pem", source="/etc/proxmox-backup/proxy.pem")]
+    out += [Credential(f"pbs-{kind}-token") for kind in PBS_KINDS]
+    optional = [("pve-backup-rerun", "pve-backup-token", secrets.RECOVERY_PVE_BACKUP_TOKEN),
+                ("backup-fallback", "pve-fallback-token", secrets.RECOVERY_PVE_FALLBACK_TOKEN),
+                ("nas-snapshot-prune", "truenas-api-key", secrets.RECOVERY_TRUENAS_API_KEY)]
+    out += [Credential(name, key) for action, name, key in optional if rec.mode(action) != "off"]
+    receivers = cfg.alerting.receivers if cfg.alerting else []
+    if any(r.mattermost for r in receivers):
+        out.append(Credential("mattermost-webhook-url", secrets.MATTERMOST_WEBHOOK_URL))
+    if any(r.pagerduty for r in receivers):
+        out.append(Credential("pagerduty-routing-key", secrets.PAGERDUTY_ROUTING_KEY))
+    return out
+
+
+def _cred(cfg: StackConfig, name: str) -> str:
+    return next(c.path for c in credentials(cfg) if c.name == name)
+
+
+def pagerduty_route(cfg: StackConfig) -> tuple[Route, str] | None:
+    """The first top-level route to a pagerduty receiver and its Alertmanager route key
+    (dispatch/route.go Key: the matchers from the root, each ``name="value"``)."""
+    alerting = cfg.alerting
+    for route in alerting.routes:
+        receiver = alerting.receiver_named(route.receiver)
+        if receiver and receiver.pagerduty:
+            matchers = ",".join(f'{m.label}{m.op}"{m.value}"' for m in route.matchers)
+            return route, "{}/{" + matchers + "}"
+    return None
+
+
+def _ops_room(cfg: StackConfig) -> str | None:
+    """The chat channel of the root receiver: where disk alerts without a route of their own go."""
+    root = cfg.alerting.receiver_named(cfg.alerting.receiver)
+    return root.mattermost.channel if root and root.mattermost else None
+
+
+def host_name(cfg: StackConfig) -> str:
+    """The pbs host the service runs on (the first one: one service acts on the whole site)."""
+    return sorted(cfg.hosts_with_role(Role.PBS))[0]
+
+
+def service_config(cfg: StackConfig) -> dict:
+    rec = cfg.recovery
+    assert rec is not None and cfg.alerting is not None
+    fqdn = f"{host_name(cfg)}.{cfg.site.domain}"
+    doc: dict = {
+        "listen": f"0.0.0.0:{rec.port}",
+        "webhookTokenFile": _cred(cfg, "webhook-token"),
+        "stateFile": f"{STATE_DIR}/state.sqlite3",
+        "auditLog": "/var/log/recovery/audit.jsonl",
+        "killSwitchFile": "/etc/recovery/disabled",
+        "enabled": rec.enabled,
+        "actions": {name: {"mode": a.mode, "cooldownSeconds": parse_seconds(a.cooldown), "maxAttempts": a.max_attempts,
+                           "windowSeconds": parse_seconds(a.window)} for name, a in sorted(rec.actions.items())},
+        "triggers": [{"alertname": name, **({"matchers": matchers} if matchers else {}), "playbook": playbook}
+                     for name, matchers, playbook in TRIGGERS],
+        "pbs": {"url": "https://localhost:8007", "uiUrl": f"https://{fqdn}:8007", "node": "localhost",
+                "caFile": _cred(cfg, "pbs-ca.pem"), "readTokenFile": _cred(cfg, "pbs-read-token"),
+                "tokenFiles": {kind: _cred(cfg, f"pbs-{kind}-token") for kind in PBS_KINDS if kind != "read"}},
+        "pve": {"url": rec.pve.url.rstrip("/"), "uiUrl": rec.pve.url.rstrip("/"), "verifyTls": rec.pve.verify_tls,
+                "readTokenFile": _cred(cfg, "pve-read-token")},
+    }
+    if rec.pve.pbs_server:
+        doc["pve"]["pbsServer"] = rec.pve.pbs_server
+    if rec.mode("pve-backup-rerun") != "off":
+        doc["pve"]["backupTokenFile"] = _cred(cfg, "pve-backup-token")
+    if rec.mode("backup-fallback") != "off":
+        doc["fallback"] = {"playbook": f"{INSTALL_DIR}/playbooks/backup-fallback.yml", "inventory": INVENTORY_PATH,
+                           "ansiblePlaybook": "/usr/bin/ansible-playbook", "resultDir": f"{STATE_DIR}/fallback"}
+    if rec.nas and rec.mode("nas-snapshot-prune") != "off":
+        doc["truenas"] = {"url": rec.nas.url, "verifyTls": rec.nas.verify_tls, "apiKeyFile": _cred(cfg, "truenas-api-key"),
+                          "dataset": rec.nas.dataset, "retentionDays": parse_seconds(rec.nas.retention) / 86400,
+                          "keepNewest": rec.nas.keep_newest}
+    if rec.prometheus_url:
+        doc["prometheus"] = {"url": rec.prometheus_url}
+    names = {c.name for c in credentials(cfg)}
+    if "mattermost-webhook-url" in names:
+        backup_room = cfg.backup_room()
+        channels = {"backup-failure": backup_room.mattermost.channel if backup_room else None, "disk-usage": _ops_room(cfg)}
+        doc["mattermost"] = {"webhookUrlFile": _cred(cfg, "mattermost-webhook-url"), "username": "recovery",
+                             "channels": {k: v for k, v in channels.items() if v}}
+    pd = pagerduty_route(cfg)
+    if pd and "pagerduty-routing-key" in names:
+        route, key = pd
+        doc["pagerduty"] = {"routingKeyFile": _cred(cfg, "pagerduty-routing-key"), "routeKey": key,
+                            "groupBy": list(route.group_by or cfg.alerting.group_by),
+                            "matchers": {m.label: m.value for m in route.matchers if m.op == "="}}
+    return doc
+
+
+def fallback_inventory(cfg: StackConfig) -> dict | None:
+    rec = cfg.recovery
+    if rec is None or rec.nas is None or rec.mode("backup-fallback") == "off":
+        return None
+    return inventory(pve_url=rec.pve.url, token_file=_cred(cfg, "pve-fallback-token"), verify_tls=rec.pve.verify_tls,
+                     storage=rec.nas.fallback_storage, nas_server=rec.nas.nfs_server, nas_export=rec.nas.fallback_export)
+
+
+def pbs_token_script(store: str) -> str:
+    """Shell: creates the service's PBS user and one token per action on the host, each with its
+    ACL, and writes each secret to a root-only file. Idempotent: an existing file is kept."""
+    lines = ["set -eu; umask 077; mkdir -p " + SECRETS_DIR,
+             f"proxmox-backup-manager user list --output-format json | grep -q '\"userid\":\"{PBS_AUTH_ID}\"' || "
+             f"proxmox-backup-manager user create {PBS_AUTH_ID} --comment 'recovery service (one token per action)'"]
+    for kind in PBS_KINDS:
+        token_id = f"{PBS_AUTH_ID}!{kind}"
+        path = f"{SECRETS_DIR}/pbs-{kind}-token"
+        acls = "; ".join(f"proxmox-backup-manager acl update {p + '/' + store if p == '/datastore' else p} {role} --auth-id {who}"
+                         for role, p in PBS_ACLS[kind] for who in (PBS_AUTH_ID, f"'{token_id}'"))
+        lines.append(f"if [ ! -s {path} ]; then secret=$(proxmox-backup-manager user generate-token {PBS_AUTH_ID} {kind} "
+                     "--output-format json | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"value\"])'); "
+                     f"{acls}; printf '%s:%s\\n' '{token_id}' \"$secret\" > {path}; fi")
+    return "; ".join(lines)

@@ -1,0 +1,181 @@
+"""The quarterly PBS job report as the stack runs it: a Kubernetes CronJob beside Prometheus.
+
+Why a CronJob and not a systemd timer on a VM: the report reads Prometheus, which is a ClusterIP
+Service of the cluster (no VM of the stack can reach it without exposing it, unauthenticated,
+on the LAN); inside the cluster its name resolves, the Mattermost webhook arrives as a mounted
+Secret like Alertmanager's, the NAS share is a plain `nfs` volume, CronJob's `timeZone` runs it
+at local time, and a failed run raises kube-prometheus-stack's KubeJobFailed alert.
+
+The price is an image: there is no public one with reportlab, so the job runs the official
+python image, and an init container installs reportlab and the two libraries it imports, pinned
+by hash (tools/report/requirements.txt), into an emptyDir. The report's code and its settings
+come from a ConfigMap rendered here, so the job runs exactly the tools/report of this commit.
+
+Pure: plain data only; components/reports.py turns it into resources.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from model import secrets
+from model.alerts import backup_recording_rule
+from model.config import Role, StackConfig, duration_seconds
+from model.hosts import scheduling_for
+from model.links import BACKUP_SERVICE
+from model.metrics import ALERTMANAGER_SECRET
+from model.routing import SECRET_FILES
+
+NAME = "pbs-report"
+IMAGE = "python:3.11-slim-bookworm"  # the CPython the pinned wheels are built for
+TOOL_DIR = Path(__file__).resolve().parent.parent / "tools" / "report"
+MOUNT = "/opt/pbs-report"
+DEPENDENCIES = "/opt/pbs-report-deps"
+ARCHIVE_MOUNT = "/archive"
+SECRET_MOUNT = "/etc/pbs-report/secrets"
+SETTINGS_FILE = "settings.json"
+REQUIREMENTS_FILE = "requirements.txt"
+ANNOUNCER = "pbs-report"
+# The cluster may be down at the scheduled minute: the job still starts within this time.
+STARTING_DEADLINE_SECONDS = 12 * 3600
+
+
+def prometheus_url(cfg: StackConfig) -> str:
+    """The stack's Prometheus as seen from inside the cluster (model/endpoints.py)."""
+    return cfg.endpoints().prometheus_url
+
+
+def slo_objective_percent(cfg: StackConfig) -> float:
+    """The objective of the SLO on the PBS job counters; without one, the design's recording rule's."""
+    for slo in cfg.slos:
+        if slo.service == BACKUP_SERVICE and (slo.sli.total_events or "").startswith("pbs_job_attempt_total"):
+            return slo.objective
+    return float(backup_recording_rule()["labels"]["slo"])
+
+
+def report_settings(cfg: StackConfig, stack: str, scheduled: bool = False) -> dict:
+    """tools/report's settings (ReportSettings); `scheduled` adds the job's archive and chat."""
+    settings: dict = {
+        "stack": stack,
+        "site": cfg.site.name,
+        "timezone": cfg.site.timezone,
+        "prometheus_url": prometheus_url(cfg),
+        "slo_objective_percent": slo_objective_percent(cfg),
+        "evaluation_interval_seconds": duration_seconds(cfg.metrics.evaluation_interval),
+        "incident_selector": f'ALERTS{{alertstate="firing",service="{BACKUP_SERVICE}"}}',
+    }
+    if scheduled and cfg.reports:
+        nfs = cfg.reports.archive.nfs
+        room = cfg.backup_room()
+        settings["archive"] = {"directory": ARCHIVE_MOUNT, "location": f"{nfs.server}:{nfs.path}",
+                               "retention_years": cfg.reports.archive.retention_years}
+        settings["announce"] = {
+            "webhook_url_file": f"{SECRET_MOUNT}/{SECRET_FILES[secrets.MATTERMOST_WEBHOOK_URL]}",
+            "channel": room.mattermost.channel if room and room.mattermost else None,
+            "username": ANNOUNCER,
+        }
+    return settings
+
+
+def schedule(cfg: StackConfig) -> str:
+    """Cron schedule, in the site's time zone: the first day of each quarter at reports.runAt."""
+    assert cfg.reports is not None
+    hour, minute = (int(part) for part in cfg.reports.run_at.split(":"))
+    return f"{minute} {hour} 1 1,4,7,10 *"
+
+
+def tool_files() -> dict[str, str]:
+    """ConfigMap key -> content of every module of tools/report (a key cannot hold a '/')."""
+    return {path.name: path.read_text() for path in sorted(TOOL_DIR.glob("*.py"))}
+
+
+def config_map_data(cfg: StackConfig, stack: str) -> dict[str, str]:
+    return {
+        **tool_files(),
+        REQUIREMENTS_FILE: (TOOL_DIR / REQUIREMENTS_FILE).read_text(),
+        SETTINGS_FILE: json.dumps(report_settings(cfg, stack, scheduled=True), indent=2) + "\n",
+    }
+
+
+def _config_map_items() -> list[dict]:
+    items = [{"key": name, "path": f"tools/report/{name}"} for name in tool_files()]
+    return items + [{"key": REQUIREMENTS_FILE, "path": REQUIREMENTS_FILE}, {"key": SETTINGS_FILE, "path": SETTINGS_FILE}]
+
+
+def install_command() -> list[str]:
+    return ["python", "-m", "pip", "install", "--no-cache-dir", "--disable-pip-version-check", "--no-deps",
+            "--only-binary=:all:", "--require-hashes", "--target", DEPENDENCIES,
+            "-r", f"{MOUNT}/{REQUIREMENTS_FILE}"]
+
+
+def report_command() -> list[str]:
+    return ["python", "-m", "tools.report", "--settings", f"{MOUNT}/{SETTINGS_FILE}", "--publish"]
+
+
+def _container_security() -> dict:
+    return {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}}
+
+
+def cron_job_spec(cfg: StackConfig) -> dict:
+    assert cfg.reports is not None
+    nfs = cfg.reports.archive.nfs
+    pinned = scheduling_for(Role.PROMETHEUS)
+    env = [{"name": "HOME", "value": "/tmp"}, {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}]
+    code = {"name": "code", "mountPath": MOUNT, "readOnly": True}
+    deps = {"name": "dependencies", "mountPath": DEPENDENCIES}
+    tmp = {"name": "tmp", "mountPath": "/tmp"}
+    webhook_key = SECRET_FILES[secrets.MATTERMOST_WEBHOOK_URL]
+    return {
+        "schedule": schedule(cfg),
+        "timeZone": cfg.site.timezone,
+        "concurrencyPolicy": "Forbid",
+        "startingDeadlineSeconds": STARTING_DEADLINE_SECONDS,
+        "successfulJobsHistoryLimit": 4,
+        "failedJobsHistoryLimit": 4,
+        "jobTemplate": {"spec": {
+            "backoffLimit": 3,
+            "activeDeadlineSeconds": 3600,
+            "template": {
+                "metadata": {"labels": {"app.kubernetes.io/name": NAME}},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "automountServiceAccountToken": False,
+                    "nodeSelector": pinned.node_selector(),
+                    "tolerations": pinned.tolerations(),
+                    "securityContext": {"runAsNonRoot": True, "runAsUser": 65534, "runAsGroup": 65534,
+                                        "seccompProfile": {"type": "RuntimeDefault"}},
+                    "initContainers": [{
+                        "name": "install-reportlab",
+                        "image": IMAGE,
+                        "command": install_command(),
+                        "env": env,
+                        "volumeMounts": [code, deps, tmp],
+                        "securityContext": _container_security(),
+                        "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}},
+                    }],
+                    "containers": [{
+                        "name": "report",
+                        "image": IMAGE,
+                        "command": report_command(),
+                        "workingDir": MOUNT,
+                        "env": env + [{"name": "PYTHONPATH", "value": f"{MOUNT}:{DEPENDENCIES}"}],
+                        "volumeMounts": [code, {**deps, "readOnly": True}, tmp,
+                                         {"name": "archive", "mountPath": ARCHIVE_MOUNT},
+                                         {"name": "backup-room", "mountPath": SECRET_MOUNT, "readOnly": True}],
+                        "securityContext": _container_security(),
+                        "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}},
+                    }],
+                    "volumes": [
+                        {"name": "code", "configMap": {"name": NAME, "items": _config_map_items()}},
+                        {"name": "dependencies", "emptyDir": {"sizeLimit": "200Mi"}},
+                        {"name": "tmp", "emptyDir": {"sizeLimit": "100Mi"}},
+                        {"name": "archive", "nfs": {"server": nfs.server, "path": nfs.path}},
+                        # Only the webhook key of the Alertmanager receivers' Secret: one secret, one Secret.
+                        {"name": "backup-room", "secret": {"secretName": ALERTMANAGER_SECRET,
+                                                           "items": [{"key": webhook_key, "path": webhook_key}]}},
+                    ],
+                },
+            },
+        }},
+    }

@@ -1,0 +1,1 @@
+"""The recovery service: Alertmanager webhooks in, guarded and verified playbook actions out."""

@@ -1,0 +1,464 @@
+"""The seed's playbooks, as steps the service carries out.
+
+backup-failure (BackupJobFailed, BackupMaintenanceJobFailed; labels job_type, job_id, datastore)
+  1. find the failed task and read the end of its log (PBS, and for a backup the PVE vzdump
+     task too); post job, UPID, last lines and the task's link to the room; add them to the
+     incident when the alert pages;
+  2. re-run: a PBS sync/verify/prune job or GC (``pbs-job-rerun``), or for a backup the PVE
+     vzdump job that covers the guest, as the GUI's "Run now" does, on the nodes hosting its
+     guests (``pve-backup-rerun``); verify by the tasks' exitstatus; tell the room
+     "failed -> re-run -> OK" (or what happened);
+  3. when the re-run failed, could not be confirmed, or the target is exhausted: page at once
+     (PagerDuty, on the incident Alertmanager opens for the same alert group) with the log and
+     what was tried; for a failed backup also run the fallback (``backup-fallback``,
+     ansible-playbook, enforce only, once per job and day) and report the restore point.
+
+disk-usage (the Loki volume, the NAS)
+  1. post Loki's compactor health from Prometheus (``loki-compactor-report``);
+  2. prune the configured NAS dataset's snapshots older than its retention
+     (``nas-snapshot-prune``, dry-run by default: it lists what it would delete), never one with a
+     hold or one a replication task still needs, always keeping the newest N.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from urllib.parse import quote, urlencode
+
+from recovery.engine import Engine, Interrupted
+from recovery.proxmox import included_guests, run_now_params, upid_node
+from recovery.rest import ApiError
+from recovery.state import Occurrence
+from recovery.truenas import TrueNasError, prune_plan
+
+PBS_KINDS = {"sync", "verify", "prune", "gc"}
+
+
+def pbs_link(cfg, upid: str) -> str:
+    base = cfg["pbs"].get("uiUrl") or cfg["pbs"]["url"]
+    return f"{base.rstrip('/')}/#pbsServerAdministration:tasks"  # www/button/TaskButton.js
+
+
+def pve_link(cfg, node: str) -> str:
+    base = cfg["pve"].get("uiUrl") or cfg["pve"]["url"]
+    # www/manager6/StateProvider.js: view "server" (0), rid node/<node>, ltab and nodetab "tasks" (4)
+    return f"{base.rstrip('/')}/#v1:0:={quote('node/' + node, safe='')}:4:4"
+
+
+def upid_start(upid: str) -> int:
+    return int(upid.split(":")[5], 16)
+
+
+def code_block(lines: list[str]) -> str:
+    return "```\n" + "\n".join(line.replace("```", "'''") for line in lines) + "\n```" if lines else "(no log lines)"
+
+
+# ---------------------------------------------------------------------- backup failure
+class BackupFailure:
+    def __init__(self, engine: Engine, occ: Occurrence):
+        self.e, self.occ, self.cfg = engine, occ, engine.cfg
+        labels = occ.labels
+        self.kind, self.job_id, self.store = labels.get("job_type", ""), labels.get("job_id", ""), labels.get("datastore", "")
+        self.target = f"{self.kind}/{self.store}/{self.job_id}"
+        self.action = "pve-backup-rerun" if self.kind == "backup" else "pbs-job-rerun"
+        self.title = f"{self.kind} job {self.job_id} on datastore {self.store}"
+
+    def run(self) -> None:
+        occ, e = self.occ, self.e
+        problem = self._unsupported()
+        if problem:
+            e.audit("skip", **e.who(occ), target=self.target, action=self.action, result="skipped", why=problem)
+            return
+        if e.mode(self.action) == "off":
+            e.audit("skip", **e.who(occ), target=self.target, action=self.action, result="skipped",
+                    why="kill switch engaged" if e.kill_switch() else f"action {self.action} is off")
+            return
+        found = occ.context.get("found")
+        if found is None:
+            found = occ.context["found"] = self.find_failure()
+            e.state.save_context(occ)
+        if not occ.context.get("reported"):
+            self.report_failure(found)
+            occ.context["reported"] = True
+            e.state.save_context(occ)
+        rerun = self.rerun(found)
+        if not occ.context.get("told"):
+            self.tell(rerun)
+            occ.context["told"] = True
+            e.state.save_context(occ)
+        if rerun["result"] in ("failed", "unknown") or rerun.get("exhausted"):
+            if not occ.context.get("escalated"):
+                self.escalate(found, rerun)
+                occ.context["escalated"] = True
+                e.state.save_context(occ)
+            if self.kind == "backup" and rerun["result"] == "failed":
+                self.fallback(found)
+
+    def _unsupported(self) -> str | None:
+        if not (self.kind and self.job_id and self.store):
+            return "the alert has no job_type, job_id or datastore label"
+        if self.job_id in ("manual", "unmatched"):
+            return f"job_id {self.job_id} is not a job that can be re-run"
+        if self.kind not in PBS_KINDS | {"backup"}:
+            return f"unknown job_type {self.kind}"
+        return None
+
+    # --- step 1: the failed task and its log
+    def find_failure(self) -> dict:
+        found = {"tasks": [], "problems": [], "guests": [], "job": None, "nodes": []}
+        lines = self.cfg["logLines"]
+        try:
+            pbs = self.e.clients.pbs()
+            if self.kind == "backup":
+                task = pbs.last_failed_backup(self.store, self.job_id)
+                upid = task and task["upid"]
+                status = task and task.get("status")
+            elif self.kind == "gc":
+                upid, status = pbs.gc_status(self.store).get("upid"), None
+            else:
+                job = pbs.job(self.kind, self.job_id)
+                if job is None:
+                    found["problems"].append(f"PBS has no {self.kind} job {self.job_id} (or the read token cannot see it)")
+                upid, status = (job or {}).get("last-run-upid"), (job or {}).get("last-run-state")
+            if upid:
+                found["tasks"].append({"api": "PBS", "upid": upid, "status": status, "link": pbs_link(self.cfg, upid),
+                                       "lines": pbs.task_log_tail(pbs.node, upid, lines)})
+            else:
+                found["problems"].append("no failed PBS task found for it")
+        except ApiError as exc:
+            self._api_error(found, exc)
+        if self.kind == "backup":
+            self.find_vzdump_job(found)
+        return found
+
+    def find_vzdump_job(self, found: dict) -> None:
+        """The PVE backup job that writes this guest to this datastore, the nodes hosting its
+        guests, and the failed vzdump task's log on the guest's node."""
+        guest_type, _, vmid = self.job_id.partition("/")
+        if guest_type not in ("vm", "ct") or not vmid.isdigit():
+            found["problems"].append(f"backup group {self.job_id} is not a guest (vm/<id> or ct/<id>)")
+            return
+        vmid = int(vmid)
+        try:
+            pve = self.e.clients.pve()
+            storages = set(pve.pbs_storages(self.store, self.cfg["pve"].get("pbsServer")))
+            resources = pve.resources()
+            jobs = [j for j in pve.backup_jobs() if j.get("storage") in storages]
+            covering = []
+            for job in sorted(jobs, key=lambda j: str(j.get("id"))):
+                by_node, _ = included_guests(job, resources)
+                if any(vmid in guests for guests in by_node.values()):
+                    covering.append((job, by_node))
+            if not covering:
+                found["problems"].append(f"no PVE backup job writes guest {vmid} to a storage of datastore {self.store} "
+                                         f"(PBS storages: {', '.join(sorted(storages)) or 'none'})")
+                return
+            job, by_node = covering[0]
+            found["job"] = pve.backup_job(job["id"])
+            found["nodes"] = sorted(by_node)
+            found["guests"] = [vmid]
+            offline = sorted(r["node"] for r in resources if r.get("type") == "node" and r.get("node") in by_node
+                             and r.get("status") != "online")
+            if offline:
+                found["problems"].append(f"node(s) {', '.join(offline)} of the job are not online")
+            node = next(n for n, guests in by_node.items() if vmid in guests)
+            task = pve.last_failed_vzdump(node, vmid)
+            if task:
+                found["tasks"].append({"api": "PVE", "upid": task["upid"], "status": task.get("status"),
+                                       "link": pve_link(self.cfg, node),
+                                       "lines": pve.task_log_tail(node, task["upid"], self.cfg["logLines"])})
+        except ApiError as exc:
+            self._api_error(found, exc)
+
+    def _api_error(self, found: dict, exc: ApiError) -> None:
+        self.e.metrics.api_errors.labels(exc.api, exc.kind).inc()
+        self.e.audit("report", **self.e.who(self.occ), target=self.target, result="failed", why=f"gathering: {exc}")
+        found["problems"].append(str(exc))
+
+    def report_failure(self, found: dict) -> None:
+        text = [f"**{self.occ.alertname}**: the last run of {self.title} failed."]
+        for task in found["tasks"]:
+            text += [f"{task['api']} task `{task['upid']}` ended `{task['status'] or '?'}` ([task list]({task['link']}))",
+                     code_block(task["lines"])]
+        text += [f"Note: {p}" for p in found["problems"]]
+        self.e.post(self.occ, "\n".join(text))
+        self.e.attach(self.occ, f"{self.title} failed: log attached by the recovery service", self.details(found), self.links(found),
+                      page=False)
+
+    def details(self, found: dict, tried: list[str] | None = None) -> dict:
+        details = {"job": self.title, "problems": found["problems"]}
+        for task in found["tasks"]:
+            details[f"{task['api']} task"] = task["upid"]
+            details[f"{task['api']} log (last lines)"] = "\n".join(task["lines"])
+        if tried:
+            details["tried"] = tried
+        return details
+
+    def links(self, found: dict) -> list[dict]:
+        return [{"href": t["link"], "text": f"{t['api']} task list ({t['upid'][:40]}...)"} for t in found["tasks"]]
+
+    # --- step 2: re-run
+    def rerun(self, found: dict) -> dict:
+        if self.kind == "backup":
+            return self.rerun_vzdump(found)
+        pbs_node = f"pbs:{self.cfg['pbs']['node']}"
+        return self.e.act(self.occ, "rerun", self.action, self.target, [pbs_node], plan=self.pbs_plan(),
+                          start=self.start_pbs, adopt=self.adopt_pbs, verify=self.verify_pbs)
+
+    def pbs_plan(self) -> str:
+        if self.kind == "gc":
+            return f"POST /admin/datastore/{self.store}/gc on PBS"
+        return f"POST /admin/{self.kind}/{self.job_id}/run on PBS"
+
+    def start_pbs(self) -> list[str]:
+        pbs = self.e.clients.pbs()
+        job = pbs.gc_status(self.store) if self.kind == "gc" else pbs.job(self.kind, self.job_id)
+        running = job and ((self.kind != "gc" and job.get("last-run-upid") and not job.get("last-run-state")))
+        if running:  # PBS holds the job's lock: wait for this run instead of starting another
+            self.e.audit("skip", **self.e.who(self.occ), target=self.target, action=self.action, upid=job["last-run-upid"],
+                         why="the job is already running: verifying that run instead of starting one")
+            return [job["last-run-upid"]]
+        return [pbs.start(self.kind, self.store if self.kind == "gc" else self.job_id, self.e.clients.pbs(self.kind))]
+
+    def adopt_pbs(self, started_at: float) -> list[str]:
+        pbs = self.e.clients.pbs()
+        upid = (pbs.gc_status(self.store).get("upid") if self.kind == "gc"
+                else (pbs.job(self.kind, self.job_id) or {}).get("last-run-upid"))
+        return [upid] if upid and upid_start(upid) >= int(started_at) - 5 else []
+
+    def verify_pbs(self, upids: list[str]) -> tuple[str, str]:
+        pbs = self.e.clients.pbs()  # the read token may read every task; the action token only its own
+        return self.e.wait_tasks(pbs, upids, lambda upid: pbs.node)
+
+    def rerun_vzdump(self, found: dict) -> dict:
+        job, nodes = found.get("job"), found.get("nodes") or []
+        if not job or not nodes:
+            outcome = {"result": "failed", "why": "cannot re-run: " + ("; ".join(found["problems"]) or "no backup job found"),
+                       "upids": [], "exhausted": False}
+            if "rerun" not in self.occ.context:
+                self.e.metrics.actions.labels(self.action, "failed").inc()
+                self.e.audit("skip", **self.e.who(self.occ), target=self.target, action=self.action, result="failed",
+                             why=outcome["why"])
+                self.occ.context["rerun"] = outcome
+                self.e.state.save_context(self.occ)
+            return self.occ.context["rerun"]
+        params = run_now_params(job)
+        plan = f"run PVE backup job {job.get('id')} now (POST /nodes/{{node}}/vzdump on {', '.join(nodes)}: {urlencode(params)})"
+        return self.e.act(self.occ, "rerun", self.action, self.target, [f"pve:{n}" for n in nodes], plan=plan,
+                          start=lambda: self.start_vzdump(nodes, params), adopt=lambda t: self.adopt_vzdump(nodes, t),
+                          verify=self.verify_vzdump)
+
+    def start_vzdump(self, nodes: list[str], params: dict) -> list[str]:
+        pve, writer = self.e.clients.pve(), self.e.clients.pve(writer=True)
+        for node in nodes:  # one vzdump per node: wait for a running one (bounded) instead of queueing on its lock
+            deadline = time.time() + self.cfg["verifyTimeoutSeconds"]
+            while pve.active_vzdumps(node):
+                if time.time() >= deadline:
+                    raise ApiError("pve", "http", f"a vzdump still runs on {node} after {self.cfg['verifyTimeoutSeconds']:g}s")
+                self.e.sleep(self.cfg["pollSeconds"])
+        upids = []
+        for node in nodes:
+            upid = pve.vzdump(node, params, writer)
+            if upid is None:
+                self.e.audit("report", **self.e.who(self.occ), target=self.target, action=self.action,
+                             why=f"PVE node {node} answered OK without a task: none of the job's guests are there now")
+            else:
+                upids.append(upid)
+        return upids
+
+    def adopt_vzdump(self, nodes: list[str], started_at: float) -> list[str]:
+        reader = self.e.clients.pve()
+        user = self.e.clients.secret("pve", self.cfg["pve"]["backupTokenFile"]).split("=", 1)[0]
+        upids = []
+        for node in nodes:
+            tasks = reader.call("GET", f"/nodes/{node}/tasks", list, params={
+                "source": "all", "typefilter": "vzdump", "since": int(started_at) - 5, "userfilter": user})
+            upids += [t["upid"] for t in tasks if isinstance(t, dict) and t.get("upid")]
+        return upids
+
+    def verify_vzdump(self, upids: list[str]) -> tuple[str, str]:
+        if not upids:
+            return "failed", "no node ran the job: its guests are on none of the nodes it was sent to"
+        return self.e.wait_tasks(self.e.clients.pve(), upids, upid_node)
+
+    def tell(self, rerun: dict) -> None:
+        result = rerun["result"]
+        words = {"ok": "OK", "failed": "failed again", "unknown": "outcome unknown", "dry-run": "not re-run (dry-run)",
+                 "skipped": "not re-run"}[result]
+        text = f"{self.title}: failed → re-run → {words}"
+        if result != "ok":
+            text += f"\n{rerun['why']}"
+        if rerun["upids"]:
+            text += "\nTask(s): " + ", ".join(f"`{u}`" for u in rerun["upids"])
+        self.e.post(self.occ, text)
+
+    # --- step 3: escalate and fall back
+    def escalate(self, found: dict, rerun: dict) -> None:
+        tried = [f"re-run: {rerun['result']} ({rerun['why']})"]
+        summary = f"{self.title} failed and the recovery service could not fix it: {rerun['why']}"
+        self.e.attach(self.occ, summary, self.details(found, tried), self.links(found), page=True)
+
+    def fallback(self, found: dict) -> None:
+        fb = self.cfg.get("fallback")
+        if not fb:
+            return
+        guests = found.get("guests") or []
+        result_file = os.path.join(fb["resultDir"], f"{self.occ.fingerprint}-{self.occ.starts_at.replace(':', '')}.json")
+        extra = {"recovery_job": self.target, "recovery_guests": guests, "recovery_result_file": result_file}
+        command = [fb["ansiblePlaybook"], "-i", fb["inventory"], fb["playbook"], "-e", json.dumps(extra)]
+        outcome = self.e.act(self.occ, "fallback", "backup-fallback", self.target, ["pve:fallback"],
+                             plan="run " + " ".join(command[:4]) + f" for guests {guests}",
+                             start=lambda: self.run_ansible(command, result_file), adopt=lambda t: self.read_result(result_file),
+                             verify=lambda refs: self.check_result(result_file))
+        if self.occ.context.get("fallback_told"):
+            return
+        if outcome["result"] == "ok":
+            text = f"{self.title}: fallback backup to the NAS done. Restore point(s): {outcome['why']}"
+        else:
+            text = f"{self.title}: fallback backup to the NAS: {outcome['result']} ({outcome['why']})"
+        self.e.post(self.occ, text)
+        self.e.attach(self.occ, text, self.details(found, [f"fallback: {outcome['result']} ({outcome['why']})"]), self.links(found),
+                      page=False)
+        self.occ.context["fallback_told"] = True
+        self.e.state.save_context(self.occ)
+
+    def run_ansible(self, command: list[str], result_file: str) -> list[str]:
+        os.makedirs(os.path.dirname(result_file), exist_ok=True)
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=self.cfg["fallback"]["timeoutSeconds"],
+                                  env={**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_RETRY_FILES_ENABLED": "0"})
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise ApiError("ansible", "timeout" if isinstance(exc, subprocess.TimeoutExpired) else "connect",
+                           f"{' '.join(command[:4])}: {exc}") from None
+        if done.returncode != 0:
+            tail = " | ".join((done.stdout + done.stderr).strip().splitlines()[-6:])
+            raise ApiError("ansible", "http", f"ansible-playbook exited {done.returncode}: {tail[-600:]}")
+        return [result_file]
+
+    def read_result(self, result_file: str) -> list[str]:
+        return [result_file] if os.path.exists(result_file) else []
+
+    def check_result(self, result_file: str) -> tuple[str, str]:
+        try:
+            with open(result_file, encoding="utf-8") as handle:
+                result = json.load(handle)
+        except (OSError, ValueError) as exc:
+            return "unknown", f"no readable result from the playbook: {exc}"
+        points = result.get("restore_points") or []
+        if not points:
+            return "failed", "the playbook reported no restore point"
+        return "ok", ", ".join(f"{p.get('volid')} on {p.get('node')}" for p in points)
+
+
+def backup_failure(engine: Engine, occ: Occurrence) -> None:
+    BackupFailure(engine, occ).run()
+
+
+# ---------------------------------------------------------------------- disk usage
+COMPACTOR_QUERIES = {
+    "retention last ran": "time() - max(loki_compactor_apply_retention_last_successful_run_timestamp_seconds)",
+    "compaction last ran": "time() - max(loki_boltdb_shipper_compact_tables_operation_last_successful_run_timestamp_seconds)",
+    "pending delete requests": "sum(loki_compactor_pending_delete_requests_count)",
+    "oldest pending delete request": "max(loki_compactor_oldest_pending_delete_request_age_seconds)",
+}
+
+
+def _age(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def compactor_health(engine: Engine) -> list[str]:
+    prometheus = engine.clients.prometheus()
+    lines = []
+    for what, query in COMPACTOR_QUERIES.items():
+        try:
+            answer = prometheus.json("GET", "/api/v1/query", headers={}, params={"query": query})
+            result = answer["data"]["result"] if isinstance(answer, dict) and answer.get("status") == "success" else None
+            if not isinstance(result, list):
+                raise ApiError("prometheus", "shape", f"query {query!r}: {str(answer)[:160]}")
+        except (ApiError, KeyError, TypeError) as exc:
+            lines.append(f"{what}: unknown ({exc})")
+            continue
+        if not result:
+            lines.append(f"{what}: no data (the metric is absent: is the compactor running and scraped?)")
+            continue
+        value = float(result[0]["value"][1])
+        lines.append(f"{what}: {_age(value) + ' ago' if 'ran' in what else (_age(value) if 'oldest' in what else f'{value:.0f}')}")
+    return lines
+
+
+def disk_usage(engine: Engine, occ: Occurrence) -> None:
+    e, cfg = engine, engine.cfg
+    what = occ.labels.get("persistentvolumeclaim") or occ.labels.get("hrStorageDescr") or occ.labels.get("instance", "")
+    if e.mode("loki-compactor-report") != "off" and "compactor" not in occ.context:
+        lines = compactor_health(e) if "prometheus" in cfg.doc else ["no prometheus section configured"]
+        occ.context["compactor"] = lines
+        e.state.save_context(occ)
+        e.metrics.actions.labels("loki-compactor-report", "ok").inc()
+        e.audit("report", **e.who(occ), target=what, action="loki-compactor-report", result="ok", why="; ".join(lines))
+        e.post(occ, f"**{occ.alertname}** {what}: Loki compactor health\n" + "\n".join(f"- {line}" for line in lines))
+    if e.mode("nas-snapshot-prune") == "off" or "truenas" not in cfg.doc:
+        e.audit("skip", **e.who(occ), target=what, action="nas-snapshot-prune", result="skipped",
+                why="kill switch engaged" if e.kill_switch() else "nas-snapshot-prune is off or not configured")
+        return
+    nas = cfg["truenas"]
+    dataset = nas["dataset"]
+    planned = occ.context.get("prune_plan")
+    if planned is None:
+        try:
+            with e.clients.truenas() as client:
+                snapshots, tasks = client.snapshots(dataset), client.replication_tasks()
+        except TrueNasError as exc:
+            e.metrics.api_errors.labels("truenas", exc.kind).inc()
+            e.audit("skip", **e.who(occ), target=dataset, action="nas-snapshot-prune", result="failed", why=str(exc))
+            e.metrics.actions.labels("nas-snapshot-prune", "failed").inc()
+            e.post(occ, f"NAS snapshot prune of {dataset}: cannot read the snapshots: {exc}")
+            return
+        cutoff = int(time.time() - nas["retentionDays"] * 86400)
+        delete, kept = prune_plan(snapshots, tasks, dataset, cutoff, nas["keepNewest"])
+        planned = occ.context["prune_plan"] = {"delete": [s.id for s in delete], "kept": kept}
+        e.state.save_context(occ)
+    delete = planned["delete"]
+    if not delete:
+        e.audit("skip", **e.who(occ), target=dataset, action="nas-snapshot-prune", result="skipped",
+                why=f"nothing older than {nas['retentionDays']:g} days to delete ({len(planned['kept'])} snapshots kept)")
+        e.metrics.actions.labels("nas-snapshot-prune", "skipped").inc()
+        return
+    outcome = e.act(occ, "prune", "nas-snapshot-prune", dataset, ["truenas"],
+                    plan=f"delete {len(delete)} snapshot(s) of {dataset}: {', '.join(delete)}",
+                    start=lambda: _delete_snapshots(e, delete), adopt=lambda t: [],
+                    verify=lambda done: _verify_deleted(e, dataset, delete))
+    if occ.context.get("prune_told"):
+        return
+    kept_reasons = sorted({why for why in planned["kept"].values()})
+    e.post(occ, f"NAS snapshot prune of {dataset}: {outcome['result']} ({outcome['why']})\n"
+                f"kept {len(planned['kept'])}: {'; '.join(kept_reasons)}")
+    occ.context["prune_told"] = True
+    e.state.save_context(occ)
+
+
+def _delete_snapshots(engine: Engine, ids: list[str]) -> list[str]:
+    with engine.clients.truenas() as client:
+        for snapshot_id in ids:
+            if engine.kill_switch():
+                raise TrueNasError("stopped", f"kill switch engaged after {ids.index(snapshot_id)} deletion(s)")
+            client.delete_snapshot(snapshot_id)
+    return ids
+
+
+def _verify_deleted(engine: Engine, dataset: str, ids: list[str]) -> tuple[str, str]:
+    with engine.clients.truenas() as client:
+        left = {s.id for s in client.snapshots(dataset)} & set(ids)
+    if left:
+        return "failed", f"still there: {', '.join(sorted(left))}"
+    return "ok", f"deleted {len(ids)} snapshot(s)"
+
+
+PLAYBOOKS = {"backup-failure": backup_failure, "disk-usage": disk_usage}
+__all__ = ["PLAYBOOKS", "Interrupted"]

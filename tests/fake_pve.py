@@ -1,0 +1,343 @@
+"""A fake Proxmox VE API (``/api2/json``) on 127.0.0.1, for the recovery service and the fallback playbook.
+
+Shaped from pve-manager (PVE/API2/*.pm) and pve-common:
+
+* Auth: ``Authorization: PVEAPIToken=<user>@<realm>!<token>=<uuid>``; anything else 401.
+* Answers ``{"data": ...}``; errors carry their message in the HTTP reason phrase, a parameter
+  error is 400 with ``{"errors": {param: message}, "data": null}`` (additionalProperties => 0
+  everywhere: an unknown parameter is refused).
+* UPIDs ``UPID:node:pid:pstart:starttime:type:id:user:`` (PVE::Tools upid_encode).
+* ``GET /cluster/backup``, ``/cluster/backup/{id}`` (jobs.cfg: id, type vzdump, schedule,
+  enabled, storage, mode, vmid/all/exclude/pool, comment, next-run in the list...),
+  ``/cluster/resources`` (``type``: vm or node), ``/storage`` (``type``), ``GET/POST /storage``.
+* ``POST /nodes/{node}/vzdump`` (PVE/API2/VZDump.pm): the job's guests on that node; ``OK``
+  and no task when none is there and ``all`` is not set; else a ``vzdump`` task whose id is the
+  guest when it is only one. Needs VM.Backup on the guests and Datastore.AllocateSpace on the
+  storage: a token without ``backup`` rights gets 403. A backup to a storage of type ``nfs`` adds
+  a ``vzdump-<type>-<vmid>-<time>.vma.zst`` volume to ``/nodes/{node}/storage/{id}/content``.
+* ``GET /nodes/{node}/tasks`` (PVE/API2/Tasks.pm): ``source`` archive|active|all, ``typefilter``
+  (exact), ``vmid``, ``errors``, ``userfilter``, ``since``, ``until``, ``start``, ``limit``;
+  ``.../{upid}/status`` and ``.../{upid}/log`` (``start`` is the 0-based first line, ``n`` counts
+  from start + 1, ``total`` every line).
+
+``vzdump_outcomes[node]``: (exitstatus, seconds) per started vzdump; none left: it stays running
+until ``finish``. ``fault`` = "403", "500", "slow", "garbage" for every request.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import defaultdict
+from http.server import BaseHTTPRequestHandler
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from tests.loopback import start_http, stop_http
+
+READ_TOKEN = "recovery@pve!read=6b1f7c3e-2d4a-4b8e-9f10-aa55cc77ee01"
+BACKUP_TOKEN = "recovery@pve!backup=0c9d8e7f-6a5b-4c3d-8e2f-1a2b3c4d5e6f"
+FALLBACK_TOKEN = "recovery@pve!fallback=9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b"
+VZDUMP_PARAMS = {  # PVE::VZDump::Common json_config_properties, plus job-id and stdout
+    "vmid", "node", "all", "exclude", "pool", "storage", "mode", "compress", "mailto", "mailnotification", "notes-template",
+    "prune-backups", "remove", "protected", "performance", "fleecing", "bwlimit", "ionice", "lockwait", "stopwait", "tmpdir",
+    "dumpdir", "script", "zstd", "pigz", "quiet", "stop", "stdout", "job-id", "notification-mode", "notification-target",
+    "exclude-path", "maxfiles", "pbs-change-detection-mode", "storage-type"}
+TASK_PARAMS = {"source", "typefilter", "vmid", "errors", "userfilter", "since", "until", "start", "limit", "statusfilter"}
+STORAGE_PARAMS = {"storage", "type", "server", "export", "content", "path", "options", "prune-backups", "nodes", "disable"}
+
+
+class PveError(Exception):
+    def __init__(self, code: int, reason: str, errors: dict | None = None):
+        super().__init__(reason)
+        self.code, self.reason, self.errors = code, reason, errors
+
+
+def split_list(value) -> list[str]:
+    return [v for v in str(value or "").replace(";", ",").replace(" ", ",").split(",") if v]
+
+
+class FakePVE:
+    def __init__(self, nodes=("pve1", "pve2")):
+        self.lock = threading.RLock()
+        self.nodes = {n: "online" for n in nodes}
+        self.guests = {}  # vmid -> {"type", "node", "name", "pool"}
+        self.jobs = {}  # id -> job config
+        self.storages = {"local": {"storage": "local", "type": "dir", "path": "/var/lib/vz", "content": "iso,vztmpl,backup"}}
+        self.content = defaultdict(list)  # storage -> volumes
+        self.tasks = {}  # upid -> task
+        self.logs = {}
+        self.tokens = {READ_TOKEN: {"backup"}, BACKUP_TOKEN: {"backup"}, FALLBACK_TOKEN: {"backup", "storage"}}
+        self.vzdump_outcomes = defaultdict(list)
+        self.vzdump_posts = []  # (node, params, answer)
+        self.requests = []
+        self.fault = None
+        self.slow_seconds = 5.0
+        self.release = threading.Event()
+        self.pid = 9000
+        self.server = None
+        self.port = None
+
+    # --- content
+    def add_guest(self, vmid: int, node: str, kind: str = "qemu", pool: str | None = None):
+        self.guests[vmid] = {"type": kind, "node": node, "name": f"guest{vmid}", "pool": pool}
+
+    def add_pbs_storage(self, storage: str, datastore: str, server: str = "192.168.30.20"):
+        self.storages[storage] = {"storage": storage, "type": "pbs", "datastore": datastore, "server": server, "content": "backup",
+                                  "username": "pve@pbs", "fingerprint": "aa:bb"}
+
+    def add_job(self, job_id: str, **config):
+        self.jobs[job_id] = {"id": job_id, "type": "vzdump", "schedule": "21:00", "enabled": 1, "mode": "snapshot",
+                             "compress": "zstd", "notes-template": "{{guestname}}", "repeat-missed": 0, **config}
+
+    def add_task(self, node: str, kind: str, task_id: str, user: str, start: float, end: float | None = None,
+                 status: str = "OK", lines: list[str] | None = None) -> str:
+        with self.lock:
+            self.pid += 1
+            upid = f"UPID:{node}:{self.pid:08X}:{self.pid * 7:08X}:{int(start):08X}:{kind}:{task_id}:{user}:"
+            self.tasks[upid] = {"upid": upid, "node": node, "pid": self.pid, "pstart": self.pid * 7, "starttime": int(start),
+                                "type": kind, "id": task_id, "user": user}
+            self.logs[upid] = lines or [f"INFO: starting new backup job: vzdump {task_id}"]
+            if end is not None:
+                self.finish(upid, status, end)
+            return upid
+
+    def finish(self, upid: str, status: str = "OK", end: float | None = None):
+        with self.lock:
+            task = self.tasks[upid]
+            task.update(endtime=int(end or time.time()), status=status)
+            self.logs[upid].append("INFO: Backup job finished successfully" if status == "OK" else f"TASK ERROR: {status}")
+            if (status == "OK" or status.startswith("WARNINGS")) and task.get("storage") in self.storages and self.storages[task["storage"]]["type"] == "nfs":
+                for vmid in task["vmids"]:
+                    kind = "qemu" if self.guests.get(vmid, {}).get("type", "qemu") == "qemu" else "lxc"
+                    stamp = time.strftime("%Y_%m_%d-%H_%M_%S", time.gmtime(task["starttime"]))
+                    ext = "vma.zst" if kind == "qemu" else "tar.zst"
+                    self.content[task["storage"]].append({
+                        "volid": f"{task['storage']}:backup/vzdump-{kind}-{vmid}-{stamp}.{ext}", "vmid": vmid,
+                        "content": "backup", "format": ext, "size": 2**30, "ctime": task["starttime"]})
+
+    # --- API
+    def resources(self, q):
+        kind = q.get("type", [None])[0]
+        out = []
+        if kind in (None, "node"):
+            out += [{"id": f"node/{n}", "type": "node", "node": n, "status": s} for n, s in sorted(self.nodes.items())]
+        if kind in (None, "vm"):
+            for vmid, g in sorted(self.guests.items()):
+                item = {"id": f"{g['type']}/{vmid}", "type": g["type"], "vmid": vmid, "node": g["node"], "name": g["name"],
+                        "status": "running"}
+                if g["pool"]:
+                    item["pool"] = g["pool"]
+                out.append(item)
+        return out
+
+    def included(self, params) -> list[int]:
+        """PVE::VZDump::get_included_guests for the parameters, all nodes."""
+        if str(params.get("all", "0")) in ("1", "true"):
+            excluded = {int(v) for v in split_list(params.get("exclude"))}
+            return [v for v in sorted(self.guests) if v not in excluded]
+        if params.get("pool"):
+            return sorted(v for v, g in self.guests.items() if g["pool"] == params["pool"])
+        return [int(v) for v in split_list(params.get("vmid"))]
+
+    def vzdump(self, node: str, params: dict, rights: set, user: str):
+        unknown = set(params) - VZDUMP_PARAMS
+        if unknown:
+            raise PveError(400, "Parameter verification failed.", {
+                p: "property is not defined in schema and the schema does not allow additional properties" for p in sorted(unknown)})
+        if "backup" not in rights:
+            raise PveError(403, f"Permission check failed (/vms/{params.get('vmid', '')}, VM.Backup)")
+        storage = params.get("storage", "local")
+        if storage not in self.storages:
+            raise PveError(500, f"storage '{storage}' does not exist")
+        local = [v for v in self.included(params) if self.guests.get(v, {}).get("node") == node]
+        if not local and str(params.get("all", "0")) not in ("1", "true"):
+            self.vzdump_posts.append((node, dict(params), "OK"))
+            return "OK"
+        upid = self.add_task(node, "vzdump", str(local[0]) if len(local) == 1 else "", user, time.time(),
+                             lines=[f"INFO: starting new backup job: vzdump {' '.join(map(str, local))} --storage {storage}"])
+        self.tasks[upid].update(vmids=local, storage=storage)
+        self.vzdump_posts.append((node, dict(params), upid))
+        outcomes = self.vzdump_outcomes[node]
+        if outcomes:
+            status, seconds = outcomes.pop(0)
+            timer = threading.Timer(seconds, lambda: self.finish(upid, status))
+            timer.daemon = True
+            timer.start()
+        return upid
+
+    def list_tasks(self, node: str, q):
+        source = q.get("source", ["archive"])[0]
+        out = []
+        for task in sorted(self.tasks.values(), key=lambda t: (t["starttime"], t["upid"]), reverse=True):
+            running = "endtime" not in task
+            if task["node"] != node or (source == "archive" and running) or (source == "active" and not running):
+                continue
+            if "typefilter" in q and task["type"] != q["typefilter"][0]:
+                continue
+            if "vmid" in q and task["id"] != q["vmid"][0]:
+                continue
+            if "userfilter" in q and q["userfilter"][0].lower() not in task["user"].lower():
+                continue
+            if q.get("errors", ["0"])[0] in ("1", "true") and (running or task["status"] == "OK"):
+                continue
+            if "since" in q and task["starttime"] < int(q["since"][0]):
+                continue
+            if "until" in q and task["starttime"] > int(q["until"][0]):
+                continue
+            item = {k: task[k] for k in ("upid", "node", "pid", "pstart", "starttime", "type", "id", "user")}
+            if not running:
+                item.update(endtime=task["endtime"], status=task["status"])
+            out.append(item)
+        start, limit = int(q.get("start", ["0"])[0]), int(q.get("limit", ["50"])[0])
+        return out[start:start + limit]
+
+    def task_status(self, upid: str):
+        task = self.tasks.get(upid)
+        if task is None:
+            raise PveError(400, "Parameter verification failed.", {"upid": "no such task"})
+        out = {k: task[k] for k in ("upid", "node", "pid", "pstart", "starttime", "type", "id", "user")}
+        if "endtime" in task:
+            out.update(status="stopped", exitstatus=task["status"])
+        else:
+            out["status"] = "running"
+        return out
+
+    def task_log(self, upid: str, q):
+        if upid not in self.tasks:
+            raise PveError(400, "Parameter verification failed.", {"upid": "unable to parse worker upid"})
+        lines = self.logs[upid]
+        start, limit = int(q.get("start", ["0"])[0]), int(q.get("limit", ["50"])[0])
+        return [{"n": i + 1, "t": lines[i]} for i in range(start, min(len(lines), start + limit))], len(lines)
+
+    def create_storage(self, params: dict, rights: set):
+        unknown = set(params) - STORAGE_PARAMS
+        if unknown:
+            raise PveError(400, "Parameter verification failed.", {p: "property is not defined in schema" for p in sorted(unknown)})
+        if "storage" not in rights:
+            raise PveError(403, "Permission check failed (/storage, Datastore.Allocate)")
+        missing = [p for p in ("storage", "type", "server", "export") if not params.get(p)]
+        if missing:
+            raise PveError(400, "Parameter verification failed.", {p: "property is missing and it is not optional" for p in missing})
+        if params["storage"] in self.storages:
+            raise PveError(500, f"create storage failed: storage ID '{params['storage']}' already defined")
+        self.storages[params["storage"]] = {**params, "path": params.get("path") or f"/mnt/pve/{params['storage']}"}
+
+    def route(self, method: str, path: str, q: dict, form: dict, token: str):
+        rights = self.tokens[token]
+        user = token.split("=", 1)[0]
+        parts = [unquote(p) for p in path.split("/") if p]
+        if parts[:2] != ["api2", "json"]:
+            raise PveError(501, f"Method '{method} {path}' not implemented")
+        p = parts[2:]
+        if method == "GET" and p == ["cluster", "backup"]:
+            return [{**job, "next-run": int(time.time()) + 3600} for job in self.jobs.values()]
+        if method == "GET" and len(p) == 3 and p[:2] == ["cluster", "backup"]:
+            if p[2] not in self.jobs:
+                raise PveError(400, "Parameter verification failed.", {"id": f"No such job '{p[2]}'"})
+            return dict(self.jobs[p[2]])
+        if method == "GET" and p == ["cluster", "resources"]:
+            return self.resources(q)
+        if p == ["storage"]:
+            if method == "POST":
+                self.create_storage(form, rights)
+                return None
+            kind = q.get("type", [None])[0]
+            return [dict(s) for s in self.storages.values() if kind in (None, s["type"])]
+        if method == "GET" and len(p) == 2 and p[0] == "storage":
+            if p[1] not in self.storages:
+                raise PveError(500, f"storage '{p[1]}' does not exist")
+            return dict(self.storages[p[1]])
+        if len(p) >= 2 and p[0] == "nodes":
+            node = p[1]
+            if node not in self.nodes:
+                raise PveError(595, f"no such cluster node '{node}'")
+            if method == "POST" and p[2:] == ["vzdump"]:
+                return self.vzdump(node, form, rights, user)
+            if method == "GET" and p[2:] == ["tasks"]:
+                unknown = set(q) - TASK_PARAMS
+                if unknown:
+                    raise PveError(400, "Parameter verification failed.", {u: "property is not defined in schema" for u in unknown})
+                return self.list_tasks(node, q)
+            if method == "GET" and len(p) == 5 and p[2] == "tasks" and p[4] == "status":
+                return self.task_status(p[3])
+            if method == "GET" and len(p) == 5 and p[2] == "tasks" and p[4] == "log":
+                return self.task_log(p[3], q)
+            if method == "GET" and len(p) == 5 and p[2] == "storage" and p[4] == "content":
+                vmid = q.get("vmid", [None])[0]
+                return [c for c in self.content[p[3]] if vmid is None or str(c["vmid"]) == vmid]
+        raise PveError(501, f"Method '{method} {path}' not implemented")
+
+    def respond(self, method: str, path: str, query: str, body: bytes, auth: str | None, content_type: str):
+        q = parse_qs(query, keep_blank_values=True)
+        if body and "json" in (content_type or ""):
+            form = json.loads(body)
+        else:
+            form = {k: v[0] for k, v in parse_qs(body.decode(), keep_blank_values=True).items()}
+        with self.lock:
+            self.requests.append((method, path, q, form))
+            fault = self.fault
+        token = (auth or "").removeprefix("PVEAPIToken=")
+        if token not in self.tokens:
+            return 401, "invalid token value!", b'{"data":null}'
+        if fault == "slow":
+            self.release.wait(self.slow_seconds)
+        if fault == "403":
+            return 403, "Permission check failed (/, Sys.Audit)", b'{"data":null}'
+        if fault == "500":
+            return 500, "internal error", b'{"data":null}'
+        if fault == "garbage":
+            return 200, "OK", b'{"data": [{"upid": "UPID:pve1'
+        with self.lock:
+            try:
+                data = self.route(method, path, q, form, token)
+            except PveError as exc:
+                document = {"data": None}
+                if exc.errors:
+                    document["errors"] = exc.errors
+                return exc.code, exc.reason, json.dumps(document).encode()
+        document = {"data": data}
+        if isinstance(data, tuple):  # a task log: lines and total
+            document = {"data": data[0], "total": data[1]}
+        return 200, "OK", json.dumps(document).encode()
+
+    # --- server
+    def start(self, port: int = 0) -> int:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _handle(self, method):
+                url = urlsplit(self.path)
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                code, reason, payload = fake.respond(method, url.path, url.query, body, self.headers.get("Authorization"),
+                                                     self.headers.get("Content-Type"))
+                self.send_response(code, reason)
+                self.send_header("Content-Type", "application/json;charset=UTF-8")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def do_GET(self):
+                self._handle("GET")
+
+            def do_POST(self):
+                self._handle("POST")
+
+            def log_message(self, *args):
+                pass
+
+        self.release.clear()
+        self.server = start_http(Handler, port)
+        self.port = self.server.server_address[1]
+        return self.port
+
+    def stop(self):
+        self.release.set()
+        stop_http(self.server)
+        self.server = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"

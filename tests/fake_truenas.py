@@ -1,0 +1,171 @@
+"""A fake TrueNAS middleware: JSON-RPC 2.0 over a WebSocket at ``/api/current``, on 127.0.0.1.
+
+Shaped from truenas/middleware: api/base/server/ws_handler/rpc.py (requests, results, errors
+``{"code", "message", "data": {"error", "errname", "reason", ...}}``: -32601 "Method does not
+exist", -32602 "Invalid params", -32001 "Method call error"), plugins/auth.py
+(``auth.login_with_api_key`` answers false for an unknown key; other calls before a login fail
+with ENOTAUTHENTICATED), plugins/pool_/snapshot.py (``pool.snapshot.query`` with
+``query-filters`` and ``extra.holds``/``extra.properties``; ``pool.snapshot.delete`` of a held
+snapshot fails with EBUSY unless ``defer``), ``replication.query`` (``state.last_snapshot``).
+Before 25.10 the snapshot methods are ``zfs.snapshot.*``: ``version=(25, 4)``.
+
+Faults: ``fault`` = "garbage" (a frame that is not JSON), "slow" (no answer for
+``slow_seconds``), "close" (drops the connection), "refuse" (handshake answered 403). The fake also
+pushes a notification before each answer, which clients must skip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import http
+import json
+import threading
+
+import websockets
+
+API_KEY = "7-FakeTrueNasApiKeyForTheRecoveryTests0123456789abcdef"
+ENOTAUTHENTICATED = 207
+
+
+class FakeTrueNAS:
+    def __init__(self, version=(25, 10)):
+        self.version = version
+        self.snapshots = {}  # id -> entry
+        self.replication = []
+        self.deleted = []
+        self.calls = []
+        self.fault = None
+        self.slow_seconds = 5.0
+        self.loop = None
+        self.port = None
+        self.thread = None
+        self.stopped = None
+
+    @property
+    def namespace(self) -> str:
+        return "pool.snapshot" if self.version >= (25, 10) else "zfs.snapshot"
+
+    def add_snapshot(self, dataset: str, name: str, created: int, txg: int, held: bool = False):
+        snapshot_id = f"{dataset}@{name}"
+        self.snapshots[snapshot_id] = {
+            "id": snapshot_id, "name": snapshot_id, "pool": dataset.split("/")[0], "type": "SNAPSHOT", "snapshot_name": name,
+            "dataset": dataset, "createtxg": str(txg), "held": held,
+            "properties": {"creation": {"value": str(created), "rawvalue": str(created), "source": "NONE", "parsed": created}}}
+
+    def add_replication(self, name: str, sources: list[str], last_snapshot: str | None, recursive: bool = False):
+        self.replication.append({"id": len(self.replication) + 1, "name": name, "direction": "PUSH", "transport": "SSH",
+                                 "source_datasets": sources, "recursive": recursive, "exclude": [], "enabled": True,
+                                 "state": {"state": "FINISHED", "last_snapshot": last_snapshot}})
+
+    def _query(self, params):
+        filters = params[0] if params else []
+        options = params[1] if len(params) > 1 else {}
+        extra = options.get("extra", {})
+        out = []
+        for entry in self.snapshots.values():
+            if all(op == "=" and entry.get(field) == value for field, op, value in filters):
+                item = {k: v for k, v in entry.items() if k != "held"}
+                if extra.get("holds"):
+                    item["holds"] = {"truenas": 1} if entry["held"] else {}
+                if "creation" not in extra.get("properties", []):
+                    item["properties"] = {}
+                out.append(item)
+        return out
+
+    def _delete(self, params):
+        snapshot_id = params[0]
+        options = params[1] if len(params) > 1 else {}
+        if snapshot_id not in self.snapshots:
+            raise CallError(errno.ENOENT, f"[ENOENT] {snapshot_id} not found")
+        if self.snapshots[snapshot_id]["held"] and not options.get("defer"):
+            raise CallError(errno.EBUSY, f"[EBUSY] cannot destroy snapshot {snapshot_id}: dataset is busy")
+        del self.snapshots[snapshot_id]
+        self.deleted.append(snapshot_id)
+        return True
+
+    def dispatch(self, session: dict, method: str, params: list):
+        if method == "auth.login_with_api_key":
+            session["authenticated"] = params == [API_KEY]
+            return session["authenticated"]
+        known = {f"{self.namespace}.query": self._query, f"{self.namespace}.delete": self._delete,
+                 "replication.query": lambda p: [dict(t) for t in self.replication]}
+        if method not in known:
+            raise MethodNotFound()
+        if not session.get("authenticated"):
+            raise CallError(ENOTAUTHENTICATED, "Not authenticated")
+        return known[method](params)
+
+    async def _handler(self, ws, path):
+        session = {}
+        async for raw in ws:
+            message = json.loads(raw)
+            self.calls.append((message.get("method"), message.get("params")))
+            if self.fault == "close":
+                await ws.close()
+                return
+            if self.fault == "slow":
+                await asyncio.sleep(self.slow_seconds)
+            if self.fault == "garbage":
+                await ws.send("<html>502 Bad Gateway</html>")
+                continue
+            await ws.send(json.dumps({"jsonrpc": "2.0", "method": "collection_update",
+                                      "params": {"msg": "changed", "collection": "alert.list"}}))
+            reply = {"jsonrpc": "2.0", "id": message.get("id")}
+            try:
+                reply["result"] = self.dispatch(session, message["method"], message.get("params", []))
+            except MethodNotFound:
+                reply["error"] = {"code": -32601, "message": "Method does not exist"}
+            except CallError as exc:
+                reply["error"] = {"code": -32001, "message": "Method call error",
+                                  "data": {"error": exc.errno, "errname": errno.errorcode.get(exc.errno, "ENOTAUTHENTICATED"),
+                                           "reason": exc.reason, "trace": None, "extra": None}}
+            await ws.send(json.dumps(reply))
+
+    async def _process_request(self, path, headers):
+        if path != "/api/current":
+            return (http.HTTPStatus.NOT_FOUND, [], b"not found\n")
+        if self.fault == "refuse":
+            return (http.HTTPStatus.FORBIDDEN, [], b"forbidden\n")
+        return None
+
+    def start(self) -> int:
+        ready = threading.Event()
+
+        async def main():
+            self.stopped = asyncio.Event()
+            async with websockets.serve(self._handler, "127.0.0.1", 0, process_request=self._process_request) as server:
+                self.port = server.sockets[0].getsockname()[1]
+                ready.set()
+                await self.stopped.wait()
+
+        def run():
+            self.loop = asyncio.new_event_loop()
+            self.loop.run_until_complete(main())
+            self.loop.close()
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+        if not ready.wait(10):
+            raise RuntimeError("fake TrueNAS did not start")
+        return self.port
+
+    def stop(self):
+        if self.loop is not None and self.stopped is not None:
+            self.loop.call_soon_threadsafe(self.stopped.set)
+            self.thread.join(10)
+            self.loop = None
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/api/current"
+
+
+class MethodNotFound(Exception):
+    pass
+
+
+class CallError(Exception):
+    def __init__(self, code: int, reason: str):
+        super().__init__(reason)
+        self.errno, self.reason = code, reason
