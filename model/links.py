@@ -48,6 +48,7 @@ SERVICE_DASHBOARDS: dict[str, str] = {
     "nodes": "node-disk",
     # The playbook reads interface saturation beside the burn rates.
     "network": "latency-budget",
+    "logs": "logs",
 }
 
 
