@@ -31,13 +31,13 @@ def _stalled(name: str, metric: str, what: str) -> list[dict]:
               f"Loki's compactor has not {what} recently",
               f"The compactor in namespace {{{{ $labels.namespace }}}} last {what} {{{{ $value | humanizeDuration }}}} ago "
               f"(it runs every {COMPACTION_INTERVAL}; alert after {minutes}m): the index grows and expired logs stay on disk.",
-              for_=f"{minutes}m"),
-        # Never since it started: the timestamp stays 0.
+              for_=f"{minutes}m", labels={"reason": "stopped"}),
+        # Never since it started: the timestamp stays 0. `reason` keeps the two alerts apart.
         alert(name, f"max by (namespace) (max_over_time({metric}[{minutes * 2}m])) == 0", "critical", SERVICE,
               f"Loki's compactor has not {what} recently",
               f"The compactor in namespace {{{{ $labels.namespace }}}} has not {what} once since it started "
               f"({minutes * 2}m ago or more): the index grows and expired logs stay on disk.",
-              for_=f"{minutes}m"),
+              for_=f"{minutes}m", labels={"reason": "never-since-start"}),
     ]
 
 

@@ -28,11 +28,11 @@ def test_a_compactor_that_stops_is_critical_after_three_intervals_and_30m(homela
             # Stale from 90m (30m after the last run), firing 30m later.
             _firing("LokiCompactionStalled", "115m", []),
             _firing("LokiCompactionStalled", "125m", [
-                'ALERTS{alertname="LokiCompactionStalled",alertstate="firing",namespace="logging",service="logs",severity="critical"}']),
+                'ALERTS{alertname="LokiCompactionStalled",alertstate="firing",namespace="logging",reason="stopped",service="logs",severity="critical"}']),
             _firing("LokiRetentionStalled", "170m", []),
         ],
         "alert_rule_test": [{"eval_time": "130m", "alertname": "LokiCompactionStalled", "exp_alerts": [{
-            "exp_labels": {"severity": "critical", "service": "logs", "namespace": "logging"},
+            "exp_labels": {"severity": "critical", "service": "logs", "namespace": "logging", "reason": "stopped"},
             "exp_annotations": {
                 "summary": "Loki's compactor has not compacted recently",
                 "description": "The compactor in namespace logging last compacted 1h 10m 0s ago (it runs every 10m; "
@@ -49,7 +49,7 @@ def test_a_compactor_that_never_applied_retention_is_critical(homelab, tmp_path)
         "promql_expr_test": [
             _firing("LokiRetentionStalled", "25m", []),
             _firing("LokiRetentionStalled", "40m", [
-                'ALERTS{alertname="LokiRetentionStalled",alertstate="firing",namespace="logging",service="logs",severity="critical"}']),
+                'ALERTS{alertname="LokiRetentionStalled",alertstate="firing",namespace="logging",reason="never-since-start",service="logs",severity="critical"}']),
         ],
     }], files=("loki",))
 
