@@ -7,10 +7,10 @@ from dataclasses import dataclass
 import pulumi
 
 from components.helm import Cluster, ReleaseNamespace
-from model import metrics
+from model import metrics, probes
 from model.alerts import rule_files
 from model.config import StackConfig, required_secrets
-from model.helm import KUBE_PROMETHEUS_STACK_CHART, SNMP_EXPORTER_CHART
+from model.helm import BLACKBOX_EXPORTER_CHART, KUBE_PROMETHEUS_STACK_CHART, SNMP_EXPORTER_CHART
 from model.routing import SECRET_FILES, alertmanager_config
 
 
@@ -38,5 +38,8 @@ class MetricsStack(pulumi.ComponentResource):
                                      protect=True, needs=[receiver_secrets])
         self.snmp_exporter = ns.release(endpoints.snmp_exporter.name, SNMP_EXPORTER_CHART,
                                         metrics.snmp_exporter_values(cfg))
+        if cfg.probes:
+            self.blackbox_exporter = ns.release(endpoints.blackbox_exporter.name, BLACKBOX_EXPORTER_CHART,
+                                                probes.blackbox_exporter_values(cfg))
         self.namespace = namespace
         self.register_outputs({"namespace": namespace, "prometheusRelease": self.prometheus.name})

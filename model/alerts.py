@@ -8,26 +8,18 @@ exist for every alert name.
 
 from __future__ import annotations
 
+from model import loki_health, network, probes
 from model import slo as slo_engine
 from model.config import StackConfig, duration_seconds
 from model.links import BACKUP_SERVICE, alert_links
 from model.metrics import SCRAPED_JOBS_SERVICE, static_scrape_jobs
+from model.rules import alert
 
 STACK_SERVICE = "observability"
 
 # Filesystems that are not disks, and the PBS datastore (PbsDatastoreUsageHigh covers it).
 NODE_FS = 'fstype!~"tmpfs|ramfs|overlay|squashfs|nsfs|fuse.*",mountpoint!~"/mnt/datastore/.*"'
 NAS_NOT_A_DISK = '(?i).*(memory|swap|buffer|cache|shared).*'
-
-def alert(name: str, expr: str, severity: str, service: str, summary: str, description: str,
-          for_: str | None = None, labels: dict[str, str] | None = None) -> dict:
-    rule: dict = {"alert": name, "expr": expr}
-    if for_:
-        rule["for"] = for_
-    rule["labels"] = {"severity": severity, "service": service, **(labels or {})}
-    rule["annotations"] = {"summary": summary, "description": description}
-    return rule
-
 
 def backup_recording_rule() -> dict:
     """The design seed's rule; the `> 0` keeps an hour without jobs from recording NaN."""
@@ -165,6 +157,11 @@ def rule_files(cfg: StackConfig) -> dict[str, dict]:
     }
     if cfg.slos:
         files["slos"] = {"groups": slo_engine.rule_groups(cfg)}
+    # What the playbooks diagnose, one rule module per domain.
+    for stem, groups in (("network", network.rule_groups(cfg)), ("probes", probes.rule_groups(cfg)),
+                          ("loki", loki_health.rule_groups(cfg))):
+        if groups:
+            files[stem] = {"groups": groups}
     grafana_url = cfg.grafana.url if cfg.grafana else None
     for rule in all_rules(files):
         if "alert" in rule:

@@ -17,6 +17,7 @@ CLUSTER_DOMAIN = "cluster.local"
 KUBE_PROMETHEUS_RELEASE = "kube-prometheus-stack"
 # Named like the chart, so its resources (and the Service the scrape jobs use) get exactly this name.
 SNMP_EXPORTER_RELEASE = "prometheus-snmp-exporter"
+BLACKBOX_EXPORTER_RELEASE = "prometheus-blackbox-exporter"
 LOKI_RELEASE = "loki"
 TEMPO_RELEASE = "tempo"
 COLLECTOR_RELEASE = "otel-collector"
@@ -28,6 +29,7 @@ TRACES_NAMESPACE = "observability"
 PROMETHEUS_PORT = 9090
 ALERTMANAGER_PORT = 9093
 SNMP_EXPORTER_PORT = 9116
+BLACKBOX_EXPORTER_PORT = 9115
 OTLP_GRPC_PORT = 4317
 OTLP_HTTP_PORT = 4318
 TEMPO_HTTP_PORT = 3200
@@ -63,6 +65,10 @@ class Endpoints:
         return Release(SNMP_EXPORTER_RELEASE, self.metrics_namespace)
 
     @property
+    def blackbox_exporter(self) -> Release:
+        return Release(BLACKBOX_EXPORTER_RELEASE, self.metrics_namespace)
+
+    @property
     def loki(self) -> Release:
         return Release(LOKI_RELEASE, LOGS_NAMESPACE)
 
@@ -91,6 +97,10 @@ class Endpoints:
     @property
     def snmp_exporter_address(self) -> str:
         return f"{self.snmp_exporter.host()}:{SNMP_EXPORTER_PORT}"
+
+    @property
+    def blackbox_exporter_address(self) -> str:
+        return f"{self.blackbox_exporter.host()}:{BLACKBOX_EXPORTER_PORT}"
 
     @property
     def loki_gateway_url(self) -> str:

@@ -22,6 +22,7 @@ PROMETHEUS_COMMUNITY = "https://prometheus-community.github.io/helm-charts"
 
 KUBE_PROMETHEUS_STACK_CHART = HelmChart("kube-prometheus-stack", "88.5.3", PROMETHEUS_COMMUNITY)
 SNMP_EXPORTER_CHART = HelmChart("prometheus-snmp-exporter", "9.17.1", PROMETHEUS_COMMUNITY)
+BLACKBOX_EXPORTER_CHART = HelmChart("prometheus-blackbox-exporter", "11.17.2", PROMETHEUS_COMMUNITY)
 
 LOKI_CHART = HelmChart("loki", "18.11.0", GRAFANA_COMMUNITY)
 TEMPO_CHART = HelmChart("tempo", "2.2.4", GRAFANA_COMMUNITY)

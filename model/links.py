@@ -46,6 +46,9 @@ SERVICE_DASHBOARDS: dict[str, str] = {
     "backups": "backups",
     "api-gateway": "latency-budget",
     "nodes": "node-disk",
+    # The playbook reads interface saturation beside the burn rates.
+    "network": "latency-budget",
+    "logs": "logs",
 }
 
 

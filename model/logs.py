@@ -32,6 +32,8 @@ OBJECT_STORAGE_ENV = {ACCESS_KEY_ENV: secrets.LOKI_S3_ACCESS_KEY_ID, SECRET_KEY_
 # store or object store must add a new period with a future `from` date, never edit this one.
 SCHEMA_START = "2025-01-01"
 COMPACTOR_DIR = "/var/loki/compactor"
+# How often the compactor compacts and, with retention on, applies retention and deletes.
+COMPACTION_INTERVAL = "10m"
 
 
 @dataclass(frozen=True)
@@ -134,7 +136,7 @@ def loki_values(cfg: StackConfig) -> dict:
             "runtimeConfig": {"overrides": tenant_overrides(logs)},
             "compactor": {
                 "working_directory": COMPACTOR_DIR,
-                "compaction_interval": "10m",
+                "compaction_interval": COMPACTION_INTERVAL,
                 "retention_enabled": True,
                 # Deletion waits this long after marking, so a wrong rule can still be reverted.
                 "retention_delete_delay": "2h",

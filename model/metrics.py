@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from model import probes
 from model.config import Role, StackConfig
 from model.endpoints import SNMP_EXPORTER_PORT
 from model.hosts import scheduling_for
@@ -99,6 +100,7 @@ def static_scrape_jobs(cfg: StackConfig) -> list[ScrapeJob]:
             "params": {"match[]": list(source.match)},
             "static_configs": _static([url.netloc], "metrics", federated_from=source.name),
         }))
+    jobs += [ScrapeJob(config["job_name"], target.service, config) for target, config in probes.scrape_configs(cfg)]
     return jobs
 
 

@@ -193,6 +193,11 @@ PROMETHEUS_SNMP_EXPORTER = ChartFacts(
     workloads=(Workload("resources"), Workload("configmapReload.resources", (Flag("configmapReload.enabled", False),))),
 )
 
+# prometheus-blackbox-exporter 11.17.2
+PROMETHEUS_BLACKBOX_EXPORTER = ChartFacts(
+    workloads=(Workload("resources"), Workload("configReloader.resources", (Flag("configReloader.enabled", False),))),
+)
+
 TEMPO = ChartFacts(
     workloads=(Workload("tempo.resources"), Workload("tempoQuery.resources", (Flag("tempoQuery.enabled", False),))),
     persistence=(Flag("persistence.enabled", False),),
@@ -204,6 +209,7 @@ CHARTS: dict[str, ChartFacts] = {
     "grafana": GRAFANA,
     "opentelemetry-collector": OPENTELEMETRY_COLLECTOR,
     "prometheus-snmp-exporter": PROMETHEUS_SNMP_EXPORTER,
+    "prometheus-blackbox-exporter": PROMETHEUS_BLACKBOX_EXPORTER,
     "tempo": TEMPO,
 }
 
@@ -214,6 +220,7 @@ TARGET_VERSIONS = {
     "grafana": "12.11.1",
     "opentelemetry-collector": "0.170.0",
     "prometheus-snmp-exporter": "9.17.1",
+    "prometheus-blackbox-exporter": "11.17.2",
     "tempo": "2.2.4",
 }
 

@@ -75,8 +75,12 @@ def test_grafana_reads_the_moved_prometheus_and_alertmanager(moved):
 def test_scrape_configs_and_collector_exporters_follow(moved):
     values = {r.inputs["name"]: r.inputs["values"] for r in moved.of_type(RELEASE)}
     scrape = values["kube-prometheus-stack"]["prometheus"]["prometheusSpec"]["additionalScrapeConfigs"]
-    snmp = [r["replacement"] for job in scrape for r in job.get("relabel_configs", []) if r.get("target_label") == "__address__"]
-    assert snmp and all(a.startswith(f"prometheus-snmp-exporter.{METRICS_NS}.svc") for a in snmp)
+    exporters_scraped = {(job["job_name"].split("-")[0], r["replacement"]) for job in scrape
+                         for r in job.get("relabel_configs", []) if r.get("target_label") == "__address__"}
+    assert {kind for kind, _ in exporters_scraped} == {"snmp", "probe"}
+    for kind, address in exporters_scraped:
+        release = {"snmp": "prometheus-snmp-exporter", "probe": "prometheus-blackbox-exporter"}[kind]
+        assert address.startswith(f"{release}.{METRICS_NS}.svc"), address
     exporters = values["otel-collector"]["config"]["exporters"]
     releases = _releases(moved)
     targets = [e["endpoint"] for name, e in exporters.items() if name.startswith(("otlp/", "otlphttp/"))]

@@ -27,6 +27,7 @@ from tools import manifests
 KNOWN_NOT_RENDERED = {"kube-prometheus-stack": {"kube-state-metrics", "prometheus-node-exporter"}}
 # Where each release's pods must run (the design: Grafana shares the metrics host, Tempo the Loki host).
 RELEASE_HOSTS = {"kube-prometheus-stack": Role.PROMETHEUS, "prometheus-snmp-exporter": Role.PROMETHEUS,
+                 "prometheus-blackbox-exporter": Role.PROMETHEUS,
                  "grafana": Role.PROMETHEUS, "loki": Role.LOKI, "tempo": Role.LOKI, "otel-collector": None}
 # Scale-out Loki and Tempo spread over the cluster (model/logs.py): their read/write/backend pods
 # carry hard anti-affinity per node, more replicas than there are Loki hosts.

@@ -94,7 +94,7 @@ def test_scrape_configs_and_rules_load_in_prometheus(homelab, tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     jobs = {j["job_name"]: j for j in scrape}
     assert set(jobs) == {"pbs-exporter", "pbs-node", "recovery", "snmp-core-switch", "snmp-nas", "snmp-ups",
-                         "federate-homelab-cluster"}
+                         "federate-homelab-cluster", "probe-api-gateway-health", "probe-api-gateway-openapi"}
     assert jobs["recovery"]["static_configs"][0]["targets"] == ["192.168.30.20:9847"]
     port = homelab_sections().get("pbsExporter", {}).get("port", 9797)
     assert jobs["pbs-exporter"]["static_configs"][0]["targets"] == [f"192.168.30.20:{port}"]

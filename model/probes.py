@@ -1,0 +1,148 @@
+"""Synthetic API checks: the blackbox exporter's modules, scrape jobs and alerts, from `probes`.
+
+Each configured target gets its own module (its expected status codes and body match) and its
+own scrape job (its interval), scraped as `/probe?target=<url>&module=<module>` on the
+exporter. A module asks for IPv4 explicitly: the exporter's default `preferred_ip_protocol` is
+ip6, and a gateway name with an AAAA record nobody serves would fail every probe.
+
+`probe_targets` and `probe_url` are what the recovery service calls to run the probes on
+demand: only configured targets with their own module can be requested, never a URL of the
+caller's choosing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+from model.config import ProbeTarget, Probes, Role, StackConfig, duration_seconds
+from model.endpoints import BLACKBOX_EXPORTER_PORT
+from model.helm import resources
+from model.hosts import scheduling_for
+from model.rules import alert
+
+JOB_PREFIX = "probe-"
+PROBE_JOBS = f'job=~"{JOB_PREFIX}.+"'
+# Label the scrape adds: which configured target a series belongs to.
+PROBE_LABEL = "probe"
+
+
+def module_name(target: ProbeTarget) -> str:
+    return f"http_{target.name.replace('-', '_')}"
+
+
+def job_name(target: ProbeTarget) -> str:
+    return f"{JOB_PREFIX}{target.name}"
+
+
+def blackbox_module(target: ProbeTarget) -> dict:
+    http: dict = {
+        "method": "GET",
+        "valid_status_codes": list(target.expected_status),
+        "valid_http_versions": ["HTTP/1.1", "HTTP/2.0"],
+        "follow_redirects": True,
+        "preferred_ip_protocol": "ip4",
+        "ip_protocol_fallback": False,
+    }
+    if target.body_match:
+        http["fail_if_body_not_matches_regexp"] = [target.body_match]
+    return {"prober": "http", "timeout": target.timeout, "http": http}
+
+
+def blackbox_config(cfg: StackConfig) -> dict:
+    """The exporter's configuration file: one module per configured target."""
+    targets = cfg.probes.targets if cfg.probes else []
+    return {"modules": {module_name(t): blackbox_module(t) for t in targets}}
+
+
+def scrape_timeout(target: ProbeTarget) -> str:
+    # The exporter cuts a probe at the scrape timeout less half a second: leave the module its own.
+    return f"{duration_seconds(target.timeout) + 1}s"
+
+
+def scrape_configs(cfg: StackConfig) -> list[tuple[ProbeTarget, dict]]:
+    """(target, Prometheus scrape config) per probe target, scraped through the exporter."""
+    if not cfg.probes:
+        return []
+    exporter = cfg.endpoints().blackbox_exporter_address
+    return [(target, {
+        "job_name": job_name(target),
+        "scrape_interval": target.interval,
+        "scrape_timeout": scrape_timeout(target),
+        "metrics_path": "/probe",
+        "params": {"module": [module_name(target)]},
+        "static_configs": [{"targets": [target.url],
+                            "labels": {"service": target.service, PROBE_LABEL: target.name}}],
+        "relabel_configs": [
+            {"source_labels": ["__address__"], "target_label": "__param_target"},
+            {"source_labels": ["__param_target"], "target_label": "instance"},
+            {"target_label": "__address__", "replacement": exporter},
+        ],
+    }) for target in cfg.probes.targets]
+
+
+@dataclass(frozen=True)
+class OnDemandProbe:
+    """A configured probe as the recovery service may run it."""
+
+    name: str
+    service: str
+    url: str
+    module: str
+
+
+def probe_targets(cfg: StackConfig) -> list[OnDemandProbe]:
+    """Every probe the recovery service may run: the configured targets, nothing else."""
+    targets = cfg.probes.targets if cfg.probes else []
+    return [OnDemandProbe(t.name, t.service, t.url, module_name(t)) for t in targets]
+
+
+def probe_url(cfg: StackConfig, name: str, exporter_base: str | None = None) -> str:
+    """The exporter request that runs probe `name` now; a name not configured is refused."""
+    known = {p.name: p for p in probe_targets(cfg)}
+    if name not in known:
+        raise KeyError(f"no probe {name!r} is configured (probes.targets: {', '.join(known) or 'none'})")
+    probe = known[name]
+    base = exporter_base or f"http://{cfg.endpoints().blackbox_exporter_address}"
+    return f"{base.rstrip('/')}/probe?{urlencode({'target': probe.url, 'module': probe.module})}"
+
+
+def alert_rules(p: Probes) -> list[dict]:
+    expiry = f"(probe_ssl_earliest_cert_expiry{{{PROBE_JOBS}}} - time()) / 86400"
+    rules = [
+        alert("SyntheticProbeFailing", f"probe_success{{{PROBE_JOBS}}} == 0", "critical", "{{ $labels.service }}",
+              "A synthetic API check fails: customers are likely affected",
+              "Probe {{ $labels.probe }} of {{ $labels.instance }} has failed for " + p.failing_for
+              + " (wrong status, body, TLS or no answer): customers of {{ $labels.service }} see the same.",
+              for_=p.failing_for),
+    ]
+    for severity, days in (("warning", p.certificate_warning_days), ("critical", p.certificate_critical_days)):
+        rules.append(alert(
+            "ProbeCertificateExpiring", f"{expiry} < {days}", severity, "{{ $labels.service }}",
+            "A probed endpoint's TLS certificate is about to expire",
+            "The earliest certificate in the chain of {{ $labels.instance }} (probe {{ $labels.probe }}) expires in "
+            f"{{{{ $value | printf \"%.1f\" }}}} days (threshold {days} days).",
+            for_="15m"))
+    return rules
+
+
+def rule_groups(cfg: StackConfig) -> list[dict]:
+    if not cfg.probes:
+        return []
+    return [{"name": "synthetic-probes", "interval": cfg.metrics.evaluation_interval, "rules": alert_rules(cfg.probes)}]
+
+
+def blackbox_exporter_values(cfg: StackConfig) -> dict:
+    """The chart's values: our modules, beside Prometheus on the observability nodes."""
+    s = scheduling_for(Role.PROMETHEUS)
+    return {
+        "nodeSelector": s.node_selector(),
+        "tolerations": s.tolerations(),
+        # Helm merges maps, so the chart's own http_2xx (ip4 too) stays beside ours; a null
+        # would remove it, but Pulumi drops nulls from a release's values before Helm sees them.
+        "config": blackbox_config(cfg),
+        "service": {"port": BLACKBOX_EXPORTER_PORT},
+        # Scraped through the probe jobs above (one per target); no ServiceMonitor needed.
+        "serviceMonitor": {"enabled": False, "selfMonitor": {"enabled": False}},
+        "resources": resources("10m", "32Mi", "64Mi"),
+    }
