@@ -2,6 +2,7 @@
 
 import pulumi
 
+from components.helm import Cluster
 from components.hosts import HostsArgs, ProxmoxHosts
 from components.metrics import MetricsArgs, MetricsStack
 from components.settings import load_settings
@@ -14,12 +15,15 @@ except ConfigError as exc:
     raise pulumi.RunError(str(exc)) from None
 config, secrets = settings.config, settings.secrets
 
-hosts = ProxmoxHosts("hosts", HostsArgs(config, secrets))
+hosts = ProxmoxHosts("hosts", HostsArgs(config, secrets, settings.kubernetes_context, settings.kubeconfig))
 pulumi.export("vmAddresses", hosts.addresses)
 pulumi.export("vmIds", {p.name: p.host.vm_id for p in hosts.plans})
 
+# Every release waits until the observability nodes have joined k3s and are Ready.
+cluster = Cluster(hosts.k3s_nodes_ready, config.k3s.release_timeout_seconds if config.k3s else None)
+
 # kube-prometheus-stack first: it installs the CRDs of the ServiceMonitors the other charts create.
-metrics = MetricsStack("metrics", MetricsArgs(config, secrets))
+metrics = MetricsStack("metrics", MetricsArgs(config, secrets, cluster))
 pulumi.export("metricsNamespace", metrics.namespace)
 
 if config.reports:
@@ -32,20 +36,20 @@ if config.reports:
 if config.logs:
     from components.logs import LogsArgs, Loki
 
-    logs = Loki("logs", LogsArgs(config, secrets, monitoring_crds=metrics.prometheus))
+    logs = Loki("logs", LogsArgs(config, secrets, monitoring_crds=metrics.prometheus, cluster=cluster))
     pulumi.export("lokiUrl", logs.gateway_url)
     pulumi.export("lokiTenants", logs.tenants)
 if config.traces:
     from components.traces import TracesArgs, Tracing
 
-    tracing = Tracing("traces", TracesArgs(config, secrets, monitoring_crds=metrics.prometheus))
+    tracing = Tracing("traces", TracesArgs(config, secrets, monitoring_crds=metrics.prometheus, cluster=cluster))
     pulumi.export("otlpEndpoints", tracing.otlp_endpoints)
     pulumi.export("tempoUrl", tracing.tempo_url)
     pulumi.export("syslogEndpoint", tracing.syslog_endpoint)
 if config.grafana is not None:
     from components.grafana import Grafana, GrafanaArgs
 
-    grafana = Grafana("grafana", GrafanaArgs(config, secrets))
+    grafana = Grafana("grafana", GrafanaArgs(config, secrets, cluster=cluster))
     pulumi.export("grafanaUrl", grafana.url)
     # `pulumi stack output grafanaAdminPassword --show-secrets` for the first login.
     pulumi.export("grafanaAdminPassword", pulumi.Output.secret(grafana.admin_password))

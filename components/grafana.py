@@ -10,16 +10,16 @@ import pulumi
 import pulumi_random as random
 import pulumiverse_grafana as grafana_provider
 
-from components.helm import ReleaseNamespace
-from components.kubernetes_objects import PersistentVolumeClaim, Secret
+from components.helm import Cluster, ReleaseNamespace
+from components.kubernetes_objects import CustomObject, PersistentVolumeClaim, Secret
 from model.grafana import values
 from model.grafana.alerting import alert_routing_tree, contact_points, notification_policy
 from model.grafana.dashboards import Dashboard, folders, load_dashboards, render_dashboard
 from model.grafana.data_sources import data_sources
 from model.grafana.runbooks import Runbook, list_runbooks
-from model.secrets import SecretRef
+from model.secrets import GRAFANA_TLS_CERTIFICATE, GRAFANA_TLS_PRIVATE_KEY, SecretRef
 from model.helm import GRAFANA_CHART
-from model.config import StackConfig
+from model.config import Grafana as GrafanaConfig, StackConfig
 
 
 @dataclass
@@ -28,6 +28,7 @@ class GrafanaArgs:
     secrets: dict[str, pulumi.Output[str]]
     runbooks: list[Runbook] = field(default_factory=list_runbooks)
     dashboards: list[Dashboard] = field(default_factory=load_dashboards)
+    cluster: Cluster = Cluster()
 
 
 def _policy_args(policy: dict[str, Any]) -> dict[str, Any]:
@@ -52,7 +53,7 @@ class Grafana(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         endpoints = stack.endpoints()
 
-        ns = ReleaseNamespace(self, name, cfg.namespace)
+        ns = ReleaseNamespace(self, name, cfg.namespace, args.cluster)
         in_ns = pulumi.ResourceOptions(parent=self, depends_on=[ns.namespace])
         password = random.RandomPassword(
             f"{name}-admin-password", length=40, special=False,  # no ':' to split basic auth on
@@ -79,11 +80,19 @@ class Grafana(pulumi.ComponentResource):
         self.release = ns.release(endpoints.grafana.name, GRAFANA_CHART, values.grafana_values(cfg), protect=True,
                                   needs=[admin_secret, claim])
 
+        self.certificate = self._certificate(name, cfg, ns, args.secrets)
+
         self.provider = grafana_provider.Provider(
             f"{name}-api",
             url=cfg.url,
             auth=pulumi.Output.secret(pulumi.Output.concat(cfg.admin_user, ":", password.result)),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.release]),
+            ca_cert=cfg.tls.ca_certificate if cfg.tls else None,
+            # Right after the release is Ready, Traefik may still lack the route (404) or the pod
+            # behind it (502/503) for a few seconds.
+            retries=6,
+            retry_wait=10,
+            retry_status_codes=["404", "429", "5xx"],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.release, *self.certificate]),
         )
         api = pulumi.ResourceOptions(parent=self, provider=self.provider)
 
@@ -116,6 +125,22 @@ class Grafana(pulumi.ComponentResource):
         self.url = cfg.url
         self.admin_password = password.result
         self.register_outputs({"url": self.url, "adminPassword": self.admin_password})
+
+    def _certificate(self, name: str, cfg: GrafanaConfig, ns: ReleaseNamespace,
+                     secrets: dict[str, pulumi.Output[str]]) -> list[pulumi.Resource]:
+        """The ingress's TLS Secret, issued by cert-manager or written from the stack's secrets."""
+        if cfg.tls is None:
+            return []
+        manifest = values.certificate(cfg)
+        if manifest is not None:
+            manifest = {**manifest, "metadata": {**manifest["metadata"], "annotations": {
+                # Created means issued: the provider must not meet Traefik's default certificate.
+                "pulumi.com/waitFor": "condition=Ready", "pulumi.com/timeoutSeconds": "600"}}}
+            return [CustomObject(f"{name}-certificate", manifest,
+                                 opts=pulumi.ResourceOptions(parent=self, depends_on=[ns.namespace]))]
+        assert cfg.tls_secret_name
+        return [ns.secret(cfg.tls_secret_name, {"tls.crt": secrets[GRAFANA_TLS_CERTIFICATE],
+                                                "tls.key": secrets[GRAFANA_TLS_PRIVATE_KEY]}, type="kubernetes.io/tls")]
 
     def _data_source(self, name: str, ds: dict[str, Any], opts: pulumi.ResourceOptions) -> grafana_provider.oss.DataSource:
         return grafana_provider.oss.DataSource(

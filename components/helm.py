@@ -8,6 +8,7 @@ another name before carries it as an alias, so existing stacks adopt it instead 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import pulumi
@@ -28,23 +29,32 @@ def child_options(parent: pulumi.Resource, name: str, formerly: str | None = Non
     return pulumi.ResourceOptions(parent=parent, aliases=aliases, **options)
 
 
+@dataclass(frozen=True)
+class Cluster:
+    """The k3s cluster as every release sees it: what it waits for, and how long Helm waits."""
+
+    nodes_ready: pulumi.Resource | None = None  # NodesReady: the observability nodes joined and Ready
+    release_timeout: int | None = None  # seconds; None: Helm's 300
+
+
 class ReleaseNamespace:
     """A component's namespace and the Helm releases and Secrets in it.
 
     The namespace is protected: deleting it would delete every volume claim in it. Everything
-    created in it waits for it, and for `requires` (e.g. the release that installs the CRDs of
-    the ServiceMonitors a chart creates).
+    created in it waits for it; its releases also wait for `requires` (the nodes they run on
+    being Ready, the release that installs the CRDs of the ServiceMonitors a chart creates).
     """
 
-    def __init__(self, parent: pulumi.Resource, component: str, namespace: str,
-                 requires: Sequence[pulumi.Resource] = (), retain_on_delete: bool = False,
+    def __init__(self, parent: pulumi.Resource, component: str, namespace: str, cluster: Cluster,
+                 requires: Sequence[pulumi.Resource | None] = (), retain_on_delete: bool = False,
                  formerly: str | None = None):
         self.component, self.parent, self.name = component, parent, namespace
+        self.release_timeout = cluster.release_timeout
         resource = child_name(component, "namespace")
         self.namespace = Namespace(resource, metadata={"name": namespace},
                                    opts=child_options(parent, resource, formerly, protect=True,
                                                       retain_on_delete=retain_on_delete))
-        self.ready: list[pulumi.Resource] = [self.namespace, *requires]
+        self.ready: list[pulumi.Resource] = [self.namespace, *(r for r in [cluster.nodes_ready, *requires] if r)]
 
     def secret(self, name: str, string_data: Mapping[str, pulumi.Input[str]], type: str | None = None) -> Secret:
         """A Secret `name` in the namespace; every value stays a Pulumi secret."""
@@ -76,5 +86,6 @@ class ReleaseNamespace:
             values=values,
             atomic=False,  # a failed upgrade must not roll back (and restart) a stateful release
             max_history=10,
+            timeout=self.release_timeout,
             opts=child_options(self.parent, resource, release, protect=protect, depends_on=[*self.ready, *needs]),
         )

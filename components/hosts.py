@@ -8,9 +8,11 @@ import pulumi
 import pulumi_proxmoxve as proxmox
 
 from components.helm import child_name, child_options
+from components.nodes_ready import NodesReady, NodesReadyArgs
 from model import cloud_init
 from model.config import StackConfig
-from model.hosts import DATA_DISK_INTERFACE, SYSTEM_DISK_INTERFACE, VmPlan, plan_vms
+from model.hosts import (DATA_DISK_INTERFACE, SYSTEM_DISK_INTERFACE, VmPlan, cloud_image_file_name, k3s_node_groups,
+                         plan_vms)
 
 # These inputs are read once, when a VM is created. The provider replaces a VM when they
 # change, so later changes (a refreshed cloud image, new cloud-init content) are ignored on
@@ -22,6 +24,10 @@ CREATE_ONLY_INPUTS = ["initialization.userDataFileId", "disks[0].fileId"]
 class HostsArgs:
     config: StackConfig
     secrets: dict[str, pulumi.Output[str]]
+    # The cluster the k3s agents join, as the Kubernetes provider reaches it (kubernetes:context,
+    # kubernetes:kubeconfig): where the readiness check looks for their nodes.
+    kubernetes_context: str | None = None
+    kubeconfig: pulumi.Input[str] | None = None
 
 
 class ProxmoxHosts(pulumi.ComponentResource):
@@ -37,27 +43,56 @@ class ProxmoxHosts(pulumi.ComponentResource):
         for plan in self.plans:
             snippet = self._user_data_snippet(config, plan, secrets)
             self.vms[plan.name] = self._vm(config, plan, images[plan.host.node], snippet)
+        self.k3s_nodes_ready = self._k3s_nodes_ready(args)
         self.addresses = {p.name: str(p.host.address) for p in self.plans}
         self.register_outputs({"addresses": self.addresses})
 
-    def _cloud_images(self, config: StackConfig) -> dict[str, proxmox.download.FileLegacy]:
+    def _k3s_nodes_ready(self, args: HostsArgs) -> NodesReady | None:
+        """Done when the nodes of every k3s agent VM are Ready: what each Helm release waits for."""
+        groups = k3s_node_groups(self.plans)
+        if not groups or args.config.k3s is None:
+            return None
+        agents = [self.vms[name] for g in groups for name in sorted(g.hosts)]
+        resource = child_name(self.component_name, "k3s-nodes-ready")
+        return NodesReady(
+            resource,
+            NodesReadyArgs(groups=groups, vm_ids=[vm.id for vm in agents],
+                           timeout_seconds=args.config.k3s.node_ready_timeout_seconds,
+                           context=args.kubernetes_context, kubeconfig=args.kubeconfig),
+            opts=child_options(self, resource, depends_on=agents),
+        )
+
+    def _cloud_images(self, config: StackConfig) -> dict[str, proxmox.download.File]:
+        """The cloud image on every node that hosts a VM, downloaded by Proxmox and verified.
+
+        No alias to the FileLegacy it replaces: the bridge does not move a resource's state to
+        another type (pulumi-terraform-bridge#3388), so the first `up` after the change downloads
+        this one beside the old file and then deletes the old one. The VMs keep their disks (copies
+        of the image) and do not change: disks[0].fileId is create-only (CREATE_ONLY_INPUTS).
+        """
         image = config.proxmox.cloud_image
         nodes = sorted({p.host.node for p in self.plans})
-        return {
-            node: proxmox.download.FileLegacy(
-                child_name(self.component_name, f"cloud-image-{node}"),
+        images = {}
+        for node in nodes:
+            resource = child_name(self.component_name, f"cloud-image-{node}")
+            images[node] = proxmox.download.File(
+                resource,
                 node_name=node,
                 datastore_id=config.proxmox.image_datastore,
+                # `iso` takes a .img disk image on every PVE 8 (`import` needs 8.4 and that content type).
                 content_type="iso",
-                file_name=image.file_name,
+                file_name=cloud_image_file_name(image),
                 url=image.url,
                 checksum=image.checksum,
-                checksum_algorithm=image.checksum_algorithm if image.checksum else None,
+                checksum_algorithm=image.checksum_algorithm,
+                # The image is read once per VM creation: no size checks, never re-downloaded by itself,
+                # and never a file under this name that the stack did not download.
                 overwrite=False,
-                opts=child_options(self, child_name(self.component_name, f"cloud-image-{node}"), f"cloud-image-{node}"),
+                overwrite_unmanaged=False,
+                upload_timeout=image.download_timeout_seconds,
+                opts=child_options(self, resource),
             )
-            for node in nodes
-        }
+        return images
 
     def _user_data_snippet(self, config: StackConfig, plan: VmPlan, secrets: dict[str, pulumi.Output[str]]):
         keys = sorted(secrets)
@@ -75,7 +110,7 @@ class ProxmoxHosts(pulumi.ComponentResource):
             opts=child_options(self, resource, f"{plan.name}-user-data", delete_before_replace=True),
         )
 
-    def _vm(self, config: StackConfig, plan: VmPlan, image: proxmox.download.FileLegacy,
+    def _vm(self, config: StackConfig, plan: VmPlan, image: proxmox.download.File,
             snippet: proxmox.FileLegacy) -> proxmox.VmLegacy:
         host, net = plan.host, config.network
         disk_store = config.proxmox.vm_datastore

@@ -1,10 +1,11 @@
-"""The plain Kubernetes objects the stack creates besides its Helm releases.
+"""The plain Kubernetes objects the stack creates besides its Helm releases, and custom objects.
 
 pulumi_kubernetes.core.v1 builds every core/v1 type of the API on import: about 0.7 s, a third
 of the offline preview's budget, for three kinds. These classes register exactly what the
 SDK's Namespace, Secret and PersistentVolumeClaim register (type token, camelCase inputs,
 provider version, secret outputs, aliases); tests/test_kubernetes_objects.py proves it against
-the SDK classes on the mock engine. The report's CronJob is the same story for batch/v1.
+the SDK classes on the mock engine. The report's CronJob is the same story for batch/v1, and
+CustomObject (cert-manager's Certificate) for apiextensions.CustomResource.
 """
 
 from __future__ import annotations
@@ -81,3 +82,13 @@ class CronJob(_KubernetesObject):
     def __init__(self, resource_name: str, metadata: Mapping[str, Any], spec: Mapping[str, Any],
                  opts: pulumi.ResourceOptions | None = None):
         super().__init__(resource_name, {"metadata": metadata, "spec": spec}, opts)
+
+
+class CustomObject(pulumi.CustomResource):
+    """An object of a custom resource kind (e.g. cert-manager's Certificate), from its plain manifest."""
+
+    def __init__(self, resource_name: str, manifest: Mapping[str, Any], opts: pulumi.ResourceOptions | None = None):
+        props = {"apiVersion": manifest["apiVersion"], "kind": manifest["kind"],
+                 **{k: v for k, v in manifest.items() if k not in ("apiVersion", "kind")}}
+        super().__init__(f"kubernetes:{manifest['apiVersion']}:{manifest['kind']}", resource_name, props,
+                         pulumi.ResourceOptions.merge(pulumi.ResourceOptions(version=_PROVIDER_VERSION), opts))

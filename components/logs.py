@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pulumi
 
-from components.helm import ReleaseNamespace
+from components.helm import Cluster, ReleaseNamespace
 from model import logs as loki
 from model.config import LogsMode, StackConfig
 from model.helm import LOKI_CHART
@@ -18,6 +18,7 @@ class LogsArgs:
     secrets: dict[str, pulumi.Output[str]]
     # The release that installs the ServiceMonitor CRD the chart's monitors need.
     monitoring_crds: pulumi.Resource | None = None
+    cluster: Cluster = Cluster()
 
 
 class Loki(pulumi.ComponentResource):
@@ -28,7 +29,7 @@ class Loki(pulumi.ComponentResource):
         config = args.config
         assert config.logs is not None
         endpoints = config.endpoints()
-        ns = ReleaseNamespace(self, name, endpoints.loki.namespace, requires=[c for c in [args.monitoring_crds] if c],
+        ns = ReleaseNamespace(self, name, endpoints.loki.namespace, args.cluster, requires=[args.monitoring_crds],
                               formerly=endpoints.loki.namespace)
         storage = ([ns.credentials(loki.OBJECT_STORAGE_SECRET, loki.OBJECT_STORAGE_ENV, args.secrets)]
                    if config.logs.mode == LogsMode.SCALABLE else [])

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pulumi
 
-from components.helm import ReleaseNamespace
+from components.helm import Cluster, ReleaseNamespace
 from model import metrics, probes
 from model.alerts import rule_files
 from model.config import StackConfig, required_secrets
@@ -18,6 +18,7 @@ from model.routing import SECRET_FILES, alertmanager_config
 class MetricsArgs:
     config: StackConfig
     secrets: dict[str, pulumi.Output[str]]
+    cluster: Cluster = Cluster()
 
 
 class MetricsStack(pulumi.ComponentResource):
@@ -27,7 +28,7 @@ class MetricsStack(pulumi.ComponentResource):
         endpoints = cfg.endpoints()
         namespace = endpoints.kube_prometheus.namespace
         # Retained: deleting the namespace would delete the TSDB's volume claim with it.
-        ns = ReleaseNamespace(self, name, namespace, retain_on_delete=True, formerly=namespace)
+        ns = ReleaseNamespace(self, name, namespace, args.cluster, retain_on_delete=True, formerly=namespace)
         # Receiver credentials reach Alertmanager only as files of this Secret.
         receiver_secrets = ns.secret(metrics.ALERTMANAGER_SECRET, {
             SECRET_FILES[k]: args.secrets[k] for k in required_secrets(cfg) if k in SECRET_FILES})

@@ -39,9 +39,13 @@ def _project_config(project: str) -> tuple[dict[str, Any], set[str]]:
 class Settings:
     """The typed config plus the stack's secrets as Pulumi secret Outputs."""
 
-    def __init__(self, config: StackConfig, secrets: dict[str, pulumi.Output[str]]):
+    def __init__(self, config: StackConfig, secrets: dict[str, pulumi.Output[str]],
+                 kubernetes_context: str | None = None, kubeconfig: pulumi.Output[str] | None = None):
         self.config = config
         self.secrets = secrets
+        # The cluster the Kubernetes provider deploys to (its own config keys), for the node readiness check.
+        self.kubernetes_context = kubernetes_context
+        self.kubeconfig = kubeconfig
 
 
 def load_settings() -> Settings:
@@ -59,6 +63,13 @@ def load_settings() -> Settings:
         config = load_stack_config(plain, source)
     except ConfigError as exc:
         raise ConfigError(problems + exc.problems, source) from None
+    kubernetes = pulumi.Config("kubernetes")
+    context = kubernetes.get("context")
+    if config.k3s is not None and not context:
+        # The default Kubernetes provider would otherwise deploy to kubectl's current context.
+        problems.append(Problem("kubernetes:context", "is required: the kubeconfig context of the k3s cluster "
+                                                      "the releases go to (`pulumi config set kubernetes:context "
+                                                      "<context>`)"))
     for key in required_secrets(config):
         if key not in secret_keys:
             spec = SECRETS[key]
@@ -68,4 +79,4 @@ def load_settings() -> Settings:
 
     cfg = pulumi.Config()
     secrets = {key: cfg.require_secret(key) for key in sorted(secret_keys)}
-    return Settings(config, secrets)
+    return Settings(config, secrets, context, kubernetes.get_secret("kubeconfig"))

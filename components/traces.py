@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pulumi
 
-from components.helm import ReleaseNamespace
+from components.helm import Cluster, ReleaseNamespace
 from model import traces
 from model.config import Role, StackConfig, TracesMode
 from model.helm import COLLECTOR_CHART, TEMPO_CHART, TEMPO_DISTRIBUTED_CHART
@@ -18,6 +18,7 @@ class TracesArgs:
     secrets: dict[str, pulumi.Output[str]]
     # The release that installs the ServiceMonitor CRD the charts' monitors need.
     monitoring_crds: pulumi.Resource | None = None
+    cluster: Cluster = Cluster()
 
 
 class Tracing(pulumi.ComponentResource):
@@ -28,7 +29,7 @@ class Tracing(pulumi.ComponentResource):
         config = args.config
         assert config.traces is not None
         endpoints = config.endpoints()
-        ns = ReleaseNamespace(self, name, endpoints.tempo.namespace, requires=[c for c in [args.monitoring_crds] if c],
+        ns = ReleaseNamespace(self, name, endpoints.tempo.namespace, args.cluster, requires=[args.monitoring_crds],
                               formerly=endpoints.tempo.namespace)
         distributed = config.traces.mode == TracesMode.DISTRIBUTED
         storage = ([ns.credentials(traces.TEMPO_OBJECT_STORAGE_SECRET, traces.TEMPO_OBJECT_STORAGE_ENV, args.secrets)]

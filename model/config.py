@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import ssl
 from dataclasses import dataclass
 from enum import Enum
 from types import UnionType
@@ -77,13 +78,35 @@ class Site(ConfigModel):
     runbook_hub_url: str = Field(pattern=r"^https?://[^\s]+[^/\s]$")
 
 
+CHECKSUM_HEX_DIGITS = {"sha256": 64, "sha512": 128}
+
+
 class CloudImage(ConfigModel):
     """The cloud image every VM boots from; read only when a VM is created."""
 
     url: str = Field(pattern=r"^https://")
     file_name: str = Field(pattern=r"^[A-Za-z0-9._-]+\.(img|iso)$")
+    # Required (see problems); optional here only so that its absence gets a helpful message.
     checksum: str | None = Field(default=None, pattern=r"^[0-9a-f]{64,128}$")
     checksum_algorithm: str = Field(default="sha512", pattern=r"^(sha256|sha512)$")
+    # How long Proxmox may take to download it (a few hundred MB over the homelab's uplink).
+    download_timeout_seconds: int = Field(default=1800, ge=60, le=14_400)
+
+    def problems(self, at: str = "proxmox.cloudImage") -> list[Problem]:
+        found: list[Problem] = []
+        if self.checksum is None:
+            found.append(Problem(f"{at}.checksum", f"is required: Proxmox verifies the download against it "
+                                                   f"(the {self.checksum_algorithm} line of the image's "
+                                                   f"{self.checksum_algorithm.upper()}SUMS)"))
+        elif len(self.checksum) != CHECKSUM_HEX_DIGITS[self.checksum_algorithm]:
+            found.append(Problem(f"{at}.checksum", f"has {len(self.checksum)} hex digits; a {self.checksum_algorithm} "
+                                                   f"has {CHECKSUM_HEX_DIGITS[self.checksum_algorithm]} "
+                                                   f"(checksumAlgorithm: sha256 or sha512)"))
+        if re.search(r"/(latest|current)/", self.url):
+            found.append(Problem(f"{at}.url", "names a moving image: each new build replaces it, so its checksum stops "
+                                              "matching and nodes added later boot another system; use the build's "
+                                              "dated directory (e.g. .../bookworm/20250210-2019/...)"))
+        return found
 
 
 class Proxmox(ConfigModel):
@@ -127,6 +150,11 @@ class K3s(ConfigModel):
 
     server_url: str = Field(pattern=r"^https://[^/]+:\d+$")
     version: str = Field(pattern=r"^v\d+\.\d+\.\d+\+k3s\d+$")
+    # First boot of an agent VM (cloud-init, the k3s install, the join) until its node is Ready:
+    # every Helm release waits for that, then Helm waits this long for the release's workloads
+    # (first image pulls included).
+    node_ready_timeout_seconds: int = Field(default=1200, ge=60, le=7200)
+    release_timeout_seconds: int = Field(default=900, ge=60, le=7200)
 
 
 class Role(str, Enum):
@@ -363,6 +391,45 @@ class GrafanaDataSourceUrls(ConfigModel):
     tempo: str | None = Field(default=None, pattern=HTTP_URL)
 
 
+class IssuerKind(str, Enum):
+    CLUSTER_ISSUER = "ClusterIssuer"
+    ISSUER = "Issuer"  # in grafana.namespace
+
+
+class CertManagerIssuer(ConfigModel):
+    """A cert-manager issuer that already runs in the cluster (its chart is not part of this stack)."""
+
+    issuer: str = Field(pattern=r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$")
+    issuer_kind: IssuerKind = IssuerKind.CLUSTER_ISSUER
+
+
+def _pem_certificates(value: str) -> str:
+    blocks = re.findall(r"-----BEGIN CERTIFICATE-----\s+[A-Za-z0-9+/=\s]+?-----END CERTIFICATE-----", value)
+    if not blocks:
+        raise ValueError("must be one or more PEM certificates (-----BEGIN CERTIFICATE-----)")
+    for block in blocks:
+        try:
+            ssl.PEM_cert_to_DER_cert(block)
+        except ValueError as exc:
+            raise ValueError(f"not a PEM certificate: {exc}") from None
+    return value
+
+
+class GrafanaTls(ConfigModel):
+    """Where the certificate of grafana.url's host comes from, and what the Grafana provider trusts.
+
+    Exactly one of: `certManager` (cert-manager issues it into grafana.tlsSecretName) or
+    `fromSecrets: true` (the program writes that Secret from the grafanaTlsCertificate and
+    grafanaTlsPrivateKey secrets).
+    """
+
+    cert_manager: CertManagerIssuer | None = None
+    from_secrets: bool = False
+    # The CA the Grafana provider verifies the certificate with, when it is not publicly trusted
+    # (a private CA issuer, a self-signed certificate). Unset: the system's trust store.
+    ca_certificate: Annotated[str, AfterValidator(_pem_certificates)] | None = None
+
+
 class Grafana(ConfigModel):
     """Grafana: where users reach it, where it keeps its database, what it reads."""
 
@@ -373,6 +440,7 @@ class Grafana(ConfigModel):
     storage_class: str | None = None  # None: the cluster's default (k3s: local-path)
     ingress_class: str = "traefik"
     tls_secret_name: str | None = None
+    tls: GrafanaTls | None = None
     # Folder uid -> title; only the titles of the known folders may be changed.
     folder_titles: dict[str, str] = Field(default_factory=dict)
     data_sources: GrafanaDataSourceUrls = Field(default_factory=GrafanaDataSourceUrls)
@@ -383,6 +451,14 @@ class Grafana(ConfigModel):
             found.append(Problem("grafana.url", "must be the root URL of Grafana, without a path"))
         if self.url.startswith("https://") and not self.tls_secret_name:
             found.append(Problem("grafana.tlsSecretName", "is required for an https url (the ingress's certificate Secret)"))
+        if self.url.startswith("https://") and self.tls is None:
+            found.append(Problem("grafana.tls", "is required for an https url: nothing else creates the certificate "
+                                                "(Traefik would serve its own, and the Grafana provider fail on x509); "
+                                                "certManager: {issuer: <name>} or fromSecrets: true"))
+        if self.tls is not None and bool(self.tls.cert_manager) == self.tls.from_secrets:
+            found.append(Problem("grafana.tls", "needs exactly one of certManager, fromSecrets: true"))
+        if self.tls is not None and not self.url.startswith("https://"):
+            found.append(Problem("grafana.tls", "is only used with an https grafana.url"))
         for uid, title in self.folder_titles.items():
             if uid not in FOLDERS:
                 found.append(Problem(f"grafana.folderTitles.{uid}", f"unknown folder (known: {', '.join(FOLDERS)})"))
@@ -854,6 +930,7 @@ class StackConfig(ConfigModel):
         for section in (self.network, self.grafana):
             if section is not None:
                 found += section.problems(self)
+        found += self.proxmox.cloud_image.problems()
         found += self._host_problems()
         found += self.logs.problems(self) if self.logs else []
         found += self.traces.problems(self) if self.traces else []
@@ -931,6 +1008,8 @@ def required_secrets(cfg: StackConfig) -> list[str]:
         needed.append(secrets.MATTERMOST_WEBHOOK_URL)
     if any(r.heartbeat and r.heartbeat.bearer_token for r in receivers):
         needed.append(secrets.HEARTBEAT_TOKEN)
+    if cfg.grafana and cfg.grafana.tls and cfg.grafana.tls.from_secrets:
+        needed += [secrets.GRAFANA_TLS_CERTIFICATE, secrets.GRAFANA_TLS_PRIVATE_KEY]
     if cfg.recovery:
         needed += [secrets.RECOVERY_WEBHOOK_TOKEN, secrets.RECOVERY_PVE_READ_TOKEN]
         if cfg.recovery.mode("pve-backup-rerun") != "off":

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from model.config import Host, Role, StackConfig
+from model.config import CloudImage, Host, Role, StackConfig
 
 # k3s refuses node-role.kubernetes.io/* labels from an agent; a project prefix is allowed.
 LABEL_PREFIX = "observability.homelab"
@@ -28,6 +28,18 @@ K3S_LOCAL_PATH_DIR = "/var/lib/rancher/k3s/storage"
 K3S_LOCAL_PATH_STORAGE_CLASS = "local-path"
 
 BASE_TAGS = ("observability", "pulumi")
+
+
+def cloud_image_file_name(image: CloudImage) -> str:
+    """The name the image is stored under on each node: `fileName` with the checksum's first 12 digits.
+
+    Two images never share a name, so a new image is downloaded beside the old one and the old
+    one deleted after it (Pulumi's create-before-delete), and no file the stack did not download
+    (such as the image under its plain name) is ever overwritten or deleted by this one.
+    """
+    assert image.checksum, "config validation requires proxmox.cloudImage.checksum"
+    stem, extension = image.file_name.rsplit(".", 1)
+    return f"{stem}-{image.checksum[:12]}.{extension}"
 
 
 @dataclass(frozen=True)
@@ -54,6 +66,26 @@ def scheduling_for(role: Role) -> Scheduling:
         node_labels={WORKLOAD_LABEL: role.value},
         taint={"key": DEDICATED_TAINT_KEY, "value": DEDICATED_TAINT_VALUE, "effect": "NoSchedule"},
     )
+
+
+@dataclass(frozen=True)
+class NodeGroup:
+    """The k3s nodes one role's workloads are scheduled on, which must be Ready before they are installed."""
+
+    labels: dict[str, str]
+    hosts: dict[str, str]  # VM name (its hostname, which k3s takes as the node name) -> address
+
+    @property
+    def selector(self) -> str:
+        """The Kubernetes label selector of these nodes."""
+        return ",".join(f"{k}={v}" for k, v in sorted(self.labels.items()))
+
+
+def k3s_node_groups(plans: list["VmPlan"]) -> list[NodeGroup]:
+    """One group per role whose VMs join k3s, labelled as the workloads select them (scheduling_for)."""
+    roles = sorted({p.role for p in plans if p.joins_k3s}, key=lambda r: r.value)
+    return [NodeGroup(scheduling_for(role).node_labels, {p.name: str(p.host.address) for p in plans if p.role == role})
+            for role in roles]
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,8 @@ RECOVERY_PVE_READ_TOKEN = "recoveryPveReadToken"
 RECOVERY_PVE_BACKUP_TOKEN = "recoveryPveBackupToken"
 RECOVERY_PVE_FALLBACK_TOKEN = "recoveryPveFallbackToken"
 RECOVERY_TRUENAS_API_KEY = "recoveryTrueNasApiKey"
+GRAFANA_TLS_CERTIFICATE = "grafanaTlsCertificate"
+GRAFANA_TLS_PRIVATE_KEY = "grafanaTlsPrivateKey"
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,8 @@ SECRETS: dict[str, SecretSpec] = {
                    "recovery@pve!fallback=<uuid>"),
         SecretSpec(RECOVERY_TRUENAS_API_KEY, "TrueNAS API key of a user with SNAPSHOT_READ, SNAPSHOT_DELETE, REPLICATION_TASK_READ",
                    "7-xxxxxxxx"),
+        SecretSpec(GRAFANA_TLS_CERTIFICATE, "PEM certificate (chain) of grafana.url's host (grafana.tls.fromSecrets)", "-----BEGIN CERTIFICATE-----..."),
+        SecretSpec(GRAFANA_TLS_PRIVATE_KEY, "PEM private key of that certificate (grafana.tls.fromSecrets)", "-----BEGIN PRIVATE KEY-----..."),
     ]
 }
 

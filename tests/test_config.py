@@ -68,6 +68,15 @@ BAD_CONFIGS = [
     ("role that does not exist", _set("hosts.loki.role", "mimir"), "hosts.loki.role", "mimir"),
     ("no host for a role", lambda c: c["hosts"].pop("loki"), "hosts", "'loki'"),
     ("plain http image", _set("proxmox.cloudImage.url", "http://example.org/x.img"), "proxmox.cloudImage.url", "must match"),
+    ("image without checksum", _delete("proxmox.cloudImage.checksum"), "proxmox.cloudImage.checksum",
+     "is required: Proxmox verifies the download against it (the sha512 line of the image's SHA512SUMS)"),
+    ("sha256 digest for sha512", _set("proxmox.cloudImage.checksum", "ab" * 32), "proxmox.cloudImage.checksum",
+     "has 64 hex digits; a sha512 has 128"),
+    ("moving image", _set("proxmox.cloudImage.url",
+                          "https://cloud.debian.org/images/cloud/bookworm/latest/debian-12-genericcloud-amd64.qcow2"),
+     "proxmox.cloudImage.url", "names a moving image"),
+    ("download timeout below a minute", _set("proxmox.cloudImage.downloadTimeoutSeconds", 30),
+     "proxmox.cloudImage.downloadTimeoutSeconds", ">= 60"),
 ]
 
 

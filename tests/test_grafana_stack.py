@@ -169,3 +169,82 @@ def test_grafana_config_problems_are_reported_by_path():
     with pytest.raises(ConfigError) as exc:
         load_stack_config(_config(dataSources={"prometheus": "kube-prometheus:9090", "graphite": "http://x"}))
     assert {p.path for p in exc.value.problems} == {"grafana.dataSources.prometheus", "grafana.dataSources.graphite"}
+
+
+# --- TLS: the certificate of grafana.url and what the provider trusts ------------------------
+
+CERTIFICATE = "kubernetes:cert-manager.io/v1:Certificate"
+
+
+def _ca_pem(directory) -> str:
+    import subprocess
+
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                    "-days", "2", "-subj", "/CN=homelab-ca", "-keyout", str(directory / "ca.key"),
+                    "-out", str(directory / "ca.crt")], check=True, capture_output=True, timeout=60)
+    return (directory / "ca.crt").read_text()
+
+
+def test_cert_manager_issues_the_certificate_before_the_provider_connects(recording):
+    section = homelab_sections()["grafana"]
+    certificate = _one(recording, CERTIFICATE)
+    assert certificate.inputs["metadata"]["namespace"] == section["namespace"]
+    spec = certificate.inputs["spec"]
+    assert spec["dnsNames"] == ["grafana.home.arpa"], "the host of grafana.url"
+    assert spec["secretName"] == section["tlsSecretName"]
+    release = _one(recording, "kubernetes:helm.sh/v3:Release")
+    assert release.inputs["values"]["ingress"]["tls"] == [{"secretName": spec["secretName"], "hosts": spec["dnsNames"]}]
+    issuer = section["tls"]["certManager"]
+    assert spec["issuerRef"] == {"group": "cert-manager.io", "kind": issuer["issuerKind"], "name": issuer["issuer"]}
+    # The provider's first request must meet this certificate, not Traefik's default one.
+    assert certificate.inputs["metadata"]["annotations"]["pulumi.com/waitFor"] == "condition=Ready"
+    provider = _one(recording, "pulumi:providers:grafana")
+    assert {certificate.urn, release.urn} <= set(provider.options["dependsOn"])
+    assert "caCert" not in provider.inputs, "no caCertificate configured: the system's trust store"
+
+
+def test_a_private_ca_is_what_the_provider_trusts(tmp_path):
+    from tests.stacks import write_stack
+
+    pem = _ca_pem(tmp_path)
+    stack = write_stack(tmp_path, lambda c: c["grafana"]["tls"].update(caCertificate=pem))
+    provider = _one(run_program(stack, SECRETS), "pulumi:providers:grafana")
+    assert provider.inputs["caCert"] == pem.strip()
+
+
+def test_a_certificate_from_the_stack_secrets_becomes_the_tls_secret(tmp_path):
+    from tests.stacks import write_stack
+
+    stack = write_stack(tmp_path, lambda c: c["grafana"].update(tls={"fromSecrets": True}))
+    tls = {"grafanaTlsCertificate": "-----BEGIN CERTIFICATE-----\ntest-cert\n-----END CERTIFICATE-----\n",
+           "grafanaTlsPrivateKey": "-----BEGIN PRIVATE KEY-----\ntest-key\n-----END PRIVATE KEY-----\n"}
+    recording = run_program(stack, {**SECRETS, **tls})
+    assert recording.of_type(CERTIFICATE) == []
+    (secret,) = [r for r in recording.of_type("kubernetes:core/v1:Secret") if r.inputs.get("type") == "kubernetes.io/tls"]
+    assert secret.inputs["metadata"]["name"] == homelab_sections()["grafana"]["tlsSecretName"]
+    assert secret.inputs["stringData"] == "[secret]"
+    assert recording.raw_inputs[secret.urn]["stringData"] == {"tls.crt": tls["grafanaTlsCertificate"],
+                                                               "tls.key": tls["grafanaTlsPrivateKey"]}
+    provider = _one(recording, "pulumi:providers:grafana")
+    assert secret.urn in provider.options["dependsOn"]
+    out = render(recording, tmp_path / "build")
+    for path in (p for p in out.rglob("*") if p.is_file()):
+        assert "test-key" not in path.read_text(), path
+    assert set(required_secrets(load_stack_config(_config(tls={"fromSecrets": True})))) >= set(tls)
+
+
+@pytest.mark.parametrize("grafana, path, words", [
+    ({"tls": None}, "grafana.tls", "is required for an https url: nothing else creates the certificate"),
+    ({"tls": {"fromSecrets": True, "certManager": {"issuer": "homelab-ca"}}}, "grafana.tls",
+     "needs exactly one of certManager, fromSecrets: true"),
+    ({"tls": {}}, "grafana.tls", "needs exactly one of"),
+    ({"tls": {"certManager": {"issuer": "homelab-ca", "issuerKind": "Vault"}}}, "grafana.tls.certManager.issuerKind",
+     "must be one of"),
+    ({"tls": {"certManager": {"issuer": "homelab-ca"}, "caCertificate": "homelab-ca.crt"}},
+     "grafana.tls.caCertificate", "must be one or more PEM certificates"),
+    ({"url": "http://grafana.home.arpa"}, "grafana.tls", "is only used with an https grafana.url"),
+])
+def test_tls_config_problems_are_named_by_path(grafana, path, words):
+    with pytest.raises(ConfigError) as caught:
+        load_stack_config(_config(**grafana))
+    assert any(str(p).startswith(f"{path}: ") and words in str(p) for p in caught.value.problems), caught.value.problems

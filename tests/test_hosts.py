@@ -10,7 +10,7 @@ from tools.offline_engine import run_program
 
 VM = "proxmoxve:index/vmLegacy:VmLegacy"
 SNIPPET = "proxmoxve:index/fileLegacy:FileLegacy"
-IMAGE = "proxmoxve:download/fileLegacy:FileLegacy"
+IMAGE = "proxmoxve:download/file:File"
 TOKEN = "K10abcdef0123456789::server:9f8e7d6c5b4a"
 
 
@@ -153,15 +153,33 @@ REPLACE_TRIGGERS = ("nodeName", "vmId", "clone")
 
 
 def _replace_relevant(recording):
+    """The VM inputs whose change makes the provider replace a VM, less those the VM ignores."""
     out = {}
     for vm in recording.of_type(VM):
-        i = vm.inputs
+        i, ignored = vm.inputs, set(vm.options["ignoreChanges"])
         out[vm.name] = {
             **{k: i.get(k) for k in REPLACE_TRIGGERS},
-            "disks": [(d["interface"], d["datastoreId"], d.get("fileId")) for d in i["disks"]],
-            "userDataFileId": i["initialization"]["userDataFileId"],
+            "disks": [(d["interface"], d["datastoreId"], None if f"disks[{n}].fileId" in ignored else d.get("fileId"))
+                      for n, d in enumerate(i["disks"])],
+            "userDataFileId": None if "initialization.userDataFileId" in ignored else i["initialization"]["userDataFileId"],
         }
     return out
+
+
+def _changed_inputs(before, after):
+    """Per VM, the paths of the inputs that differ between two recordings."""
+    def leaves(value, path=""):
+        if isinstance(value, dict):
+            return {k: v for key, child in value.items() for k, v in leaves(child, f"{path}.{key}" if path else key).items()}
+        if isinstance(value, list):
+            return {k: v for n, child in enumerate(value) for k, v in leaves(child, f"{path}[{n}]").items()}
+        return {path: value}
+
+    changed = {}
+    for vm in after.of_type(VM):
+        old, new = leaves(before.named(VM, vm.name).inputs), leaves(vm.inputs)
+        changed[vm.name] = {k for k in old.keys() | new.keys() if old.get(k) != new.get(k)}
+    return changed
 
 
 def test_cosmetic_changes_touch_no_replace_trigger(tmp_path, homelab):
@@ -242,3 +260,41 @@ def test_vms_keep_the_state_of_their_former_names(homelab, sections):
     for name in sections["hosts"]:
         assert homelab.named(VM, f"hosts-{name}").options["aliases"] == [name]
         assert homelab.named(SNIPPET, f"hosts-{name}-user-data").options["aliases"] == [f"{name}-user-data"]
+
+
+def test_the_cloud_image_is_downloaded_once_per_node_and_verified(homelab, sections):
+    image = sections["proxmox"]["cloudImage"]
+    nodes = sorted({h["node"] for h in sections["hosts"].values()})
+    downloads = {r.inputs["nodeName"]: r for r in homelab.of_type(IMAGE)}
+    assert sorted(downloads) == nodes
+    for node, download in downloads.items():
+        i = download.inputs
+        assert (i["url"], i["checksum"], i["checksumAlgorithm"]) == (image["url"], image["checksum"], "sha512")
+        assert (i["contentType"], i["datastoreId"]) == ("iso", sections["proxmox"]["imageDatastore"])
+        # Named after its checksum: never the name of a file the stack did not download.
+        stem, extension = image["fileName"].rsplit(".", 1)
+        assert i["fileName"] == f"{stem}-{image['checksum'][:12]}.{extension}"
+        assert i["overwrite"] is False and i["overwriteUnmanaged"] is False
+        assert i["uploadTimeout"] == 1800
+        # Create-before-delete: a replaced image never makes Pulumi compute replacements of the VMs.
+        assert download.options["deleteBeforeReplace"] is False
+        for vm in homelab.of_type(VM):
+            if vm.inputs["nodeName"] == node:
+                assert vm.inputs["disks"][0]["fileId"] == f"local:iso/{i['fileName']}"
+                assert download.urn in vm.options["dependsOn"]
+
+
+def test_a_new_cloud_image_changes_only_what_the_vms_ignore(tmp_path, homelab):
+    """A new image (url and checksum) replaces the download, never a VM: the change stops at disks[0].fileId."""
+
+    def new_image(cfg):
+        cfg["proxmox"]["cloudImage"].update(
+            url="https://cloud.debian.org/images/cloud/bookworm/20250416-2084/debian-12-genericcloud-amd64-20250416-2084.qcow2",
+            checksum="72ef23f399ceff56f7e0c213db796d655aaaea833bc18838210a1ab40e531e6acf9b21adc1954b902db8c9b2255bff7a08aed816250e6afc2821550533df457d")
+
+    changed = run_program(write_stack(tmp_path, new_image), {"k3sToken": TOKEN})
+    assert {i.inputs["fileName"] for i in changed.of_type(IMAGE)} == {"debian-12-genericcloud-amd64-72ef23f399ce.img"}
+    for vm, paths in _changed_inputs(homelab, changed).items():
+        assert paths == {"disks[0].fileId"}, vm  # the test sees the change...
+        assert paths <= set(changed.named(VM, vm).options["ignoreChanges"])  # ...and the VM ignores it
+    assert _replace_relevant(changed) == _replace_relevant(homelab)

@@ -87,3 +87,17 @@ def test_secret_string_data_is_secret_on_the_wire():
     request = _register(lambda: CASES["Secret"](lean))["sec"]
     raw = rpc.deserialize_properties(request.object)
     assert raw["stringData"][rpc._special_sig_key] == rpc._special_secret_sig
+
+
+def test_a_custom_object_registers_like_the_sdk_custom_resource():
+    import pulumi_kubernetes.apiextensions as sdk
+
+    manifest = {"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
+                "metadata": {"name": "grafana-tls", "namespace": "grafana", "annotations": {"pulumi.com/waitFor": "condition=Ready"}},
+                "spec": {"secretName": "grafana-tls", "dnsNames": ["grafana.home.arpa"],
+                         "issuerRef": {"group": "cert-manager.io", "kind": "ClusterIssuer", "name": "homelab-ca"}}}
+    ours = _register(lambda: lean.CustomObject("cert", manifest))
+    theirs = _register(lambda: sdk.CustomResource("cert", api_version=manifest["apiVersion"], kind=manifest["kind"],
+                                                  metadata=manifest["metadata"], spec=manifest["spec"]))
+    _same(ours["cert"], theirs["cert"])
+    assert ours["cert"].type == "kubernetes:cert-manager.io/v1:Certificate"

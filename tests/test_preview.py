@@ -119,3 +119,56 @@ def test_a_misnamed_stack_file_is_a_clear_error(tmp_path, name):
     assert "must be named Pulumi.<stack>.yaml" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
     assert not (tmp_path / "build").exists()
+
+
+PROVIDER_FIXTURE = ROOT / "tests" / "provider_fixtures" / "program.py"
+
+
+def test_an_input_a_provider_would_refuse_fails_with_the_resource_and_the_problem():
+    from tools.offline_engine import ProviderCheckError, Recording
+
+    recording = Recording("homelab-observability", "homelab")
+    with pytest.raises(ProviderCheckError) as caught:
+        run_program(ROOT / "Pulumi.homelab.yaml", program=PROVIDER_FIXTURE, recording=recording)
+    assert [str(f) for f in caught.value.findings] == [
+        'refused-vm (proxmoxve:index/vmLegacy:VmLegacy): cpu.cores: must be an integer, not string "4"',
+        "refused-vm (proxmoxve:index/vmLegacy:VmLegacy): disks[0].sizee: is not a property of this type "
+        "(known: aio, backup, cache, datastoreId, discard, fileFormat, fileId, importFrom, interface, iothread, "
+        "pathInDatastore, queues, replicate, serial, size, speed, ssd)",
+    ]
+    # A deprecation alone is no reason to fail: it is a warning, once for all its resources.
+    assert recording.warnings() == [
+        "proxmoxve:download/fileLegacy:FileLegacy is deprecated: Use `download.File` instead. This resource will "
+        "be removed in v1.0. (deprecated-image-pve1, deprecated-image-pve2)"]
+
+
+def test_the_preview_exits_2_on_a_refused_input_and_renders_nothing(tmp_path, monkeypatch, capsys):
+    import functools
+
+    monkeypatch.setattr(preview, "run_program", functools.partial(run_program, program=PROVIDER_FIXTURE))
+    status = preview.main(["--stack", "homelab", "--out", str(tmp_path / "build")])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err.startswith("error: the providers would refuse 2 input(s):\n")
+    assert "  - refused-vm (proxmoxve:index/vmLegacy:VmLegacy): cpu.cores: must be an integer" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "build").exists()
+
+
+def test_a_deprecation_is_a_warning_printed_once(tmp_path, monkeypatch, capsys):
+    import functools
+
+    # The refusals set aside, what is left of the fixture is its two deprecated images.
+    monkeypatch.setattr(preview, "run_program",
+                        functools.partial(run_program, program=PROVIDER_FIXTURE, check_inputs=False))
+    status = preview.main(["--stack", "homelab", "--out", str(tmp_path / "build"), "--quiet"])
+    err = capsys.readouterr().err
+    assert status == 0
+    assert err.count("warning: ") == 1
+    assert "warning: proxmoxve:download/fileLegacy:FileLegacy is deprecated" in err
+    assert "(deprecated-image-pve1, deprecated-image-pve2)" in err
+
+
+def test_the_homelab_stack_is_what_its_providers_accept(rendered):
+    result, _ = rendered
+    assert "error" not in result.stderr and "warning" not in result.stderr, result.stderr

@@ -11,10 +11,8 @@ import pytest
 
 from tools import provider_schemas as ps
 
-# What the providers would say about the program today; components/ fixes it (issue 17).
-KNOWN = {("proxmoxve:download/fileLegacy:FileLegacy", "",
-          "proxmoxve:download/fileLegacy:FileLegacy is deprecated: Use `download.File` instead. "
-          "This resource will be removed in v1.0.")}
+# What the providers would say about the program: nothing, not even a deprecation.
+KNOWN: set[tuple[str, str, str]] = set()
 
 
 def _problems(recording, inputs_of) -> set[tuple[str, str, str]]:
@@ -25,11 +23,13 @@ def _problems(recording, inputs_of) -> set[tuple[str, str, str]]:
 def test_every_registration_is_what_its_provider_accepts(stack_manifests):
     recording = stack_manifests.rendered.recording
     checked = {r.type for r in recording.resources if r.custom}
-    assert {"proxmoxve:index/vmLegacy:VmLegacy", "kubernetes:helm.sh/v3:Release", "kubernetes:core/v1:Secret",
+    assert {"proxmoxve:index/vmLegacy:VmLegacy", "proxmoxve:download/file:File", "kubernetes:helm.sh/v3:Release",
+            "kubernetes:core/v1:Secret",
             "grafana:oss/dashboard:Dashboard", "pulumi:providers:grafana", "random:index/randomPassword:RandomPassword"} \
         <= checked
     # The inputs the provider would receive: secrets in clear, as the engine hands them over.
     assert _problems(recording, lambda r: recording.raw_inputs[r.urn]) == KNOWN
+    assert recording.findings == [], "the offline engine judged the same registrations"
 
 
 def test_resources_json_is_judged_the_same_with_secrets_redacted(stack_manifests):
@@ -49,8 +49,11 @@ def test_resources_json_is_judged_the_same_with_secrets_redacted(stack_manifests
     ("proxmoxve:index/vmLegacy:VmLegacy", {"nodeName": "pve1", "timeoutMoveDisk": 60}, "timeoutMoveDisk: is deprecated"),
     ("proxmoxve:index/nope:Nope", {}, "is not a resource of the proxmoxve provider's schema"),
     ("grafana:oss/folder:Folder", {"titel": "Backups"}, "title: is required"),
-    ("pulumi:providers:grafana", {"url": "https://grafana.home.arpa", "retries": "3"},
+    # A provider's non-string inputs travel JSON-encoded: this is retries="3" in the program.
+    ("pulumi:providers:grafana", {"url": "https://grafana.home.arpa", "retries": json.dumps("3")},
      'retries: must be an integer, not string "3"'),
+    ("pulumi:providers:grafana", {"url": "https://grafana.home.arpa", "retryWait": "ten"},
+     'retryWait: must be an integer, not string "ten"'),
     ("random:index/randomPassword:RandomPassword", {"length": 40, "number": False}, "number: is deprecated"),
     ("kubernetes:core/v1:Secret", {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "a", "labelz": {}}},
      "metadata.labelz: is not a property of this type"),
@@ -76,6 +79,9 @@ def test_what_a_provider_would_refuse_is_named_by_its_path(type_, inputs, expect
      {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "spec": {"resources": {"requests": {"storage": 10}}}}),
     ("kubernetes:monitoring.coreos.com/v1:PrometheusRule", {"spec": {"anything": True}}),  # any custom resource
     ("proxmoxve:index/vmLegacy:VmLegacy", {"nodeName": "pve1", "vmId": 200.0}),  # the wire's doubles
+    # What the grafana SDK sends for retries=6, retry_status_codes=["404", "5xx"], insecure_skip_verify=False.
+    ("pulumi:providers:grafana", {"url": "https://grafana.home.arpa", "retries": "6",
+                                  "retryStatusCodes": '["404", "5xx"]', "insecureSkipVerify": "false"}),
     ("kubernetes:core/v1:Secret", {"apiVersion": "v1", "kind": "Secret", "stringData": "[secret]"}),
     ("kubernetes:core/v1:Secret", {"apiVersion": "v1", "kind": "Secret", "stringData": ps.UNKNOWN_SENTINEL}),
     ("homelab:logs:Loki", {"whatever": 1}),

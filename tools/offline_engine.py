@@ -5,6 +5,10 @@ SDK's own MockMonitor; this module records every resource registration exactly a
 sends it to an engine (type, name, parent, options, inputs) with secret values redacted.
 Secret config that the stack file holds encrypted (or not at all) is replaced by a clearly
 marked placeholder, since only the Pulumi CLI can decrypt it.
+
+Every registration is also judged as its provider's Check would judge it
+(tools/provider_schemas.py): what a provider would refuse fails the run with
+ProviderCheckError, naming each resource and problem; deprecations are kept as warnings.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any
 import yaml
 
 from sdk.internals import decode_properties, is_secret_envelope, run_program_in_stack
+from tools.provider_schemas import Problem, check_registration
 
 ROOT = Path(__file__).resolve().parent.parent
 REDACTED = "[secret]"
@@ -31,6 +36,28 @@ def secret_placeholder(key: str) -> str:
 
 class StackFileError(ValueError):
     """A stack file the CLI would not read as one: wrong name, not YAML, no config map."""
+
+
+@dataclass(frozen=True)
+class ProviderFinding:
+    """What a provider's Check says about one registered resource."""
+
+    resource: str
+    type: str
+    problem: Problem
+
+    def __str__(self) -> str:
+        return f"{self.resource} ({self.type}): {self.problem}"
+
+
+class ProviderCheckError(ValueError):
+    """Inputs the providers would refuse: `pulumi up` would fail on these resources."""
+
+    def __init__(self, findings: list[ProviderFinding]):
+        self.findings = findings
+        lines = [f"the providers would refuse {len(findings)} input(s):"]
+        lines += [f"  - {f}" for f in findings]
+        super().__init__("\n".join(lines))
 
 
 @dataclass
@@ -104,6 +131,20 @@ class Recording:
     raw_inputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Every secret config value of the run (key without namespace -> value), for redaction.
     secret_values: dict[str, str] = field(default_factory=dict)
+    # What the providers' Check says about the registrations (refusals and deprecations).
+    findings: list[ProviderFinding] = field(default_factory=list)
+
+    def errors(self) -> list[ProviderFinding]:
+        return [f for f in self.findings if not f.problem.deprecation]
+
+    def warnings(self) -> list[str]:
+        """Each deprecation once, with the resources it concerns."""
+        concerned: dict[str, list[str]] = {}
+        for f in self.findings:
+            if f.problem.deprecation:
+                text = f"{f.type} {f.problem}" if f.problem.path else str(f.problem)
+                concerned.setdefault(text, []).append(f.resource)
+        return [f"{text} ({', '.join(sorted(names))})" for text, names in sorted(concerned.items())]
 
     def redact_text(self, text: str) -> str:
         for key, value in sorted(self.secret_values.items(), key=lambda kv: -len(kv[1])):
@@ -151,13 +192,23 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
+def _provider_id(type_: str, name: str, inputs: dict[str, Any]) -> str:
+    """The ID a provider gives a new resource, where the program hands it on as an input."""
+    if type_ == "proxmoxve:download/file:File":  # a VM's disk names its image by this volume ID
+        return f"{inputs['datastoreId']}:{inputs['contentType']}/{inputs['fileName']}"
+    return f"{name}-id"
+
+
 def run_program(stack_file: Path, secret_values: dict[str, str] | None = None,
-                program: Path = ROOT / "__main__.py", recording: Recording | None = None) -> Recording:
+                program: Path = ROOT / "__main__.py", recording: Recording | None = None,
+                check_inputs: bool = True) -> Recording:
     """Run `program` for `stack_file` on the mock engine and return what it registered.
 
     `secret_values` (key without namespace -> value) stands in for what `pulumi config set
     --secret` would provide; tests use it to prove that secrets never leak. Pass `recording`
-    to keep what was registered even when the program fails.
+    to keep what was registered even when the program fails. Raises ProviderCheckError when a
+    provider would refuse an input (unless `check_inputs` is False: the findings stay in
+    `recording.findings`).
     """
     import pulumi
     from pulumi.runtime import mocks
@@ -182,7 +233,7 @@ def run_program(stack_file: Path, secret_values: dict[str, str] | None = None,
     class Engine(mocks.Mocks):
         def new_resource(self, args: mocks.MockResourceArgs):
             state = dict(args.inputs)
-            return f"{args.name}-id", state
+            return _provider_id(args.typ, args.name, state), state
 
         def call(self, args: mocks.MockCallArgs):
             return {}
@@ -206,7 +257,12 @@ def run_program(stack_file: Path, secret_values: dict[str, str] | None = None,
                     RecordedResource(request.type, request.name, response.urn, request.parent,
                                      bool(request.custom), options, _plain(_redact(inputs)))
                 )
-                recording.raw_inputs[response.urn] = _plain(_unwrap(inputs))
+                raw = recording.raw_inputs[response.urn] = _plain(_unwrap(inputs))
+                # The provider sees secrets in clear, so the check does too.
+                recording.findings += [
+                    ProviderFinding(request.name, request.type,
+                                    Problem(p.path, recording.redact_text(p.message), p.deprecation))
+                    for p in check_registration(request.type, request.name, raw, bool(request.custom))]
             return response
 
         def RegisterResourceOutputs(self, request):
@@ -226,4 +282,6 @@ def run_program(stack_file: Path, secret_values: dict[str, str] | None = None,
     finally:
         os.chdir(cwd)
         sys.path.remove(str(program.parent))
+    if check_inputs and recording.errors():
+        raise ProviderCheckError(recording.errors())
     return recording

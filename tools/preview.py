@@ -4,7 +4,8 @@
     python -m tools.preview --stack-file path/Pulumi.lab.yaml --out build
 
 Prints a table of every resource and writes the rendered artifacts under build/<stack>/
-(see ARTIFACTS). Exit status 2 with the list of problems when the stack config is wrong.
+(see ARTIFACTS). Exit status 2 with the list of problems when the stack config is wrong or a
+provider would refuse an input; deprecations are printed as warnings.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Callable
 import yaml
 
 from tools.grafana_artifacts import write_grafana
-from tools.offline_engine import ROOT, RecordedResource, Recording, StackFileError, run_program
+from tools.offline_engine import ROOT, ProviderCheckError, RecordedResource, Recording, StackFileError, run_program
 
 VM_TYPE = "proxmoxve:index/vmLegacy:VmLegacy"
 SNIPPET_TYPE = "proxmoxve:index/fileLegacy:FileLegacy"
@@ -209,9 +210,11 @@ def main(argv: list[str] | None = None) -> int:
     except pulumi.RunError as exc:
         print(str(exc), file=sys.stderr)
         return 2
-    except StackFileError as exc:
+    except (StackFileError, ProviderCheckError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    for warning in recording.warnings():
+        print(f"warning: {warning}", file=sys.stderr)
     out = render(recording, args.out)
     if not args.quiet:
         print_table(recording)

@@ -49,6 +49,8 @@ _ANY_REFS = {"pulumi.json#/Any", "pulumi.json#/Json", "pulumi.json#/Asset", "pul
 class Problem:
     path: str  # property path in the SDK's camelCase, e.g. "disks[0].fileId"; "" for the resource
     message: str
+    # A deprecation is a warning: the provider still accepts the input. Anything else it refuses.
+    deprecation: bool = False
 
     def __str__(self) -> str:
         return f"{self.path}: {self.message}" if self.path else self.message
@@ -295,7 +297,7 @@ def _check(schema: Schema, spec: dict, value: Any, path: str, seen_refs: tuple =
     if value is None or value == REDACTED or _unknown(value):
         return
     if spec.get("deprecationMessage"):
-        yield Problem(path, f"is deprecated: {spec['deprecationMessage']}")
+        yield Problem(path, f"is deprecated: {spec['deprecationMessage']}", deprecation=True)
     ref = spec.get("$ref")
     if ref:
         if ref in _ANY_REFS or ref in seen_refs:
@@ -382,12 +384,29 @@ def check_registration(type_: str, name: str, inputs: dict[str, Any], custom: bo
         return [Problem("", f"{type_} is not a resource of the {type_.split(':')[0]} provider's schema")]
     problems = []
     if resource.get("deprecation"):
-        problems.append(Problem("", f"{type_} is deprecated: {resource['deprecation']}"))
+        problems.append(Problem("", f"{type_} is deprecated: {resource['deprecation']}", deprecation=True))
     for key, expected in (resource.get("const") or {}).items():
         if inputs.get(key) not in (None, expected):
             problems.append(Problem(key, f"must be {expected!r} for {type_}, not {inputs.get(key)!r}"))
+    if type_.startswith("pulumi:providers:"):
+        inputs = _provider_config(resource["properties"], inputs)
     problems += _check_object(schema, resource["properties"], resource["required"], None, inputs, "")
     return problems
+
+
+def _provider_config(properties: dict, inputs: dict[str, Any]) -> dict[str, Any]:
+    """A provider's inputs as its Check reads them: the SDKs send each non-string one JSON-encoded."""
+    decoded = {}
+    for name, value in inputs.items():
+        spec = properties.get(name) or {}
+        if isinstance(value, str) and spec.get("type", "string") != "string" and value != REDACTED \
+                and not _unknown(value):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                pass  # not JSON: the type check names it
+        decoded[name] = value
+    return decoded
 
 
 def check_resources(doc: dict, directory: Path = SCHEMAS) -> dict[str, list[Problem]]:

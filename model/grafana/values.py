@@ -14,6 +14,23 @@ ADMIN_USER_KEY = "admin-user"
 ADMIN_PASSWORD_KEY = "admin-password"
 
 
+def certificate(cfg: Grafana) -> dict[str, Any] | None:
+    """The cert-manager Certificate of grafana.url's host, issued into the ingress's TLS Secret."""
+    if cfg.tls is None or cfg.tls.cert_manager is None:
+        return None
+    issuer = cfg.tls.cert_manager
+    return {
+        "apiVersion": "cert-manager.io/v1",
+        "kind": "Certificate",
+        "metadata": {"name": cfg.tls_secret_name, "namespace": cfg.namespace},
+        "spec": {
+            "secretName": cfg.tls_secret_name,
+            "dnsNames": [urlparse(cfg.url).hostname],
+            "issuerRef": {"group": "cert-manager.io", "kind": issuer.issuer_kind.value, "name": issuer.issuer},
+        },
+    }
+
+
 def grafana_values(cfg: Grafana) -> dict[str, Any]:
     """The chart's values: credentials from our Secret, data on our protected claim."""
     scheduling = scheduling_for(Role.PROMETHEUS)  # Grafana shares the metrics host
