@@ -533,7 +533,9 @@ def test_an_unreachable_chat_fails_the_job_without_showing_the_webhook(prometheu
 # --- make report ----------------------------------------------------------------------------
 
 def test_make_report_passes_quarter_and_prometheus_url():
-    result = subprocess.run(["make", "-n", "report", "QUARTER=2026Q3", "PROMETHEUS_URL=http://127.0.0.1:9090"],
+    # Under `make test` this make is nested and would print "Entering/Leaving directory" lines.
+    result = subprocess.run(["make", "--no-print-directory", "-n", "report", "QUARTER=2026Q3",
+                             "PROMETHEUS_URL=http://127.0.0.1:9090"],
                             cwd=ROOT, capture_output=True, text=True, check=True)
     assert result.stdout.splitlines()[-1].endswith(
         "-m tools.report --stack-file Pulumi.homelab.yaml --quarter 2026Q3 --prometheus-url http://127.0.0.1:9090")
