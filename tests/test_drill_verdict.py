@@ -162,3 +162,18 @@ def test_an_incident_resolved_and_opened_again_is_two_incidents_and_a_duplicate_
     assert verdict.incidents_opened == 2
     assert verdict.failures == ["duplicate: pagerduty-primary BackupJobFailed firing (heard 2 times)",
                                 "incidents: 2 PagerDuty incident(s) opened, 1 expected"]
+
+
+def test_two_alerts_of_one_name_in_a_chat_group_are_two_changes_not_a_duplicate():
+    def message(wall, *instances):
+        text = "".join(f"*warning* firing: A scrape target is down\nPrometheus cannot scrape {i}.\n"
+                       "Runbook: https://hub/runbooks/DiskUsageHigh.md\n" for i in instances)
+        body = {"attachments": [{"title": f"[FIRING:{len(instances)}] DiskUsageHigh (storage)", "text": text}]}
+        return decode(Captured(wall, "mattermost-ops", "slack", body, 200), RULES)
+
+    expected = [Expect("mattermost-ops", "DiskUsageHigh", "warning", "firing", m(10)),
+                Expect("mattermost-ops", "DiskUsageHigh", "warning", "firing", m(20), joins=True)]
+    verdict = judge(_scenario(*expected), [message(SCALE.wall(m(10)) + 1, "nas"),
+                                           message(SCALE.wall(m(20)) + 1, "nas", "switch")], RULES, TREE, SCALE)
+    assert verdict.passed, verdict.failures
+    assert len({h.entry.identity for r in verdict.results for h in r.arrivals}) == 2

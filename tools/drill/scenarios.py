@@ -356,7 +356,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "Every two hours the nightly job fails, then succeeds, over a day: the first failure pages (it lasts "
         "beyond the 30m grace) and resolves on the next success; from the second failure on the job is "
         "flapping: BackupJobFlapping tells the backup room once, and no failure pages again that day.",
-        duration=h(25), factor=720,
+        duration=h(24), factor=480,
         series=backup_job(FLAPPING_RUNS),
         expected=_with_watchdog(
             *_failed_job(BACKUP_JOB_ID, FLAPPING_RUNS[0].end, FLAPPING_RUNS[0].end + GRACE, FLAPPING_RUNS[1].end),
@@ -369,7 +369,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "no-jobs-scheduled",
         "A day without a single backup run or API request, right after last night's success: nothing pages, "
         "nothing reaches a room, and no recording rule records NaN.",
-        duration=h(24), factor=720,
+        duration=h(24), factor=480,
         series=(*backup_job((), history=JUST_RAN),
                 *latency_series(((-h(24 * 30), BASELINE_BURN),), quiet_from=0.0)),
         expected=_with_watchdog(),
@@ -392,7 +392,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "latency-slow-burn",
         f"A steady {SLOW_BURN:g}x burn for hours: a ticket (the warning rule, to the ops room) once the 3d window "
         "passes 1x, and never a page.",
-        duration=h(17), factor=720,
+        duration=h(17), factor=480,
         series=latency_series(((-h(24 * 30), BASELINE_BURN), (SLOW_BURN_START, SLOW_BURN))),
         expected=_with_watchdog(
             Expect(RECEIVER_TICKETS, ALERT_LATENCY_BURN, "warning", "firing",

@@ -59,10 +59,17 @@ class Entry:
     severity: str | None
     status: str  # firing | resolved
     job: str | None = None  # job_id, when the alert is about one PBS job
+    # What else tells two alerts of one name apart (their labels, or the chat block's description):
+    # two targets down are two alerts.
+    identity: str = ""
 
     @property
-    def key(self) -> tuple[str, str | None, str | None]:
-        return (self.alert, self.severity, self.job)
+    def key(self) -> tuple[str, str | None, str | None, str]:
+        return (self.alert, self.severity, self.job, self.identity)
+
+
+def _identity(labels: Mapping[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()) if k not in ("alertname", "severity"))
 
 
 @dataclass(frozen=True)
@@ -104,6 +111,7 @@ def rule_for(rules: RuleSet, name: str, severity: str | None) -> AlertRule | Non
 _PAGERDUTY_LABEL_RE = re.compile(r"^ - ([A-Za-z_][A-Za-z0-9_]*) = (.*)$", re.MULTILINE)
 _CHAT_BLOCK_RE = re.compile(r"^\*([A-Za-z]+)\* (firing|resolved): ", re.MULTILINE)
 _RUNBOOK_RE = re.compile(r"/runbooks/([A-Za-z0-9_]+)\.md")
+_NUMBER_RE = re.compile(r"\d+(?:\.\d+)?")
 
 
 def _pagerduty_entries(details: Any, status: str) -> list[Entry]:
@@ -114,7 +122,8 @@ def _pagerduty_entries(details: Any, status: str) -> list[Entry]:
         for block in str(text or "").split("Labels:\n")[1:]:
             labels = dict(_PAGERDUTY_LABEL_RE.findall(block.split("Annotations:")[0]))
             if "alertname" in labels:
-                entries.append(Entry(labels["alertname"], labels.get("severity"), status_key, labels.get("job_id")))
+                entries.append(Entry(labels["alertname"], labels.get("severity"), status_key, labels.get("job_id"),
+                                     _identity(labels)))
     return entries
 
 
@@ -127,7 +136,11 @@ def _chat_entries(text: str, title_alerts: frozenset[str], jobs: Iterable[str]) 
         runbook = _RUNBOOK_RE.search(block)
         alert = runbook.group(1) if runbook else next(iter(title_alerts), "") if len(title_alerts) == 1 else ""
         job = next((j for j in jobs if _mentions(block, j)), None)
-        entries.append(Entry(alert, head.group(1), head.group(2), job))
+        # Without a job, the description tells two alerts of one name apart (it names the target);
+        # its numbers ({{ $value }}: a percentage, a count) change from message to message.
+        description = block.splitlines()[1] if block.count("\n") >= 1 else ""
+        identity = "" if job else _NUMBER_RE.sub("#", description)
+        entries.append(Entry(alert, head.group(1), head.group(2), job, identity))
     return entries
 
 
@@ -145,7 +158,8 @@ def decode(captured: Captured, rules: RuleSet, jobs: Iterable[str] = ()) -> Noti
         severities = {a.get("labels", {}).get("severity") for a in body.get("alerts", [])}
         severity = severities.pop() if len(severities) == 1 else None
         entries = [Entry(a.get("labels", {}).get("alertname", ""), a.get("labels", {}).get("severity"),
-                         a.get("status", status), a.get("labels", {}).get("job_id")) for a in body.get("alerts", [])]
+                         a.get("status", status), a.get("labels", {}).get("job_id"), _identity(a.get("labels", {})))
+                   for a in body.get("alerts", [])]
     else:
         alerts = frozenset(name for name in rules if _mentions(content, name))
         if captured.integration == "pagerduty":
