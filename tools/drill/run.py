@@ -139,6 +139,16 @@ def _nan_recorded(prometheus_url: str, config: DeployedConfig, start: float, end
     return found
 
 
+def _missed_scrapes(prometheus_url: str, scenario: Scenario, start: float, end: float, scale: TimeScale) -> int:
+    """Scrapes that failed (up == 0) while the scenario played no outage of that job."""
+    missed = 0
+    for result in _query_range(prometheus_url, "up == 0", start, end, scale.scrape_interval_s):
+        job = result["metric"].get("job")
+        missed += sum(1 for ts, _ in result["values"]
+                      if not any(o.job == job and o.contains(scale.real(float(ts) - start)) for o in scenario.exporter_outages))
+    return missed
+
+
 def _pipeline_warm(prometheus_url: str, target_count: int) -> bool:
     """Prometheus knows its Alertmanager and has scraped every target at least once."""
     def get(path: str) -> dict:
@@ -292,6 +302,11 @@ def run_scenario(scenario: Scenario, config: DeployedConfig, work: Path, index: 
                 alert_states.setdefault(name, []).extend(
                     (scale.real(ts - clock.origin_epoch), result["metric"]["alertstate"]) for ts, _ in result["values"])
             nan_recorded = _nan_recorded(prom_url, config, clock.origin_epoch, end, scale)
+            missed = _missed_scrapes(prom_url, scenario, clock.origin_epoch, end, scale)
+            if missed:
+                notes.append(f"{missed} scrape(s) of the synthetic exporters failed outside any played outage: "
+                             "Prometheus or the drill was starved of CPU; a TargetDown it caused is the drill's own, "
+                             "re-run on a quieter machine")
         finally:
             for server in servers:
                 server.stop()
