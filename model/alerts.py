@@ -22,38 +22,96 @@ NODE_FS = 'fstype!~"tmpfs|ramfs|overlay|squashfs|nsfs|fuse.*",mountpoint!~"/mnt/
 NAS_NOT_A_DISK = '(?i).*(memory|swap|buffer|cache|shared).*'
 
 def backup_recording_rule() -> dict:
-    """The design seed's rule; the `> 0` keeps an hour without jobs from recording NaN."""
+    """The design seed's rule; dividing by `total > 0` keeps an hour without jobs from recording
+    NaN (no sample instead) while an hour in which every job failed still records 0."""
     return {
         "record": "job:backup_success:ratio",
-        "expr": "sum(rate(pbs_job_success_total[1h]))\n  /\nsum(rate(pbs_job_attempt_total[1h])) > 0",
+        "expr": "sum(rate(pbs_job_success_total[1h]))\n  /\n(sum(rate(pbs_job_attempt_total[1h])) > 0)",
         "labels": {"slo": "99.5"},
     }
+
+
+# Per job, 1 while its last finished run failed and no run has succeeded since, else 0. Every
+# per-job alert reads it, so each job's state has one definition. Manual runs (job_id="manual",
+# one series per job type and datastore) are left out: that series mixes unrelated tasks an
+# operator started and watched, so "failed and no success since" says nothing about a job.
+LAST_RUN_FAILED = "pbs_job:last_run_failed:bool"
+ON_JOB = "on(job_id, job_type, datastore)"
+# Failed, succeeded, failed again (three changes of LAST_RUN_FAILED) within a day: flapping.
+FLAPPING_WINDOW = "24h"
+FLAPPING_CHANGES = 3
+LAST_KNOWN = "1d"  # how long a job's last reported state stands in for a missing one
+IS_BACKUP, NOT_BACKUP = '{job_type="backup"}', '{job_type!="backup"}'
+
+
+def last_run_failed_rule() -> dict:
+    return {
+        "record": LAST_RUN_FAILED,
+        "expr": (f'pbs_job_last_run_timestamp_seconds{{job_id!="manual"}}\n  > bool {ON_JOB}\n'
+                 "pbs_job_last_success_timestamp_seconds"),
+    }
+
+
+def _flapping(selector: str = "") -> str:
+    return f"changes({LAST_RUN_FAILED}{selector}[{FLAPPING_WINDOW}]) >= {FLAPPING_CHANGES}"
 
 
 def _stale_backups(cfg: StackConfig) -> str:
     age = "time() - pbs_job_last_success_timestamp_seconds"
     overrides = cfg.metrics.backup_max_age_by_job
     parts = [f'{age}{{job_id="{job}"}} > {duration_seconds(max_age)}' for job, max_age in sorted(overrides.items())]
-    rest = f'{{job_id!~"{"|".join(sorted(overrides))}"}}' if overrides else ""
-    parts.append(f"{age}{rest} > {duration_seconds(cfg.metrics.backup_max_age)}")
+    rest = "|".join([*sorted(overrides), "manual"])
+    parts.append(f'{age}{{job_id!~"{rest}"}} > {duration_seconds(cfg.metrics.backup_max_age)}')
     return "\nor\n".join(parts)
 
 
 def backup_rules(cfg: StackConfig) -> list[dict]:
+    """One incident per failed backup job, told once (see docs/metrics-slo.md): the warning from the
+    failure on, the page once the retry did not fix it; both stay until a run of the job succeeds."""
     grace = cfg.metrics.backup_retry_grace
-    failed = (
-        "pbs_job_last_run_timestamp_seconds{{job_type{types}}}\n  > on(job_id, job_type, datastore)\n"
-        "pbs_job_last_success_timestamp_seconds\nunless on(job_id, job_type, datastore)\npbs_job_running == 1"
+    failed_now = f"{LAST_RUN_FAILED}{{types}} == 1"
+    # The last state the exporter reported: an exporter outage does not pass for a recovery
+    # (TargetDown and BackupMetricsAbsent tell of the outage itself).
+    failed = f"last_over_time({LAST_RUN_FAILED}{{types}}[{LAST_KNOWN}]) == 1"
+    paged = 'ALERTS{alertname="BackupJobFailed",alertstate="firing",severity="critical"}'
+    # Opens the page: no run succeeded within the grace, or the retry failed too (two runs ended
+    # within the grace and none succeeded). Not for a flapping job: BackupJobFlapping tells of it.
+    opens = (
+        f"(\n  {failed_now.format(types=IS_BACKUP)}\n  and {ON_JOB}\n  (\n"
+        f"    min_over_time({LAST_RUN_FAILED}{IS_BACKUP}[{grace}]) == 1\n"
+        f"    or\n"
+        f"    (changes(pbs_job_last_run_timestamp_seconds{IS_BACKUP}[{grace}]) >= 2\n"
+        f"      unless {ON_JOB} changes(pbs_job_last_success_timestamp_seconds{IS_BACKUP}[{grace}]) > 0)\n"
+        f"  )\n  unless {ON_JOB}\n  {_flapping(IS_BACKUP)}\n)"
     )
+    # Holds it: once firing (this rule's own ALERTS at the previous evaluation) it stays until the
+    # job's last run is a success; a retry that merely starts, or a window emptying, changes nothing.
+    holds = f"(\n  {failed.format(types=IS_BACKUP)}\n  and {ON_JOB}\n  {paged}\n)"
     job = "{{ $labels.job_type }} job {{ $labels.job_id }} on datastore {{ $labels.datastore }}"
     return [
-        alert("BackupJobFailed", failed.format(types='="backup"'), "critical", BACKUP_SERVICE,
-              "A PBS backup job failed and no retry has succeeded",
-              f"The last run of {job} failed and no run succeeded within {grace}; the guests it covers have no fresh restore point.",
-              for_=grace),
-        alert("BackupMaintenanceJobFailed", failed.format(types='!="backup"'), "warning", BACKUP_SERVICE,
+        last_run_failed_rule(),
+        alert("BackupJobFailed", f"{opens}\nor {ON_JOB}\n{holds}", "critical", BACKUP_SERVICE,
+              "A PBS backup job failed and its retry did not fix it",
+              f"The last run of {job} failed, and its retry failed too or no run succeeded within {grace}: "
+              "the guests it covers have no fresh restore point. This resolves when a run of the job succeeds."),
+        # The backup room hears of every failure at once. The warning stays beside the page until the
+        # job recovers: a notification group only grows while the incident lasts, so a restarted
+        # Alertmanager, which starts without alerts, can never announce part of it as resolved.
+        alert("BackupJobFailed", f"{failed.format(types=IS_BACKUP)}\nunless {ON_JOB}\n{_flapping(IS_BACKUP)}",
+              "warning", BACKUP_SERVICE,
+              "A PBS backup job failed",
+              f"The last run of {job} failed. It pages if the retry fails too or no run succeeds within {grace}; "
+              "this resolves when a run succeeds."),
+        alert("BackupJobFlapping", _flapping(), "warning", BACKUP_SERVICE,
+              "A PBS job keeps alternating between failed and succeeded",
+              f"{job} changed between failed and succeeded {{{{ $value }}}} times in the last {FLAPPING_WINDOW}. "
+              "While it flaps it pages no one again (at most one incident a day); this resolves once it has "
+              f"changed fewer than {FLAPPING_CHANGES} times in {FLAPPING_WINDOW}."),
+        alert("BackupMaintenanceJobFailed",
+              f"{failed.format(types=NOT_BACKUP)}\nunless {ON_JOB}\n{_flapping(NOT_BACKUP)}",
+              "warning", BACKUP_SERVICE,
               "A PBS sync, verify, prune or gc job failed",
-              f"The last run of {job} failed and no run succeeded within {grace}.",
+              f"The last run of {job} failed and no run succeeded within {grace}; this resolves when a run succeeds.",
               for_=grace),
         alert("BackupsStale", _stale_backups(cfg), "critical", BACKUP_SERVICE,
               "A PBS job has not succeeded within its expected window",

@@ -611,17 +611,23 @@ class Slo(ConfigModel):
     min_bad_events: int = Field(default=1, ge=1)
     page_for: PromDuration = "2m"
     ticket_for: PromDuration = "15m"
+    # False: recording rules only (burn rates, budget), for an SLO whose failures other alerts
+    # already page one by one (the backup jobs).
+    alerts: bool = True
 
     def problems(self, at: str) -> list[Problem]:
+        found = []
+        if not self.alerts and self.min_bad_events > 1:
+            found.append(Problem(f"{at}.minBadEvents", "has no effect with alerts: false (the SLO raises no alert)"))
         sli = self.sli
         kinds = [k for k, set_ in (("goodEvents", sli.good_events), ("badEvents", sli.bad_events), ("latency", sli.latency)) if set_]
         if len(kinds) != 1:
-            return [Problem(f"{at}.sli", f"needs exactly one of goodEvents, badEvents or latency (got {', '.join(kinds) or 'none'})")]
-        if kinds[0] != "latency" and not sli.total_events:
-            return [Problem(f"{at}.sli.totalEvents", f"is required with {kinds[0]}")]
-        if kinds[0] == "latency" and sli.total_events:
-            return [Problem(f"{at}.sli.totalEvents", "is not used with latency (the histogram's _count is the total)")]
-        return []
+            found.append(Problem(f"{at}.sli", f"needs exactly one of goodEvents, badEvents or latency (got {', '.join(kinds) or 'none'})"))
+        elif kinds[0] != "latency" and not sli.total_events:
+            found.append(Problem(f"{at}.sli.totalEvents", f"is required with {kinds[0]}"))
+        elif kinds[0] == "latency" and sli.total_events:
+            found.append(Problem(f"{at}.sli.totalEvents", "is not used with latency (the histogram's _count is the total)"))
+        return found
 
 
 class PagerDutyReceiver(ConfigModel):

@@ -27,12 +27,26 @@ def secret_path(secret_key: str) -> str:
     return f"{ALERTMANAGER_SECRET_DIR}/{SECRET_FILES[secret_key]}"
 
 
+# The incident's title names every alert of the group with its job (or instance): PagerDuty keeps
+# the first trigger's summary as the title and appends later triggers of the same dedup_key.
+PAGERDUTY_SUMMARY = (
+    '{{ if eq .Status "firing" }}[FIRING:{{ .Alerts.Firing | len }}]{{ else }}[RESOLVED]{{ end }} '
+    '{{ .CommonLabels.service }}:{{ range (or .Alerts.Firing .Alerts.Resolved) }} {{ .Labels.alertname }}'
+    '{{ with .Labels.job_id }} {{ . }}{{ else }}{{ with .Labels.instance }} {{ . }}{{ end }}{{ end }};{{ end }}'
+)
+# One block per alert, with its own status: a message may carry a firing and a resolved alert.
+CHAT_TEXT = ('{{ range .Alerts }}*{{ .Labels.severity }}* {{ .Status }}: {{ .Annotations.summary }}\n'
+             '{{ .Annotations.description }}\nRunbook: {{ .Annotations.runbook_url }}\n'
+             '{{ if .Annotations.dashboard_url }}Dashboard: {{ .Annotations.dashboard_url }}\n{{ end }}{{ end }}')
+
+
 def _receiver(receiver: Receiver) -> dict:
     out: dict = {"name": receiver.name}
     if receiver.pagerduty:
         out["pagerduty_configs"] = [{
             "routing_key_file": secret_path(secrets.PAGERDUTY_ROUTING_KEY),
             "severity": receiver.pagerduty.severity,
+            "description": PAGERDUTY_SUMMARY,
             "send_resolved": True,
         }]
     elif receiver.mattermost:
@@ -42,9 +56,7 @@ def _receiver(receiver: Receiver) -> dict:
             "username": receiver.mattermost.username,
             "send_resolved": True,
             "title": '{{ if eq .Status "firing" }}[FIRING:{{ .Alerts.Firing | len }}]{{ else }}[RESOLVED]{{ end }} {{ .CommonLabels.alertname }} ({{ .CommonLabels.service }})',
-            "text": ('{{ range .Alerts }}*{{ .Labels.severity }}* {{ .Annotations.summary }}\n{{ .Annotations.description }}\n'
-                     'Runbook: {{ .Annotations.runbook_url }}\n'
-                     '{{ if .Annotations.dashboard_url }}Dashboard: {{ .Annotations.dashboard_url }}\n{{ end }}{{ end }}'),
+            "text": CHAT_TEXT,
         }
         if receiver.mattermost.channel:
             slack["channel"] = receiver.mattermost.channel
@@ -80,15 +92,6 @@ def watchdog_route(alerting: Alerting) -> dict:
     }
 
 
-def inhibit_rules() -> list[dict]:
-    # A critical alert silences the warning of the same alert on the same instance.
-    return [{
-        "source_matchers": ['severity = "critical"'],
-        "target_matchers": ['severity = "warning"'],
-        "equal": ["alertname", "instance"],
-    }]
-
-
 def alertmanager_config(cfg: StackConfig) -> dict:
     a = cfg.alerting
     return {
@@ -101,7 +104,10 @@ def alertmanager_config(cfg: StackConfig) -> dict:
             "repeat_interval": a.repeat_interval,
             "routes": [watchdog_route(a)] + [_route(r) for r in a.routes],
         },
-        "inhibit_rules": inhibit_rules(),
+        # No inhibition: a warning and its critical are told side by side. A restarted Alertmanager
+        # holds no alerts, so it would rebuild the inhibition from whatever Prometheus resends
+        # first, and a held-back warning could reach its room before its critical is back.
+        "inhibit_rules": [],
         "receivers": [_receiver(r) for r in a.receivers],
         # The chart's default would load *.tmpl files we do not ship.
         "templates": [],

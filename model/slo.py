@@ -8,6 +8,7 @@ Per SLO this records one burn-rate series per window (7) and the error budget re
 the SLO period (1), and defines one alert with a page and a ticket rule (2): 10 rules where
 Sloth needs 17. A burn rate is the error ratio divided by the error budget (1 - objective),
 so every threshold reads as "times the sustainable rate" and dashboards need no objective.
+An SLO with `alerts: false` keeps its 8 recording rules and defines no alert.
 
 Zero traffic is an error ratio of 0: no NaN, no page and an untouched budget. A missing
 total counter yields no series at all (the absent alerts catch that).
@@ -149,6 +150,9 @@ def _alert(slo: Slo, severity: str, conditions: tuple[BurnCondition, ...], for_:
 
 
 def alert_rules(slo: Slo) -> list[dict]:
+    """The page and the ticket; none for an SLO with `alerts: false` (other alerts page for it)."""
+    if not slo.alerts:
+        return []
     return [_alert(slo, "critical", PAGE, slo.page_for), _alert(slo, "warning", TICKET, slo.ticket_for)]
 
 

@@ -9,6 +9,8 @@ import pytest
 import yaml
 
 from tests.conftest import run_tool
+from tools.drill import scenarios
+from tools.drill.timeline import value_at
 
 RUNBOOKS = Path(__file__).resolve().parent.parent / "runbooks"
 HUB = "https://runbooks.home.arpa/observability"  # site.runbookHubUrl of Pulumi.homelab.yaml
@@ -90,54 +92,210 @@ def test_backup_success_ratio_and_zero_traffic(homelab, tmp_path):
             # An hour without jobs: no sample rather than NaN.
             {"expr": "job:backup_success:ratio", "eval_time": "170m", "exp_samples": []},
         ],
+    }, {
+        "interval": "1m",
+        # A night on which every job fails: the ratio is 0, not missing.
+        "input_series": [
+            {"series": f"pbs_job_attempt_total{{{JOB}}}", "values": "0+1x60"},
+            {"series": f"pbs_job_success_total{{{JOB}}}", "values": "0x60"},
+        ],
+        "promql_expr_test": [{"expr": "job:backup_success:ratio", "eval_time": "60m",
+                              "exp_samples": [{"labels": 'job:backup_success:ratio{slo="99.5"}', "value": 0}]}],
     }])
 
 
-def test_a_failed_backup_that_a_retry_fixes_stays_silent_one_that_stays_failed_pages(homelab, tmp_path):
-    other = 'datastore="homelab",job_id="ct-nightly",job_type="backup"'
+# --- the backup incident: one warning, one page, resolved when a run succeeds --------------------
+# The runs are the drill's (tools/drill/scenarios.py): the same timelines are played against real
+# Prometheus and Alertmanager by `make drill`, and here, minute by minute, under promtool.
+
+def _job_series(runs, minutes: int, job_id: str = "vm-nightly", history=None) -> list[dict]:
+    """The PBS exporter's series of one job for `runs`, one sample a minute (scenario seconds = promtool's)."""
+    labels = scenarios.pbs_labels(job_id)
+    played = scenarios.backup_job(runs, labels) if history is None else scenarios.backup_job(runs, labels, history)
+    selector = ",".join(f'{k}="{v}"' for k, v in labels)
+    return [{"series": f"{s.metric}{{{selector},instance=\"pbs.home.arpa\",job=\"pbs-exporter\"}}",
+             "values": " ".join(f"{value_at(s.model, minute * 60.0):g}" for minute in range(minutes + 1))}
+            for s in played]
+
+
+def _state(alertname: str, severity: str, at: str, jobs: list[str]) -> dict:
+    """Which jobs `alertname` fires for at `at` with that severity (ALERTS keeps an alert's labels)."""
+    return {"expr": f'ALERTS{{alertname="{alertname}",alertstate="firing",severity="{severity}"}}', "eval_time": at,
+            "exp_samples": [{"labels": f'ALERTS{{alertname="{alertname}",alertstate="firing",datastore="homelab",'
+                                       f'job_id="{job}",job_type="backup",service="backups",severity="{severity}"}}',
+                             "value": 1} for job in jobs]}
+
+
+def _minutes_firing(alertname: str, severity: str, at: str, window: str, minutes: int) -> dict:
+    """`alertname` fired at `minutes` of the evaluations in `window` before `at` (one a minute)."""
+    return {"expr": f'sum(count_over_time(ALERTS{{alertname="{alertname}",alertstate="firing",severity="{severity}"}}'
+                    f"[{window}:1m]))", "eval_time": at,
+            "exp_samples": [{"labels": "{}", "value": minutes}] if minutes else []}
+
+
+def test_a_retry_that_fixes_the_job_leaves_a_warning_and_no_page(homelab, tmp_path):
+    runs = scenarios.RETRY_SUCCEEDS  # fails at 10m, the retry 20-25m succeeds
     _unit_test(homelab, tmp_path, [{
-        "interval": "1m",
-        "input_series": [
-            # vm-nightly runs at 10m and fails; the retry at 20m succeeds.
-            {"series": f"pbs_job_last_run_timestamp_seconds{{{JOB}}}", "values": "60x9 600x10 1200x100"},
-            {"series": f"pbs_job_last_success_timestamp_seconds{{{JOB}}}", "values": "60x19 1200x100"},
-            {"series": f"pbs_job_running{{{JOB}}}", "values": "0x120"},
-            # ct-nightly runs at 10m, fails and is not retried.
-            {"series": f"pbs_job_last_run_timestamp_seconds{{{other}}}", "values": "60x9 600x110"},
-            {"series": f"pbs_job_last_success_timestamp_seconds{{{other}}}", "values": "60x120"},
-            {"series": f"pbs_job_running{{{other}}}", "values": "0x120"},
-        ],
+        "interval": "1m", "input_series": _job_series(runs, 60),
         "promql_expr_test": [
-            _firing("BackupJobFailed", "39m", []),
-            _firing("BackupJobFailed", "40m", [
-                f'ALERTS{{alertname="BackupJobFailed",alertstate="firing",{other},service="backups",severity="critical"}}']),
+            _state("BackupJobFailed", "warning", "10m", ["vm-nightly"]),
+            _state("BackupJobFailed", "warning", "24m", ["vm-nightly"]),
+            _state("BackupJobFailed", "warning", "25m", []),
+            _minutes_firing("BackupJobFailed", "critical", "60m", "60m", 0),
+            _state("BackupJobFlapping", "warning", "60m", []),
         ],
-        "alert_rule_test": [
-            {"eval_time": "45m", "alertname": "BackupJobFailed", "exp_alerts": [{
-                "exp_labels": {"severity": "critical", "service": "backups", "datastore": "homelab",
-                               "job_id": "ct-nightly", "job_type": "backup"},
-                "exp_annotations": {
-                    "summary": "A PBS backup job failed and no retry has succeeded",
-                    "description": "The last run of backup job ct-nightly on datastore homelab failed and no run "
-                                   "succeeded within 30m; the guests it covers have no fresh restore point.",
-                    "runbook_url": f"{HUB}/runbooks/BackupJobFailed.md",
-                    "dashboard_url": f"{GRAFANA}/d/backups",
-                },
-            }]},
-        ],
-    }])
+    }], files=("backups",))
 
 
-def test_a_long_running_backup_is_not_a_failure(homelab, tmp_path):
+def test_the_page_opens_when_the_retry_fails_and_resolves_only_when_a_run_succeeds(homelab, tmp_path):
+    # Fails at 5m, the retry fails at 10m, the operator's resume runs 45-47m and succeeds.
+    runs = scenarios.FAILS_TWICE
+    _unit_test(homelab, tmp_path, [{
+        "interval": "1m", "input_series": _job_series(runs, 90),
+        "promql_expr_test": [
+            _state("BackupJobFailed", "warning", "5m", ["vm-nightly"]),
+            _state("BackupJobFailed", "critical", "9m", []),
+            # the retry failed too: the page, with the warning kept beside it
+            _state("BackupJobFailed", "critical", "10m", ["vm-nightly"]),
+            _state("BackupJobFailed", "warning", "10m", ["vm-nightly"]),
+            # the retry window has emptied; the resume is running: still the one page
+            _state("BackupJobFailed", "critical", "41m", ["vm-nightly"]),
+            _state("BackupJobFailed", "critical", "46m", ["vm-nightly"]),
+            # the resume succeeded: both resolve together
+            _state("BackupJobFailed", "critical", "47m", []),
+            _state("BackupJobFailed", "warning", "47m", []),
+            # one stretch of 37 minutes (10m to 46m): the page never dropped out in between
+            _minutes_firing("BackupJobFailed", "critical", "90m", "90m", 37),
+        ],
+        "alert_rule_test": [{"eval_time": "30m", "alertname": "BackupJobFailed", "exp_alerts": [
+            {"exp_labels": {"severity": "critical", "service": "backups", "datastore": "homelab",
+                            "job_id": "vm-nightly", "job_type": "backup"},
+             "exp_annotations": {
+                 "summary": "A PBS backup job failed and its retry did not fix it",
+                 "description": "The last run of backup job vm-nightly on datastore homelab failed, and its retry failed "
+                                "too or no run succeeded within 30m: the guests it covers have no fresh restore point. "
+                                "This resolves when a run of the job succeeds.",
+                 "runbook_url": f"{HUB}/runbooks/BackupJobFailed.md",
+                 "dashboard_url": f"{GRAFANA}/d/backups"}},
+            {"exp_labels": {"severity": "warning", "service": "backups", "datastore": "homelab",
+                            "job_id": "vm-nightly", "job_type": "backup"},
+             "exp_annotations": {
+                 "summary": "A PBS backup job failed",
+                 "description": "The last run of backup job vm-nightly on datastore homelab failed. It pages if the retry "
+                                "fails too or no run succeeds within 30m; this resolves when a run succeeds.",
+                 "runbook_url": f"{HUB}/runbooks/BackupJobFailed.md",
+                 "dashboard_url": f"{GRAFANA}/d/backups"}},
+        ]}],
+    }], files=("backups",))
+
+
+def test_a_job_nobody_retries_pages_after_the_grace_even_while_a_late_retry_runs(homelab, tmp_path):
+    # Fails at 10m; the retry starts at 35m and runs until 60m, when it succeeds.
+    runs = (scenarios.Run(scenarios.m(5), scenarios.m(10), False), scenarios.Run(scenarios.m(35), scenarios.m(60), True))
+    _unit_test(homelab, tmp_path, [{
+        "interval": "1m", "input_series": _job_series(runs, 80),
+        "promql_expr_test": [
+            _state("BackupJobFailed", "critical", "39m", []),
+            _state("BackupJobFailed", "critical", "40m", ["vm-nightly"]),
+            _state("BackupJobFailed", "critical", "59m", ["vm-nightly"]),
+            _state("BackupJobFailed", "critical", "60m", []),
+        ],
+    }], files=("backups",))
+
+
+def test_a_job_still_running_its_first_run_is_not_a_failure(homelab, tmp_path):
+    runs = (scenarios.Run(scenarios.m(10), scenarios.m(200), True),)
+    _unit_test(homelab, tmp_path, [{
+        "interval": "1m", "input_series": _job_series(runs, 150),
+        "promql_expr_test": [{"expr": 'ALERTS{service="backups"}', "eval_time": "150m", "exp_samples": []}],
+    }], files=("backups",))
+
+
+def test_a_second_job_failing_joins_as_its_own_alert_and_recovers_on_its_own(homelab, tmp_path):
+    # The drill's two-jobs-fail: vm-nightly's retry fails (page at 10m); ct-nightly fails at 15m, nothing
+    # fixes it within the grace (page at 45m); its retry fixes it at 53m; vm-nightly's resume at 62m.
+    series = _job_series(scenarios.TWO_JOBS_FIRST, 80) + _job_series(scenarios.TWO_JOBS_SECOND, 80, "ct-nightly")
+    _unit_test(homelab, tmp_path, [{
+        "interval": "1m", "input_series": series,
+        "promql_expr_test": [
+            _state("BackupJobFailed", "critical", "10m", ["vm-nightly"]),
+            _state("BackupJobFailed", "warning", "15m", ["ct-nightly", "vm-nightly"]),
+            _state("BackupJobFailed", "critical", "44m", ["vm-nightly"]),
+            _state("BackupJobFailed", "critical", "45m", ["ct-nightly", "vm-nightly"]),
+            _state("BackupJobFailed", "critical", "53m", ["vm-nightly"]),
+            _state("BackupJobFailed", "critical", "62m", []),
+        ],
+    }], files=("backups",))
+
+
+def test_an_exporter_outage_is_no_recovery(homelab, tmp_path):
+    # Paged at 10m (FAILS_TWICE); the exporter is gone from 20m to 40m; the resume succeeds at 47m.
+    series = _job_series(scenarios.FAILS_TWICE, 60)
+    for s in series:
+        values = s["values"].split()
+        s["values"] = " ".join(values[:20] + ["_"] * 20 + values[40:])
+    _unit_test(homelab, tmp_path, [{
+        "interval": "1m", "input_series": series,
+        "promql_expr_test": [
+            _state("BackupJobFailed", "critical", "35m", ["vm-nightly"]),
+            _state("BackupJobFailed", "warning", "35m", ["vm-nightly"]),
+            _state("BackupJobFailed", "critical", "47m", []),
+            _minutes_firing("BackupJobFailed", "critical", "60m", "60m", 37),
+        ],
+    }], files=("backups",))
+
+
+def test_a_flapping_job_opens_one_incident_a_day_and_says_it_flaps(homelab, tmp_path):
+    # The drill's backup-flapping: a run every 2h from 1h on, failed, good, failed, ... for a day.
+    runs = scenarios.FLAPPING_RUNS
+    _unit_test(homelab, tmp_path, [{
+        "interval": "1m", "input_series": _job_series(runs, 26 * 60),
+        "promql_expr_test": [
+            # the first failure pages after the grace (nothing shows yet that it flaps) until the good run
+            _state("BackupJobFailed", "critical", "95m", ["vm-nightly"]),
+            _state("BackupJobFailed", "critical", "185m", []),
+            # failed, good, failed: flapping from the second failure on, and no warning or page for it
+            _state("BackupJobFlapping", "warning", "304m", []),
+            _state("BackupJobFlapping", "warning", "305m", ["vm-nightly"]),
+            _state("BackupJobFailed", "warning", "306m", []),
+            _state("BackupJobFlapping", "warning", "25h", ["vm-nightly"]),
+            # 90 minutes of page and 120 of warning in 26 hours: the first failure, and no other
+            _minutes_firing("BackupJobFailed", "critical", "26h", "26h", 90),
+            _minutes_firing("BackupJobFailed", "warning", "26h", "26h", 120),
+        ],
+    }], files=("backups",))
+
+
+def test_a_day_without_runs_pages_nobody_and_records_no_nan(homelab, tmp_path):
+    # The drill's no-jobs-scheduled: last night's run succeeded an hour ago, then nothing for a day.
+    series = _job_series((), 24 * 60, history=scenarios.JUST_RAN)
+    _unit_test(homelab, tmp_path, [{
+        "interval": "1m", "input_series": series,
+        "promql_expr_test": [
+            {"expr": 'ALERTS{service="backups"}', "eval_time": "24h", "exp_samples": []},
+            {"expr": "job:backup_success:ratio", "eval_time": "24h", "exp_samples": []},
+            {"expr": "pbs_job:last_run_failed:bool", "eval_time": "24h",
+             "exp_samples": [{"labels": "pbs_job:last_run_failed:bool{" + JOB + "}", "value": 0}]},
+            # every recorded sample of the day is a number: NaN != NaN would keep it
+            {"expr": "count_over_time((job:backup_success:ratio != job:backup_success:ratio)[24h:1m])",
+             "eval_time": "24h", "exp_samples": []},
+        ],
+    }], files=("backups",))
+
+
+def test_manual_runs_raise_no_job_alert(homelab, tmp_path):
+    # An operator's verify runs (job_id="manual") fail twice; their one series is never a job's state.
+    manual = 'datastore="homelab",job_id="manual",job_type="verify",instance="pbs.home.arpa",job="pbs-exporter"'
     _unit_test(homelab, tmp_path, [{
         "interval": "1m",
         "input_series": [
-            {"series": f"pbs_job_last_run_timestamp_seconds{{{JOB}}}", "values": "60x9 600x100"},
-            {"series": f"pbs_job_last_success_timestamp_seconds{{{JOB}}}", "values": "60x110"},
-            {"series": f"pbs_job_running{{{JOB}}}", "values": "0x9 1x100"},
+            {"series": f"pbs_job_last_run_timestamp_seconds{{{manual}}}", "values": "0x9 600x10 1200x1600"},
+            {"series": f"pbs_job_last_success_timestamp_seconds{{{manual}}}", "values": "0x1620"},
         ],
-        "promql_expr_test": [_firing("BackupJobFailed", "100m", [])],
-    }])
+        # (no backup job here, so BackupMetricsAbsent pages: that one is right)
+        "promql_expr_test": [{"expr": 'ALERTS{alertname!="BackupMetricsAbsent",service="backups"}', "eval_time": t,
+                              "exp_samples": []} for t in ("30m", "2h", "27h")],
+    }], files=("backups",))
 
 
 def test_backups_go_stale_after_their_window_per_job(homelab, tmp_path):

@@ -1,5 +1,6 @@
 """The drill end to end: real Prometheus, Alertmanager, promtool and amtool on 127.0.0.1."""
 
+import json
 import os
 import shutil
 import signal
@@ -29,20 +30,38 @@ def _drill(*args, **kwargs):
 
 
 def test_short_drill_passes_and_reports(tmp_path, rendered):
-    result = _drill("--input", str(rendered), "--short", "--out", str(tmp_path), "--quiet")
+    keep = tmp_path / "keep"
+    result = _drill("--input", str(rendered), "--short", "--out", str(tmp_path), "--quiet", "--keep", str(keep))
     assert result.returncode == 0, result.stdout + result.stderr
     report = (tmp_path / "report.md").read_text()
     assert report.startswith("# Alert drill: homelab\n\n**PASS**")
     for name in scenarios.SHORT_DRILL:
         assert f"| {name} | ✅ pass |" in report
     assert "❌" not in report
-    # the backup SLO paged before Alertmanager restarted: after the restart it is still counted once
+    # the backup job paged before Alertmanager restarted: after the restart it is still heard once
     restart = report.split("## alertmanager-restart")[1]
-    for alert in ("BackupSuccessBudgetBurn", "BackupJobFailed", "ApiGatewayLatencyBudgetBurn"):
+    for alert in ("BackupJobFailed", "ApiGatewayLatencyBudgetBurn"):
         row = f"| pagerduty-primary | {alert} | critical | firing |"
         page_row = next(line for line in restart.splitlines() if row in line)
         assert page_row.startswith("| ✅ |") and page_row.split("|")[8].strip() == "1"
     assert (tmp_path / "timeline.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # results.json, in the shape later drill work and CI read
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert [s["name"] for s in results["scenarios"]] == list(scenarios.SHORT_DRILL)
+    for scenario in results["scenarios"]:
+        assert set(scenario) == {"name", "verdict", "notifications", "incidents_expected", "incidents_opened"}
+        assert scenario["verdict"] == "pass"
+        assert scenario["incidents_opened"] == scenario["incidents_expected"]
+        for n in scenario["notifications"]:
+            assert set(n) == {"receiver", "alertname", "severity", "status", "at_s"} and n["status"] in ("firing", "resolved")
+    fails_twice = results["scenarios"][0]
+    assert fails_twice["incidents_expected"] == 1
+    pages = [n for n in fails_twice["notifications"] if n["receiver"] == scenarios.RECEIVER_PAGE]
+    assert [(n["alertname"], n["status"]) for n in pages] == [("BackupJobFailed", "firing"), ("BackupJobFailed", "resolved")]
+    # the incident, as Alertmanager rendered it for PagerDuty, names the job
+    sent = [json.loads(line) for line in (keep / "backup-fails-twice" / "notifications.jsonl").read_text().splitlines()]
+    triggers = [c["body"] for c in sent if c["receiver"] == scenarios.RECEIVER_PAGE and c["body"]["event_action"] == "trigger"]
+    assert [t["payload"]["summary"] for t in triggers] == ["[FIRING:1] backups: BackupJobFailed vm-nightly;"]
 
 
 def test_a_broken_route_fails_the_drill(tmp_path, rendered):

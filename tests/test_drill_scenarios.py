@@ -15,7 +15,8 @@ def config(homelab):
 
 def test_the_issue_s_scenarios_are_all_there():
     names = [s.name for s in scenarios.SCENARIOS]
-    assert len(names) == len(set(names)) == 8
+    assert len(names) == len(set(names)) == 11
+    assert {"backup-flapping", "two-jobs-fail", "no-jobs-scheduled"} <= set(names)
     assert set(scenarios.SHORT_DRILL) <= set(names)
     with pytest.raises(KeyError, match="unknown scenario"):
         scenarios.by_name(["no-such"])
@@ -61,14 +62,19 @@ def test_every_critical_alert_expected_in_chat_is_also_a_page(scenario):
 
 
 def test_paging_scenarios_and_non_paging_ones():
-    page_counts = {s.name: len(s.pages) for s in scenarios.SCENARIOS}
-    assert page_counts["backup-retry-succeeds"] == 0
-    assert page_counts["backup-fails-twice"] == 2  # the backup SLO, then BackupJobFailed
-    assert page_counts["latency-slow-burn"] == 0
-    assert page_counts["disk-crossing-85"] == 0
-    assert page_counts["mattermost-outage"] == 0
-    assert page_counts["pbs-exporter-disappears"] == 1  # BackupMetricsAbsent, after 1h
-    assert page_counts["alertmanager-restart"] == 3
+    """One PagerDuty incident for each incident, whatever it takes."""
+    incidents = {s.name: s.incidents_expected for s in scenarios.SCENARIOS}
+    assert incidents == {
+        "backup-retry-succeeds": 0, "backup-fails-twice": 1, "two-jobs-fail": 1, "backup-flapping": 1,
+        "no-jobs-scheduled": 0, "latency-fast-burn": 1, "latency-slow-burn": 0, "disk-crossing-85": 0,
+        "pbs-exporter-disappears": 1,  # BackupMetricsAbsent, after 1h
+        "mattermost-outage": 0,
+        "alertmanager-restart": 2,  # the backup incident and the latency burn
+    }
+    two_jobs = next(s for s in scenarios.SCENARIOS if s.name == "two-jobs-fail")
+    assert [(e.job, e.joins) for e in two_jobs.pages] == [("vm-nightly", False), ("ct-nightly", True)]
+    quiet = next(s for s in scenarios.SCENARIOS if s.name == "no-jobs-scheduled")
+    assert [e.alert for e in quiet.expected] == ["Watchdog"]
 
 
 def test_the_slow_burn_stays_below_the_page_thresholds():

@@ -171,7 +171,7 @@ CASES: list[tuple[str, str, Mutation, str, str]] = [
      "traces-tempo", "persistent volumes"),
     # alert-rules-complete
     ("alert-rules-complete", "no severity",
-     _release_values("metrics-kube-prometheus-stack", _drop("additionalPrometheusRulesMap.backups.groups.1.rules.0.labels.severity")),
+     _release_values("metrics-kube-prometheus-stack", _drop("additionalPrometheusRulesMap.backups.groups.1.rules.1.labels.severity")),
      "metrics-kube-prometheus-stack", "severity"),
     ("alert-rules-complete", "no description",
      edit("nas-rules", _drop("spec.groups.0.rules.0.annotations.description")), "nas-rules", "`description`"),

@@ -115,7 +115,8 @@ def measure(homelab, slo: SloUnderTest, severity: str, error_fraction: float, tm
     return int(float(got.group(2))) - history_s
 
 
-SCENARIOS = [(slo, sev, frac) for slo in (BACKUPS, LATENCY) for sev in ("critical", "warning") for frac in (1.0, 0.02)]
+# The backup SLO raises no alert (alerts: false): its failures page per job (BackupJobFailed).
+SCENARIOS = [(LATENCY, sev, frac) for sev in ("critical", "warning") for frac in (1.0, 0.02)]
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +140,7 @@ def _write_report(times: dict) -> None:
     lines = ["# SLO alert detection times (measured with promtool)", "",
              f"Steady traffic of {EVENTS_PER_STEP} events per step, clean history, then a step change.", "",
              "| SLO | alert | severity | 100% outage | 2% errors |", "|---|---|---|---|---|"]
-    for slo in (BACKUPS, LATENCY):
+    for slo in (LATENCY,):
         for sev in ("critical", "warning"):
             lines.append(f"| {slo.name} | {slo.alert} | {sev} | {_fmt(times[(slo, sev, 1.0)])} | {_fmt(times[(slo, sev, 0.02)])} |")
     REPORT.parent.mkdir(exist_ok=True)
@@ -160,8 +161,8 @@ def test_detection_time_matches_the_workbook(detection_times, slo, severity, err
     assert expected - 2 * step <= measured <= expected + 3 * step, (_fmt(measured), _fmt(expected))
 
 
-def _unit_test(homelab, tmp_path, test: dict) -> None:
-    doc = {"rule_files": [str(homelab.out / "prometheus" / "rules" / "slos.yaml")],
+def _unit_test(homelab, tmp_path, test: dict, rule_file: Path | None = None) -> None:
+    doc = {"rule_files": [str(rule_file or homelab.out / "prometheus" / "rules" / "slos.yaml")],
            "evaluation_interval": test["interval"], "tests": [test]}
     path = tmp_path / "test.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
@@ -216,7 +217,28 @@ def test_no_total_counter_means_no_series_at_all(homelab, tmp_path):
     })
 
 
-def test_a_single_failed_backup_that_a_retry_fixes_does_not_page(homelab, tmp_path):
+def test_the_backup_slo_records_its_burn_rates_and_budget_but_raises_no_alert(homelab):
+    groups = {g["name"]: g for g in homelab.yaml("prometheus/rules/slos.yaml")["groups"]}
+    backups = groups["slo-backup-success"]["rules"]
+    assert [r["record"] for r in backups] == [f"slo:burn_rate:{w}" for w in ("5m", "30m", "1h", "2h", "6h", "1d", "3d")] + [
+        "slo:error_budget_remaining:ratio"]
+    assert {r.get("alert") for r in groups["slo-api-gateway-latency"]["rules"]} >= {LATENCY.alert}
+
+
+def _low_traffic_slo_rules(tmp_path) -> Path:
+    """The backup SLO as a paging SLO with the low-traffic guard (minBadEvents: 2), rendered by the engine."""
+    from model import slo as slo_engine
+    from model.config import load_stack_config
+    from tests.stacks import homelab_sections
+
+    sections = homelab_sections()
+    sections["slos"][0] = {**sections["slos"][0], "alerts": True, "minBadEvents": 2}
+    path = tmp_path / "low-traffic.rules.yaml"
+    path.write_text(yaml.safe_dump({"groups": slo_engine.rule_groups(load_stack_config(sections))[:1]}, sort_keys=False))
+    return path
+
+
+def test_with_min_bad_events_a_single_failure_that_a_retry_fixes_does_not_page(homelab, tmp_path):
     # Ten jobs a night; one fails at 02:10 and its retry at 02:15 succeeds.
     _unit_test(homelab, tmp_path, {
         "interval": "5m",
@@ -228,11 +250,10 @@ def test_a_single_failed_backup_that_a_retry_fixes_does_not_page(homelab, tmp_pa
             {"expr": f'ALERTS{{alertname="{BACKUPS.alert}"}}', "eval_time": f"{t}m", "exp_samples": []}
             for t in (140, 150, 180, 300, 600)
         ],
-    })
+    }, _low_traffic_slo_rules(tmp_path))
 
 
-def test_two_failed_backups_in_an_hour_page(homelab, tmp_path):
-    # Same night, but two jobs fail for good: a real incident.
+def test_with_min_bad_events_two_failures_in_an_hour_page(homelab, tmp_path):
     _unit_test(homelab, tmp_path, {
         "interval": "5m",
         "input_series": [
@@ -243,7 +264,7 @@ def test_two_failed_backups_in_an_hour_page(homelab, tmp_path):
             "expr": f'ALERTS{{alertname="{BACKUPS.alert}",alertstate="firing",severity="critical"}}', "eval_time": "150m",
             "exp_samples": [{"labels": f'ALERTS{{alertname="{BACKUPS.alert}",alertstate="firing",service="backups",severity="critical",slo="backup-success"}}', "value": 1}],
         }],
-    })
+    }, _low_traffic_slo_rules(tmp_path))
 
 
 def test_slo_mistakes_are_reported_by_key_path():
@@ -266,3 +287,8 @@ def test_slo_mistakes_are_reported_by_key_path():
         "slos[0].sli.totalEvents: is required with goodEvents",
         "slos[1].name: 'backup-success' is used twice",
     ]
+    raw["slos"] = [{**raw["slos"][0], "sli": {"goodEvents": "a_total", "totalEvents": "b_total"}, "minBadEvents": 2}]
+    with pytest.raises(ConfigError) as err:
+        load_stack_config(raw)
+    assert [str(p) for p in err.value.problems] == [
+        "slos[0].minBadEvents: has no effect with alerts: false (the SLO raises no alert)"]

@@ -24,7 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.drill", description=__doc__.split("\n\n")[0])
     parser.add_argument("--stack", default="homelab", help="stack whose build/<stack>/ is drilled (default: homelab)")
     parser.add_argument("--input", type=Path, help="rendered configuration directory (default: build/<stack>/)")
-    parser.add_argument("--out", type=Path, help="where report.md and timeline.png go (default: build/<stack>/drill/)")
+    parser.add_argument("--out", type=Path,
+                        help="where report.md, results.json and timeline.png go (default: build/<stack>/drill/)")
     parser.add_argument("--scenario", action="append", default=[], help="scenario name (repeatable; default: all)")
     parser.add_argument("--short", action="store_true", help=f"the short drill: {', '.join(scenarios.SHORT_DRILL)}")
     parser.add_argument("--time-scale", type=float, help="override every scenario's time-scale factor")
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = args.out or ROOT / "build" / args.stack / "drill"
 
     from tools.drill.plot import write_timeline
-    from tools.drill.report import write_report
+    from tools.drill.report import write_report, write_results
     from tools.drill.run import Progress, run_drill
 
     started = time.monotonic()
@@ -63,12 +64,13 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     picture = write_timeline(runs, out_dir / "timeline.png")
     report = write_report(runs, out_dir / "report.md", input_dir, args.stack, time.monotonic() - started, picture.name)
-    failed = [r for r in runs if not r.verdict.passed]
+    results = write_results(runs, out_dir / "results.json")
+    failed = [r for r in runs if not r.passed]
     for run in failed:
-        for failure in run.verdict.failures:
+        for failure in run.failures:
             print(f"FAIL {run.scenario.name}: {failure}", file=sys.stderr)
     print(f"{'FAIL' if failed else 'PASS'}: {len(runs) - len(failed)} of {len(runs)} scenarios passed in "
-          f"{time.monotonic() - started:.0f}s; report {report}, picture {picture}")
+          f"{time.monotonic() - started:.0f}s; report {report}, results {results}, picture {picture}")
     return 1 if failed else 0
 
 

@@ -46,7 +46,7 @@ def write_timeline(runs: list[ScenarioRun], path: Path) -> Path:
     for row, run in zip(rows, runs):
         scale_unit, unit_name = _unit(run.scenario.duration)
         signal_ax, state_ax = row.subplots(2, 1, sharex=True, height_ratios=[2.2, 1.4])
-        verdict = "PASS" if run.verdict.passed else "FAIL"
+        verdict = "PASS" if run.passed else "FAIL"
         row.suptitle(f"{run.scenario.name}: {verdict}  (×{run.scale.factor:g}: {run.scenario.duration / scale_unit:g} "
                      f"{unit_name} in {run.scenario.duration / run.scale.factor:.0f}s)", fontsize=11, fontweight="bold")
         for series in run.plot:

@@ -1,7 +1,9 @@
-"""build/<stack>/drill/report.md: what each scenario expected, what arrived, how fast."""
+"""build/<stack>/drill/report.md (what each scenario expected, what arrived, how fast) and
+results.json (the same verdicts as data, for later drill work and CI)."""
 
 from __future__ import annotations
 
+import json
 import statistics
 from pathlib import Path
 
@@ -20,8 +22,8 @@ def _real(seconds: float | None) -> str:
 
 def _clock(seconds: float) -> str:
     """Scenario time as T+hh:mm:ss."""
-    total = int(round(seconds))
-    return f"T+{total // 3600:02d}:{total % 3600 // 60:02d}:{total % 60:02d}"
+    total = int(round(abs(seconds)))
+    return f"T{'-' if seconds < 0 else '+'}{total // 3600:02d}:{total % 3600 // 60:02d}:{total % 60:02d}"
 
 
 def _ratio(result: ExpectResult, run: ScenarioRun) -> str:
@@ -49,11 +51,11 @@ def _expect_row(result: ExpectResult, run: ScenarioRun) -> str:
 
 def write_report(runs: list[ScenarioRun], path: Path, input_dir: Path, stack: str, drill_wall: float,
                  picture: str | None) -> Path:
-    passed = all(r.verdict.passed for r in runs)
+    passed = all(r.passed for r in runs)
     lines = [
         f"# Alert drill: {stack}",
         "",
-        f"**{'PASS' if passed else 'FAIL'}**: {sum(r.verdict.passed for r in runs)} of {len(runs)} scenarios passed "
+        f"**{'PASS' if passed else 'FAIL'}**: {sum(r.passed for r in runs)} of {len(runs)} scenarios passed "
         f"in {durations.human(drill_wall)} of wall time.",
         "",
         f"Configuration: the rendered rules, scrape configs and alertmanager.yml from `{input_dir}`, with only "
@@ -65,21 +67,25 @@ def write_report(runs: list[ScenarioRun], path: Path, input_dir: Path, stack: st
     if picture:
         lines += [f"![Burn rates and signals against thresholds, alert states and notifications]({picture})", ""]
     lines += ["## Summary", "",
-              "| Scenario | Result | Factor | Scenario time | Wall time | Pages expected | Pages received | Worst time-to-page / bound |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+              "| Scenario | Result | Factor | Scenario time | Wall time | PagerDuty incidents expected | opened "
+              "| Page triggers received | Worst time-to-page / bound |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for run in runs:
         pages = [r for r in run.verdict.results if r.expect.receiver == RECEIVER_PAGE and r.expect.status == "firing"]
         received = [n for n in run.notifications if n.receiver == RECEIVER_PAGE and n.status == "firing"]
         ratios = [x for r in pages if (x := r.ratio(run.scale)) is not None]
         worst = f"{max(ratios):.2f}" if ratios else "-"
-        result = "✅ pass" if run.verdict.passed else "❌ fail"
+        result = "✅ pass" if run.passed else "❌ fail"
         lines.append(f"| {run.scenario.name} | {result} | ×{run.scale.factor:g} | {durations.human(run.scenario.duration)} | "
-                     f"{run.wall_seconds:.0f}s | {len(pages)} | {len(received)} | {worst} |")
+                     f"{run.wall_seconds:.0f}s | {run.verdict.incidents_expected} | {run.verdict.incidents_opened} | "
+                     f"{len(received)} | {worst} |")
+    lines += ["", "A PagerDuty incident is opened by a trigger whose dedup_key (Alertmanager's group key) has no open "
+                  "incident and closed by a resolve; further triggers with that key update it (a job joining the incident)."]
     all_ratios = [x for run in runs for r in run.verdict.results if (x := r.ratio(run.scale)) is not None]
     if all_ratios:
         lines += ["", f"Time-to-notify against its bound over all notifications: median {statistics.median(all_ratios):.2f}, "
                       f"worst {max(all_ratios):.2f} (a notification fails as late above {RATIO_LIMIT:g})."]
-    failures = [(run.scenario.name, f) for run in runs for f in run.verdict.failures]
+    failures = [(run.scenario.name, f) for run in runs for f in run.failures]
     if failures:
         lines += ["", "## Failures", ""] + [f"- **{name}**: {f}" for name, f in failures]
     for run in runs:
@@ -106,12 +112,33 @@ def write_report(runs: list[ScenarioRun], path: Path, input_dir: Path, stack: st
             lines += ["", "Bounds: " + "; ".join(bounds) + "."]
         if run.verdict.unexpected:
             lines += ["", "Unexpected notifications:", ""]
-            lines += [f"- {_clock(scale.real(n.wall))}: {n.receiver} {n.status} "
-                      f"{', '.join(sorted(n.alerts)) or '(no known alert name in the payload)'}" for n in run.verdict.unexpected]
+            lines += [f"- {_clock(scale.real(h.wall))}: {h.notification.receiver} {h.entry.alert or '(no known alert name)'} "
+                      f"{h.entry.severity or ''} {h.entry.status}" + (f" ({h.entry.job})" if h.entry.job else "")
+                      for h in run.verdict.unexpected]
         if run.verdict.repeats:
             lines += ["", f"{len(run.verdict.repeats)} repeat(s) after repeat_interval, as configured."]
         for note in [*s.notes, *run.notes]:
             lines.append(f"\n_Note: {note}_")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def results_document(runs: list[ScenarioRun]) -> dict:
+    """Each scenario's verdict, every alert of every delivered notification (at_s in scenario seconds)
+    and its PagerDuty incidents, expected and opened."""
+    return {"scenarios": [{
+        "name": run.scenario.name,
+        "verdict": "pass" if run.passed else "fail",
+        "notifications": [{"receiver": n.receiver, "alertname": e.alert, "severity": e.severity, "status": e.status,
+                           "at_s": round(run.scale.real(n.wall), 1)}
+                          for n in sorted(run.notifications, key=lambda n: n.wall) for e in n.entries],
+        "incidents_expected": run.verdict.incidents_expected,
+        "incidents_opened": run.verdict.incidents_opened,
+    } for run in runs]}
+
+
+def write_results(runs: list[ScenarioRun], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results_document(runs), indent=1) + "\n")
     return path

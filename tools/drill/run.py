@@ -27,20 +27,23 @@ from tools.drill.deployed_config import (DeployedConfig, DrillConfigError, TimeS
 from tools.drill.processes import ManagedProcess, ProcessSupervisor, free_port, wait_ready
 from tools.drill.scenarios import BASELINE, SERVICE_MONITOR_JOBS, Scenario
 from tools.drill.servers import CaptureServer, ScenarioClock, SyntheticExporter
-from tools.drill.timeline import Series, backfill_openmetrics, merge
+from tools.drill.timeline import Series, Steps, backfill_openmetrics, merge
 from tools.drill.verdict import Notification, ScenarioVerdict, decode, judge
 
 PROMETHEUS = "prometheus"
 ALERTMANAGER = "prometheus-alertmanager"  # Debian's name for the alertmanager binary
 PROMTOOL = "promtool"
 AMTOOL = "amtool"
-# Wall seconds from start-up to the scenario's t = 0: Prometheus and Alertmanager start,
-# Prometheus discovers its Alertmanager and targets (its discovery syncs every 5 s, which no
-# flag of 2.42 shortens) and scrapes every target once. The backfilled history already reaches
-# t = 0, so the samples scraped during the lead-in are refused as older than the history's last
-# block ("out of bounds", harmless) and the series run on from t = 0 without a gap: a gap would
-# distort every window whose start later crosses it.
-LEAD_IN_SECONDS = 7.0
+# Wall seconds from writing the history to the scenario's t = 0: promtool writes the blocks,
+# Prometheus and Alertmanager start, Prometheus discovers its Alertmanager and targets (its
+# discovery syncs every 5 s, which no flag of 2.42 shortens) and scrapes every target once. Its
+# rules run from the start, on the backfilled history. That history already reaches t = 0, so
+# what is scraped or recorded during the lead-in is refused as older than its last block ("out of
+# bounds", harmless) and the series run on from t = 0 without a gap: a gap would distort every
+# window whose start later crosses it. (Loading the rules only at t = 0, by a reload, would
+# restart the Alertmanager discovery: no notification could leave for the first 5 s.)
+LEAD_IN_SECONDS = 8.0
+UP_HISTORY = 3600.0  # scenario seconds of backfilled `up` before the lead-in (well beyond the lookback)
 # Seconds of set-up and tear-down per scenario, for the progress estimate.
 SCENARIO_OVERHEAD_ESTIMATE = 3.0 + LEAD_IN_SECONDS
 
@@ -62,6 +65,15 @@ class ScenarioRun:
     alert_states: dict[str, list[tuple[float, str]]]  # alertname -> [(scenario seconds, pending|firing)]
     wall_seconds: float
     notes: list[str] = field(default_factory=list)
+    nan_recorded: list[str] = field(default_factory=list)  # recording rules that recorded NaN, and when
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict.passed and not self.nan_recorded
+
+    @property
+    def failures(self) -> list[str]:
+        return self.verdict.failures + [f"NaN recorded: {what}" for what in self.nan_recorded]
 
 
 class Progress:
@@ -86,7 +98,8 @@ class Progress:
         wall = scenario.duration / scenario.factor
         elapsed_wall = min(max(clock.wall_elapsed(), 0.0), wall)
         left = wall - elapsed_wall + sum(v for k, v in self.remaining_wall.items() if k != scenario.name)
-        line = (f"[{index}/{self.total}] {scenario.name}: {durations.human(clock.now())} of "
+        # Before t = 0 (history written, Prometheus warming up) the scenario has no time yet.
+        line = (f"[{index}/{self.total}] {scenario.name}: {durations.human(max(clock.now(), 0.0))} of "
                 f"{durations.human(scenario.duration)} scenario time ({elapsed_wall:.0f}s/{wall:.0f}s)"
                 f"{' - ' + state if state else ''} | drill {durations.human(now - self.started)} elapsed, "
                 f"~{durations.human(max(left, 0))} left")
@@ -96,7 +109,7 @@ class Progress:
         self.remaining_wall.pop(scenario.name, None)
         if self.quiet:
             return
-        verdict = "PASS" if run.verdict.passed else "FAIL: " + "; ".join(run.verdict.failures)
+        verdict = "PASS" if run.passed else "FAIL: " + "; ".join(run.failures)
         print(("\r\033[K" if self.tty else "") + f"{scenario.name}: {verdict} ({run.wall_seconds:.0f}s)",
               file=self.out, flush=True)
 
@@ -111,6 +124,29 @@ def _query_range(prometheus_url: str, query: str, start: float, end: float, step
     params = urllib.parse.urlencode({"query": query, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:.3f}"})
     with urllib.request.urlopen(f"{prometheus_url}/api/v1/query_range?{params}", timeout=10) as response:
         return json.load(response)["data"]["result"]
+
+
+def _nan_recorded(prometheus_url: str, config: DeployedConfig, start: float, end: float, scale: TimeScale) -> list[str]:
+    """Every recording rule's series over the scenario, read back: which recorded NaN, first when."""
+    found = []
+    names = sorted({name for name, _ in config.all_expressions() if name and ":" in name})
+    for name in names:
+        for result in _query_range(prometheus_url, name, start, end, scale.evaluation_interval_s):
+            nan = next((ts for ts, value in result["values"] if value.lower() == "nan"), None)
+            if nan is not None:
+                labels = ",".join(f'{k}="{v}"' for k, v in sorted(result["metric"].items()) if k != "__name__")
+                found.append(f"{name}{{{labels}}} from {durations.human(scale.real(nan - start))}")
+    return found
+
+
+def _missed_scrapes(prometheus_url: str, scenario: Scenario, start: float, end: float, scale: TimeScale) -> int:
+    """Scrapes that failed (up == 0) while the scenario played no outage of that job."""
+    missed = 0
+    for result in _query_range(prometheus_url, "up == 0", start, end, scale.scrape_interval_s):
+        job = result["metric"].get("job")
+        missed += sum(1 for ts, _ in result["values"]
+                      if not any(o.job == job and o.contains(scale.real(float(ts) - start)) for o in scenario.exporter_outages))
+    return missed
 
 
 def _pipeline_warm(prometheus_url: str, target_count: int) -> bool:
@@ -188,14 +224,11 @@ def run_scenario(scenario: Scenario, config: DeployedConfig, work: Path, index: 
     notes += prom_notes
     prom_file = write_yaml(work / "prometheus.yml", prom_doc)
     _check([PROMTOOL, "check", "config", str(prom_file)])
-    # Prometheus starts without rules and gets them once it has scraped every target and found
-    # its Alertmanager: its discovery syncs every 5 s, which the time scale does not compress,
-    # so rules evaluated before then would see a pipeline that production never shows (for
-    # example absent(up) for ten scaled minutes).
-    prom_full_config = prom_file.read_text()
-    write_yaml(prom_file, {k: v for k, v in prom_doc.items() if k != "rule_files"})
 
-    # History: long enough for the longest window, sampled at the drill's scrape interval, up to t = 0.
+    # History: long enough for the longest window, sampled at the drill's scrape interval, up to t = 0,
+    # with `up` = 1 for every target: Prometheus evaluates its rules from the start, and during the
+    # lead-in they read this history as production's rules read the past (no absent(up) while the
+    # first scrapes are pending). What they write before t = 0 is refused as older than the history.
     clock.start_now(LEAD_IN_SECONDS)
     history = config.longest_window() + scale.real(scale.scrape_interval_s) * 2
     target_labels = {(job, target): next(sc["labels"] for sc in job_doc["static_configs"]
@@ -203,8 +236,13 @@ def run_scenario(scenario: Scenario, config: DeployedConfig, work: Path, index: 
                      | {"job": job}
                      for job_doc in prom_doc["scrape_configs"] for (job, target) in exporters if job == job_doc["job_name"]}
     backfill = work / "history.om"
-    backfill.write_text(backfill_openmetrics(series, -scale.real(LEAD_IN_SECONDS) - history, 0.0, scale.real(scale.scrape_interval_s),
-                                             clock.epoch_of, target_labels))
+    step = scale.real(scale.scrape_interval_s)
+    metrics = backfill_openmetrics(series, -scale.real(LEAD_IN_SECONDS) - history, 0.0, step, clock.epoch_of, target_labels)
+    # `up` only needs to cover the lead-in and the lookback before it: a short family of its own.
+    ups = [Series(job, "up", (), Steps(((-scale.real(LEAD_IN_SECONDS) - UP_HISTORY, 1.0),)), target)
+           for job, target in exporters]
+    up_history = backfill_openmetrics(ups, -scale.real(LEAD_IN_SECONDS) - UP_HISTORY, 0.0, step, clock.epoch_of, target_labels)
+    backfill.write_text(metrics.removesuffix("# EOF\n") + up_history)
     prom_data = work / "prometheus-data"
     subprocess.run([PROMTOOL, "tsdb", "create-blocks-from", "openmetrics", str(backfill), str(prom_data)],
                    check=True, capture_output=True)
@@ -218,6 +256,7 @@ def run_scenario(scenario: Scenario, config: DeployedConfig, work: Path, index: 
                  "--log.level=info"]
     plot: list[PlotSeries] = []
     alert_states: dict[str, list[tuple[float, str]]] = {}
+    nan_recorded: list[str] = []
     restarts = list(scenario.alertmanager_down)
     with ProcessSupervisor() as supervisor:
         try:
@@ -227,16 +266,16 @@ def run_scenario(scenario: Scenario, config: DeployedConfig, work: Path, index: 
             prometheus = supervisor.start(ManagedProcess("prometheus", prom_argv, work / "prometheus.log"))
             wait_ready(alertmanager, f"{am_url}/-/ready")
             wait_ready(prometheus, f"{prom_url}/-/ready")
-            while not _pipeline_warm(prom_url, len(exporters)) or clock.now() < 0:
+            groups = sum(len(doc.get("groups") or []) for doc in config.rule_files.values())
+            while not (_pipeline_warm(prom_url, len(exporters)) and _rules_loaded(prom_url, groups)):
                 progress.update(index, scenario, clock, "warming up")
                 time.sleep(0.02)
-            prom_file.write_text(prom_full_config)
-            prometheus.reload()
-            while not _rules_loaded(prom_url, sum(len(doc.get("groups") or []) for doc in config.rule_files.values())):
-                time.sleep(0.05)
             if clock.now() > scale.real(1.0):
-                notes.append(f"start-up outran the {LEAD_IN_SECONDS:g}s lead-in: rules were loaded at "
-                             f"{durations.human(clock.now())} of scenario time")
+                notes.append(f"start-up outran the {LEAD_IN_SECONDS:g}s lead-in: Prometheus reached its targets and "
+                             f"Alertmanager at {durations.human(clock.now())} of scenario time")
+            while clock.now() < 0:
+                progress.update(index, scenario, clock, "warming up")
+                time.sleep(0.02)
             state = ""
             while clock.now() < scenario.duration:
                 t = clock.now()
@@ -262,19 +301,30 @@ def run_scenario(scenario: Scenario, config: DeployedConfig, work: Path, index: 
                 name = result["metric"]["alertname"]
                 alert_states.setdefault(name, []).extend(
                     (scale.real(ts - clock.origin_epoch), result["metric"]["alertstate"]) for ts, _ in result["values"])
+            nan_recorded = _nan_recorded(prom_url, config, clock.origin_epoch, end, scale)
+            missed = _missed_scrapes(prom_url, scenario, clock.origin_epoch, end, scale)
+            if missed:
+                notes.append(f"{missed} scrape(s) of the synthetic exporters failed outside any played outage: "
+                             "Prometheus or the drill was starved of CPU; a TargetDown it caused is the drill's own, "
+                             "re-run on a quieter machine")
         finally:
             for server in servers:
                 server.stop()
 
     rules = config.alert_rule_variants()
     captured = capture.captured()
+    # Kept with --keep: every request as the capture server received it.
+    (work / "notifications.jsonl").write_text("".join(
+        json.dumps({"wall": c.wall, "receiver": c.receiver, "answered": c.answered, "body": c.body}) + "\n" for c in captured))
     delivered = [c for c in captured if 200 <= c.answered < 300]
-    notifications = [decode(c, rules) for c in delivered]
+    jobs = sorted({v for s in series for k, v in s.labels if k == "job_id"})
+    notifications = [decode(c, rules, jobs) for c in delivered]
     failed = len(captured) - len(delivered)
     if failed:
         notes.append(f"{failed} notification attempt(s) answered with an error by the capture server, as the scenario plays")
     verdict = judge(scenario, notifications, rules, config.routing(), scale, failed)
-    return ScenarioRun(scenario, scale, verdict, notifications, plot, alert_states, time.monotonic() - started, notes)
+    return ScenarioRun(scenario, scale, verdict, notifications, plot, alert_states, time.monotonic() - started, notes,
+                       nan_recorded)
 
 
 def run_drill(config: DeployedConfig, scenarios: list[Scenario], factor: float | None = None,

@@ -31,8 +31,10 @@ RECEIVER_BACKUP_ROOM = "mattermost-backup-room"  # service="backups"
 RECEIVER_TICKETS = "mattermost-ops-room"  # the root route's receiver: everything else
 RECEIVER_HEARTBEAT = "watchdog-heartbeat"  # alertname="Watchdog", repeat_interval 1m
 
-ALERT_BACKUP_FAILED = "BackupJobFailed"  # critical: last run > last success, not running, for 30m
-ALERT_BACKUP_BUDGET = "BackupSuccessBudgetBurn"  # SLO backup-success: critical 1h&5m/6h&30m, warning 1d&2h/3d&6h; >= 2 bad runs
+# warning from the failure on; critical (page) once the retry failed too or 30m passed without a
+# success, then until a run succeeds; neither while the job flaps
+ALERT_BACKUP_FAILED = "BackupJobFailed"
+ALERT_BACKUP_FLAPPING = "BackupJobFlapping"  # warning: failed, succeeded, failed again within 24h
 ALERT_BACKUP_METRICS_ABSENT = "BackupMetricsAbsent"  # critical: no backup job series for 1h
 ALERT_TARGET_DOWN = "TargetDown"  # warning: up == 0 for 5m, service from the target
 ALERT_LATENCY_BURN = "ApiGatewayLatencyBudgetBurn"  # critical 1h&5m > 14.4 or 6h&30m > 6; warning 1d&2h > 3 or 3d&6h > 1
@@ -48,8 +50,15 @@ JOB_SPANS = "otel-collector-spanmetrics"
 SERVICE_MONITOR_JOBS = {JOB_SPANS: "otel-collector.traces.svc:8889"}
 
 BACKUP_JOB_ID = "vm-nightly"
+SECOND_BACKUP_JOB_ID = "ct-nightly"
 DATASTORE = "homelab"
-PBS_LABELS = (("datastore", DATASTORE), ("job_id", BACKUP_JOB_ID), ("job_type", "backup"))
+
+
+def pbs_labels(job_id: str = BACKUP_JOB_ID) -> tuple[tuple[str, str], ...]:
+    return (("datastore", DATASTORE), ("job_id", job_id), ("job_type", "backup"))
+
+
+PBS_LABELS = pbs_labels()
 PBS_ATTEMPTS = "pbs_job_attempt_total"
 PBS_SUCCESSES = "pbs_job_success_total"
 PBS_LAST_RUN = "pbs_job_last_run_timestamp_seconds"
@@ -76,7 +85,8 @@ ROOT_FS_USED_PERCENT = f'100 * (1 - {FS_AVAIL}{{mountpoint="/"}} / {FS_SIZE}{{mo
 
 @dataclass(frozen=True)
 class Expect:
-    """One notification that must arrive exactly once (or, if `repeating`, at least once)."""
+    """One change of an alert's state that a receiver must hear exactly once (or, if `repeating`, at
+    least once): the first notification that shows the alert firing (or resolved) there."""
 
     receiver: str
     alert: str
@@ -84,6 +94,10 @@ class Expect:
     status: str  # firing | resolved
     at: float  # real seconds: when the condition becomes true (firing) or false (resolved)
     repeating: bool = False
+    job: str | None = None  # the alert's job_id, for alerts of one PBS job
+    # The receiver's notification group for this alert is already open (another alert of the group
+    # fired before): Alertmanager tells of it at the group's next group_interval, not after group_wait.
+    joins: bool = False
 
 
 @dataclass(frozen=True)
@@ -131,6 +145,11 @@ class Scenario:
     def pages(self) -> list[Expect]:
         return [e for e in self.expected if e.receiver == RECEIVER_PAGE and e.status == "firing"]
 
+    @property
+    def incidents_expected(self) -> int:
+        """PagerDuty incidents: every page opens one, except a page that joins an open incident."""
+        return sum(not e.joins for e in self.pages)
+
 
 # --- timeline helpers ---------------------------------------------------------------------
 
@@ -148,14 +167,19 @@ def burn_clear(stop: float, burn: float, threshold: float, window: float, base: 
     return stop + window * (burn - threshold) / (burn - base)
 
 
-def latency_series(burns: tuple[tuple[float, float], ...]) -> tuple[Series, ...]:
-    """The API gateway's span-metrics histogram for burn rates ((from t, burn), ...)."""
+def latency_series(burns: tuple[tuple[float, float], ...], quiet_from: float | None = None) -> tuple[Series, ...]:
+    """The API gateway's span-metrics histogram for burn rates ((from t, burn), ...); from
+    `quiet_from` on no request arrives at all (the counters stay where they are)."""
     total = API_REQUESTS_PER_SECOND
     good = tuple((t, total * (1 - burn * LATENCY_ERROR_BUDGET)) for t, burn in burns)
+    requests = ((burns[0][0], total),)
+    if quiet_from is not None:
+        requests += ((quiet_from, 0.0),)
+        good = tuple(g for g in good if g[0] < quiet_from) + ((quiet_from, 0.0),)
     return (
-        Series(JOB_SPANS, LATENCY_COUNT, SPAN_SELECTOR, Counter(((burns[0][0], total),))),
+        Series(JOB_SPANS, LATENCY_COUNT, SPAN_SELECTOR, Counter(requests)),
         Series(JOB_SPANS, LATENCY_BUCKET, (*SPAN_SELECTOR, ("le", LATENCY_OBJECTIVE_LE)), Counter(good)),
-        Series(JOB_SPANS, LATENCY_BUCKET, (*SPAN_SELECTOR, ("le", "+Inf")), Counter(((burns[0][0], total),))),
+        Series(JOB_SPANS, LATENCY_BUCKET, (*SPAN_SELECTOR, ("le", "+Inf")), Counter(requests)),
     )
 
 
@@ -168,10 +192,13 @@ class Run:
     ok: bool
 
 
-def backup_job(runs: tuple[Run, ...], labels: tuple[tuple[str, str], ...] = PBS_LABELS) -> tuple[Series, ...]:
+LAST_NIGHT = (Run(-h(20) - m(5), -h(20), True),)  # last night's run succeeded
+
+
+def backup_job(runs: tuple[Run, ...], labels: tuple[tuple[str, str], ...] = PBS_LABELS,
+               history: tuple[Run, ...] = LAST_NIGHT) -> tuple[Series, ...]:
     """The PBS job exporter's series for one job: the attempt/success counters, the last-run and
     last-success timestamps and pbs_job_running, as exporters/README.md describes them."""
-    history = (Run(-h(20) - m(5), -h(20), True),)  # last night's run succeeded
     everything = history + runs
     origin = -h(24 * 30)
     last_run, last_success, running = [(origin, origin)], [(origin, origin)], [(origin, 0.0)]
@@ -223,14 +250,28 @@ def _with_watchdog(*expected: Expect) -> tuple[Expect, ...]:
     return (WATCHDOG, *expected)
 
 
-def _backup_room_and_page(alert: str, fires: float, resolves: float | None) -> tuple[Expect, ...]:
+def _backup_room_and_page(alert: str, fires: float, resolves: float | None, job: str | None = None,
+                          joins_page: bool = False, joins_room: bool = False) -> tuple[Expect, ...]:
     """A critical backups alert: PagerDuty (continue: true) and the backup room, then both resolved."""
-    out = [Expect(RECEIVER_PAGE, alert, "critical", "firing", fires),
-           Expect(RECEIVER_BACKUP_ROOM, alert, "critical", "firing", fires)]
+    out = [Expect(RECEIVER_PAGE, alert, "critical", "firing", fires, job=job, joins=joins_page),
+           Expect(RECEIVER_BACKUP_ROOM, alert, "critical", "firing", fires, job=job, joins=joins_room)]
     if resolves is not None:
-        out += [Expect(RECEIVER_PAGE, alert, "critical", "resolved", resolves),
-                Expect(RECEIVER_BACKUP_ROOM, alert, "critical", "resolved", resolves)]
+        out += [Expect(RECEIVER_PAGE, alert, "critical", "resolved", resolves, job=job),
+                Expect(RECEIVER_BACKUP_ROOM, alert, "critical", "resolved", resolves, job=job)]
     return tuple(out)
+
+
+def _failed_job(job: str, fails: float, pages: float | None, recovers: float, joins: bool = False) -> tuple[Expect, ...]:
+    """One failed backup job as the backup room and PagerDuty hear it: the warning from the failure on,
+    the page beside it once the retry did not fix it (it joins the room's group, opened by the
+    warning), both resolved in one message when a run succeeds. `joins`: another job's alerts opened
+    both groups already."""
+    warned = (Expect(RECEIVER_BACKUP_ROOM, ALERT_BACKUP_FAILED, "warning", "firing", fails, job=job, joins=joins),
+              Expect(RECEIVER_BACKUP_ROOM, ALERT_BACKUP_FAILED, "warning", "resolved", recovers, job=job))
+    if pages is None:
+        return warned
+    return (*warned, *_backup_room_and_page(ALERT_BACKUP_FAILED, pages, recovers, job=job, joins_page=joins,
+                                            joins_room=True))
 
 
 BACKUP_PLOT = (
@@ -247,35 +288,31 @@ FAST_BURN_START, FAST_BURN_STOP = m(10), m(40)
 SLOW_BURN = 5.0  # below the page's 6x, above the ticket's 3x and 1x
 SLOW_BURN_START = h(1)
 
+GRACE = m(30)  # metrics.backupRetryGrace
+
+RETRY_SUCCEEDS = (Run(m(5), m(10), False), Run(m(20), m(25), True))
 # Playbook 1: the nightly job fails, its retry fails too; the operator's manual resume succeeds.
 FAILS_TWICE = (Run(m(2), m(5), False), Run(m(8), m(10), False), Run(m(45), m(47), True))
-SECOND_FAILURE = FAILS_TWICE[1].end
-# BackupJobFailed's `for: 30m` counts from the last failure (a running retry resets it), and the
-# SLO's 30m window lets go of that failure at the same moment: the SLO page resolves as the
-# BackupJobFailed page fires. The resume resolves BackupJobFailed when it starts (`unless running`).
-BUDGET_30M_CLEAR = SECOND_FAILURE + m(30)
+# The retry's failure pages at once (two failed runs within the grace); the page holds until the
+# resume succeeds, whatever a window does meanwhile.
+RETRY_FAILED = FAILS_TWICE[1].end
+# Two jobs the same night: vm-nightly's retry fails (page); ct-nightly fails once and nothing fixes
+# it within the grace, so it joins the open incident; its retry fixes it; the resume fixes vm-nightly.
+TWO_JOBS_FIRST = (Run(m(2), m(5), False), Run(m(8), m(10), False), Run(m(60), m(62), True))
+TWO_JOBS_SECOND = (Run(m(12), m(15), False), Run(m(50), m(53), True))
+# Every two hours the job fails, then succeeds, over a day: the first failure pages (nothing shows
+# yet that it flaps), the second one makes it flapping, and no failure pages again that day.
+FLAPPING_RUNS = tuple(Run(h(1 + 2 * i), h(1 + 2 * i) + m(5), i % 2 == 1) for i in range(12))
+# A day without runs, right after last night's success (BackupsStale's 26h are not reached).
+JUST_RAN = (Run(-h(1) - m(5), -h(1), True),)
 
 
-def _fails_twice_expectations(restart: bool = False) -> tuple[Expect, ...]:
-    """What the real rules and routes do with FAILS_TWICE (see docs/drill.md).
-
-    With an Alertmanager restart while the SLO's critical fires, the inhibited warning may reach the
-    backup room at the restart: a restarted Alertmanager holds no alerts, and whether the warning or
-    its inhibiting critical comes back first from Prometheus's resend is a race. When the warning
-    wins, the room's group (alertname, service) is then sent the critical again once it is back:
-    the room may hear of the SLO burn again after a restart; PagerDuty, whose group holds only
-    the critical, must not (its expectation is not repeating)."""
-    return (
-        # Two bad runs in 1h (minBadEvents 2) at 200x burn: the SLO's fast branch pages 2m later ...
-        Expect(RECEIVER_PAGE, ALERT_BACKUP_BUDGET, "critical", "firing", SECOND_FAILURE),
-        Expect(RECEIVER_BACKUP_ROOM, ALERT_BACKUP_BUDGET, "critical", "firing", SECOND_FAILURE, repeating=restart),
-        # ... and resolves when the 30m window empties. Its warning (1d&2h, 3d&6h: fires 15m after the
-        # failure) is inhibited by the critical until then; the backup room's group (alertname,
-        # service) then shows the firing warning beside the resolved critical, and keeps it for 6h.
-        Expect(RECEIVER_PAGE, ALERT_BACKUP_BUDGET, "critical", "resolved", BUDGET_30M_CLEAR),
-        Expect(RECEIVER_BACKUP_ROOM, ALERT_BACKUP_BUDGET, "warning", "firing", BUDGET_30M_CLEAR, repeating=restart),
-        *_backup_room_and_page(ALERT_BACKUP_FAILED, SECOND_FAILURE, FAILS_TWICE[2].start),
-    )
+def _fails_twice_expectations() -> tuple[Expect, ...]:
+    """What the real rules and routes do with FAILS_TWICE (see docs/drill.md): one warning in the
+    backup room at the first failure, one page (and its copy in the room) when the retry fails too,
+    one resolution when the resume succeeds. An Alertmanager restart changes none of it: the warning
+    and the page never exist together, so there is nothing for a restarted Alertmanager to inhibit."""
+    return _failed_job(BACKUP_JOB_ID, FAILS_TWICE[0].end, RETRY_FAILED, FAILS_TWICE[2].end)
 
 
 # --- the table ----------------------------------------------------------------------------
@@ -283,22 +320,60 @@ def _fails_twice_expectations(restart: bool = False) -> tuple[Expect, ...]:
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         "backup-retry-succeeds",
-        "The nightly PBS job fails and its retry succeeds 15 minutes later: BackupJobFailed stays pending "
-        "(for: 30m) and is dropped, one bad run is below the SLO's minBadEvents 2: nobody hears of it.",
+        "The nightly PBS job fails and its retry succeeds 15 minutes later: the backup room hears of the failure "
+        "(BackupJobFailed warning) and of the recovery; nobody is paged.",
         duration=m(40), factor=120,
-        series=backup_job((Run(m(5), m(10), False), Run(m(20), m(25), True))),
-        expected=_with_watchdog(),
+        series=backup_job(RETRY_SUCCEEDS),
+        expected=_with_watchdog(*_failed_job(BACKUP_JOB_ID, RETRY_SUCCEEDS[0].end, None, RETRY_SUCCEEDS[1].end)),
         plot=BACKUP_PLOT,
     ),
     Scenario(
         "backup-fails-twice",
-        "The nightly PBS job fails and its retry fails too (playbook 1): the backup SLO pages at once, "
-        "BackupJobFailed pages 30 minutes after the retry, both also in the backup room (continue: true); "
-        "the operator's resume resolves them.",
+        "The nightly PBS job fails and its retry fails too (playbook 1): the backup room hears of the failure, "
+        "BackupJobFailed pages when the retry fails (and tells the room, continue: true), and resolves when "
+        "the operator's resume succeeds: one incident, one page.",
         duration=m(58), factor=120,
         series=backup_job(FAILS_TWICE),
         expected=_with_watchdog(*_fails_twice_expectations()),
         plot=BACKUP_PLOT,
+    ),
+    Scenario(
+        "two-jobs-fail",
+        f"Two jobs fail the same night: {BACKUP_JOB_ID}'s retry fails too (page), {SECOND_BACKUP_JOB_ID} fails "
+        "once and no run fixes it within the 30m grace, so it joins the open incident (named in it); its retry "
+        f"fixes it, and the incident resolves when {BACKUP_JOB_ID}'s resume succeeds.",
+        duration=m(75), factor=120,
+        series=(*backup_job(TWO_JOBS_FIRST), *backup_job(TWO_JOBS_SECOND, pbs_labels(SECOND_BACKUP_JOB_ID))),
+        expected=_with_watchdog(
+            *_failed_job(BACKUP_JOB_ID, TWO_JOBS_FIRST[0].end, TWO_JOBS_FIRST[1].end, TWO_JOBS_FIRST[2].end),
+            *_failed_job(SECOND_BACKUP_JOB_ID, TWO_JOBS_SECOND[0].end, TWO_JOBS_SECOND[0].end + GRACE,
+                         TWO_JOBS_SECOND[1].end, joins=True),
+        ),
+        plot=BACKUP_PLOT,
+    ),
+    Scenario(
+        "backup-flapping",
+        "Every two hours the nightly job fails, then succeeds, over a day: the first failure pages (it lasts "
+        "beyond the 30m grace) and resolves on the next success; from the second failure on the job is "
+        "flapping: BackupJobFlapping tells the backup room once, and no failure pages again that day.",
+        duration=h(24), factor=480,
+        series=backup_job(FLAPPING_RUNS),
+        expected=_with_watchdog(
+            *_failed_job(BACKUP_JOB_ID, FLAPPING_RUNS[0].end, FLAPPING_RUNS[0].end + GRACE, FLAPPING_RUNS[1].end),
+            Expect(RECEIVER_BACKUP_ROOM, ALERT_BACKUP_FLAPPING, "warning", "firing", FLAPPING_RUNS[2].end,
+                   job=BACKUP_JOB_ID),
+        ),
+        plot=BACKUP_PLOT,
+    ),
+    Scenario(
+        "no-jobs-scheduled",
+        "A day without a single backup run or API request, right after last night's success: nothing pages, "
+        "nothing reaches a room, and no recording rule records NaN.",
+        duration=h(24), factor=480,
+        series=(*backup_job((), history=JUST_RAN),
+                *latency_series(((-h(24 * 30), BASELINE_BURN),), quiet_from=0.0)),
+        expected=_with_watchdog(),
+        plot=(*BACKUP_PLOT[2:], PlotLine("burn rate 1h", BURN_RATE.format(window="1h"), (14.4,))),
     ),
     Scenario(
         "latency-fast-burn",
@@ -317,7 +392,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "latency-slow-burn",
         f"A steady {SLOW_BURN:g}x burn for hours: a ticket (the warning rule, to the ops room) once the 3d window "
         "passes 1x, and never a page.",
-        duration=h(17), factor=720,
+        duration=h(17), factor=480,
         series=latency_series(((-h(24 * 30), BASELINE_BURN), (SLOW_BURN_START, SLOW_BURN))),
         expected=_with_watchdog(
             Expect(RECEIVER_TICKETS, ALERT_LATENCY_BURN, "warning", "firing",
@@ -376,7 +451,7 @@ SCENARIOS: tuple[Scenario, ...] = (
                 *latency_series(((-h(24 * 30), BASELINE_BURN), (m(12), FAST_BURN), (m(42), BASELINE_BURN)))),
         alertmanager_down=(Window(m(26), m(34)),),
         expected=_with_watchdog(
-            *_fails_twice_expectations(restart=True),
+            *_fails_twice_expectations(),
             Expect(RECEIVER_PAGE, ALERT_LATENCY_BURN, "critical", "firing",
                    max(burn_onset(m(12), FAST_BURN, 14.4, h(1)), burn_onset(m(12), FAST_BURN, 14.4, m(5)))),
             Expect(RECEIVER_PAGE, ALERT_LATENCY_BURN, "critical", "resolved", burn_clear(m(42), FAST_BURN, 14.4, m(5))),

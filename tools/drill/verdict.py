@@ -1,15 +1,24 @@
 """What arrived against what was expected: decoding captured notifications and judging them.
 
-A captured request is decoded into a Notification (receiver, status, alert names, severity).
-Alert names are read from the payload as Alertmanager's default templates write them (group
-labels in the title; PagerDuty details list every label); a custom template that hides the
-alert name would make the drill report misses, never false passes.
+A captured request is decoded into a Notification: receiver, status, and one Entry per alert it
+carries (alert name, severity, its own status, its PBS job). Entries are read as Alertmanager
+writes them: PagerDuty's details list every alert's labels (default templates), the webhook its
+alerts, the chat text one block per alert (model/routing.py's template). A template that hides
+the alert name would make the drill report misses, never false passes.
+
+A notification group tells of each alert again whenever the group changes, so what a receiver
+*hears* is the changes: an alert firing there for the first time, or resolved after it fired.
+Expectations are matched against these changes. PagerDuty incidents are counted as the Events
+API counts them: a trigger whose dedup_key (Alertmanager's group key) has no open incident opens
+one, a resolve closes it; a trigger to an open incident only updates it.
 
 Verdicts, per scenario:
-  missed     an expected notification never arrived
-  duplicate  it arrived more than once within the route's repeat_interval
+  missed     an expected change never reached the receiver
+  duplicate  it reached it again (fired, resolved, fired), or a notification was re-sent without
+             any change within the route's repeat_interval
   late       time-to-notify exceeded RATIO_LIMIT times its theoretical bound
-  unexpected a notification no expectation accounts for (a wrong route, a page nobody wanted)
+  unexpected a change no expectation accounts for (a wrong route, a page nobody wanted)
+  incidents  more or fewer PagerDuty incidents opened than the scenario expects
 """
 
 from __future__ import annotations
@@ -43,6 +52,27 @@ class Captured:
 
 
 @dataclass(frozen=True)
+class Entry:
+    """One alert in a notification, with its own status."""
+
+    alert: str
+    severity: str | None
+    status: str  # firing | resolved
+    job: str | None = None  # job_id, when the alert is about one PBS job
+    # What else tells two alerts of one name apart (their labels, or the chat block's description):
+    # two targets down are two alerts.
+    identity: str = ""
+
+    @property
+    def key(self) -> tuple[str, str | None, str | None, str]:
+        return (self.alert, self.severity, self.job, self.identity)
+
+
+def _identity(labels: Mapping[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()) if k not in ("alertname", "severity"))
+
+
+@dataclass(frozen=True)
 class Notification:
     wall: float
     receiver: str
@@ -51,6 +81,13 @@ class Notification:
     alerts: frozenset[str]
     severity: str | None
     content: str
+    entries: tuple[Entry, ...] = ()
+    dedup_key: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.entries:  # no per-alert detail: every alert it names, with the message's status
+            entries = tuple(Entry(a, self.severity, self.status) for a in sorted(self.alerts))
+            object.__setattr__(self, "entries", entries)
 
 
 def _mentions(text: str, name: str) -> bool:
@@ -71,20 +108,65 @@ def rule_for(rules: RuleSet, name: str, severity: str | None) -> AlertRule | Non
     return next((r for r in variants if r.labels.get("severity") == severity), variants[0] if variants else None)
 
 
-def decode(captured: Captured, rules: RuleSet) -> Notification:
+_PAGERDUTY_LABEL_RE = re.compile(r"^ - ([A-Za-z_][A-Za-z0-9_]*) = (.*)$", re.MULTILINE)
+_CHAT_BLOCK_RE = re.compile(r"^\*([A-Za-z]+)\* (firing|resolved): ", re.MULTILINE)
+_RUNBOOK_RE = re.compile(r"/runbooks/([A-Za-z0-9_]+)\.md")
+_NUMBER_RE = re.compile(r"\d+(?:\.\d+)?")
+
+
+def _pagerduty_entries(details: Any, status: str) -> list[Entry]:
+    """Alertmanager's default details: `firing` / `resolved`, each a list of 'Labels: - name = value'."""
+    entries = []
+    for status_key in ("firing", "resolved"):
+        text = details.get(status_key) if isinstance(details, dict) else None
+        for block in str(text or "").split("Labels:\n")[1:]:
+            labels = dict(_PAGERDUTY_LABEL_RE.findall(block.split("Annotations:")[0]))
+            if "alertname" in labels:
+                entries.append(Entry(labels["alertname"], labels.get("severity"), status_key, labels.get("job_id"),
+                                     _identity(labels)))
+    return entries
+
+
+def _chat_entries(text: str, title_alerts: frozenset[str], jobs: Iterable[str]) -> list[Entry]:
+    """One block per alert: '*severity* status: summary', description, 'Runbook: <hub>/runbooks/<Alert>.md'."""
+    heads = list(_CHAT_BLOCK_RE.finditer(text))
+    entries = []
+    for head, following in zip(heads, [*heads[1:], None]):
+        block = text[head.start():following.start() if following else len(text)]
+        runbook = _RUNBOOK_RE.search(block)
+        alert = runbook.group(1) if runbook else next(iter(title_alerts), "") if len(title_alerts) == 1 else ""
+        job = next((j for j in jobs if _mentions(block, j)), None)
+        # Without a job, the description tells two alerts of one name apart (it names the target);
+        # its numbers ({{ $value }}: a percentage, a count) change from message to message.
+        description = block.splitlines()[1] if block.count("\n") >= 1 else ""
+        identity = "" if job else _NUMBER_RE.sub("#", description)
+        entries.append(Entry(alert, head.group(1), head.group(2), job, identity))
+    return entries
+
+
+def decode(captured: Captured, rules: RuleSet, jobs: Iterable[str] = ()) -> Notification:
+    """`jobs`: the PBS job ids the scenario plays, to tell which job a chat block is about."""
+    jobs = tuple(jobs)
     body = captured.body if isinstance(captured.body, dict) else {}
     content = json.dumps(captured.body, sort_keys=True)
     severity: str | None = None
+    entries: list[Entry] = []
+    dedup_key = None
     if captured.integration == "webhook":
         status = body.get("status", "unknown")
         alerts = frozenset(a.get("labels", {}).get("alertname", "") for a in body.get("alerts", []))
         severities = {a.get("labels", {}).get("severity") for a in body.get("alerts", [])}
         severity = severities.pop() if len(severities) == 1 else None
+        entries = [Entry(a.get("labels", {}).get("alertname", ""), a.get("labels", {}).get("severity"),
+                         a.get("status", status), a.get("labels", {}).get("job_id"), _identity(a.get("labels", {})))
+                   for a in body.get("alerts", [])]
     else:
         alerts = frozenset(name for name in rules if _mentions(content, name))
         if captured.integration == "pagerduty":
             status = {"trigger": "firing", "resolve": "resolved"}.get(body.get("event_action"), "unknown")
             severity = (body.get("payload") or {}).get("severity")
+            dedup_key = body.get("dedup_key")
+            entries = _pagerduty_entries((body.get("payload") or {}).get("custom_details"), status)
         else:
             attachments = body.get("attachments") or [{}]
             title = " ".join(str(attachments[0].get(k, "")) for k in ("title", "fallback")) + str(body.get("text", ""))
@@ -93,6 +175,8 @@ def decode(captured: Captured, rules: RuleSet) -> Notification:
                 status = found.group(1).lower()
             else:
                 status = {"danger": "firing", "good": "resolved"}.get(attachments[0].get("color"), "unknown")
+            text = str(attachments[0].get("text") or body.get("text") or "")
+            entries = _chat_entries(text, alerts, jobs)
         if severity is None:
             candidates = {r.labels.get("severity") for a in alerts for r in _variants(rules, a)}
             # The chat template writes each alert's severity as *critical*; a message that lists
@@ -100,7 +184,10 @@ def decode(captured: Captured, rules: RuleSet) -> Notification:
             shown = {word for word in re.findall(r"\*([A-Za-z]+)\*", content) if word in candidates}
             severities = shown or candidates
             severity = severities.pop() if len(severities) == 1 else None
-    return Notification(captured.wall, captured.receiver, captured.integration, status, alerts, severity, content)
+    if not entries:  # no per-alert detail: the alerts it names, with the message's status
+        entries = [Entry(a, severity, status, next((j for j in jobs if _mentions(content, j)), None)) for a in sorted(alerts)]
+    return Notification(captured.wall, captured.receiver, captured.integration, status, alerts, severity, content,
+                        tuple(entries), dedup_key)
 
 
 @dataclass(frozen=True)
@@ -120,7 +207,11 @@ def bound_for(expect: Expect, rule: AlertRule | None, tree: Route, scale: TimeSc
     detect = scale.scrape_interval_s + scale.evaluation_interval_s
     group_wait = delivery.group_wait / scale.factor
     group_interval = max(delivery.group_interval / scale.factor, MIN_INTERVAL)
-    if expect.status == "firing":
+    if expect.status == "firing" and expect.joins:
+        wall = detect + rule.for_seconds / scale.factor + group_interval
+        terms = "scrape + evaluation + for + group_interval (joining an open group)"
+        wait_after_outage = group_interval
+    elif expect.status == "firing":
         wall = detect + rule.for_seconds / scale.factor + group_wait
         terms = "scrape + evaluation + for + group_wait"
         wait_after_outage = group_wait
@@ -151,17 +242,29 @@ def repeat_interval_for(expect: Expect, rule: AlertRule | None, tree: Route, sca
     return max(seconds / scale.factor, MIN_INTERVAL)
 
 
+@dataclass(frozen=True)
+class Heard:
+    """A change a receiver heard: an alert firing there, or resolved after it fired."""
+
+    notification: Notification
+    entry: Entry
+
+    @property
+    def wall(self) -> float:
+        return self.notification.wall
+
+
 @dataclass
 class ExpectResult:
     expect: Expect
-    arrivals: list[Notification]
+    arrivals: list[Heard]
     bound: Bound | None
     repeat_interval: float
     verdict: str = "ok"
     detail: str = ""
 
     @property
-    def first(self) -> Notification | None:
+    def first(self) -> Heard | None:
         return self.arrivals[0] if self.arrivals else None
 
     def time_to_notify(self, scale: TimeScale) -> float | None:
@@ -177,16 +280,23 @@ class ExpectResult:
 @dataclass
 class ScenarioVerdict:
     results: list[ExpectResult]
-    unexpected: list[Notification]
+    unexpected: list[Heard]
     repeats: list[Notification] = field(default_factory=list)
     failed_deliveries: int = 0
+    incidents_expected: int = 0
+    incidents_opened: int = 0
+    duplicates: list[Notification] = field(default_factory=list)
 
     @property
     def failures(self) -> list[str]:
         out = [f"{r.verdict}: {r.expect.receiver} {r.expect.alert} {r.expect.status}" + (f" ({r.detail})" if r.detail else "")
                for r in self.results if r.verdict != "ok"]
-        out += [f"unexpected: {n.receiver} {', '.join(sorted(n.alerts)) or '(no known alert)'} {n.status}"
-                for n in self.unexpected]
+        out += [f"unexpected: {h.notification.receiver} {h.entry.alert or '(no known alert)'} {h.entry.status}"
+                + (f" ({h.entry.job})" if h.entry.job else "") for h in self.unexpected]
+        out += [f"duplicate: {n.receiver} re-sent {', '.join(sorted(n.alerts)) or '(no known alert)'} {n.status} "
+                "without a change within its repeat_interval" for n in self.duplicates]
+        if self.incidents_opened != self.incidents_expected:
+            out.append(f"incidents: {self.incidents_opened} PagerDuty incident(s) opened, {self.incidents_expected} expected")
         return out
 
     @property
@@ -194,61 +304,106 @@ class ScenarioVerdict:
         return not self.failures
 
 
-def matches(expect: Expect, notification: Notification) -> bool:
-    return (notification.receiver == expect.receiver and notification.status == expect.status
-            and expect.alert in notification.alerts
-            and (not expect.severity or notification.severity in (None, expect.severity)))
+def matches(expect: Expect, heard: Heard) -> bool:
+    entry = heard.entry
+    return (heard.notification.receiver == expect.receiver and entry.status == expect.status
+            and entry.alert == expect.alert
+            and (not expect.severity or entry.severity in (None, expect.severity))
+            and (expect.job is None or entry.job == expect.job))
 
 
-def _assign(expected: Iterable[Expect], notifications: list[Notification], scale: TimeScale) -> dict[int, list[Notification]]:
-    """Each notification counts for one expectation: the one whose severity it shows, else (a message
-    without a single severity) a matching expectation that has nothing yet, else the one whose
-    condition began last before the notification."""
-    expected = list(expected)
-    arrivals: dict[int, list[Notification]] = {i: [] for i in range(len(expected))}
+def changes_heard(notifications: list[Notification]) -> tuple[list[Heard], list[Notification]]:
+    """(every change each receiver heard, the notifications that carried no change at all)."""
+    state: dict[tuple[str, tuple], str] = {}
+    heard: list[Heard] = []
+    unchanged: list[Notification] = []
     for n in notifications:
-        candidates = [i for i, e in enumerate(expected) if matches(e, n)]
-        exact = [i for i in candidates if n.severity is not None or not expected[i].severity]
-        if exact:
-            chosen = exact
-        else:
-            earlier = sorted((i for i in candidates if expected[i].at <= scale.real(n.wall)), key=lambda i: expected[i].at)
-            chosen = [i for i in candidates if not arrivals[i]] or earlier[-1:] or candidates[:1]
-        for i in chosen if exact else chosen[:1]:
-            arrivals[i].append(n)
+        changed = False
+        for entry in n.entries:
+            key = (n.receiver, entry.key)
+            if state.get(key) != entry.status:
+                state[key] = entry.status
+                heard.append(Heard(n, entry))
+                changed = True
+        if not changed:
+            unchanged.append(n)
+    return heard, unchanged
+
+
+def incidents_opened(notifications: Iterable[Notification]) -> int:
+    """PagerDuty's count: a trigger opens an incident unless its dedup_key has one open; a resolve closes it."""
+    open_keys: set[str | None] = set()
+    opened = 0
+    for n in notifications:
+        if n.integration != "pagerduty":
+            continue
+        if n.status == "firing" and n.dedup_key not in open_keys:
+            opened += 1
+            open_keys.add(n.dedup_key)
+        elif n.status == "resolved":
+            open_keys.discard(n.dedup_key)
+    return opened
+
+
+def _assign(expected: list[Expect], heard: list[Heard], scale: TimeScale) -> dict[int, list[Heard]]:
+    """Each change counts for one expectation: one that has nothing yet, else the one whose condition
+    began last before it."""
+    arrivals: dict[int, list[Heard]] = {i: [] for i in range(len(expected))}
+    for h in heard:
+        candidates = [i for i, e in enumerate(expected) if matches(e, h)]
+        if not candidates:
+            continue
+        earlier = sorted((i for i in candidates if expected[i].at <= scale.real(h.wall)), key=lambda i: expected[i].at)
+        chosen = [i for i in candidates if not arrivals[i]][:1] or earlier[-1:] or candidates[:1]
+        arrivals[chosen[0]].append(h)
     return arrivals
 
 
 def judge(scenario: Scenario, notifications: Iterable[Notification], rules: RuleSet, tree: Route,
           scale: TimeScale, failed_deliveries: int = 0) -> ScenarioVerdict:
     notifications = sorted(notifications, key=lambda n: n.wall)
+    heard, unchanged = changes_heard(notifications)
     results: list[ExpectResult] = []
+    assigned = _assign(list(scenario.expected), heard, scale)
     accounted: set[int] = set()
-    repeats: list[Notification] = []
-    assigned = _assign(scenario.expected, notifications, scale)
     for index, expect in enumerate(scenario.expected):
         rule = rule_for(rules, expect.alert, expect.severity)
         arrivals = assigned[index]
-        accounted.update(id(n) for n in arrivals)
+        accounted.update(id(h) for h in arrivals)
         result = ExpectResult(expect, arrivals, bound_for(expect, rule, tree, scale, scenario),
                               repeat_interval_for(expect, rule, tree, scale))
         if rule is None:
             result.verdict, result.detail = "missed", "no such alert in the rendered rules"
         elif not arrivals:
             result.verdict = "missed"
-        elif expect.severity and arrivals[0].severity not in (None, expect.severity):
+        elif expect.severity and arrivals[0].entry.severity not in (None, expect.severity):
             result.verdict = "wrong-severity"
-            result.detail = f"got {arrivals[0].severity}, expected {expect.severity}"
-        elif not expect.repeating:
-            too_soon = [b for a, b in zip(arrivals, arrivals[1:]) if b.wall - a.wall < result.repeat_interval * 0.9]
-            repeats += [b for a, b in zip(arrivals, arrivals[1:]) if b not in too_soon]
-            if too_soon:
-                result.verdict = "duplicate"
-                result.detail = (f"{len(arrivals)} notifications, {len(too_soon)} within repeat_interval "
-                                 f"{result.repeat_interval:.1f}s")
+            result.detail = f"got {arrivals[0].entry.severity}, expected {expect.severity}"
+        elif not expect.repeating and len(arrivals) > 1:
+            result.verdict = "duplicate"
+            result.detail = f"heard {len(arrivals)} times"
         ratio = result.ratio(scale)
         if result.verdict == "ok" and ratio is not None and ratio > RATIO_LIMIT:
             result.verdict, result.detail = "late", f"{ratio:.2f} x bound (limit {RATIO_LIMIT:g})"
         results.append(result)
-    unexpected = [n for n in notifications if id(n) not in accounted]
-    return ScenarioVerdict(results, unexpected, repeats, failed_deliveries)
+    # A notification that changed nothing is a repeat after repeat_interval, else a duplicate.
+    repeats, duplicates = [], []
+    last_sent: dict[tuple[str, frozenset], float] = {}
+    repeating = {(e.receiver, e.alert) for e in scenario.expected if e.repeating}
+    for n in notifications:
+        key = (n.receiver, frozenset((e.key, e.status) for e in n.entries))
+        previous = last_sent.get(key)
+        last_sent[key] = n.wall
+        if n not in unchanged or previous is None or all((n.receiver, e.alert) in repeating for e in n.entries):
+            continue
+        interval = min(_repeat_interval(n, e, rules, tree, scale) for e in n.entries) if n.entries else 0.0
+        (repeats if n.wall - previous >= interval * 0.9 else duplicates).append(n)
+    return ScenarioVerdict(results, [h for h in heard if id(h) not in accounted], repeats, failed_deliveries,
+                           scenario.incidents_expected, incidents_opened(notifications), duplicates)
+
+
+def _repeat_interval(n: Notification, entry: Entry, rules: RuleSet, tree: Route, scale: TimeScale) -> float:
+    rule = rule_for(rules, entry.alert, entry.severity)
+    labels = {"alertname": entry.alert, **(rule.labels if rule else {})}
+    delivery = delivery_to(tree, labels, n.receiver)
+    return max((delivery.repeat_interval if delivery else 4 * 3600.0) / scale.factor, MIN_INTERVAL)
