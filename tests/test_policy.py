@@ -170,8 +170,9 @@ CASES: list[tuple[str, str, Mutation, str, str]] = [
     ("data-protected", "Tempo unprotected", edit("tempo", nothing, kind=RELEASE, protect=False),
      "tempo", "persistent volumes"),
     # alert-rules-complete
+    # rules.1 is BackupJobFailed (rules.0 records the jobs' state)
     ("alert-rules-complete", "no severity",
-     _release_values("kube-prometheus-stack", _drop("additionalPrometheusRulesMap.backups.groups.1.rules.0.labels.severity")),
+     _release_values("kube-prometheus-stack", _drop("additionalPrometheusRulesMap.backups.groups.1.rules.1.labels.severity")),
      "kube-prometheus-stack", "severity"),
     ("alert-rules-complete", "no description",
      edit("nas-rules", _drop("spec.groups.0.rules.0.annotations.description")), "nas-rules", "`description`"),
