@@ -278,6 +278,25 @@ def _unit_command(homelab) -> tuple[list[str], dict[str, str]]:
     return command, env
 
 
+def _start_exporter(homelab, venv: Path, token: str, ca: Path, log) -> tuple[subprocess.Popen, int]:
+    """The unit's command and environment, as systemd gives them (the token file's value, the CA
+    of the fake instead of the system store), on a free port of 127.0.0.1; returns once it answers."""
+    command, env = _unit_command(homelab)
+    port = _free_port()
+    command = [str(venv / "bin" / "pve_exporter") if c.startswith(pve.VENV) else
+               f"127.0.0.1:{port}" if c.startswith("0.0.0.0:") else c for c in command]
+    env = {**env, "PVE_TOKEN_VALUE": token, "REQUESTS_CA_BUNDLE": str(ca), "PATH": os.environ["PATH"]}
+    proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).read()
+            return proc, port
+        except OSError:
+            assert proc.poll() is None and time.monotonic() < deadline, "the exporter did not start"
+            time.sleep(0.2)
+
+
 @pytest.fixture(scope="module")
 def cluster(homelab, exporter_venv, tmp_path_factory):
     work = tmp_path_factory.mktemp("pve")
@@ -294,22 +313,8 @@ def cluster(homelab, exporter_venv, tmp_path_factory):
                      Storage("nas-nfs", "nfs", "backup,iso", ("pve1", "pve2"), shared=1)]
     fake.replications = [Replication(101, "pve1", "pve2")]
     ports = {node: fake.start(node, cert, key) for node in ("pve1", "pve2")}
-    command, env = _unit_command(homelab)
-    port = _free_port()
-    command = [str(exporter_venv / "bin" / "pve_exporter") if c.startswith(pve.VENV) else
-               f"127.0.0.1:{port}" if c.startswith("0.0.0.0:") else c for c in command]
-    # As systemd gives it: the unit's environment and the token file; the CA is the fake's, not the system store.
-    env = {**env, "PVE_TOKEN_VALUE": TOKEN.split("=", 1)[1], "REQUESTS_CA_BUNDLE": str(cert), "PATH": os.environ["PATH"]}
     log = (work / "exporter.log").open("w")
-    proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).read()
-            break
-        except OSError:
-            assert proc.poll() is None and time.monotonic() < deadline, (work / "exporter.log").read_text()
-            time.sleep(0.2)
+    proc, port = _start_exporter(homelab, exporter_venv, TOKEN.split("=", 1)[1], cert, log)
     job = next(j for j in homelab.yaml("prometheus/scrape-configs.yaml")["scrape_configs"] if j["job_name"] == "pve")
     yield fake, ports, port, job, work
     proc.terminate()
@@ -405,24 +410,11 @@ def test_a_wrong_token_is_an_error_not_empty_metrics(homelab, exporter_venv, tmp
     cert, key = self_signed(tmp_path)
     fake = FakePveCluster()
     target = fake.start("pve1", cert, key)
-    command, env = _unit_command(homelab)
-    port = _free_port()
-    command = [str(exporter_venv / "bin" / "pve_exporter") if c.startswith(pve.VENV) else
-               f"127.0.0.1:{port}" if c.startswith("0.0.0.0:") else c for c in command]
-    env = {**env, "PVE_TOKEN_VALUE": "not-the-token", "REQUESTS_CA_BUNDLE": str(cert), "PATH": os.environ["PATH"]}
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc, port = _start_exporter(homelab, exporter_venv, "not-the-token", cert, subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/pve?target=127.0.0.1:{target}&cluster=1&node=1", timeout=30)
-                raise AssertionError("a rejected token must not give metrics")
-            except urllib.error.HTTPError as err:
-                assert err.code == 500
-                break
-            except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline
-                time.sleep(0.2)
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/pve?target=127.0.0.1:{target}&cluster=1&node=1", timeout=30)
+        assert err.value.code == 500
         assert fake.requests, "the exporter did ask the node"
     finally:
         proc.terminate()
