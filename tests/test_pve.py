@@ -4,10 +4,11 @@ fed to the same rules under promtool."""
 
 from __future__ import annotations
 
+import copy
 import hashlib
+import json
 import os
 import shlex
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +28,7 @@ from tests.configs import homelab_config
 from tests.fake_pve_inventory import TOKEN, FakePveCluster, Guest, Replication, Storage, self_signed
 from tests.stacks import homelab_sections
 from tests.test_alerts import _firing, _unit_test
+from tools.drill.processes import ManagedProcess, free_port, wait_ready
 from tools.offline_engine import ROOT
 
 VENV = ROOT / ".venv-pve-exporter"
@@ -265,12 +267,6 @@ def exporter_venv() -> Path:
     return VENV
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _unit_command(homelab) -> tuple[list[str], dict[str, str]]:
     """ExecStart and Environment= of the unit cloud-init installs, as systemd would run them."""
     files = {f["path"]: f["content"] for f in homelab.yaml("hosts/pbs/user-data.yaml")["write_files"]}
@@ -284,7 +280,7 @@ def _start_exporter(homelab, venv: Path, token: str, ca: Path, log) -> tuple[sub
     """The unit's command and environment, as systemd gives them (the token file's value, the CA
     of the fake instead of the system store), on a free port of 127.0.0.1; returns once it answers."""
     command, env = _unit_command(homelab)
-    port = _free_port()
+    port = free_port()
     command = [str(venv / "bin" / "pve_exporter") if c.startswith(pve.VENV) else
                f"127.0.0.1:{port}" if c.startswith("0.0.0.0:") else c for c in command]
     env = {**env, "PVE_TOKEN_VALUE": token, "REQUESTS_CA_BUNDLE": str(ca), "PATH": os.environ["PATH"]}
@@ -372,6 +368,50 @@ def test_a_healthy_cluster_exposes_what_the_rules_read_and_fires_nothing(homelab
             {"expr": 'ALERTS{service="virtualization"}', "eval_time": "80m", "exp_samples": []},
         ],
     }], files=RULES)
+
+
+def _query(base: str, expr: str) -> list[dict]:
+    with urllib.request.urlopen(f"{base}/api/v1/query?{urlencode({'query': expr})}", timeout=10) as response:
+        return json.loads(response.read())["data"]["result"]
+
+
+def test_a_real_prometheus_scrapes_every_node_with_the_rendered_job_and_evaluates_the_rules(homelab, cluster, tmp_path):
+    """The rendered `pve` job as it is (path, params, relabelling), only its addresses moved to
+    127.0.0.1 and its interval shortened; the rules evaluate on what it stores without an error."""
+    _, ports, port, job, _ = cluster
+    job = copy.deepcopy(job)
+    job.update(scrape_interval="2s", scrape_timeout="2s")
+    for static in job["static_configs"]:
+        static["targets"] = [f"127.0.0.1:{ports[static['labels']['pve_node']]}"]
+    for relabel in job["relabel_configs"]:
+        if relabel.get("target_label") == "__address__":
+            relabel["replacement"] = f"127.0.0.1:{port}"
+    rules = yaml.safe_load((homelab.out / "prometheus" / "rules" / "virtualization.yaml").read_text())
+    for group in rules["groups"]:
+        group["interval"] = "1s"
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump(rules))
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump({
+        "global": {"evaluation_interval": "1s"}, "rule_files": [str(tmp_path / "rules.yaml")], "scrape_configs": [job]}))
+    prom_port = free_port()
+    process = ManagedProcess("prometheus", ["prometheus", f"--config.file={tmp_path / 'prometheus.yml'}",
+                                            f"--storage.tsdb.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{prom_port}"],
+                             tmp_path / "prometheus.log").start()
+    base = f"http://127.0.0.1:{prom_port}"
+    try:
+        wait_ready(process, f"{base}/-/ready")
+        deadline = time.monotonic() + 60
+        while len(_query(base, 'up{job="pve"} == 1')) < 2 or not _query(base, "pve_not_backed_up_total"):
+            assert time.monotonic() < deadline, _query(base, 'up{job="pve"}')
+            time.sleep(0.5)
+        # Each node is its own target, labelled by its name; each answers for the whole cluster.
+        assert {r["metric"]["instance"] for r in _query(base, 'pve_up{id="node/pve1"}')} == {"pve1", "pve2"}
+        time.sleep(3)  # a few evaluations on the stored series
+        with urllib.request.urlopen(f"{base}/api/v1/rules", timeout=10) as response:
+            evaluated = [r for g in json.loads(response.read())["data"]["groups"] for r in g["rules"]]
+        assert len(evaluated) == len(rules["groups"][0]["rules"])
+        assert [(r["name"], r.get("lastError")) for r in evaluated if r["health"] != "ok"] == []
+    finally:
+        process.stop()
 
 
 def test_a_degraded_cluster_fires_every_virtualization_alert(homelab, cluster, tmp_path):
