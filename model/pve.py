@@ -94,9 +94,9 @@ def install_script() -> str:
 NODES, CLUSTERS, STORAGES = 'id=~"node/.*"', 'id=~"cluster/.*"', 'id=~"storage/.*"'
 
 
-def _by_id(selector: str, agg: str = "min") -> str:
-    # Every scraped node reports the cluster: one series per id, whoever reported it.
-    return f"{agg} by (id) (pve_up{{{selector}}})"
+def _by_id(selector: str) -> str:
+    # Every scraped node reports the cluster: one series per id, down if any member says so.
+    return f"min by (id) (pve_up{{{selector}}})"
 
 
 def _node_label(expr: str, prefix: str) -> str:
