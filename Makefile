@@ -28,6 +28,13 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
+# prometheus-pve-exporter's own venv, the pinned set the pbs host installs (tests/test_pve.py runs it).
+PVE_EXPORTER_VENV := .venv-pve-exporter
+$(PVE_EXPORTER_VENV)/.requirements-sha256: exporters/pve-exporter-requirements.txt
+	$(PYTHON) -m venv --clear $(PVE_EXPORTER_VENV)
+	$(PVE_EXPORTER_VENV)/bin/pip install --quiet --disable-pip-version-check -r $<
+	sha256sum $< | cut -d' ' -f1 | tr -d '\n' > $@
+
 # The program's .venv alone: what `pulumi preview`/`up` and the policy pack run in (CI).
 venv: $(VENV)/.runtime
 
@@ -53,7 +60,7 @@ lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check --no-cache .
 	$(VENV)/bin/lint-imports --no-cache
 
-test: lint $(VENV)/.dev system-tools helm node_modules/.package-lock.json
+test: lint $(VENV)/.dev system-tools helm node_modules/.package-lock.json $(PVE_EXPORTER_VENV)/.requirements-sha256
 	$(PY) -m pytest
 
 drill: $(VENV)/.dev system-tools

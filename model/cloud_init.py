@@ -14,9 +14,9 @@ from typing import Mapping
 
 import yaml
 
-from model import recovery
+from model import pve, recovery
 from model.config import Role, StackConfig
-from model.secrets import K3S_TOKEN
+from model.secrets import K3S_TOKEN, PVE_EXPORTER_TOKEN
 from model.hosts import DATA_DISK_DEVICE, VmPlan, scheduling_for
 
 PBS_SUITE = "bookworm"
@@ -210,12 +210,36 @@ def _recovery_service(cfg: StackConfig, vm: VmPlan, doc: dict, secrets: Mapping[
     ]
 
 
+def _pve_exporter(cfg: StackConfig, doc: dict, secrets: Mapping[str, str]) -> None:
+    """Installs prometheus-pve-exporter (model/pve.py) into its venv, with its unit and token.
+
+    The token's secret comes from the stack (PVE makes it when `pveum user token add` runs, on a
+    node, not here) and lands in a root-only environment file; the unit names only its path."""
+    assert cfg.pve_exporter is not None
+    doc["packages"] += ["python3-venv", "ca-certificates"]
+    if cfg.pve_exporter.ca_certificate:
+        doc["ca_certs"] = {"trusted": [cfg.pve_exporter.ca_certificate]}
+    doc["write_files"] += [
+        {"path": pve.REQUIREMENTS_PATH, "content": pve.REQUIREMENTS.read_text(), "permissions": "0644"},
+        {"path": pve.UNIT_PATH, "content": pve.unit(cfg), "permissions": "0644"},
+        {"path": pve.TOKEN_ENV_PATH, "content": f"PVE_TOKEN_VALUE={secrets[PVE_EXPORTER_TOKEN]}\n", "permissions": "0600",
+         "owner": "root:root"},
+    ]
+    doc["runcmd"] += [
+        ["sh", "-c", pve.install_script()],
+        ["systemctl", "daemon-reload"],
+        ["systemctl", "enable", "--now", "prometheus-pve-exporter.service"],
+    ]
+
+
 def user_data(cfg: StackConfig, vm: VmPlan, secrets: Mapping[str, str]) -> dict:
     doc = _base(cfg, vm)
     if vm.role == Role.PBS:
         _pbs(cfg, vm, doc)
         if cfg.recovery and vm.name == recovery.host_name(cfg):
             _recovery_service(cfg, vm, doc, secrets)
+        if cfg.pve_exporter and vm.name == pve.host_name(cfg):
+            _pve_exporter(cfg, doc, secrets)
     else:
         _k3s_agent(cfg, vm, doc, secrets)
         if cfg.reports and vm.role == Role.PROMETHEUS:

@@ -632,6 +632,15 @@ class Slo(ConfigModel):
 
 class PagerDutyReceiver(ConfigModel):
     severity: str = "critical"
+    # The secret with this receiver's integration key: each PagerDuty service has its own.
+    routing_key_secret: str = secrets.PAGERDUTY_ROUTING_KEY
+
+    @field_validator("routing_key_secret")
+    @classmethod
+    def _known_key(cls, key: str) -> str:
+        if key not in secrets.PAGERDUTY_KEYS:
+            raise ValueError(f"must be one of {', '.join(secrets.PAGERDUTY_KEYS)} (got {key!r})")
+        return key
 
 
 class MattermostReceiver(ConfigModel):
@@ -885,6 +894,31 @@ class Probes(ConfigModel):
         return found
 
 
+# --- the virtualization layer ---------------------------------------------------------------
+
+class PveExporter(ConfigModel):
+    """prometheus-pve-exporter on the pbs host (model/pve.py), scraping every node of proxmox.nodes."""
+
+    # The read-only API token (PVEAuditor on /) as user@realm!name; its secret is pveExporterToken.
+    token_id: str = Field(pattern=r"^[^\s:/@!]+@[A-Za-z0-9._-]+![A-Za-z][A-Za-z0-9._-]*$")
+    port: int = Field(default=9221, ge=1024, le=65535)
+    scrape_interval: PromDuration = "1m"
+    scrape_timeout: PromDuration = "30s"
+    verify_tls: bool = True
+    # The CA of the nodes' API certificates when it is not publicly trusted (PVE's own:
+    # /etc/pve/pve-root-ca.pem); cloud-init adds it to the pbs host's trust store.
+    ca_certificate: Annotated[str, AfterValidator(_pem_certificates)] | None = None
+    # Where the exporter reaches a node's API (host or host:port); default <node>.<site.domain>.
+    node_addresses: dict[str, Annotated[str, Field(pattern=r"^[A-Za-z0-9.-]+(:\d+)?$")]] = Field(default_factory=dict)
+
+    def problems(self, root: "StackConfig") -> list[Problem]:
+        found = [Problem(f"pveExporter.nodeAddresses.{node}", f"unknown Proxmox node (proxmox.nodes: {', '.join(root.proxmox.nodes)})")
+                 for node in self.node_addresses if node not in root.proxmox.nodes]
+        if duration_seconds(self.scrape_timeout) > duration_seconds(self.scrape_interval):
+            found.append(Problem("pveExporter.scrapeTimeout", f"must not exceed pveExporter.scrapeInterval ({self.scrape_interval})"))
+        return found
+
+
 class StackConfig(ConfigModel):
     site: Site
     proxmox: Proxmox
@@ -902,6 +936,7 @@ class StackConfig(ConfigModel):
     recovery: Recovery | None = None
     reports: Reports | None = None
     probes: Probes | None = None
+    pve_exporter: PveExporter | None = None
 
     def backup_room(self) -> Receiver | None:
         """The mattermost receiver the backup service's news goes to: `reports.announceTo`, or
@@ -944,6 +979,7 @@ class StackConfig(ConfigModel):
         found += self.recovery.problems(self) if self.recovery else []
         found += self.reports.problems(self) if self.reports else []
         found += self.probes.problems(self) if self.probes else []
+        found += self.pve_exporter.problems(self) if self.pve_exporter else []
         return found
 
     def _metrics_problems(self) -> list[Problem]:
@@ -1010,12 +1046,15 @@ def required_secrets(cfg: StackConfig) -> list[str]:
     receivers = cfg.alerting.receivers if cfg.alerting else []
     if any(r.pagerduty for r in receivers):
         needed.append(secrets.PAGERDUTY_ROUTING_KEY)
+    needed += [r.pagerduty.routing_key_secret for r in receivers if r.pagerduty]
     if any(r.mattermost for r in receivers):
         needed.append(secrets.MATTERMOST_WEBHOOK_URL)
     if any(r.heartbeat and r.heartbeat.bearer_token for r in receivers):
         needed.append(secrets.HEARTBEAT_TOKEN)
     if cfg.grafana and cfg.grafana.tls and cfg.grafana.tls.from_secrets:
         needed += [secrets.GRAFANA_TLS_CERTIFICATE, secrets.GRAFANA_TLS_PRIVATE_KEY]
+    if cfg.pve_exporter:
+        needed.append(secrets.PVE_EXPORTER_TOKEN)
     if cfg.recovery:
         needed += [secrets.RECOVERY_WEBHOOK_TOKEN, secrets.RECOVERY_PVE_READ_TOKEN]
         if cfg.recovery.mode("pve-backup-rerun") != "off":

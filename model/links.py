@@ -37,6 +37,7 @@ DASHBOARD_FOLDERS: dict[str, str] = {
     "logs": "platform",
     "node-disk": "platform",
     "runbook-hub": "runbooks",
+    "virtualization": "platform",
 }
 RUNBOOK_HUB_UID = "runbook-hub"
 
@@ -49,6 +50,7 @@ SERVICE_DASHBOARDS: dict[str, str] = {
     # The playbook reads interface saturation beside the burn rates.
     "network": "latency-budget",
     "logs": "logs",
+    "virtualization": "virtualization",
 }
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from model import probes
+from model import probes, pve
 from model.config import Role, StackConfig
 from model.endpoints import SNMP_EXPORTER_PORT
 from model.hosts import scheduling_for
@@ -101,6 +101,7 @@ def static_scrape_jobs(cfg: StackConfig) -> list[ScrapeJob]:
             "static_configs": _static([url.netloc], "metrics", federated_from=source.name),
         }))
     jobs += [ScrapeJob(config["job_name"], target.service, config) for target, config in probes.scrape_configs(cfg)]
+    jobs += [ScrapeJob(config["job_name"], pve.SERVICE, config) for config in pve.scrape_configs(cfg)]
     return jobs
 
 

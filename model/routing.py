@@ -20,6 +20,7 @@ SECRET_FILES = {
     secrets.PAGERDUTY_ROUTING_KEY: "pagerduty-routing-key",
     secrets.MATTERMOST_WEBHOOK_URL: "mattermost-webhook-url",
     secrets.HEARTBEAT_TOKEN: "heartbeat-token",
+    secrets.VIRTUALIZATION_PAGERDUTY_ROUTING_KEY: "virtualization-pagerduty-routing-key",
 }
 
 
@@ -44,7 +45,7 @@ def _receiver(receiver: Receiver) -> dict:
     out: dict = {"name": receiver.name}
     if receiver.pagerduty:
         out["pagerduty_configs"] = [{
-            "routing_key_file": secret_path(secrets.PAGERDUTY_ROUTING_KEY),
+            "routing_key_file": secret_path(receiver.pagerduty.routing_key_secret),
             "severity": receiver.pagerduty.severity,
             "description": PAGERDUTY_SUMMARY,
             "send_resolved": True,

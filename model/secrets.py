@@ -24,6 +24,10 @@ RECOVERY_PVE_FALLBACK_TOKEN = "recoveryPveFallbackToken"
 RECOVERY_TRUENAS_API_KEY = "recoveryTrueNasApiKey"
 GRAFANA_TLS_CERTIFICATE = "grafanaTlsCertificate"
 GRAFANA_TLS_PRIVATE_KEY = "grafanaTlsPrivateKey"
+PVE_EXPORTER_TOKEN = "pveExporterToken"
+VIRTUALIZATION_PAGERDUTY_ROUTING_KEY = "virtualizationPagerdutyRoutingKey"
+# The secrets a pagerduty receiver may name as its `routingKeySecret`: one PagerDuty service each.
+PAGERDUTY_KEYS = (PAGERDUTY_ROUTING_KEY, VIRTUALIZATION_PAGERDUTY_ROUTING_KEY)
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,11 @@ SECRETS: dict[str, SecretSpec] = {
                    "7-xxxxxxxx"),
         SecretSpec(GRAFANA_TLS_CERTIFICATE, "PEM certificate (chain) of grafana.url's host (grafana.tls.fromSecrets)", "-----BEGIN CERTIFICATE-----..."),
         SecretSpec(GRAFANA_TLS_PRIVATE_KEY, "PEM private key of that certificate (grafana.tls.fromSecrets)", "-----BEGIN PRIVATE KEY-----..."),
+        SecretSpec(PVE_EXPORTER_TOKEN, "secret (UUID) of the read-only PVEAuditor API token pveExporter.tokenId",
+                   "<uuid printed by pveum user token add>"),
+        SecretSpec(VIRTUALIZATION_PAGERDUTY_ROUTING_KEY,
+                   "PagerDuty Events API v2 integration key of the virtualization on-call (routingKeySecret of its receiver)",
+                   "R0123456789abcdef0123456789abcdef"),
     ]
 }
 

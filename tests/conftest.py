@@ -22,6 +22,8 @@ FAKE_SECRETS = {
     "recoveryPveBackupToken": "recovery@pve!backup=fake-backup-8a2b",
     "recoveryPveFallbackToken": "recovery@pve!fallback=fake-fallback-5e4d",
     "recoveryTrueNasApiKey": "7-fake-truenas-key-0b9c",
+    "pveExporterToken": "fake-pve-exporter-token-4d7a",
+    "virtualizationPagerdutyRoutingKey": "pd-virtualization-key-2c8e5f1a",
 }
 
 

@@ -408,7 +408,8 @@ def test_a_scrape_job_that_vanished_is_reported(homelab, tmp_path):
     present = [f'up{{job="{j}",service="{s}",instance="x"}}' for j, s in
                (("pbs-exporter", "backups"), ("recovery", "backups"), ("snmp-core-switch", "network"), ("snmp-nas", "storage"),
                 ("snmp-ups", "power"), ("federate-homelab-cluster", "metrics"),
-                ("probe-api-gateway-health", "api-gateway"), ("probe-api-gateway-openapi", "api-gateway"))]
+                ("probe-api-gateway-health", "api-gateway"), ("probe-api-gateway-openapi", "api-gateway"),
+                ("pve", "virtualization"))]
     _unit_test(homelab, tmp_path, [{
         "interval": "1m",
         "input_series": [{"series": s, "values": "1x30"} for s in present],

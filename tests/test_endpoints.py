@@ -77,8 +77,10 @@ def test_scrape_configs_and_collector_exporters_follow(moved):
     scrape = values["kube-prometheus-stack"]["prometheus"]["prometheusSpec"]["additionalScrapeConfigs"]
     exporters_scraped = {(job["job_name"].split("-")[0], r["replacement"]) for job in scrape
                          for r in job.get("relabel_configs", []) if r.get("target_label") == "__address__"}
-    assert {kind for kind, _ in exporters_scraped} == {"snmp", "probe"}
-    for kind, address in exporters_scraped:
+    assert {kind for kind, _ in exporters_scraped} == {"snmp", "probe", "pve"}
+    # The PVE exporter runs on the pbs host, outside the cluster: no namespace to follow.
+    assert ("pve", "192.168.30.20:9221") in exporters_scraped
+    for kind, address in exporters_scraped - {("pve", "192.168.30.20:9221")}:
         release = {"snmp": "prometheus-snmp-exporter", "probe": "prometheus-blackbox-exporter"}[kind]
         assert address.startswith(f"{release}.{METRICS_NS}.svc"), address
     exporters = values["otel-collector"]["config"]["exporters"]

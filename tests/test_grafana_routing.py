@@ -69,7 +69,7 @@ LABEL_SETS = [
     for combo in itertools.product(
         ["Watchdog", "BackupJobFailed", "LatencyBudgetBurn"],
         ["critical", "warning", "Critical", None],
-        ["backups", "api-gateway", "backups-offsite", None],
+        ["backups", "api-gateway", "backups-offsite", "virtualization", None],
     )
 ]
 

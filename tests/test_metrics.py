@@ -94,7 +94,7 @@ def test_scrape_configs_and_rules_load_in_prometheus(homelab, tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     jobs = {j["job_name"]: j for j in scrape}
     assert set(jobs) == {"pbs-exporter", "pbs-node", "recovery", "snmp-core-switch", "snmp-nas", "snmp-ups",
-                         "federate-homelab-cluster", "probe-api-gateway-health", "probe-api-gateway-openapi"}
+                         "federate-homelab-cluster", "probe-api-gateway-health", "probe-api-gateway-openapi", "pve"}
     assert jobs["recovery"]["static_configs"][0]["targets"] == ["192.168.30.20:9847"]
     port = homelab_sections().get("pbsExporter", {}).get("port", 9797)
     assert jobs["pbs-exporter"]["static_configs"][0]["targets"] == [f"192.168.30.20:{port}"]
@@ -111,7 +111,8 @@ def test_receiver_secrets_live_only_in_the_kubernetes_secret(homelab):
     raw = rec.raw_inputs[secret.urn]["stringData"]
     assert raw == {"pagerduty-routing-key": rec.secret_values["pagerdutyRoutingKey"],
                    "mattermost-webhook-url": rec.secret_values["mattermostWebhookUrl"],
-                   "heartbeat-token": rec.secret_values["alertingHeartbeatToken"]}
+                   "heartbeat-token": rec.secret_values["alertingHeartbeatToken"],
+                   "virtualization-pagerduty-routing-key": rec.secret_values["virtualizationPagerdutyRoutingKey"]}
     release = _release(homelab, "kube-prometheus-stack")
     assert release.inputs["values"]["alertmanager"]["alertmanagerSpec"]["secrets"] == ["alertmanager-receivers"]
     assert secret.urn in release.options["dependsOn"]

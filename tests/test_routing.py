@@ -18,7 +18,7 @@ def am_config(homelab):
 def test_amtool_accepts_the_config(am_config):
     result = run_tool("amtool", "check-config", am_config)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "4 receivers" in result.stdout
+    assert "5 receivers" in result.stdout
 
 
 @pytest.mark.parametrize("labels,receivers", [
@@ -27,6 +27,9 @@ def test_amtool_accepts_the_config(am_config):
     (["alertname=BackupsStale", "severity=warning", "service=backups"], "mattermost-backup-room"),
     (["alertname=ApiGatewayLatencyBudgetBurn", "severity=critical", "service=api-gateway"], "pagerduty-primary"),
     (["alertname=NodeDiskUsageHigh", "severity=warning", "service=nodes"], "mattermost-ops-room"),
+    # Proxmox VE pages reach the virtualization on-call as well as the seed's page; its tickets stay in the ops room.
+    (["alertname=PveNodeDown", "severity=critical", "service=virtualization"], "pagerduty-primary,virtualization-oncall"),
+    (["alertname=PveGuestNotBackedUp", "severity=warning", "service=virtualization"], "mattermost-ops-room"),
     # The Watchdog never pages, whatever labels it carries.
     (["alertname=Watchdog", "severity=critical", "service=backups"], "watchdog-heartbeat"),
 ])

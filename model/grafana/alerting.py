@@ -43,7 +43,7 @@ def contact_points(stack: StackConfig) -> list[dict[str, Any]]:
     for name in route_receivers(alert_routing_tree(stack)):
         r = receivers[name]  # StackConfig.problems() guarantees every routed receiver exists
         if r.pagerduty:
-            integration = {"pagerduties": [{"integration_key": SecretRef(secrets.PAGERDUTY_ROUTING_KEY),
+            integration = {"pagerduties": [{"integration_key": SecretRef(r.pagerduty.routing_key_secret),
                                             "severity": r.pagerduty.severity, "summary": NOTIFICATION_TITLE,
                                             "class_": "{{ .CommonLabels.service }}"}]}
         elif r.mattermost:
