@@ -592,12 +592,14 @@ class LatencySli(ConfigModel):
 
 
 class Sli(ConfigModel):
-    """Exactly one of: goodEvents/totalEvents, badEvents/totalEvents (counter selectors), latency."""
+    """Exactly one of: goodEvents/totalEvents, badEvents/totalEvents (counter selectors), latency,
+    probe (a configured probe target: each of its probes is an event, good when it succeeded)."""
 
     good_events: str | None = Field(default=None, pattern=SERIES_SELECTOR)
     bad_events: str | None = Field(default=None, pattern=SERIES_SELECTOR)
     total_events: str | None = Field(default=None, pattern=SERIES_SELECTOR)
     latency: LatencySli | None = None
+    probe: str | None = Field(default=None, min_length=1)
 
 
 class Slo(ConfigModel):
@@ -620,14 +622,24 @@ class Slo(ConfigModel):
         if not self.alerts and self.min_bad_events > 1:
             found.append(Problem(f"{at}.minBadEvents", "has no effect with alerts: false (the SLO raises no alert)"))
         sli = self.sli
-        kinds = [k for k, set_ in (("goodEvents", sli.good_events), ("badEvents", sli.bad_events), ("latency", sli.latency)) if set_]
+        kinds = [k for k, set_ in (("goodEvents", sli.good_events), ("badEvents", sli.bad_events), ("latency", sli.latency),
+                                   ("probe", sli.probe)) if set_]
         if len(kinds) != 1:
-            found.append(Problem(f"{at}.sli", f"needs exactly one of goodEvents, badEvents or latency (got {', '.join(kinds) or 'none'})"))
-        elif kinds[0] != "latency" and not sli.total_events:
+            found.append(Problem(f"{at}.sli", f"needs exactly one of goodEvents, badEvents, latency or probe (got {', '.join(kinds) or 'none'})"))
+        elif kinds[0] in ("goodEvents", "badEvents") and not sli.total_events:
             found.append(Problem(f"{at}.sli.totalEvents", f"is required with {kinds[0]}"))
         elif kinds[0] == "latency" and sli.total_events:
             found.append(Problem(f"{at}.sli.totalEvents", "is not used with latency (the histogram's _count is the total)"))
+        elif kinds[0] == "probe" and sli.total_events:
+            found.append(Problem(f"{at}.sli.totalEvents", "is not used with probe (every probe is an event)"))
         return found
+
+    def probe_problems(self, at: str, probes: "Probes | None") -> list[Problem]:
+        """A probe SLI names a configured probe target (probes.targets[].name)."""
+        names = [t.name for t in probes.targets] if probes else []
+        if self.sli.probe and self.sli.probe not in names:
+            return [Problem(f"{at}.sli.probe", f"unknown probe {self.sli.probe!r} (probes.targets: {', '.join(names) or 'none'})")]
+        return []
 
 
 class PagerDutyReceiver(ConfigModel):
@@ -954,6 +966,7 @@ class StackConfig(ConfigModel):
                 found.append(Problem(f"slos[{i}].name", f"{slo.name!r} is used twice"))
             names.add(slo.name)
             found += slo.problems(f"slos[{i}]")
+            found += slo.probe_problems(f"slos[{i}]", self.probes)
         if self.alerting is None:
             if self.hosts_with_role(Role.PROMETHEUS):
                 found.append(Problem("alerting", "is required: the routing table of Alertmanager"))
