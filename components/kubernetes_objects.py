@@ -84,6 +84,37 @@ class CronJob(_KubernetesObject):
         super().__init__(resource_name, {"metadata": metadata, "spec": spec}, opts)
 
 
+class Service(_KubernetesObject):
+    kind = "Service"
+
+    def __init__(self, resource_name: str, metadata: Mapping[str, Any], spec: Mapping[str, Any],
+                 opts: pulumi.ResourceOptions | None = None):
+        super().__init__(resource_name, {"metadata": metadata, "spec": spec}, opts)
+
+
+class Deployment(_KubernetesObject):
+    kind = "Deployment"
+    api_version = "apps/v1"
+    type_prefix = "kubernetes:apps/v1"
+    aliases = ("kubernetes:apps/v1beta1:Deployment", "kubernetes:apps/v1beta2:Deployment",
+               "kubernetes:extensions/v1beta1:Deployment")
+
+    def __init__(self, resource_name: str, metadata: Mapping[str, Any], spec: Mapping[str, Any],
+                 opts: pulumi.ResourceOptions | None = None):
+        super().__init__(resource_name, {"metadata": metadata, "spec": spec}, opts)
+
+
+class Ingress(_KubernetesObject):
+    kind = "Ingress"
+    api_version = "networking.k8s.io/v1"
+    type_prefix = "kubernetes:networking.k8s.io/v1"
+    aliases = ("kubernetes:extensions/v1beta1:Ingress", "kubernetes:networking.k8s.io/v1beta1:Ingress")
+
+    def __init__(self, resource_name: str, metadata: Mapping[str, Any], spec: Mapping[str, Any],
+                 opts: pulumi.ResourceOptions | None = None):
+        super().__init__(resource_name, {"metadata": metadata, "spec": spec}, opts)
+
+
 class CustomObject(pulumi.CustomResource):
     """An object of a custom resource kind (e.g. cert-manager's Certificate), from its plain manifest."""
 

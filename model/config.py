@@ -67,6 +67,21 @@ PROXMOX_TAG = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 HOSTNAME = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 
+class RunbookHub(ConfigModel):
+    """The runbook hub at site.runbookHubUrl: served by the stack, or an existing forge.
+
+    `serve: false` when runbookHubUrl points at a forge (Gitea, GitLab, GitHub) that renders
+    this repository's runbooks/<AlertName>.md itself; nothing is deployed for it then.
+    """
+
+    serve: bool = True
+    ingress_class: str = "traefik"
+    # The ingress's certificate Secret for an https URL; with certManager, cert-manager's
+    # ingress-shim issues it from the Ingress's annotation, otherwise it must already exist.
+    tls_secret_name: str | None = Field(default=None, pattern=r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$")
+    cert_manager: "CertManagerIssuer | None" = None
+
+
 class Site(ConfigModel):
     """Facts about the homelab that every part of the stack shares."""
 
@@ -76,6 +91,22 @@ class Site(ConfigModel):
     ntp_servers: list[str] = Field(default_factory=lambda: ["0.debian.pool.ntp.org", "1.debian.pool.ntp.org"], min_length=1)
     # Every alert's runbook_url is <runbookHubUrl>/runbooks/<AlertName>.md.
     runbook_hub_url: str = Field(pattern=r"^https?://[^\s]+[^/\s]$")
+    runbook_hub: RunbookHub = Field(default_factory=RunbookHub)
+
+    def problems(self, root: "StackConfig") -> list[Problem]:
+        hub = self.runbook_hub
+        if not hub.serve:
+            return []
+        found = []
+        if self.runbook_hub_url.startswith("https://") and not hub.tls_secret_name:
+            found.append(Problem("site.runbookHub.tlsSecretName",
+                                 "is required to serve an https runbookHubUrl (the ingress's certificate Secret); "
+                                 "or serve: false when the URL is a forge"))
+        if hub.cert_manager and not hub.tls_secret_name:
+            found.append(Problem("site.runbookHub.certManager", "needs tlsSecretName: the Secret cert-manager issues into"))
+        if not root.hosts_with_role(Role.PROMETHEUS):
+            found.append(Problem("site.runbookHub.serve", "needs a prometheus host: the hub runs beside Prometheus"))
+        return found
 
 
 CHECKSUM_HEX_DIGITS = {"sha256": 64, "sha512": 128}
@@ -945,6 +976,7 @@ class StackConfig(ConfigModel):
     def problems(self) -> list[Problem]:
         """Everything a field alone cannot know: references, uniqueness, role rules."""
         found: list[Problem] = []
+        found += self.site.problems(self)
         for section in (self.network, self.grafana):
             if section is not None:
                 found += section.problems(self)
