@@ -100,10 +100,11 @@ def _dashboard_links(grafana_url: str, services: list[str], titles: dict[str, st
 
 def _page(title: str, body: str, depth: int) -> str:
     up = "../" * depth
+    nav = f'<nav><a href="{up}index.html">All runbooks</a></nav>\n' if depth else ""
     return (f'<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
             f"<title>{html.escape(title)} · Runbooks</title>\n"
             f'<link rel="stylesheet" href="{up}style.css">\n</head>\n<body>\n'
-            f'<nav><a href="{up}index.html">All runbooks</a></nav>\n{body}</body>\n</html>\n')
+            f'{nav}{body}</body>\n</html>\n')
 
 
 def _links_box(rules: list[dict[str, Any]], grafana_url: str | None, titles: dict[str, str]) -> str:
@@ -126,7 +127,10 @@ def _links_box(rules: list[dict[str, Any]], grafana_url: str | None, titles: dic
 def render_runbook(book: Runbook, rules: list[dict[str, Any]], grafana_url: str | None,
                    titles: dict[str, str]) -> str:
     body = _MARKDOWN.render(book.path.read_text())
-    return _page(book.title, _links_box(rules, grafana_url, titles) + f"<main>\n{body}</main>\n", depth=1)
+    # The links right under the runbook's title, before its text.
+    head, sep, rest = body.partition("</h1>\n")
+    body = f"{head}{sep}{_links_box(rules, grafana_url, titles)}{rest}" if sep else _links_box(rules, grafana_url, titles) + body
+    return _page(book.title, f"<main>\n{body}</main>\n", depth=1)
 
 
 def render_index(books: list[Runbook], rules: dict[str, list[dict[str, Any]]]) -> str:
@@ -135,9 +139,11 @@ def render_index(books: list[Runbook], rules: dict[str, list[dict[str, Any]]]) -
         own = rules.get(book.alert, [])
         severities = ", ".join(dict.fromkeys(r["labels"].get("severity", "?") for r in own)) or "no rule in this stack"
         services = ", ".join(dict.fromkeys(r["labels"]["service"] for r in own))
+        # What the alert says when it fires; a runbook without a rule here has only its title.
+        summary = own[0]["annotations"]["summary"] if own else book.title
         rows.append(f'<tr><td><a href="{page_path(book.alert)}">{html.escape(book.alert)}</a></td>'
-                    f"<td>{html.escape(book.title)}</td><td>{html.escape(severities)}</td><td>{html.escape(services)}</td></tr>")
-    table = ("<table>\n<thead><tr><th>Alert</th><th>Runbook</th><th>Severity</th><th>Service</th></tr></thead>\n<tbody>\n"
+                    f"<td>{html.escape(summary)}</td><td>{html.escape(severities)}</td><td>{html.escape(services)}</td></tr>")
+    table = ("<table>\n<thead><tr><th>Alert</th><th>Summary</th><th>Severity</th><th>Service</th></tr></thead>\n<tbody>\n"
              + "\n".join(rows) + "\n</tbody>\n</table>\n")
     return _page("Runbooks", f"<main>\n<h1>Runbooks</h1>\n<p>One per alert of the stack.</p>\n{table}</main>\n", depth=0)
 
