@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any, Iterable
@@ -103,6 +104,8 @@ class RealProbes:
         if unknown:
             raise DrillConfigError(f"endpoint outage of {', '.join(unknown)}: not a probe job of the rendered scrape "
                                    f"configs ({', '.join(self.jobs) or 'none'})")
+        if shutil.which(BLACKBOX_EXPORTER) is None:
+            raise DrillConfigError(f"{BLACKBOX_EXPORTER} not found: run scripts/install-system-tools.sh")
         self.api = ApiServer(clock, outages)
         self.port = free_port()
         self.config_file = write_yaml(work / "blackbox.yml", blackbox_config(config, scale))
