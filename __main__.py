@@ -15,6 +15,15 @@ except ConfigError as exc:
     raise pulumi.RunError(str(exc)) from None
 config, secrets = settings.config, settings.secrets
 
+if config.site.runbook_hub.serve:
+    from model.runbook_hub import SiteTooLarge, build_site
+
+    # Rendered before any resource is registered: pages that cannot be served stop the program here.
+    try:
+        hub_files = build_site(config)
+    except SiteTooLarge as exc:
+        raise pulumi.RunError(str(exc)) from None
+
 hosts = ProxmoxHosts("hosts", HostsArgs(config, secrets, settings.kubernetes_context, settings.kubeconfig))
 pulumi.export("vmAddresses", hosts.addresses)
 pulumi.export("vmIds", {p.name: p.host.vm_id for p in hosts.plans})
@@ -32,6 +41,12 @@ if config.reports:
     reports = PbsReports("reports", config, pulumi.get_stack(), depends_on=[metrics])
     pulumi.export("pbsReportSchedule", reports.schedule)
     pulumi.export("pbsReportArchive", reports.archive)
+
+if config.site.runbook_hub.serve:
+    from components.runbook_hub import RunbookHub
+
+    hub = RunbookHub("runbook-hub", config, hub_files, depends_on=[metrics])
+    pulumi.export("runbookHubUrl", hub.url)
 
 if config.logs:
     from components.logs import LogsArgs, Loki

@@ -5,7 +5,8 @@ of the offline preview's budget, for three kinds. These classes register exactly
 SDK's Namespace, Secret and PersistentVolumeClaim register (type token, camelCase inputs,
 provider version, secret outputs, aliases); tests/test_kubernetes_objects.py proves it against
 the SDK classes on the mock engine. The report's CronJob is the same story for batch/v1, and
-CustomObject (cert-manager's Certificate) for apiextensions.CustomResource.
+CustomObject (cert-manager's Certificate) for apiextensions.CustomResource, the runbook hub's
+Deployment, Service and Ingress for apps/v1, core/v1 and networking.k8s.io/v1.
 """
 
 from __future__ import annotations
@@ -57,12 +58,16 @@ class Secret(_KubernetesObject):
                                          "type": type}, opts, secret_outputs=["data", "stringData"])
 
 
-class PersistentVolumeClaim(_KubernetesObject):
-    kind = "PersistentVolumeClaim"
+class _WithSpec(_KubernetesObject):
+    """A kind made of metadata and spec."""
 
     def __init__(self, resource_name: str, metadata: Mapping[str, Any], spec: Mapping[str, Any],
                  opts: pulumi.ResourceOptions | None = None):
         super().__init__(resource_name, {"metadata": metadata, "spec": spec}, opts)
+
+
+class PersistentVolumeClaim(_WithSpec):
+    kind = "PersistentVolumeClaim"
 
 
 class ConfigMap(_KubernetesObject):
@@ -73,15 +78,30 @@ class ConfigMap(_KubernetesObject):
         super().__init__(resource_name, {"metadata": metadata, "data": data}, opts)
 
 
-class CronJob(_KubernetesObject):
+class CronJob(_WithSpec):
     kind = "CronJob"
     api_version = "batch/v1"
     type_prefix = "kubernetes:batch/v1"
     aliases = ("kubernetes:batch/v1beta1:CronJob", "kubernetes:batch/v2alpha1:CronJob")
 
-    def __init__(self, resource_name: str, metadata: Mapping[str, Any], spec: Mapping[str, Any],
-                 opts: pulumi.ResourceOptions | None = None):
-        super().__init__(resource_name, {"metadata": metadata, "spec": spec}, opts)
+
+class Service(_WithSpec):
+    kind = "Service"
+
+
+class Deployment(_WithSpec):
+    kind = "Deployment"
+    api_version = "apps/v1"
+    type_prefix = "kubernetes:apps/v1"
+    aliases = ("kubernetes:apps/v1beta1:Deployment", "kubernetes:apps/v1beta2:Deployment",
+               "kubernetes:extensions/v1beta1:Deployment")
+
+
+class Ingress(_WithSpec):
+    kind = "Ingress"
+    api_version = "networking.k8s.io/v1"
+    type_prefix = "kubernetes:networking.k8s.io/v1"
+    aliases = ("kubernetes:extensions/v1beta1:Ingress", "kubernetes:networking.k8s.io/v1beta1:Ingress")
 
 
 class CustomObject(pulumi.CustomResource):

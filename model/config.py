@@ -67,6 +67,21 @@ PROXMOX_TAG = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 HOSTNAME = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 
+class RunbookHub(ConfigModel):
+    """The runbook hub at site.runbookHubUrl: served by the stack, or an existing forge.
+
+    `serve: false` when runbookHubUrl points at a forge (Gitea, GitLab, GitHub) that renders
+    this repository's runbooks/<AlertName>.md itself; nothing is deployed for it then.
+    """
+
+    serve: bool = True
+    ingress_class: str = "traefik"
+    # The ingress's certificate Secret for an https URL; with certManager, cert-manager's
+    # ingress-shim issues it from the Ingress's annotation, otherwise it must already exist.
+    tls_secret_name: str | None = Field(default=None, pattern=r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$")
+    cert_manager: "CertManagerIssuer | None" = None
+
+
 class Site(ConfigModel):
     """Facts about the homelab that every part of the stack shares."""
 
@@ -76,6 +91,22 @@ class Site(ConfigModel):
     ntp_servers: list[str] = Field(default_factory=lambda: ["0.debian.pool.ntp.org", "1.debian.pool.ntp.org"], min_length=1)
     # Every alert's runbook_url is <runbookHubUrl>/runbooks/<AlertName>.md.
     runbook_hub_url: str = Field(pattern=r"^https?://[^\s]+[^/\s]$")
+    runbook_hub: RunbookHub = Field(default_factory=RunbookHub)
+
+    def problems(self, root: "StackConfig") -> list[Problem]:
+        hub = self.runbook_hub
+        if not hub.serve:
+            return []
+        found = []
+        if self.runbook_hub_url.startswith("https://") and not hub.tls_secret_name:
+            found.append(Problem("site.runbookHub.tlsSecretName",
+                                 "is required to serve an https runbookHubUrl (the ingress's certificate Secret); "
+                                 "or serve: false when the URL is a forge"))
+        if hub.cert_manager and not hub.tls_secret_name:
+            found.append(Problem("site.runbookHub.certManager", "needs tlsSecretName: the Secret cert-manager issues into"))
+        if not root.hosts_with_role(Role.PROMETHEUS):
+            found.append(Problem("site.runbookHub.serve", "needs a prometheus host: the hub runs beside Prometheus"))
+        return found
 
 
 CHECKSUM_HEX_DIGITS = {"sha256": 64, "sha512": 128}
@@ -592,12 +623,14 @@ class LatencySli(ConfigModel):
 
 
 class Sli(ConfigModel):
-    """Exactly one of: goodEvents/totalEvents, badEvents/totalEvents (counter selectors), latency."""
+    """Exactly one of: goodEvents/totalEvents, badEvents/totalEvents (counter selectors), latency,
+    probe (a configured probe target: each of its probes is an event, good when it succeeded)."""
 
     good_events: str | None = Field(default=None, pattern=SERIES_SELECTOR)
     bad_events: str | None = Field(default=None, pattern=SERIES_SELECTOR)
     total_events: str | None = Field(default=None, pattern=SERIES_SELECTOR)
     latency: LatencySli | None = None
+    probe: str | None = Field(default=None, min_length=1)
 
 
 class Slo(ConfigModel):
@@ -620,14 +653,24 @@ class Slo(ConfigModel):
         if not self.alerts and self.min_bad_events > 1:
             found.append(Problem(f"{at}.minBadEvents", "has no effect with alerts: false (the SLO raises no alert)"))
         sli = self.sli
-        kinds = [k for k, set_ in (("goodEvents", sli.good_events), ("badEvents", sli.bad_events), ("latency", sli.latency)) if set_]
+        kinds = [k for k, set_ in (("goodEvents", sli.good_events), ("badEvents", sli.bad_events), ("latency", sli.latency),
+                                   ("probe", sli.probe)) if set_]
         if len(kinds) != 1:
-            found.append(Problem(f"{at}.sli", f"needs exactly one of goodEvents, badEvents or latency (got {', '.join(kinds) or 'none'})"))
-        elif kinds[0] != "latency" and not sli.total_events:
+            found.append(Problem(f"{at}.sli", f"needs exactly one of goodEvents, badEvents, latency or probe (got {', '.join(kinds) or 'none'})"))
+        elif kinds[0] in ("goodEvents", "badEvents") and not sli.total_events:
             found.append(Problem(f"{at}.sli.totalEvents", f"is required with {kinds[0]}"))
         elif kinds[0] == "latency" and sli.total_events:
             found.append(Problem(f"{at}.sli.totalEvents", "is not used with latency (the histogram's _count is the total)"))
+        elif kinds[0] == "probe" and sli.total_events:
+            found.append(Problem(f"{at}.sli.totalEvents", "is not used with probe (every probe is an event)"))
         return found
+
+    def probe_problems(self, at: str, probes: "Probes | None") -> list[Problem]:
+        """A probe SLI names a configured probe target (probes.targets[].name)."""
+        names = [t.name for t in probes.targets] if probes else []
+        if self.sli.probe and self.sli.probe not in names:
+            return [Problem(f"{at}.sli.probe", f"unknown probe {self.sli.probe!r} (probes.targets: {', '.join(names) or 'none'})")]
+        return []
 
 
 class PagerDutyReceiver(ConfigModel):
@@ -968,6 +1011,7 @@ class StackConfig(ConfigModel):
     def problems(self) -> list[Problem]:
         """Everything a field alone cannot know: references, uniqueness, role rules."""
         found: list[Problem] = []
+        found += self.site.problems(self)
         for section in (self.network, self.grafana):
             if section is not None:
                 found += section.problems(self)
@@ -990,6 +1034,7 @@ class StackConfig(ConfigModel):
                 found.append(Problem(f"slos[{i}].name", f"{slo.name!r} is used twice"))
             names.add(slo.name)
             found += slo.problems(f"slos[{i}]")
+            found += slo.probe_problems(f"slos[{i}]", self.probes)
         if self.alerting is None:
             if self.hosts_with_role(Role.PROMETHEUS):
                 found.append(Problem("alerting", "is required: the routing table of Alertmanager"))

@@ -7,7 +7,9 @@ rename folders: all of them by the UIDs and URLs below, so `<grafana url>/d/<uid
 
 from __future__ import annotations
 
+import json
 import re
+from urllib.parse import urlencode
 
 # The `service` label of every backup alert; the routing table's backup room is found by it.
 BACKUP_SERVICE = "backups"
@@ -85,3 +87,12 @@ def alert_links(alert: str, service: str, runbook_hub_url: str, grafana_url: str
         links["dashboard_url"] = (dashboard_url_template(grafana_url, templated.group(1)) if templated
                                   else dashboard_url(grafana_url, service))
     return links
+
+
+def explore_url(grafana_url: str, expr: str, datasource_uid: str = PROMETHEUS_UID) -> str:
+    """Grafana Explore (schemaVersion 1 panes, Grafana 10+) running `expr` on a data source."""
+    pane = {"datasource": datasource_uid,
+            "queries": [{"refId": "A", "expr": expr, "datasource": {"type": "prometheus", "uid": datasource_uid}}],
+            "range": {"from": "now-6h", "to": "now"}}
+    query = urlencode({"schemaVersion": 1, "orgId": 1, "panes": json.dumps({"a": pane}, separators=(",", ":"))})
+    return f"{grafana_url.rstrip('/')}/explore?{query}"

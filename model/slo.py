@@ -12,6 +12,10 @@ An SLO with `alerts: false` keeps its 8 recording rules and defines no alert.
 
 Zero traffic is an error ratio of 0: no NaN, no page and an untouched budget. A missing
 total counter yields no series at all (the absent alerts catch that).
+
+A probe SLI (availability from the blackbox exporter) has no counters: `probe_success` is a
+0/1 gauge, one sample per probe. Each sample is an event, so the total is `count_over_time`
+and the good events `sum_over_time` over the window; the rest of the engine is the same.
 """
 
 from __future__ import annotations
@@ -19,6 +23,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from model.config import Slo, StackConfig
+from model.probes import PROBE_LABEL
+
+PROBE_SUCCESS = "probe_success"
 
 
 @dataclass(frozen=True)
@@ -76,7 +83,12 @@ def event_queries(slo: Slo, window: str, fn: str = "rate") -> EventQueries:
     def agg(selector: str) -> str:
         return f"sum({fn}({selector}[{window}]))"
 
-    if sli.latency:
+    if sli.probe:
+        # Samples, not rates: `fn` (rate or increase) has no meaning for a gauge of probe results.
+        selector = _with_labels(PROBE_SUCCESS, {PROBE_LABEL: sli.probe})
+        total = f"sum(count_over_time({selector}[{window}]))"
+        good = f"sum(sum_over_time({selector}[{window}]))"
+    elif sli.latency:
         lat = sli.latency
         total = agg(_with_labels(f"{lat.histogram}_count", lat.selector))
         good = agg(_with_labels(f"{lat.histogram}_bucket", lat.selector, _le_matcher(lat.threshold)))

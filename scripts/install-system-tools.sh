@@ -3,9 +3,10 @@
 # the blackbox exporter (probes a local HTTP server with the rendered modules),
 # cloud-init's schema validator, systemd-escape (systemd) and openssl for the PBS exporter tests,
 # and pdftotext (poppler-utils, reads the PBS report's PDF back).
+# nginx serves the rendered runbook hub with its own server block in a test.
 # Debian/Ubuntu only; uses sudo when not root.
 set -eu
-packages="prometheus prometheus-alertmanager prometheus-blackbox-exporter cloud-init systemd openssl poppler-utils"
+packages="prometheus prometheus-alertmanager prometheus-blackbox-exporter cloud-init systemd openssl poppler-utils nginx"
 missing=""
 for pkg in $packages; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$missing $pkg"
@@ -19,6 +20,6 @@ echo "Installing system tools:$missing"
 $sudo apt-get update -qq
 # The packages' own services are not wanted: the tests start their own processes on 127.0.0.1.
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $missing >/dev/null
-for svc in prometheus prometheus-alertmanager prometheus-node-exporter prometheus-blackbox-exporter; do
+for svc in prometheus prometheus-alertmanager prometheus-node-exporter prometheus-blackbox-exporter nginx; do
   $sudo systemctl disable --now "$svc" >/dev/null 2>&1 || true
 done

@@ -15,7 +15,7 @@ def config(homelab):
 
 def test_the_issue_s_scenarios_are_all_there():
     names = [s.name for s in scenarios.SCENARIOS]
-    assert len(names) == len(set(names)) == 11
+    assert len(names) == len(set(names)) == 12
     assert {"backup-flapping", "two-jobs-fail", "no-jobs-scheduled"} <= set(names)
     assert set(scenarios.SHORT_DRILL) <= set(names)
     with pytest.raises(KeyError, match="unknown scenario"):
@@ -23,8 +23,9 @@ def test_the_issue_s_scenarios_are_all_there():
 
 
 def _target_labels(config, scenario):
-    """Static labels of the target a scenario takes away (TargetDown copies `service` from it)."""
-    jobs = {o.job for o in scenario.exporter_outages}
+    """Static labels of the target a scenario takes away or whose endpoint fails (TargetDown and
+    SyntheticProbeFailing copy `service` from it)."""
+    jobs = {o.job for o in (*scenario.exporter_outages, *scenario.endpoint_outages)}
     return {k: v for job in config.scrape_configs if job["job_name"] in jobs
             for sc in job.get("static_configs") or [] for k, v in (sc.get("labels") or {}).items()}
 
@@ -70,6 +71,7 @@ def test_paging_scenarios_and_non_paging_ones():
         "pbs-exporter-disappears": 1,  # BackupMetricsAbsent, after 1h
         "mattermost-outage": 0,
         "alertmanager-restart": 2,  # the backup incident and the latency burn
+        "api-probe-failing": 1,  # the probe's page and the availability burn, one api-gateway group
     }
     two_jobs = next(s for s in scenarios.SCENARIOS if s.name == "two-jobs-fail")
     assert [(e.job, e.joins) for e in two_jobs.pages] == [("vm-nightly", False), ("ct-nightly", True)]

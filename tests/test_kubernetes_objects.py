@@ -66,8 +66,17 @@ CASES = {
     "CronJob": lambda m: m.CronJob("cj", metadata={"name": "pbs-report", "namespace": "monitoring"}, spec={
         "schedule": "0 6 1 1,4,7,10 *", "timeZone": "Europe/Berlin", "jobTemplate": {"spec": {"template": {"spec": {
             "restartPolicy": "Never", "containers": [{"name": "report", "image": "python:3.11-slim-bookworm"}]}}}}}),
+    "Service": lambda m: m.Service("svc", metadata={"name": "runbook-hub", "namespace": "monitoring"},
+                                   spec={"selector": {"app": "hub"}, "ports": [{"port": 80, "targetPort": "http"}]}),
+    "Deployment": lambda m: m.Deployment("dep", metadata={"name": "runbook-hub", "namespace": "monitoring"}, spec={
+        "selector": {"matchLabels": {"app": "hub"}}, "template": {"metadata": {"labels": {"app": "hub"}}, "spec": {
+            "containers": [{"name": "nginx", "image": "nginxinc/nginx-unprivileged:1.27.5-alpine"}]}}}),
+    "Ingress": lambda m: m.Ingress("ing", metadata={"name": "runbook-hub", "namespace": "monitoring"}, spec={
+        "rules": [{"host": "runbooks.home.arpa", "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": {
+            "service": {"name": "runbook-hub", "port": {"number": 80}}}}]}}]}),
 }
-SDK_MODULE = {"CronJob": "pulumi_kubernetes.batch.v1"}
+SDK_MODULE = {"CronJob": "pulumi_kubernetes.batch.v1", "Deployment": "pulumi_kubernetes.apps.v1",
+              "Ingress": "pulumi_kubernetes.networking.v1"}
 
 
 @pytest.mark.parametrize("kind", sorted(CASES))

@@ -26,6 +26,13 @@ def test_amtool_accepts_the_config(am_config):
     (["alertname=BackupJobFailed", "severity=critical", "service=backups"], "pagerduty-primary,mattermost-backup-room"),
     (["alertname=BackupsStale", "severity=warning", "service=backups"], "mattermost-backup-room"),
     (["alertname=ApiGatewayLatencyBudgetBurn", "severity=critical", "service=api-gateway"], "pagerduty-primary"),
+    # The availability SLO from the probes routes as the latency SLO does: pages, tickets to the ops room.
+    (["alertname=ApiGatewayAvailabilityBudgetBurn", "severity=critical", "service=api-gateway",
+      "slo=api-gateway-availability"], "pagerduty-primary"),
+    (["alertname=ApiGatewayAvailabilityBudgetBurn", "severity=warning", "service=api-gateway",
+      "slo=api-gateway-availability"], "mattermost-ops-room"),
+    (["alertname=ApiGatewayLatencyBudgetBurn", "severity=warning", "service=api-gateway",
+      "slo=api-gateway-latency"], "mattermost-ops-room"),
     (["alertname=NodeDiskUsageHigh", "severity=warning", "service=nodes"], "mattermost-ops-room"),
     # Proxmox VE pages reach the virtualization on-call as well as the seed's page; its tickets stay in the ops room.
     (["alertname=PveNodeDown", "severity=critical", "service=virtualization"], "pagerduty-primary,virtualization-oncall"),

@@ -292,3 +292,92 @@ def test_slo_mistakes_are_reported_by_key_path():
         load_stack_config(raw)
     assert [str(p) for p in err.value.problems] == [
         "slos[0].minBadEvents: has no effect with alerts: false (the SLO raises no alert)"]
+
+
+# --- availability from the probes (sli.probe) -------------------------------------------------
+
+AVAILABILITY = "api-gateway-availability"
+AVAILABILITY_BUDGET = 0.005  # objective 99.5 in Pulumi.homelab.yaml
+PROBE_SERIES = ('probe_success{instance="https://api.home.arpa/healthz",job="probe-api-gateway-health",'
+                'probe="api-gateway-health",service="api-gateway"}')
+HISTORY_MINUTES = 3 * 24 * 60  # a clean history that fills the 3d window at one probe a minute
+
+
+def _availability_alerts(at: str, severity: str, firing: bool) -> dict:
+    labels = (f'ALERTS{{alertname="ApiGatewayAvailabilityBudgetBurn",alertstate="firing",service="api-gateway",'
+              f'severity="{severity}",slo="{AVAILABILITY}"}}')
+    return {"expr": f'ALERTS{{alertname="ApiGatewayAvailabilityBudgetBurn",alertstate="firing",severity="{severity}"}}',
+            "eval_time": at, "exp_samples": [{"labels": labels, "value": 1}] if firing else []}
+
+
+def _minutes(m: int) -> str:
+    return f"{m}m"
+
+
+def test_the_availability_slo_counts_each_probe_as_an_event(homelab):
+    groups = {g["name"]: g for g in homelab.yaml("prometheus/rules/slos.yaml")["groups"]}
+    rules = groups[f"slo-{AVAILABILITY}"]["rules"]
+    burn_5m = next(r for r in rules if r.get("record") == "slo:burn_rate:5m")
+    assert 'count_over_time(probe_success{probe="api-gateway-health"}[5m])' in burn_5m["expr"]
+    assert 'sum_over_time(probe_success{probe="api-gateway-health"}[5m])' in burn_5m["expr"]
+    assert {(r["alert"], r["labels"]["severity"]) for r in rules if "alert" in r} == {
+        ("ApiGatewayAvailabilityBudgetBurn", "critical"), ("ApiGatewayAvailabilityBudgetBurn", "warning")}
+
+
+def test_a_probe_failing_for_15m_pages_and_recovering_resolves(homelab, tmp_path):
+    start, failed = HISTORY_MINUTES, 15  # probes fail from `start` for 15 minutes, one a minute
+    page_factor, page_for = 14.4, 2
+    # The 1h window (60 probes) passes 14.4x the budget at the first whole failed probe above
+    # 60 * 14.4 * budget; the 5m window (5 probes) is past its threshold by then.
+    needed = int(60 * page_factor * AVAILABILITY_BUDGET) + 1
+    pages_at = start + (needed - 1) + page_for
+    # After the last failed probe the 30m window (6x) still holds it for 30 minutes; the 6h window
+    # holds 15 of 360 probes, above 6x the budget, so the page lasts until the 30m window is clean.
+    # (Prometheus 2.x includes a range's left edge, 3.x does not: allow the minute between.)
+    last_failure = start + failed - 1
+    resolves_at = last_failure + 30 + 1
+    _unit_test(homelab, tmp_path, {
+        "interval": "1m",
+        "input_series": [{"series": PROBE_SERIES, "values": f"1x{start - 1} 0x{failed - 1} 1x{60 + 30}"}],
+        "promql_expr_test": [
+            # Every probe failing: the error ratio is 1, the burn 1 / budget.
+            _burn("5m", AVAILABILITY, round(1 / AVAILABILITY_BUDGET, 3), _minutes(start + 10)),
+            _burn("5m", AVAILABILITY, 0, _minutes(start - 1)),
+            _availability_alerts(_minutes(pages_at - 1), "critical", False),
+            _availability_alerts(_minutes(pages_at), "critical", True),
+            _availability_alerts(_minutes(resolves_at - 2), "critical", True),
+            _availability_alerts(_minutes(resolves_at), "critical", False),
+            # 15 failed probes are 0.35% of the 3d window and 1% of the day: no ticket.
+            *[_availability_alerts(_minutes(t), "warning", False) for t in (start + 30, resolves_at, resolves_at + 30)],
+        ],
+    })
+
+
+def test_a_single_failed_probe_pages_no_one(homelab, tmp_path):
+    start = HISTORY_MINUTES
+    _unit_test(homelab, tmp_path, {
+        "interval": "1m",
+        "input_series": [{"series": PROBE_SERIES, "values": f"1x{start - 1} 0 1x60"}],
+        "promql_expr_test": [
+            {"expr": 'ALERTS{alertname="ApiGatewayAvailabilityBudgetBurn"}', "eval_time": _minutes(t), "exp_samples": []}
+            for t in (start, start + 3, start + 10, start + 30)
+        ],
+    })
+
+
+def test_a_probe_sli_names_a_configured_probe():
+    from tests.configs import problems_of
+
+    def unknown(s):
+        s["slos"][-1]["sli"]["probe"] = "api-gateway-helth"
+
+    def with_total(s):
+        s["slos"][-1]["sli"]["totalEvents"] = "probe_success"
+
+    def without_probes(s):
+        s.pop("probes")
+
+    assert problems_of(unknown)["slos[2].sli.probe"] == (
+        "unknown probe 'api-gateway-helth' (probes.targets: api-gateway-health, api-gateway-openapi)")
+    assert problems_of(with_total)["slos[2].sli.totalEvents"] == "is not used with probe (every probe is an event)"
+    assert problems_of(without_probes)["slos[2].sli.probe"] == "unknown probe 'api-gateway-health' (probes.targets: none)"

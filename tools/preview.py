@@ -22,6 +22,7 @@ from typing import Callable
 import yaml
 
 from tools.grafana_artifacts import write_grafana
+from tools.hub_artifacts import write_runbook_hub
 from tools.offline_engine import ROOT, ProviderCheckError, RecordedResource, Recording, StackFileError, run_program
 
 VM_TYPE = "proxmoxve:index/vmLegacy:VmLegacy"
@@ -177,6 +178,7 @@ def write_recovery(recording: Recording, out: Path) -> None:
 
 ARTIFACTS: list[Callable[[Recording, Path], None]] = [
     write_resources, write_user_data, write_helm_values, write_prometheus_config, write_grafana, write_recovery,
+    write_runbook_hub,
 ]
 
 

@@ -24,6 +24,7 @@ from typing import Callable, TextIO
 from tools.drill import durations
 from tools.drill.deployed_config import (DeployedConfig, DrillConfigError, TimeScale, drill_alertmanager_config,
                                         drill_prometheus_config, scaled_rule_files, write_yaml)
+from tools.drill.probes import RealProbes
 from tools.drill.processes import ManagedProcess, ProcessSupervisor, free_port, wait_ready
 from tools.drill.scenarios import BASELINE, SERVICE_MONITOR_JOBS, Scenario
 from tools.drill.servers import CaptureServer, ScenarioClock, SyntheticExporter
@@ -222,6 +223,10 @@ def run_scenario(scenario: Scenario, config: DeployedConfig, work: Path, index: 
     prom_doc, prom_notes = drill_prometheus_config(
         config, scale, {key: server.address for key, server in exporters.items()}, rule_paths, f"127.0.0.1:{am_port}")
     notes += prom_notes
+    # The synthetic API checks: the real blackbox exporter, probing a local API server.
+    probes = RealProbes(config, scale, clock, scenario.endpoint_outages, work) if scenario.endpoint_outages else None
+    if probes:
+        notes += probes.repoint(prom_doc)
     prom_file = write_yaml(work / "prometheus.yml", prom_doc)
     _check([PROMTOOL, "check", "config", str(prom_file)])
 
@@ -242,7 +247,8 @@ def run_scenario(scenario: Scenario, config: DeployedConfig, work: Path, index: 
     ups = [Series(job, "up", (), Steps(((-scale.real(LEAD_IN_SECONDS) - UP_HISTORY, 1.0),)), target)
            for job, target in exporters]
     up_history = backfill_openmetrics(ups, -scale.real(LEAD_IN_SECONDS) - UP_HISTORY, 0.0, step, clock.epoch_of, target_labels)
-    backfill.write_text(metrics.removesuffix("# EOF\n") + up_history)
+    probe_history = probes.history(prom_doc, -scale.real(LEAD_IN_SECONDS) - history, clock, target_labels) if probes else ""
+    backfill.write_text(metrics.removesuffix("# EOF\n") + probe_history + up_history)
     prom_data = work / "prometheus-data"
     subprocess.run([PROMTOOL, "tsdb", "create-blocks-from", "openmetrics", str(backfill), str(prom_data)],
                    check=True, capture_output=True)
@@ -262,6 +268,8 @@ def run_scenario(scenario: Scenario, config: DeployedConfig, work: Path, index: 
         try:
             for server in servers:
                 server.start()
+            if probes:
+                probes.start(supervisor)
             alertmanager = supervisor.start(ManagedProcess("alertmanager", am_argv, work / "alertmanager.log"))
             prometheus = supervisor.start(ManagedProcess("prometheus", prom_argv, work / "prometheus.log"))
             wait_ready(alertmanager, f"{am_url}/-/ready")
@@ -310,6 +318,9 @@ def run_scenario(scenario: Scenario, config: DeployedConfig, work: Path, index: 
         finally:
             for server in servers:
                 server.stop()
+            if probes:
+                probes.stop()
+                notes.append(probes.summary())
 
     rules = config.alert_rule_variants()
     captured = capture.captured()

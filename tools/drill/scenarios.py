@@ -49,6 +49,14 @@ JOB_SPANS = "otel-collector-spanmetrics"
 # scrape-configs.yaml: the drill adds it as a static job.
 SERVICE_MONITOR_JOBS = {JOB_SPANS: "otel-collector.traces.svc:8889"}
 
+# The synthetic API checks: the real blackbox exporter probes a local HTTP server (tools/drill/probes.py).
+ALERT_PROBE_FAILING = "SyntheticProbeFailing"  # critical: probe_success == 0 for probes.failingFor (5m)
+ALERT_AVAILABILITY_BURN = "ApiGatewayAvailabilityBudgetBurn"  # the SLO on the health probe: as the latency SLO's
+JOB_PROBE_HEALTH = "probe-api-gateway-health"  # every probe an event of api-gateway-availability
+JOB_PROBE_OPENAPI = "probe-api-gateway-openapi"
+AVAILABILITY_ERROR_BUDGET = 0.005  # 99.5% of the health probes succeed
+AVAILABILITY_BURN = 'slo:burn_rate:{window}{{slo="api-gateway-availability"}}'
+
 BACKUP_JOB_ID = "vm-nightly"
 SECOND_BACKUP_JOB_ID = "ct-nightly"
 DATASTORE = "homelab"
@@ -121,6 +129,14 @@ class ExporterOutage(Window):
 
 
 @dataclass(frozen=True)
+class EndpointOutage(Window):
+    """The API endpoint behind probe job `job` answers `status` instead of its healthy answer."""
+
+    job: str = ""
+    status: int = 503
+
+
+@dataclass(frozen=True)
 class PlotLine:
     label: str
     query: str
@@ -140,6 +156,8 @@ class Scenario:
     alertmanager_down: tuple[Window, ...] = ()
     plot: tuple[PlotLine, ...] = ()
     notes: tuple[str, ...] = field(default=())
+    # With any, the probe jobs go through the real blackbox exporter to a local API server.
+    endpoint_outages: tuple[EndpointOutage, ...] = ()
 
     @property
     def pages(self) -> list[Expect]:
@@ -315,6 +333,11 @@ def _fails_twice_expectations() -> tuple[Expect, ...]:
     return _failed_job(BACKUP_JOB_ID, FAILS_TWICE[0].end, RETRY_FAILED, FAILS_TWICE[2].end)
 
 
+# The gateway's health endpoint answers 503 for 15 minutes; the OpenAPI document stays served.
+PROBE_FAIL_START, PROBE_FAIL_STOP = m(10), m(25)
+PROBE_FAILING_BURN = 1 / AVAILABILITY_ERROR_BUDGET  # every probe failing: 200x the sustainable rate
+
+
 # --- the table ----------------------------------------------------------------------------
 
 SCENARIOS: tuple[Scenario, ...] = (
@@ -457,6 +480,30 @@ SCENARIOS: tuple[Scenario, ...] = (
             Expect(RECEIVER_PAGE, ALERT_LATENCY_BURN, "critical", "resolved", burn_clear(m(42), FAST_BURN, 14.4, m(5))),
         ),
         plot=(*BACKUP_PLOT[:1], *BURN_PLOT),
+    ),
+    Scenario(
+        "api-probe-failing",
+        "The API gateway's health endpoint answers 503 for 15 minutes, probed by the real blackbox exporter "
+        "with the rendered modules: SyntheticProbeFailing pages after 5 minutes, the availability SLO's fast "
+        "burn joins the same incident; the probe alert resolves with the endpoint, the burn once its 30m window "
+        "is clean. The OpenAPI probe keeps succeeding and nothing tickets.",
+        duration=m(65), factor=120,
+        endpoint_outages=(EndpointOutage(PROBE_FAIL_START, PROBE_FAIL_STOP, job=JOB_PROBE_HEALTH, status=503),),
+        expected=_with_watchdog(
+            Expect(RECEIVER_PAGE, ALERT_PROBE_FAILING, "critical", "firing", PROBE_FAIL_START),
+            Expect(RECEIVER_PAGE, ALERT_PROBE_FAILING, "critical", "resolved", PROBE_FAIL_STOP),
+            Expect(RECEIVER_PAGE, ALERT_AVAILABILITY_BURN, "critical", "firing",
+                   max(burn_onset(PROBE_FAIL_START, PROBE_FAILING_BURN, 14.4, h(1), base=0),
+                       burn_onset(PROBE_FAIL_START, PROBE_FAILING_BURN, 14.4, m(5), base=0)), joins=True),
+            # 1h & 5m clear within minutes; 6h & 30m hold the page until the 30m window is clean.
+            Expect(RECEIVER_PAGE, ALERT_AVAILABILITY_BURN, "critical", "resolved",
+                   burn_clear(PROBE_FAIL_STOP, PROBE_FAILING_BURN, 6, m(30), base=0)),
+        ),
+        plot=(PlotLine("health probe succeeded (0/1)", f'probe_success{{job="{JOB_PROBE_HEALTH}"}}'),
+              PlotLine("availability burn rate 1h", AVAILABILITY_BURN.format(window="1h"), (14.4,)),
+              PlotLine("availability burn rate 30m", AVAILABILITY_BURN.format(window="30m"), (6,))),
+        notes=("The probe jobs scrape a real prometheus-blackbox-exporter (the rendered modules, timeouts scaled) "
+               "that requests a local HTTP server; only their history (probe_success 1) is backfilled.",),
     ),
 )
 

@@ -1,0 +1,306 @@
+"""The runbook hub: runbooks/*.md rendered to HTML and served by nginx at site.runbookHubUrl.
+
+Every alert's runbook_url is `<hub>/runbooks/<AlertName>.md` (model/links.py), the path a forge
+would render the Markdown at. The stack serves the same URLs: each runbook becomes
+runbooks/<AlertName>.html, and nginx answers `<path>/runbooks/<AlertName>.md` with that page,
+so alerts link the same whether the hub is served here or by a forge (`serve: false`).
+
+Pages are rendered by markdown-it-py (CommonMark with tables; raw HTML in a runbook is shown
+as text, not passed through). Each page links its alert's Grafana dashboard (the one its
+`service` label selects, model/links.py) and, for every rule of the alert this stack defines,
+Grafana Explore running the rule's expression on the Prometheus data source. All links
+between pages are relative, so build/<stack>/runbook-hub/ reads the same in a browser.
+
+The pages live in one ConfigMap, mounted under nginx's root at the URL's path; a ConfigMap
+holds at most 1 MiB, which site_size_problem checks before anything is registered.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+from typing import Any, Iterable
+from urllib.parse import urlparse
+
+from markdown_it import MarkdownIt
+
+from model.alerts import rule_files as stack_rule_files
+from model.config import Role, StackConfig
+from model.grafana.dashboards import load_dashboards
+from model.grafana.runbooks import Runbook, list_runbooks
+from model.helm import resources
+from model.hosts import scheduling_for
+from model.links import SERVICE_DASHBOARDS, dashboard_url, explore_url
+
+NAME = "runbook-hub"
+# nginxinc's build of nginx runs as uid 101 on 8080, with its temp files under /tmp.
+IMAGE = "nginxinc/nginx-unprivileged:1.27.5-alpine"
+PORT = 8080
+SERVICE_PORT = 80
+WEB_ROOT = "/usr/share/nginx/html"
+NGINX_CONF_KEY = "default.conf"
+PAGES_DIR = "runbooks"
+# The API server refuses a ConfigMap above 1 MiB (data, keys and metadata together).
+CONFIG_MAP_LIMIT = 1024 * 1024
+# Room left for keys and metadata.
+CONFIG_MAP_BUDGET = CONFIG_MAP_LIMIT - 16 * 1024
+
+STYLE = """\
+body { font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; padding: 0 1rem; line-height: 1.5; }
+nav { margin-bottom: 1rem; }
+table { border-collapse: collapse; }
+th, td { border: 1px solid #ccc; padding: 0.25rem 0.5rem; text-align: left; vertical-align: top; }
+code, pre { background: #f4f4f4; }
+pre { padding: 0.5rem; overflow-x: auto; }
+.links { border: 1px solid #ccc; padding: 0.5rem 1rem; margin-bottom: 1rem; }
+"""
+
+_MARKDOWN = MarkdownIt("commonmark", {"html": False}).enable("table")
+
+
+def _link_pages_not_sources(state) -> None:
+    """A runbook's relative link to another runbook (`PveNodeDown.md`) points at that page, so
+    the site also reads right opened as files, not only through nginx's .md -> .html answer."""
+    for token in state.tokens:
+        for child in token.children or ():
+            href = child.attrGet("href") if child.type == "link_open" else None
+            if href and not urlparse(href).scheme and href.split("#")[0].endswith(".md"):
+                path, _, fragment = href.partition("#")
+                child.attrSet("href", path.removesuffix(".md") + ".html" + (f"#{fragment}" if fragment else ""))
+
+
+_MARKDOWN.core.ruler.push("runbook_page_links", _link_pages_not_sources)
+
+
+def hub_path(cfg: StackConfig) -> str:
+    """The URL path the hub lives under ('' at the host's root, else '/observability')."""
+    return urlparse(cfg.site.runbook_hub_url).path.rstrip("/")
+
+
+def hub_host(cfg: StackConfig) -> str:
+    return urlparse(cfg.site.runbook_hub_url).hostname or ""
+
+
+def page_path(alert: str) -> str:
+    """Where runbooks/<alert>.md's page is in the site (relative to the hub's root)."""
+    return f"{PAGES_DIR}/{alert}.html"
+
+
+def alert_rules(rule_files: dict[str, dict]) -> dict[str, list[dict[str, Any]]]:
+    """Alert name -> its rules (one per severity, often), in file order."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for doc in rule_files.values():
+        for group in doc.get("groups", []):
+            for rule in group.get("rules", []):
+                if "alert" in rule:
+                    found.setdefault(rule["alert"], []).append(rule)
+    return found
+
+
+def _dashboard_links(grafana_url: str, services: list[str], titles: dict[str, str]) -> list[tuple[str, str]]:
+    """(label, URL) of the dashboards an alert's services select; a templated service may be any."""
+    links: dict[str, str] = {}
+    for service in services:
+        if "{{" in service:
+            # Known only when it fires: its dashboard_url annotation picks one of these.
+            for known in SERVICE_DASHBOARDS:
+                url = dashboard_url(grafana_url, known)
+                links.setdefault(url, f"{titles.get(url.rsplit('/', 1)[-1], url)} (service {known})")
+        else:
+            url = dashboard_url(grafana_url, service)
+            links.setdefault(url, titles.get(url.rsplit("/", 1)[-1], url))
+    return [(label, url) for url, label in links.items()]
+
+
+def _page(title: str, body: str, depth: int) -> str:
+    up = "../" * depth
+    nav = f'<nav><a href="{up}index.html">All runbooks</a></nav>\n' if depth else ""
+    return (f'<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+            f"<title>{html.escape(title)} · Runbooks</title>\n"
+            f'<link rel="stylesheet" href="{up}style.css">\n</head>\n<body>\n'
+            f'{nav}{body}</body>\n</html>\n')
+
+
+def _links_box(rules: list[dict[str, Any]], grafana_url: str | None, titles: dict[str, str]) -> str:
+    if not rules:
+        return '<aside class="links"><p>This stack defines no rule for this alert.</p></aside>\n'
+    items = []
+    if grafana_url:
+        services = list(dict.fromkeys(r["labels"]["service"] for r in rules))
+        for label, url in _dashboard_links(grafana_url, services, titles):
+            items.append(f'<li>Dashboard: <a href="{html.escape(url)}">{html.escape(label)}</a></li>')
+        for rule in rules:
+            severity = rule["labels"].get("severity", "")
+            url = explore_url(grafana_url, rule["expr"])
+            items.append(f'<li>Explore: <a href="{html.escape(url)}">the {html.escape(severity)} rule\'s query</a></li>')
+    severities = ", ".join(dict.fromkeys(r["labels"].get("severity", "?") for r in rules))
+    items.append(f"<li>Severity: {html.escape(severities)}</li>")
+    return '<aside class="links">\n<ul>\n' + "\n".join(items) + "\n</ul>\n</aside>\n"
+
+
+def render_runbook(book: Runbook, rules: list[dict[str, Any]], grafana_url: str | None,
+                   titles: dict[str, str]) -> str:
+    body = _MARKDOWN.render(book.path.read_text())
+    # The links right under the runbook's title, before its text.
+    head, sep, rest = body.partition("</h1>\n")
+    body = f"{head}{sep}{_links_box(rules, grafana_url, titles)}{rest}" if sep else _links_box(rules, grafana_url, titles) + body
+    return _page(book.title, f"<main>\n{body}</main>\n", depth=1)
+
+
+def render_index(books: list[Runbook], rules: dict[str, list[dict[str, Any]]]) -> str:
+    rows = []
+    for book in books:
+        own = rules.get(book.alert, [])
+        severities = ", ".join(dict.fromkeys(r["labels"].get("severity", "?") for r in own)) or "no rule in this stack"
+        services = ", ".join(dict.fromkeys(r["labels"]["service"] for r in own))
+        # What the alert says when it fires; a runbook without a rule here has only its title.
+        summary = own[0]["annotations"]["summary"] if own else book.title
+        rows.append(f'<tr><td><a href="{page_path(book.alert)}">{html.escape(book.alert)}</a></td>'
+                    f"<td>{html.escape(summary)}</td><td>{html.escape(severities)}</td><td>{html.escape(services)}</td></tr>")
+    table = ("<table>\n<thead><tr><th>Alert</th><th>Summary</th><th>Severity</th><th>Service</th></tr></thead>\n<tbody>\n"
+             + "\n".join(rows) + "\n</tbody>\n</table>\n")
+    return _page("Runbooks", f"<main>\n<h1>Runbooks</h1>\n<p>One per alert of the stack.</p>\n{table}</main>\n", depth=0)
+
+
+def site_files(cfg: StackConfig, books: Iterable[Runbook], rule_files: dict[str, dict],
+               dashboard_titles: dict[str, str]) -> dict[str, str]:
+    """Relative path -> content of every file of the hub: index.html, style.css, runbooks/*.html.
+
+    `dashboard_titles`: uid -> title of the dashboards in dashboards/, for the links' labels."""
+    books = list(books)
+    rules = alert_rules(rule_files)
+    grafana_url = cfg.grafana.url if cfg.grafana else None
+    files = {"index.html": render_index(books, rules), "style.css": STYLE}
+    for book in books:
+        files[page_path(book.alert)] = render_runbook(book, rules.get(book.alert, []), grafana_url, dashboard_titles)
+    return files
+
+
+def config_map_key(path: str) -> str:
+    """A ConfigMap key for a site path (keys are [-._a-zA-Z0-9]+); the volume's items map it back."""
+    return path.replace("/", ".")
+
+
+class SiteTooLarge(ValueError):
+    pass
+
+
+def check_size(files: dict[str, str]) -> None:
+    size = sum(len(k) + len(v.encode()) for k, v in files.items())
+    if size > CONFIG_MAP_BUDGET:
+        raise SiteTooLarge(
+            f"the runbook hub's pages are {size} bytes, above the {CONFIG_MAP_BUDGET} a ConfigMap can carry "
+            f"(limit {CONFIG_MAP_LIMIT}): shorten runbooks or serve them from a forge (site.runbookHub.serve: false)")
+
+
+def build_site(cfg: StackConfig) -> dict[str, str]:
+    """The stack's hub: runbooks/, this stack's rules, dashboards/ for the links' labels; SiteTooLarge
+    when it would not fit its ConfigMap."""
+    files = site_files(cfg, list_runbooks(), stack_rule_files(cfg), {d.uid: d.title for d in load_dashboards()})
+    check_size(config_map_data(cfg, files))
+    return files
+
+
+def nginx_conf(cfg: StackConfig) -> str:
+    """The server block: the site under the hub's path, runbooks/<Alert>.md answered with its page."""
+    prefix = hub_path(cfg)
+    redirect = f"    location = {prefix} {{ return 301 {prefix}/; }}\n" if prefix else ""
+    return (
+        "server {\n"
+        f"    listen {PORT};\n"
+        "    server_name _;\n"
+        f"    root {WEB_ROOT};\n"
+        # Redirects keep the scheme and host the ingress was asked for.
+        "    absolute_redirect off;\n"
+        "    charset utf-8;\n"
+        "    location = /healthz { access_log off; default_type text/plain; return 200 \"ok\\n\"; }\n"
+        f"{redirect}"
+        f"    location {prefix}/ {{ index index.html; }}\n"
+        # The alerts' runbook_url (model/links.py): <hub>/runbooks/<AlertName>.md.
+        f"    location ~ ^({prefix}/{PAGES_DIR}/[A-Za-z0-9_-]+)\\.md$ {{ try_files $1.html =404; }}\n"
+        "}\n"
+    )
+
+
+def config_map_data(cfg: StackConfig, files: dict[str, str]) -> dict[str, str]:
+    return {NGINX_CONF_KEY: nginx_conf(cfg), **{config_map_key(p): text for p, text in files.items()}}
+
+
+def labels() -> dict[str, str]:
+    return {"app.kubernetes.io/name": NAME}
+
+
+def _checksum(data: dict[str, str]) -> str:
+    digest = hashlib.sha256()
+    for key in sorted(data):
+        digest.update(key.encode() + b"\0" + data[key].encode() + b"\0")
+    return digest.hexdigest()
+
+
+def deployment_spec(cfg: StackConfig, data: dict[str, str], files: dict[str, str]) -> dict:
+    pinned = scheduling_for(Role.PROMETHEUS)
+    probe = {"httpGet": {"path": "/healthz", "port": PORT}, "periodSeconds": 10}
+    return {
+        "replicas": 1,
+        "selector": {"matchLabels": labels()},
+        "template": {
+            # A new page rolls the pod: nginx then serves the new files at once, not after the kubelet's sync.
+            "metadata": {"labels": labels(), "annotations": {"checksum/pages": _checksum(data)}},
+            "spec": {
+                "nodeSelector": pinned.node_selector(),
+                "tolerations": pinned.tolerations(),
+                "automountServiceAccountToken": False,
+                "securityContext": {"runAsNonRoot": True, "runAsUser": 101, "runAsGroup": 101,
+                                    "seccompProfile": {"type": "RuntimeDefault"}},
+                "containers": [{
+                    "name": "nginx",
+                    "image": IMAGE,
+                    "ports": [{"name": "http", "containerPort": PORT}],
+                    "readinessProbe": probe,
+                    "livenessProbe": probe,
+                    "volumeMounts": [
+                        {"name": "pages", "mountPath": f"{WEB_ROOT}{hub_path(cfg)}", "readOnly": True},
+                        {"name": "nginx-conf", "mountPath": "/etc/nginx/conf.d", "readOnly": True},
+                        {"name": "tmp", "mountPath": "/tmp"},
+                    ],
+                    "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                        "capabilities": {"drop": ["ALL"]}},
+                    "resources": resources("5m", "16Mi", "32Mi"),
+                }],
+                "volumes": [
+                    {"name": "pages", "configMap": {"name": NAME, "items": [
+                        {"key": config_map_key(p), "path": p} for p in sorted(files)]}},
+                    {"name": "nginx-conf", "configMap": {"name": NAME, "items": [
+                        {"key": NGINX_CONF_KEY, "path": NGINX_CONF_KEY}]}},
+                    {"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}},
+                ],
+            },
+        },
+    }
+
+
+def service_spec() -> dict:
+    return {"selector": labels(), "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http"}]}
+
+
+def ingress_annotations(cfg: StackConfig) -> dict[str, str]:
+    issuer = cfg.site.runbook_hub.cert_manager
+    if issuer is None:
+        return {}
+    # cert-manager's ingress-shim issues the tls Secret from this annotation.
+    key = "cert-manager.io/cluster-issuer" if issuer.issuer_kind.value == "ClusterIssuer" else "cert-manager.io/issuer"
+    return {key: issuer.issuer}
+
+
+def ingress_spec(cfg: StackConfig) -> dict:
+    hub = cfg.site.runbook_hub
+    path = hub_path(cfg) or "/"
+    spec: dict = {
+        "ingressClassName": hub.ingress_class,
+        "rules": [{"host": hub_host(cfg), "http": {"paths": [{
+            "path": path, "pathType": "Prefix",
+            "backend": {"service": {"name": NAME, "port": {"number": SERVICE_PORT}}}}]}}],
+    }
+    if hub.tls_secret_name:
+        spec["tls"] = [{"hosts": [hub_host(cfg)], "secretName": hub.tls_secret_name}]
+    return spec
