@@ -749,6 +749,10 @@ class RecoveryNas(ConfigModel):
     fallback_storage: str = Field(default="nas-fallback", pattern=r"^[a-z][a-z0-9_-]*$")
 
 
+# The routing table's receiver for the recovery service, added beside alerting.receivers (model/routing.py).
+RECOVERY_RECEIVER = "recovery-service"
+
+
 class Recovery(ConfigModel):
     """The recovery service (recovery/, docs/recovery.md) on the pbs host."""
 
@@ -779,6 +783,11 @@ class Recovery(ConfigModel):
             found.append(Problem("recovery", "needs a pbs host: the service runs there"))
         if root.alerting is None:
             found.append(Problem("recovery", "needs alerting: Alertmanager notifies the service"))
+        else:
+            for i, receiver in enumerate(root.alerting.receivers):
+                if receiver.name == RECOVERY_RECEIVER:
+                    found.append(Problem(f"alerting.receivers[{i}].name", f"{RECOVERY_RECEIVER!r} is the recovery service's receiver "
+                                         "(added to the routing table with recovery): pick another name"))
         return found
 
 

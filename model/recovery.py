@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from model import secrets
-from model.config import Role, Route, StackConfig
+from model.config import RECOVERY_RECEIVER, Role, Route, StackConfig
 from model.durations import parse_seconds
 from model.endpoints import LOGS_NAMESPACE
 from recovery.fallback import inventory
@@ -32,6 +32,9 @@ TRIGGERS = [
     ("PersistentVolumeUsageHigh", {"namespace": LOGS_NAMESPACE}, "disk-usage"),
     ("NasStorageUsageHigh", {}, "disk-usage"),
 ]
+# The route key of the routing table's routes: below the root ({}) and the route holding them ({}).
+SEED_ROUTES_KEY = "{}/{}"
+RECEIVER = RECOVERY_RECEIVER
 
 
 @dataclass(frozen=True)
@@ -87,14 +90,15 @@ def _cred(cfg: StackConfig, name: str) -> str:
 
 
 def pagerduty_route(cfg: StackConfig) -> tuple[Route, str] | None:
-    """The first top-level route to a pagerduty receiver and its Alertmanager route key
-    (dispatch/route.go Key: the matchers from the root, each ``name="value"``)."""
+    """The first of the stack config's routes to a pagerduty receiver and its Alertmanager route key
+    (dispatch/route.go Key: the matchers from the root, each ``name="value"``). With the service,
+    the stack config's routes sit below a route without matchers (model/routing.py): ``{}/{}/...``."""
     alerting = cfg.alerting
     for route in alerting.routes:
         receiver = alerting.receiver_named(route.receiver)
         if receiver and receiver.pagerduty:
             matchers = ",".join(f'{m.label}{m.op}"{m.value}"' for m in route.matchers)
-            return route, "{}/{" + matchers + "}"
+            return route, SEED_ROUTES_KEY + "/{" + matchers + "}"
     return None
 
 
@@ -181,3 +185,26 @@ def pbs_token_script(store: str) -> str:
                      "--output-format json | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"value\"])'); "
                      f"{acls}; printf '%s:%s\\n' '{token_id}' \"$secret\" > {path}; fi")
     return "; ".join(lines)
+
+
+# --- the routing table's entry --------------------------------------------------------------
+
+def webhook_url(cfg: StackConfig) -> str:
+    """Where Alertmanager (in the cluster) reaches the service: the pbs host's address on the VLAN."""
+    assert cfg.recovery is not None
+    return f"http://{cfg.hosts[host_name(cfg)].address}:{cfg.recovery.port}{WEBHOOK_PATH}"
+
+
+def route_matchers() -> list[str]:
+    """Every alert of the trigger table, by name; the service checks the triggers' label matchers
+    itself (an alert the route lets through and the table does not hold is audited as ignored)."""
+    names = "|".join(dict.fromkeys(name for name, _, _ in TRIGGERS))
+    return [f'alertname =~ "{names}"']
+
+
+def route(cfg: StackConfig) -> dict:
+    """The service's route, first below the Watchdog's and `continue`: it sees every alert of its table
+    whatever the seed's routes do with it, and they still see every alert. Each alert is a group of its
+    own (`...`) sent at once: a re-sent group is one alert again, and nothing waits for a neighbour."""
+    return {"matchers": route_matchers(), "receiver": RECEIVER, "continue": True,
+            "group_by": ["..."], "group_wait": "0s"}

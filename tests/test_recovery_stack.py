@@ -18,7 +18,7 @@ def test_the_rendered_config_passes_the_services_own_check(homelab):
     cfg = Config(doc, "build/homelab/recovery/recovery.yml")
     assert cfg.action("pbs-job-rerun")["mode"] == "enforce"
     assert cfg.action("nas-snapshot-prune")["mode"] == "dry-run"
-    assert cfg["pagerduty"]["routeKey"] == '{}/{severity="critical"}'
+    assert cfg["pagerduty"]["routeKey"] == '{}/{}/{severity="critical"}'  # below the route holding the table's
     assert cfg["mattermost"]["channels"] == {"backup-failure": "backups", "disk-usage": "ops"}
     assert {t.alertname for t in cfg.triggers} == {"BackupJobFailed", "BackupMaintenanceJobFailed",
                                                   "PersistentVolumeUsageHigh", "NasStorageUsageHigh"}
