@@ -10,7 +10,7 @@ from __future__ import annotations
 from model.config import StackConfig
 from model.links import BACKUP_SERVICE
 from model.rules import alert
-from recovery.names import ACTIONS_METRIC, EXHAUSTED_METRIC, GAVE_UP_METRIC, SCRAPE_JOB
+from recovery.names import ACTIONS_METRIC, EXHAUSTED_METRIC, GAVE_UP_METRIC, LIMIT_REACHED_METRIC, SCRAPE_JOB
 
 # RecoveryServiceDown tells of this target; TargetDown leaves it out (one alert per outage).
 SCRAPE_SELECTOR = f'job="{SCRAPE_JOB}"'
@@ -36,10 +36,13 @@ def alert_rules() -> list[dict]:
               "warning", BACKUP_SERVICE, "The recovery service's actions keep failing",
               f"{{{{ $value | printf \"%.0f\" }}}} {{{{ $labels.action }}}} actions failed or ended unknown within {FAILING_WINDOW} "
               "(each was escalated): a token without its privilege, an unreachable API or a broken playbook, not one bad night."),
-        alert("RecoveryRemediationLoop", f"max by (action) ({EXHAUSTED_METRIC}) > 0", "warning", BACKUP_SERVICE,
+        # A target at its maximum that the guard had to refuse: a loop stopped (not one daily fallback used up).
+        alert("RecoveryRemediationLoop",
+              f"max by (action) ({EXHAUSTED_METRIC}) > 0\n  and on(action)\n"
+              f"sum by (action) (increase({LIMIT_REACHED_METRIC}[1d])) > 0", "warning", BACKUP_SERVICE,
               "The recovery service stopped re-running a target that keeps failing",
-              "{{ $value }} target(s) of {{ $labels.action }} reached the maximum of attempts within the window: the service "
-              "escalates instead of trying again, and the cause is still there."),
+              "{{ $value }} target(s) of {{ $labels.action }} reached the maximum of attempts within the window and failed "
+              "again: the service escalates instead of trying once more, and the cause is still there."),
     ]
 
 

@@ -15,7 +15,7 @@ import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from recovery.names import ACTIONS_METRIC, EXHAUSTED_METRIC, GAVE_UP_LABELS, GAVE_UP_METRIC
+from recovery.names import ACTIONS_METRIC, EXHAUSTED_METRIC, GAVE_UP_LABELS, GAVE_UP_METRIC, LIMIT_REACHED_METRIC
 
 log = logging.getLogger("recovery")
 RESULTS = ("ok", "failed", "unknown", "skipped", "dry-run")
@@ -48,6 +48,9 @@ class Metrics:
         self.exhausted = Gauge(EXHAUSTED_METRIC,
                                "Targets whose attempts within the window reached the maximum: the service escalates instead of acting",
                                ["action"], registry=r)
+        self.limit_reached = Counter(LIMIT_REACHED_METRIC.removesuffix("_total"),
+                                     "Times the attempt guard refused another attempt on a target: a remediation loop stopped",
+                                     ["action"], registry=r)
         self.alerts = Counter("recovery_alerts", "Alerts received, by what became of them", ["outcome"], registry=r)
         self.webhooks = Counter("recovery_webhook_requests", "Webhook requests by HTTP status", ["code"], registry=r)
         self.truncated = Counter("recovery_webhook_truncated_alerts",
@@ -67,3 +70,4 @@ class Metrics:
                 self.actions.labels(action, result)
             self.in_flight.labels(action)
             self.exhausted.labels(action)
+            self.limit_reached.labels(action)

@@ -285,6 +285,8 @@ class Engine:
         existing = self.state.attempt_of(occ, step)
         if existing is None:
             decision, why = self.guard(action, target)
+            if decision == "exhausted":
+                self.metrics.limit_reached.labels(action).inc()
             if decision in ("skip", "exhausted"):
                 outcome = {"result": "skipped", "why": why, "upids": [], "exhausted": decision == "exhausted"}
                 self.metrics.actions.labels(action, "skipped").inc()

@@ -9,4 +9,5 @@ GAVE_UP_METRIC = "recovery_backup_job_gave_up"
 GAVE_UP_LABELS = ("job_type", "job_id", "datastore")  # the PBS job exporter's job labels
 ACTIONS_METRIC = "recovery_actions_total"
 EXHAUSTED_METRIC = "recovery_exhausted_targets"
+LIMIT_REACHED_METRIC = "recovery_attempt_limit_reached_total"  # the attempt guard refused to act again
 SCRAPE_JOB = "recovery"  # the scrape job of the service's /metrics (model/metrics.py)

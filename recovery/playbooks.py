@@ -325,7 +325,8 @@ class BackupFailure:
         if not ctx.get("noted"):
             found = self.find_failure()
             tried = self.tried()
-            summary = (f"{self.title} failed; the recovery service tried: {tried[-1]}" if tried
+            reruns = [t for t in tried if f" {self.action}: " in t]
+            summary = (f"{self.title} failed; the recovery service's re-run: {reruns[-1]}" if reruns
                        else f"{self.title} failed; the recovery service has not re-run it")
             self.e.attach(self.occ, summary, self.details(found, tried), self.links(found))
             ctx["noted"] = True

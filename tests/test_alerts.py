@@ -526,8 +526,11 @@ def test_the_recovery_service_s_own_alerts(homelab, tmp_path):
             # three failed re-runs within 6h: the automation is broken, not one night
             {"series": f'recovery_actions_total{{action="pve-backup-rerun",result="failed",{target}}}', "values": "0x30 1 2 3x28"},
             {"series": f'recovery_actions_total{{action="pbs-job-rerun",result="failed",{target}}}', "values": "0 1 2x58"},
-            {"series": f'recovery_exhausted_targets{{action="pve-backup-rerun",{target}}}', "values": "0x40 1x20"},
-            {"series": f'recovery_exhausted_targets{{action="pbs-job-rerun",{target}}}', "values": "0x60"},
+            {"series": f'recovery_exhausted_targets{{action="pve-backup-rerun",{target}}}', "values": "0x38 1x22"},
+            {"series": f'recovery_exhausted_targets{{action="pbs-job-rerun",{target}}}', "values": "1x60"},
+            # pve-backup-rerun's guard refused another attempt at 41m; pbs-job-rerun's target is only used up
+            {"series": f'recovery_attempt_limit_reached_total{{action="pve-backup-rerun",{target}}}', "values": "0x40 1x19"},
+            {"series": f'recovery_attempt_limit_reached_total{{action="pbs-job-rerun",{target}}}', "values": "0x60"},
         ],
         "alert_rule_test": [
             {"eval_time": "14m", "alertname": "RecoveryServiceDown", "exp_alerts": []},
