@@ -779,6 +779,8 @@ class Recovery(ConfigModel):
         for action, (key, value) in needs.items():
             if self.mode(action) != "off" and value is None:
                 found.append(Problem(f"recovery.{key}", f"is required while recovery.actions.{action} is not off"))
+        if self.mode("customer-impact-probe") != "off" and root.probes is None:
+            found.append(Problem("probes", "is required while recovery.actions.customer-impact-probe is not off"))
         if not root.hosts_with_role(Role.PBS):
             found.append(Problem("recovery", "needs a pbs host: the service runs there"))
         if root.alerting is None:

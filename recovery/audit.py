@@ -65,7 +65,8 @@ class Metrics:
                              "1 while the service has given up on the job's latest failure (re-run failed, unknown or "
                              "attempts exhausted): the page must not wait for the retry grace", list(GAVE_UP_LABELS), registry=r)
         self.up = Gauge("recovery_last_loop_timestamp_seconds", "When the worker loop last ran", registry=r)
-        for action in ("pbs-job-rerun", "pve-backup-rerun", "backup-fallback", "nas-snapshot-prune", "loki-compactor-report"):
+        for action in ("pbs-job-rerun", "pve-backup-rerun", "backup-fallback", "nas-snapshot-prune", "loki-compactor-report",
+                       "customer-impact-probe"):
             for result in RESULTS:
                 self.actions.labels(action, result)
             self.in_flight.labels(action)

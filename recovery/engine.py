@@ -104,6 +104,11 @@ class Clients:
     def prometheus(self) -> Endpoint:
         return self._endpoint("prometheus", "prometheus")
 
+    def blackbox(self) -> Endpoint:
+        s = self.cfg["probes"]
+        context = ssl_context(True, None) if s["exporterUrl"].startswith("https") else None
+        return Endpoint("blackbox", s["exporterUrl"], s["timeoutSeconds"], context)
+
     def chat(self) -> Chat | None:
         s = self.cfg.get("mattermost")
         if not s:

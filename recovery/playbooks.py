@@ -29,6 +29,7 @@ import time
 from urllib.parse import quote, urlencode
 
 from recovery.engine import Deferred, Engine, Interrupted
+from recovery.probes import run_probe, verdict
 from recovery.proxmox import included_guests, run_now_params, upid_node
 from recovery.rest import ApiError
 from recovery.state import Occurrence
@@ -501,5 +502,46 @@ def _verify_deleted(engine: Engine, dataset: str, ids: list[str]) -> tuple[str, 
     return "ok", f"deleted {len(ids)} snapshot(s)"
 
 
-PLAYBOOKS = {"backup-failure": backup_failure, "disk-usage": disk_usage}
+# ---------------------------------------------------------------------- customer impact
+def customer_impact(engine: Engine, occ: Occurrence) -> None:
+    """A latency SLO pages: are customers hurt? The service's configured probes answer, now."""
+    e, action = engine, "customer-impact-probe"
+    service = occ.labels.get("service", "")
+    mode = e.mode(action)
+    targets = [t for t in (e.cfg.get("probes") or {}).get("targets", []) if t["service"] == service]
+    if mode == "off" or not targets:
+        why = ("kill switch engaged" if e.kill_switch() else f"{action} is off") if mode == "off" \
+            else f"no probe is configured for service {service!r}"
+        e.audit("skip", **e.who(occ), target=service, action=action, result="skipped", why=why)
+        e.metrics.actions.labels(action, "skipped").inc()
+        return
+    if mode == "dry-run":
+        why = "would probe " + ", ".join(f"{t['name']} ({t['url']})" for t in targets)
+        e.audit("dry-run", **e.who(occ), target=service, action=action, result="dry-run", why=why)
+        e.metrics.actions.labels(action, "dry-run").inc()
+        return
+    if "probes" not in occ.context:
+        exporter = e.clients.blackbox()
+        answers = [run_probe(exporter, t) for t in targets]
+        impact, text = verdict(answers)
+        occ.context["probes"] = {"impact": impact, "text": text,
+                                 "answers": [{"name": a.name, "url": a.url, "success": a.success, "detail": a.detail} for a in answers]}
+        e.state.save_context(occ)
+        result = "failed" if impact == "unknown" else "ok"
+        e.metrics.actions.labels(action, result).inc()
+        e.audit("report", **e.who(occ), target=service, action=action, result=result, why=text)
+    found = occ.context["probes"]
+    if not found.get("told"):
+        e.post(occ, f"**{occ.alertname}** ({service}): {found['text']}")
+        details = {"customer impact": found["impact"]}
+        for a in found["answers"]:
+            state = {True: "OK", False: "FAILS"}.get(a["success"], "unknown")
+            details[f"probe {a['name']}"] = f"{state}: {a['detail']} ({a['url']})"
+        e.attach(occ, f"{service}: {found['text']}", details,
+                 [{"href": a["url"], "text": f"probed endpoint {a['name']}"} for a in found["answers"]])
+        found["told"] = True
+        e.state.save_context(occ)
+
+
+PLAYBOOKS = {"backup-failure": backup_failure, "disk-usage": disk_usage, "customer-impact": customer_impact}
 __all__ = ["PLAYBOOKS", "Interrupted"]
