@@ -296,8 +296,12 @@ class RecoveryLoop:
 
     # --- judging
     def expected(self, scenario: Scenario) -> Scenario:
-        """The scenario with the expectations that follow from the re-runs that happened."""
-        return dataclasses.replace(scenario, expected=(*scenario.expected, *self.spec.expect(tuple(self.result.reruns))))
+        """The scenario with the expectations that follow from the re-runs that happened (the planned ones
+        when some never ran: judge() says so, and the notifications are judged against the plan)."""
+        reruns = tuple(self.result.reruns)
+        if len(reruns) < len(self.spec.reruns):
+            reruns = self.spec.planned_reruns()
+        return dataclasses.replace(scenario, expected=(*scenario.expected, *self.spec.expect(reruns)))
 
     def judge(self, captured: list[Captured], notifications: list[Notification]) -> RecoveryRun:
         result = self.result

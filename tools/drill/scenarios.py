@@ -10,6 +10,7 @@ time-to-notify bound is added to it by the drill (scrape + evaluation + for + gr
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -171,6 +172,23 @@ class RecoveryInTheLoop:
     room_says: tuple[str, ...] = ()  # what the service must post to the backup room
     log_on_incident: bool = False  # the service adds the task log to the page's incident
     job_id: str = "vm/101"
+
+    def planned_reruns(self) -> tuple[Run, ...]:
+        """The re-runs as planned, back to back from the end of the failure; the drill judges by the real ones."""
+        start = next(r for r in self.runs if not r.ok).end
+        planned = []
+        for status, seconds in self.reruns:
+            planned.append(Run(start, start + seconds, status == "OK" or status.startswith("WARNINGS")))
+            start += seconds
+        return tuple(planned)
+
+
+def planned(scenario: Scenario) -> Scenario:
+    """The scenario with the expectations of its planned re-runs, for checks of the table without a drill."""
+    if scenario.recovery is None:
+        return scenario
+    extra = scenario.recovery.expect(scenario.recovery.planned_reruns())
+    return dataclasses.replace(scenario, expected=(*scenario.expected, *extra))
 
 
 # --- timeline helpers ---------------------------------------------------------------------
