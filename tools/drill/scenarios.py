@@ -526,6 +526,9 @@ def _nobody_reruns(reruns: tuple[Run, ...]) -> tuple[Expect, ...]:
 
 RECOVERY_PLOT = (BACKUP_PLOT[0], BACKUP_PLOT[1], PlotLine("recovery service gave up (0/1)", "recovery_backup_job_gave_up"))
 
+RERUN_WORKS = RecoveryInTheLoop(runs=(NIGHTLY_FAILS,), reruns=(("OK", RERUN_SECONDS),), expect=_fixed_by_rerun,
+                                actions=(("pve-backup-rerun", "ok"),), room_says=("failed → re-run → OK",))
+
 RECOVERY_SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         "backup-retried-by-automation",
@@ -533,8 +536,7 @@ RECOVERY_SCENARIOS: tuple[Scenario, ...] = (
         "(\"Run now\") and the re-run succeeds: the backup room hears \"failed → re-run → OK\", nobody is paged.",
         duration=m(30), factor=120,
         series=backup_job((NIGHTLY_FAILS,), pbs_labels(RECOVERY_JOB_ID)),
-        recovery=RecoveryInTheLoop(runs=(NIGHTLY_FAILS,), reruns=(("OK", RERUN_SECONDS),), expect=_fixed_by_rerun,
-                                   actions=(("pve-backup-rerun", "ok"),), room_says=("failed → re-run → OK",)),
+        recovery=RERUN_WORKS,
         plot=RECOVERY_PLOT,
     ),
     Scenario(
@@ -566,8 +568,7 @@ RECOVERY_SCENARIOS: tuple[Scenario, ...] = (
         "least once): one re-run, which succeeds; nobody is paged.",
         duration=m(30), factor=120,
         series=backup_job((NIGHTLY_FAILS,), pbs_labels(RECOVERY_JOB_ID)),
-        recovery=RecoveryInTheLoop(runs=(NIGHTLY_FAILS,), reruns=(("OK", RERUN_SECONDS),), expect=_fixed_by_rerun,
-                                   deliveries=3, actions=(("pve-backup-rerun", "ok"),), room_says=("failed → re-run → OK",)),
+        recovery=dataclasses.replace(RERUN_WORKS, deliveries=3),
         plot=RECOVERY_PLOT,
     ),
 )
