@@ -328,7 +328,8 @@ class BackupFailure:
             tried = self.tried()
             reruns = [t for t in tried if f" {self.action}: " in t]
             summary = (f"{self.title} failed; the recovery service's re-run: {reruns[-1]}" if reruns
-                       else f"{self.title} failed; the recovery service has not re-run it")
+                       else f"{self.title} failed; the recovery service has not re-run it"
+                       + (f": {'; '.join(found['problems'])}" if found["problems"] else ""))
             self.e.attach(self.occ, summary, self.details(found, tried), self.links(found))
             ctx["noted"] = True
             self.e.state.save_context(self.occ)
@@ -349,7 +350,13 @@ class BackupFailure:
         fb = self.cfg.get("fallback")
         if not fb:
             return
-        guests = found.get("guests") or []
+        # The backup group names its guest even when no PVE job covers it (nothing to re-run): back it up anyway.
+        guest_type, _, vmid = self.job_id.partition("/")
+        guests = found.get("guests") or ([int(vmid)] if guest_type in ("vm", "ct") and vmid.isdigit() else [])
+        if not guests:
+            self.e.audit("skip", **self.e.who(self.occ), target=self.target, action="backup-fallback", result="skipped",
+                         why=f"backup group {self.job_id} names no guest to back up to the NAS")
+            return
         result_file = os.path.join(fb["resultDir"], f"{self.occ.fingerprint}-{self.occ.starts_at.replace(':', '')}.json")
         extra = {"recovery_job": self.target, "recovery_guests": guests, "recovery_result_file": result_file}
         command = [fb["ansiblePlaybook"], "-i", fb["inventory"], fb["playbook"], "-e", json.dumps(extra)]

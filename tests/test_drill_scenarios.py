@@ -15,11 +15,11 @@ def config(homelab):
 
 def test_the_issue_s_scenarios_are_all_there():
     names = [s.name for s in scenarios.SCENARIOS]
-    assert len(names) == len(set(names)) == 15
+    assert len(names) == len(set(names)) == 16
     assert {"backup-flapping", "two-jobs-fail", "no-jobs-scheduled"} <= set(names)
     # the recovery service in the loop (issue 13)
     assert {"backup-retried-by-automation", "backup-automation-exhausted", "recovery-service-down",
-            "webhook-redelivered"} <= {s.name for s in scenarios.SCENARIOS if s.recovery}
+            "webhook-redelivered", "backup-nothing-to-rerun"} <= {s.name for s in scenarios.SCENARIOS if s.recovery}
     assert set(scenarios.SHORT_DRILL) <= set(names)
     with pytest.raises(KeyError, match="unknown scenario"):
         scenarios.by_name(["no-such"])
@@ -77,7 +77,7 @@ def test_paging_scenarios_and_non_paging_ones():
         "alertmanager-restart": 2,  # the backup incident and the latency burn
         # the recovery service in the loop: a re-run that works pages nobody, one that fails one incident
         "backup-retried-by-automation": 0, "backup-automation-exhausted": 1, "recovery-service-down": 1,
-        "webhook-redelivered": 0,
+        "webhook-redelivered": 0, "backup-nothing-to-rerun": 1,
     }
     two_jobs = next(s for s in scenarios.SCENARIOS if s.name == "two-jobs-fail")
     assert [(e.job, e.joins) for e in two_jobs.pages] == [("vm-nightly", False), ("ct-nightly", True)]

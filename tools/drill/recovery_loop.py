@@ -247,8 +247,10 @@ class RecoveryLoop:
                                  "backup failed: connection reset by peer")
         self.pbs.logs[upid] = [f"starting backup {self.spec.job_id}", "TASK ERROR: backup failed: connection reset by peer"]
         self.pve.add_guest(guest, PVE_NODE)
+        self.pve.add_guest(guest + 1, PVE_NODE)
         self.pve.add_pbs_storage(PVE_STORAGE, DATASTORE)
-        self.pve.add_job(PVE_JOB, storage=PVE_STORAGE, vmid=str(guest), comment="nightly to PBS")
+        covered = guest if self.spec.pve_job_covers_guest else guest + 1  # the job lost the guest: nothing to re-run
+        self.pve.add_job(PVE_JOB, storage=PVE_STORAGE, vmid=str(covered), comment="nightly to PBS")
         self.pve.add_task(PVE_NODE, "vzdump", str(guest), "root@pam", epoch(failed.start), epoch(failed.end), "job errors",
                           lines=[f"INFO: starting new backup job: vzdump {guest} --storage {PVE_STORAGE}",
                                  f"ERROR: Backup of VM {guest} failed - connection reset by peer", "TASK ERROR: job errors"])
@@ -301,17 +303,22 @@ class RecoveryLoop:
         reruns = tuple(self.result.reruns)
         if len(reruns) < len(self.spec.reruns):
             reruns = self.spec.planned_reruns()
-        return dataclasses.replace(scenario, expected=(*scenario.expected, *self.spec.expect(reruns)))
+        gave_up = next((self._at(e["ts"]) for e in self._audit() if e["decision"] == "escalate"), None)
+        return dataclasses.replace(scenario, expected=(*scenario.expected, *self.spec.expect(reruns, gave_up)))
+
+    def _audit(self) -> list[dict]:
+        audit = self.work / "audit.jsonl"
+        return [json.loads(line) for line in audit.read_text().splitlines()] if audit.exists() else []
+
+    def _at(self, epoch: float) -> float:
+        return round(self.scale.real(epoch - self.clock.origin_epoch), 1)
 
     def judge(self, captured: list[Captured], notifications: list[Notification]) -> RecoveryRun:
         result = self.result
-        audit = self.work / "audit.jsonl"
-        for line in (audit.read_text().splitlines() if audit.exists() else []):
-            entry = json.loads(line)
+        for entry in self._audit():
             if entry["action"] and entry["result"] in RESULTS and entry["decision"] in ("verify", "dry-run", "skip"):
                 result.actions.append({"action": entry["action"], "target": entry["target"], "result": RESULTS[entry["result"]],
-                                       "at_s": round(self.scale.real(entry["ts"] - self.clock.origin_epoch), 1),
-                                       "why": entry["why"]})
+                                       "at_s": self._at(entry["ts"]), "why": entry["why"]})
         result.chat = [str((c.body or {}).get("text", "")) for c in captured if c.receiver == CHAT.receiver]
         result.notes = [c.body for c in captured if c.receiver == NOTES.receiver and isinstance(c.body, dict)]
         got = [(a["action"], a["result"]) for a in result.actions]
@@ -338,9 +345,7 @@ class RecoveryLoop:
         return result
 
     def _duplicates(self) -> float:
-        audit = self.work / "audit.jsonl"
-        lines = audit.read_text().splitlines() if audit.exists() else []
-        return float(sum(1 for line in lines if json.loads(line)["decision"] == "duplicate"))
+        return float(sum(1 for entry in self._audit() if entry["decision"] == "duplicate"))
 
 
 def describe(run: RecoveryRun, scenario: Scenario) -> list[str]:

@@ -163,8 +163,9 @@ class RecoveryInTheLoop:
     runs: tuple[Run, ...]  # the job's scripted runs: the nightly failure, an operator's later run
     # Each vzdump re-run's exitstatus and duration (real seconds), in the order the service starts them.
     reruns: tuple[tuple[str, float], ...] = ()
-    # What receivers must hear, given the re-runs that happened (when each began and ended).
-    expect: Callable[[tuple[Run, ...]], tuple[Expect, ...]] = lambda reruns: ()
+    # What receivers must hear, given the re-runs that happened (when each began and ended) and when the
+    # service gave up on the failure (scenario seconds; None: it did not).
+    expect: Callable[[tuple[Run, ...], float | None], tuple[Expect, ...]] = lambda reruns, gave_up: ()
     service_up: bool = True
     deliveries: int = 1  # each webhook request reaches the service this many times (a redelivery)
     actions: tuple[tuple[str, str], ...] = ()  # (action, result) the service must record, in this order
@@ -172,6 +173,7 @@ class RecoveryInTheLoop:
     room_says: tuple[str, ...] = ()  # what the service must post to the backup room
     log_on_incident: bool = False  # the service adds the task log to the page's incident
     job_id: str = "vm/101"
+    pve_job_covers_guest: bool = True  # False: PVE's backup job lost the guest, there is nothing to re-run
 
     def planned_reruns(self) -> tuple[Run, ...]:
         """The re-runs as planned, back to back from the end of the failure; the drill judges by the real ones."""
@@ -187,7 +189,8 @@ def planned(scenario: Scenario) -> Scenario:
     """The scenario with the expectations of its planned re-runs, for checks of the table without a drill."""
     if scenario.recovery is None:
         return scenario
-    extra = scenario.recovery.expect(scenario.recovery.planned_reruns())
+    loop = scenario.recovery
+    extra = loop.expect(loop.planned_reruns(), next(r for r in loop.runs if not r.ok).end)
     return dataclasses.replace(scenario, expected=(*scenario.expected, *extra))
 
 
@@ -509,16 +512,21 @@ OPERATOR_RUN = Run(m(48), m(50), True)  # the operator's run after the page, onc
 RERUN_SECONDS = m(5)
 
 
-def _fixed_by_rerun(reruns: tuple[Run, ...]) -> tuple[Expect, ...]:
+def _fixed_by_rerun(reruns: tuple[Run, ...], gave_up: float | None) -> tuple[Expect, ...]:
     return _with_watchdog(*_failed_job(RECOVERY_JOB_ID, NIGHTLY_FAILS.end, None, reruns[0].end))
 
 
-def _rerun_failed(reruns: tuple[Run, ...]) -> tuple[Expect, ...]:
+def _rerun_failed(reruns: tuple[Run, ...], gave_up: float | None) -> tuple[Expect, ...]:
     # The re-run's failure is the retry that failed too, and the service gives up: the page at once.
     return _with_watchdog(*_failed_job(RECOVERY_JOB_ID, NIGHTLY_FAILS.end, reruns[0].end, OPERATOR_RUN.end))
 
 
-def _nobody_reruns(reruns: tuple[Run, ...]) -> tuple[Expect, ...]:
+def _gives_up_at_once(reruns: tuple[Run, ...], gave_up: float | None) -> tuple[Expect, ...]:
+    # No second run ends: only the service's giving up opens the page, not the grace.
+    return _with_watchdog(*_failed_job(RECOVERY_JOB_ID, NIGHTLY_FAILS.end, gave_up, OPERATOR_RUN.end))
+
+
+def _nobody_reruns(reruns: tuple[Run, ...], gave_up: float | None) -> tuple[Expect, ...]:
     return _with_watchdog(
         *_failed_job(RECOVERY_JOB_ID, NIGHTLY_FAILS.end, NIGHTLY_FAILS.end + GRACE, OPERATOR_RUN.end),
         Expect(RECEIVER_BACKUP_ROOM, ALERT_RECOVERY_DOWN, "warning", "firing", 0.0))
@@ -550,6 +558,19 @@ RECOVERY_SCENARIOS: tuple[Scenario, ...] = (
                                    expect=_rerun_failed, fallback=("OK", m(2)),
                                    actions=(("pve-backup-rerun", "failed"), ("backup-fallback", "ok")),
                                    room_says=("failed → re-run → failed again", "gives up", "fallback backup to the NAS done"),
+                                   log_on_incident=True),
+        plot=RECOVERY_PLOT,
+    ),
+    Scenario(
+        "backup-nothing-to-rerun",
+        "The nightly backup of guest 101 fails, and PVE's backup job no longer covers the guest: the service has "
+        "nothing to re-run and gives up at once, so BackupJobFailed pages now instead of after the 30m grace; the "
+        "guest still gets a restore point on the NAS (the fallback), noted on the incident.",
+        duration=m(60), factor=120,
+        series=backup_job((NIGHTLY_FAILS, OPERATOR_RUN), pbs_labels(RECOVERY_JOB_ID)),
+        recovery=RecoveryInTheLoop(runs=(NIGHTLY_FAILS, OPERATOR_RUN), expect=_gives_up_at_once, fallback=("OK", m(2)),
+                                   pve_job_covers_guest=False, actions=(("pve-backup-rerun", "failed"), ("backup-fallback", "ok")),
+                                   room_says=("no PVE backup job writes guest 101", "gives up", "fallback backup to the NAS done"),
                                    log_on_incident=True),
         plot=RECOVERY_PLOT,
     ),
