@@ -175,7 +175,7 @@ def stack_rules(cfg: StackConfig) -> list[dict]:
               "Dead man's switch: always firing while alerting works",
               "This alert always fires while the Prometheus of site {{ $externalLabels.site }} evaluates rules. The heartbeat monitor pages when its notifications stop: "
               "then Prometheus, Alertmanager or the path between them is down."),
-        alert("TargetDown", f"up{{{recovery_alerts.SCRAPE_SELECTOR.replace('=', '!=', 1)}}} == 0" if cfg.recovery else "up == 0",
+        alert("TargetDown", f"up{{{recovery_alerts.OTHER_TARGETS}}} == 0" if cfg.recovery else "up == 0",
               "warning", "{{ $labels.service }}",
               "A scrape target is down",
               "Prometheus cannot scrape {{ $labels.instance }} of job {{ $labels.job }}: its metrics and alerts are blind.",

@@ -14,6 +14,7 @@ from recovery.names import ACTIONS_METRIC, EXHAUSTED_METRIC, GAVE_UP_METRIC, LIM
 
 # RecoveryServiceDown tells of this target; TargetDown leaves it out (one alert per outage).
 SCRAPE_SELECTOR = f'job="{SCRAPE_JOB}"'
+OTHER_TARGETS = f'job!="{SCRAPE_JOB}"'
 FAILING_WINDOW = "6h"
 FAILING_ACTIONS = 3
 
