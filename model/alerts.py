@@ -8,7 +8,7 @@ exist for every alert name.
 
 from __future__ import annotations
 
-from model import loki_health, loki_limits, network, probes, pve
+from model import loki_health, loki_limits, network, probes, pve, recovery_alerts
 from model import slo as slo_engine
 from model.config import StackConfig, duration_seconds
 from model.links import BACKUP_SERVICE, alert_links
@@ -76,12 +76,16 @@ def backup_rules(cfg: StackConfig) -> list[dict]:
     paged = 'ALERTS{alertname="BackupJobFailed",alertstate="firing",severity="critical"}'
     # Opens the page: no run succeeded within the grace, or the retry failed too (two runs ended
     # within the grace and none succeeded). Not for a flapping job: BackupJobFlapping tells of it.
+    # With the recovery service, also the moment it gives up on the job: the page waits for the
+    # automation, and only for it (model/recovery_alerts.py).
+    automation = f"    or\n    {recovery_alerts.gave_up(IS_BACKUP)}\n" if cfg.recovery else ""
     opens = (
         f"(\n  {failed_now.format(types=IS_BACKUP)}\n  and {ON_JOB}\n  (\n"
         f"    min_over_time({LAST_RUN_FAILED}{IS_BACKUP}[{grace}]) == 1\n"
         f"    or\n"
         f"    (changes(pbs_job_last_run_timestamp_seconds{IS_BACKUP}[{grace}]) >= 2\n"
         f"      unless {ON_JOB} changes(pbs_job_last_success_timestamp_seconds{IS_BACKUP}[{grace}]) > 0)\n"
+        f"{automation}"
         f"  )\n  unless {ON_JOB}\n  {_flapping(IS_BACKUP)}\n)"
     )
     # Holds it: once firing (this rule's own ALERTS at the previous evaluation) it stays until the
@@ -92,7 +96,8 @@ def backup_rules(cfg: StackConfig) -> list[dict]:
         last_run_failed_rule(),
         alert("BackupJobFailed", f"{opens}\nor {ON_JOB}\n{holds}", "critical", BACKUP_SERVICE,
               "A PBS backup job failed and its retry did not fix it",
-              f"The last run of {job} failed, and its retry failed too or no run succeeded within {grace}: "
+              f"The last run of {job} failed, and its retry failed too"
+              + (", the recovery service gave up on it," if cfg.recovery else "") + f" or no run succeeded within {grace}: "
               "the guests it covers have no fresh restore point. This resolves when a run of the job succeeds."),
         # The backup room hears of every failure at once. The warning stays beside the page until the
         # job recovers: a notification group only grows while the incident lasts, so a restarted
@@ -170,7 +175,8 @@ def stack_rules(cfg: StackConfig) -> list[dict]:
               "Dead man's switch: always firing while alerting works",
               "This alert always fires while the Prometheus of site {{ $externalLabels.site }} evaluates rules. The heartbeat monitor pages when its notifications stop: "
               "then Prometheus, Alertmanager or the path between them is down."),
-        alert("TargetDown", "up == 0", "warning", "{{ $labels.service }}",
+        alert("TargetDown", f"up{{{recovery_alerts.OTHER_TARGETS}}} == 0" if cfg.recovery else "up == 0",
+              "warning", "{{ $labels.service }}",
               "A scrape target is down",
               "Prometheus cannot scrape {{ $labels.instance }} of job {{ $labels.job }}: its metrics and alerts are blind.",
               for_="5m"),
@@ -218,7 +224,7 @@ def rule_files(cfg: StackConfig) -> dict[str, dict]:
     # What the playbooks diagnose, one rule module per domain.
     for stem, groups in (("network", network.rule_groups(cfg)), ("probes", probes.rule_groups(cfg)),
                           ("loki", loki_health.rule_groups(cfg)), ("virtualization", pve.rule_groups(cfg)),
-                          ("loki-limits", loki_limits.rule_groups(cfg))):
+                          ("loki-limits", loki_limits.rule_groups(cfg)), ("recovery", recovery_alerts.rule_groups(cfg))):
         if groups:
             files[stem] = {"groups": groups}
     grafana_url = cfg.grafana.url if cfg.grafana else None

@@ -14,7 +14,7 @@ from typing import Mapping
 
 import yaml
 
-from model import pve, recovery
+from model import probes, pve, recovery
 from model.config import Role, StackConfig
 from model.secrets import K3S_TOKEN, PVE_EXPORTER_TOKEN
 from model.hosts import DATA_DISK_DEVICE, VmPlan, scheduling_for
@@ -208,6 +208,16 @@ def _recovery_service(cfg: StackConfig, vm: VmPlan, doc: dict, secrets: Mapping[
         ["systemctl", "daemon-reload"],
         ["systemctl", "enable", "--now", "recovery.service"],
     ]
+    if recovery.probing(cfg):
+        # The probes it runs on demand: Debian's exporter with the stack's modules, on localhost only.
+        doc["packages"].append("prometheus-blackbox-exporter")
+        doc["write_files"] += [
+            {"path": recovery.BLACKBOX_CONFIG_PATH, "content": yaml.safe_dump(probes.blackbox_config(cfg), sort_keys=False),
+             "permissions": "0644"},
+            {"path": "/etc/default/prometheus-blackbox-exporter", "permissions": "0644",
+             "content": f'ARGS="--config.file {recovery.BLACKBOX_CONFIG_PATH} --web.listen-address {recovery.BLACKBOX_LISTEN}"\n'},
+        ]
+        doc["runcmd"].append(["systemctl", "restart", "prometheus-blackbox-exporter.service"])
 
 
 def _pve_exporter(cfg: StackConfig, doc: dict, secrets: Mapping[str, str]) -> None:

@@ -801,6 +801,10 @@ class RecoveryNas(ConfigModel):
     fallback_storage: str = Field(default="nas-fallback", pattern=r"^[a-z][a-z0-9_-]*$")
 
 
+# The routing table's receiver for the recovery service, added beside alerting.receivers (model/routing.py).
+RECOVERY_RECEIVER = "recovery-service"
+
+
 class Recovery(ConfigModel):
     """The recovery service (recovery/, docs/recovery.md) on the pbs host."""
 
@@ -827,10 +831,17 @@ class Recovery(ConfigModel):
         for action, (key, value) in needs.items():
             if self.mode(action) != "off" and value is None:
                 found.append(Problem(f"recovery.{key}", f"is required while recovery.actions.{action} is not off"))
+        if self.mode("customer-impact-probe") != "off" and root.probes is None:
+            found.append(Problem("probes", "is required while recovery.actions.customer-impact-probe is not off"))
         if not root.hosts_with_role(Role.PBS):
             found.append(Problem("recovery", "needs a pbs host: the service runs there"))
         if root.alerting is None:
             found.append(Problem("recovery", "needs alerting: Alertmanager notifies the service"))
+        else:
+            for i, receiver in enumerate(root.alerting.receivers):
+                if receiver.name == RECOVERY_RECEIVER:
+                    found.append(Problem(f"alerting.receivers[{i}].name", f"{RECOVERY_RECEIVER!r} is the recovery service's receiver "
+                                         "(added to the routing table with recovery): pick another name"))
         return found
 
 

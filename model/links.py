@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 # The `service` label of every backup alert; the routing table's backup room is found by it.
 BACKUP_SERVICE = "backups"
@@ -94,5 +94,7 @@ def explore_url(grafana_url: str, expr: str, datasource_uid: str = PROMETHEUS_UI
     pane = {"datasource": datasource_uid,
             "queries": [{"refId": "A", "expr": expr, "datasource": {"type": "prometheus", "uid": datasource_uid}}],
             "range": {"from": "now-6h", "to": "now"}}
-    query = urlencode({"schemaVersion": 1, "orgId": 1, "panes": json.dumps({"a": pane}, separators=(",", ":"))})
+    # %20 rather than '+' for spaces, as Grafana writes them (and no long '+' runs that read as a token).
+    query = urlencode({"schemaVersion": 1, "orgId": 1, "panes": json.dumps({"a": pane}, separators=(",", ":"))},
+                      quote_via=quote)
     return f"{grafana_url.rstrip('/')}/explore?{query}"

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from model import secrets
-from model.config import Role, Route, StackConfig
+from model import probes, secrets
+from model import slo as slo_engine
+from model.config import RECOVERY_RECEIVER, Role, Route, StackConfig
 from model.durations import parse_seconds
 from model.endpoints import LOGS_NAMESPACE
 from recovery.fallback import inventory
@@ -25,13 +26,16 @@ STATE_DIR = "/var/lib/recovery"
 PBS_AUTH_ID = "recovery@pbs"
 WEBHOOK_PATH = "/webhook"
 
-# Alerts the service acts on: (alertname, label matchers, playbook).
+# Alerts the service acts on: (alertname, label matchers, playbook); see triggers() for the SLO pages.
 TRIGGERS = [
     ("BackupJobFailed", {}, "backup-failure"),
     ("BackupMaintenanceJobFailed", {}, "backup-failure"),
     ("PersistentVolumeUsageHigh", {"namespace": LOGS_NAMESPACE}, "disk-usage"),
     ("NasStorageUsageHigh", {}, "disk-usage"),
 ]
+# The route key of the routing table's routes: below the root ({}) and the route holding them ({}).
+SEED_ROUTES_KEY = "{}/{}"
+RECEIVER = RECOVERY_RECEIVER
 
 
 @dataclass(frozen=True)
@@ -82,19 +86,40 @@ def credentials(cfg: StackConfig) -> list[Credential]:
     return out
 
 
+# The blackbox exporter beside the service on the pbs host (Debian's), with the stack's probe modules.
+BLACKBOX_LISTEN = "127.0.0.1:9115"
+BLACKBOX_CONFIG_PATH = "/etc/prometheus/blackbox.yml"
+CUSTOMER_IMPACT = "customer-impact-probe"
+
+
+def probing(cfg: StackConfig) -> bool:
+    return bool(cfg.recovery and cfg.probes and cfg.recovery.mode(CUSTOMER_IMPACT) != "off")
+
+
+def triggers(cfg: StackConfig) -> list[tuple[str, dict, str]]:
+    """TRIGGERS and, while the service runs probes, the page of every SLO of a service with probes."""
+    out = list(TRIGGERS)
+    if probing(cfg):
+        probed = {p.service for p in probes.probe_targets(cfg)}
+        out += [(slo_engine.alert_name(s), {"severity": "critical"}, "customer-impact")
+                for s in cfg.slos if s.alerts and s.service in probed]
+    return out
+
+
 def _cred(cfg: StackConfig, name: str) -> str:
     return next(c.path for c in credentials(cfg) if c.name == name)
 
 
 def pagerduty_route(cfg: StackConfig) -> tuple[Route, str] | None:
-    """The first top-level route to a pagerduty receiver and its Alertmanager route key
-    (dispatch/route.go Key: the matchers from the root, each ``name="value"``)."""
+    """The first of the stack config's routes to a pagerduty receiver and its Alertmanager route key
+    (dispatch/route.go Key: the matchers from the root, each ``name="value"``). With the service,
+    the stack config's routes sit below a route without matchers (model/routing.py): ``{}/{}/...``."""
     alerting = cfg.alerting
     for route in alerting.routes:
         receiver = alerting.receiver_named(route.receiver)
         if receiver and receiver.pagerduty:
             matchers = ",".join(f'{m.label}{m.op}"{m.value}"' for m in route.matchers)
-            return route, "{}/{" + matchers + "}"
+            return route, SEED_ROUTES_KEY + "/{" + matchers + "}"
     return None
 
 
@@ -123,7 +148,7 @@ def service_config(cfg: StackConfig) -> dict:
         "actions": {name: {"mode": a.mode, "cooldownSeconds": parse_seconds(a.cooldown), "maxAttempts": a.max_attempts,
                            "windowSeconds": parse_seconds(a.window)} for name, a in sorted(rec.actions.items())},
         "triggers": [{"alertname": name, **({"matchers": matchers} if matchers else {}), "playbook": playbook}
-                     for name, matchers, playbook in TRIGGERS],
+                     for name, matchers, playbook in triggers(cfg)],
         "pbs": {"url": "https://localhost:8007", "uiUrl": f"https://{fqdn}:8007", "node": "localhost",
                 "caFile": _cred(cfg, "pbs-ca.pem"), "readTokenFile": _cred(cfg, "pbs-read-token"),
                 "tokenFiles": {kind: _cred(cfg, f"pbs-{kind}-token") for kind in PBS_KINDS if kind != "read"}},
@@ -143,10 +168,15 @@ def service_config(cfg: StackConfig) -> dict:
                           "keepNewest": rec.nas.keep_newest}
     if rec.prometheus_url:
         doc["prometheus"] = {"url": rec.prometheus_url}
+    if probing(cfg):
+        doc["probes"] = {"exporterUrl": f"http://{BLACKBOX_LISTEN}",
+                         "targets": [{"name": p.name, "service": p.service, "url": p.url, "module": p.module}
+                                     for p in probes.probe_targets(cfg)]}
     names = {c.name for c in credentials(cfg)}
     if "mattermost-webhook-url" in names:
         backup_room = cfg.backup_room()
-        channels = {"backup-failure": backup_room.mattermost.channel if backup_room else None, "disk-usage": _ops_room(cfg)}
+        channels = {"backup-failure": backup_room.mattermost.channel if backup_room else None, "disk-usage": _ops_room(cfg),
+                    "customer-impact": _ops_room(cfg)}
         doc["mattermost"] = {"webhookUrlFile": _cred(cfg, "mattermost-webhook-url"), "username": "recovery",
                              "channels": {k: v for k, v in channels.items() if v}}
     pd = pagerduty_route(cfg)
@@ -181,3 +211,26 @@ def pbs_token_script(store: str) -> str:
                      "--output-format json | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"value\"])'); "
                      f"{acls}; printf '%s:%s\\n' '{token_id}' \"$secret\" > {path}; fi")
     return "; ".join(lines)
+
+
+# --- the routing table's entry --------------------------------------------------------------
+
+def webhook_url(cfg: StackConfig) -> str:
+    """Where Alertmanager (in the cluster) reaches the service: the pbs host's address on the VLAN."""
+    assert cfg.recovery is not None
+    return f"http://{cfg.hosts[host_name(cfg)].address}:{cfg.recovery.port}{WEBHOOK_PATH}"
+
+
+def route_matchers(cfg: StackConfig) -> list[str]:
+    """Every alert of the trigger table, by name; the service checks the triggers' label matchers
+    itself (an alert the route lets through and the table does not hold is audited as ignored)."""
+    names = "|".join(dict.fromkeys(name for name, _, _ in triggers(cfg)))
+    return [f'alertname =~ "{names}"']
+
+
+def route(cfg: StackConfig) -> dict:
+    """The service's route, first below the Watchdog's and `continue`: it sees every alert of its table
+    whatever the seed's routes do with it, and they still see every alert. Each alert is a group of its
+    own (`...`) sent at once: a re-sent group is one alert again, and nothing waits for a neighbour."""
+    return {"matchers": route_matchers(cfg), "receiver": RECEIVER, "continue": True,
+            "group_by": ["..."], "group_wait": "0s"}

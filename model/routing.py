@@ -9,7 +9,7 @@ Secret, never as values. Only fields that both Alertmanager 0.25 (Debian, tests,
 
 from __future__ import annotations
 
-from model import secrets
+from model import recovery, secrets
 from model.config import Alerting, Receiver, Route, StackConfig
 from model.metrics import ALERTMANAGER_SECRET_DIR
 
@@ -21,6 +21,7 @@ SECRET_FILES = {
     secrets.MATTERMOST_WEBHOOK_URL: "mattermost-webhook-url",
     secrets.HEARTBEAT_TOKEN: "heartbeat-token",
     secrets.VIRTUALIZATION_PAGERDUTY_ROUTING_KEY: "virtualization-pagerduty-routing-key",
+    secrets.RECOVERY_WEBHOOK_TOKEN: "recovery-webhook-token",
 }
 
 
@@ -93,8 +94,25 @@ def watchdog_route(alerting: Alerting) -> dict:
     }
 
 
+def recovery_receiver(cfg: StackConfig) -> dict:
+    """The recovery service's webhook (docs/recovery.md): it never acts on a resolved alert."""
+    return {"name": recovery.RECEIVER, "webhook_configs": [{
+        "url": recovery.webhook_url(cfg), "send_resolved": False,
+        "http_config": {"authorization": {"type": "Bearer",
+                                          "credentials_file": secret_path(secrets.RECOVERY_WEBHOOK_TOKEN)}}}]}
+
+
 def alertmanager_config(cfg: StackConfig) -> dict:
     a = cfg.alerting
+    routes = [_route(r) for r in a.routes]
+    receivers = [_receiver(r) for r in a.receivers]
+    if cfg.recovery:
+        # The recovery service's route comes from its trigger table and matches first, with `continue`.
+        # An alert matched by any route no longer falls back to the root's receiver, so the seed's
+        # routes move, unchanged, below one matching everything with that receiver: whatever they do
+        # not claim still reaches it.
+        routes = [recovery.route(cfg), {"receiver": a.receiver, "routes": routes}]
+        receivers.append(recovery_receiver(cfg))
     return {
         "global": {"resolve_timeout": "5m"},
         "route": {
@@ -103,13 +121,13 @@ def alertmanager_config(cfg: StackConfig) -> dict:
             "group_wait": a.group_wait,
             "group_interval": a.group_interval,
             "repeat_interval": a.repeat_interval,
-            "routes": [watchdog_route(a)] + [_route(r) for r in a.routes],
+            "routes": [watchdog_route(a)] + routes,
         },
         # No inhibition: a warning and its critical are told side by side. A restarted Alertmanager
         # holds no alerts, so it would rebuild the inhibition from whatever Prometheus resends
         # first, and a held-back warning could reach its room before its critical is back.
         "inhibit_rules": [],
-        "receivers": [_receiver(r) for r in a.receivers],
+        "receivers": receivers,
         # The chart's default would load *.tmpl files we do not ship.
         "templates": [],
     }

@@ -37,6 +37,9 @@ STEPS = {
         ("loki-compactor-report", "query Loki's compactor health from Prometheus and post it"),
         ("nas-snapshot-prune", "delete NAS snapshots older than the retention (not held, not needed by replication, not the newest N)"),
     ],
+    "customer-impact": [
+        ("customer-impact-probe", "run the burning service's configured blackbox probes now; post the answer to the room and the incident"),
+    ],
 }
 
 

@@ -15,6 +15,8 @@ import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from recovery.names import ACTIONS_METRIC, EXHAUSTED_METRIC, GAVE_UP_LABELS, GAVE_UP_METRIC, LIMIT_REACHED_METRIC
+
 log = logging.getLogger("recovery")
 RESULTS = ("ok", "failed", "unknown", "skipped", "dry-run")
 
@@ -40,12 +42,15 @@ class Metrics:
     def __init__(self):
         self.registry = CollectorRegistry()
         r = self.registry
-        self.actions = Counter("recovery_actions", "Actions by action and result (ok, failed, unknown, skipped, dry-run)",
+        self.actions = Counter(ACTIONS_METRIC.removesuffix("_total"), "Actions by action and result (ok, failed, unknown, skipped, dry-run)",
                                ["action", "result"], registry=r)
         self.in_flight = Gauge("recovery_actions_in_flight", "Actions started and not yet verified", ["action"], registry=r)
-        self.exhausted = Gauge("recovery_exhausted_targets",
+        self.exhausted = Gauge(EXHAUSTED_METRIC,
                                "Targets whose attempts within the window reached the maximum: the service escalates instead of acting",
                                ["action"], registry=r)
+        self.limit_reached = Counter(LIMIT_REACHED_METRIC.removesuffix("_total"),
+                                     "Times the attempt guard refused another attempt on a target: a remediation loop stopped",
+                                     ["action"], registry=r)
         self.alerts = Counter("recovery_alerts", "Alerts received, by what became of them", ["outcome"], registry=r)
         self.webhooks = Counter("recovery_webhook_requests", "Webhook requests by HTTP status", ["code"], registry=r)
         self.truncated = Counter("recovery_webhook_truncated_alerts",
@@ -55,9 +60,15 @@ class Metrics:
         self.kill_switch = Gauge("recovery_kill_switch_engaged", "1 while the global kill switch stops every action", registry=r)
         self.queue = Gauge("recovery_queue_depth", "Alert occurrences not yet handled to the end", registry=r)
         self.modes = Gauge("recovery_action_mode", "1 for each action's configured mode", ["action", "mode"], registry=r)
+        # BackupJobFailed pages at once on a 1 while the job's last run failed (model/alerts.py).
+        self.gave_up = Gauge(GAVE_UP_METRIC,
+                             "1 while the service has given up on the job's latest failure (re-run failed, unknown or "
+                             "attempts exhausted): the page must not wait for the retry grace", list(GAVE_UP_LABELS), registry=r)
         self.up = Gauge("recovery_last_loop_timestamp_seconds", "When the worker loop last ran", registry=r)
-        for action in ("pbs-job-rerun", "pve-backup-rerun", "backup-fallback", "nas-snapshot-prune", "loki-compactor-report"):
+        for action in ("pbs-job-rerun", "pve-backup-rerun", "backup-fallback", "nas-snapshot-prune", "loki-compactor-report",
+                       "customer-impact-probe"):
             for result in RESULTS:
                 self.actions.labels(action, result)
             self.in_flight.labels(action)
             self.exhausted.labels(action)
+            self.limit_reached.labels(action)

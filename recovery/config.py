@@ -20,6 +20,7 @@ ACTIONS = {
     "backup-fallback": ("back the failed job's guests up to the NAS with ansible-playbook", "backup-failure"),
     "loki-compactor-report": ("post Loki's compactor health from Prometheus", "disk-usage"),
     "nas-snapshot-prune": ("delete NAS snapshots older than the retention", "disk-usage"),
+    "customer-impact-probe": ("run the burning service's configured blackbox probes now and report", "customer-impact"),
 }
 PLAYBOOKS = sorted({playbook for _, playbook in ACTIONS.values()})
 ACTION_DEFAULTS = {"mode": "dry-run", "cooldownSeconds": 3600, "maxAttempts": 2, "windowSeconds": 86400}
@@ -69,6 +70,11 @@ SCHEMA = _object({
                         "retentionDays": {"type": "number", "exclusiveMinimum": 0}, "keepNewest": {"type": "integer", "minimum": 1}},
                        ["url", "apiKeyFile", "dataset", "retentionDays"]),
     "prometheus": _object({"url": _url, **_tls}, ["url"]),
+    # The probes of recovery/probes.py: only these targets and modules are ever requested.
+    "probes": _object({"exporterUrl": _url, "timeoutSeconds": _seconds, "targets": {"type": "array", "items": _object({
+        "name": {"type": "string", "minLength": 1}, "service": {"type": "string", "minLength": 1}, "url": _url,
+        "module": {"type": "string", "pattern": "^[A-Za-z0-9_]+$"}}, ["name", "service", "url", "module"])}},
+                      ["exporterUrl", "targets"]),
     "mattermost": _object({"webhookUrlFile": _path, "username": {"type": "string"}, **_tls,
                            "channels": {"type": "object", "propertyNames": {"enum": PLAYBOOKS},
                                         "additionalProperties": {"type": "string"}}}, ["webhookUrlFile"]),
@@ -88,6 +94,7 @@ SECTION_DEFAULTS = {
     "fallback": {"ansiblePlaybook": "ansible-playbook", "timeoutSeconds": 4 * 3600, "resultDir": "/var/lib/recovery/fallback"},
     "truenas": {"verifyTls": True, "keepNewest": 3},
     "prometheus": {"verifyTls": True},
+    "probes": {"timeoutSeconds": 15},
     "mattermost": {"username": "recovery", "channels": {}, "verifyTls": True},
     "pagerduty": {"url": "https://events.pagerduty.com/v2/enqueue", "matchers": {}},
 }
@@ -131,7 +138,7 @@ class Config:
     @staticmethod
     def _cross_checks(document: dict) -> list[str]:
         problems = []
-        needs = {"backup-failure": ["pbs", "pve"], "disk-usage": []}
+        needs = {"backup-failure": ["pbs", "pve"], "disk-usage": [], "customer-impact": ["probes"]}
         for index, trigger in enumerate(document["triggers"]):
             for section in needs[trigger["playbook"]]:
                 if section not in document:
@@ -140,7 +147,7 @@ class Config:
             if settings.get("mode", ACTION_DEFAULTS["mode"]) == "off":
                 continue
             section = {"backup-fallback": "fallback", "nas-snapshot-prune": "truenas", "loki-compactor-report": "prometheus",
-                       "pve-backup-rerun": "pve", "pbs-job-rerun": "pbs"}[action]
+                       "pve-backup-rerun": "pve", "pbs-job-rerun": "pbs", "customer-impact-probe": "probes"}[action]
             if section not in document:
                 problems.append(f"actions.{action}: mode {settings.get('mode', ACTION_DEFAULTS['mode'])} needs the '{section}' section")
             if action == "pve-backup-rerun" and settings.get("mode") == "enforce" and "backupTokenFile" not in document.get("pve", {}):

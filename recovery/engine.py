@@ -24,6 +24,7 @@ from typing import Callable
 
 from recovery.audit import Audit, Metrics
 from recovery.config import Config
+from recovery.names import GAVE_UP_LABELS
 from recovery.notify import Chat, Pager
 from recovery.proxmox import Pbs, Pve
 from recovery.rest import ApiError, Endpoint, read_secret, ssl_context
@@ -102,6 +103,11 @@ class Clients:
 
     def prometheus(self) -> Endpoint:
         return self._endpoint("prometheus", "prometheus")
+
+    def blackbox(self) -> Endpoint:
+        s = self.cfg["probes"]
+        context = ssl_context(True, None) if s["exporterUrl"].startswith("https") else None
+        return Endpoint("blackbox", s["exporterUrl"], s["timeoutSeconds"], context)
 
     def chat(self) -> Chat | None:
         s = self.cfg.get("mattermost")
@@ -218,6 +224,8 @@ class Engine:
             self.metrics.in_flight.labels(action).set(flights.get(action, 0))
         for action, count in self.state.targets_over(self.cfg.limits(), time.time()).items():
             self.metrics.exhausted.labels(action).set(count)
+        for job, gave_up in self.state.gave_up("backup-failure", GAVE_UP_LABELS).items():
+            self.metrics.gave_up.labels(*job).set(1 if gave_up else 0)
 
     def sleep(self, seconds: float) -> None:
         if self.stopping.wait(seconds):
@@ -282,6 +290,8 @@ class Engine:
         existing = self.state.attempt_of(occ, step)
         if existing is None:
             decision, why = self.guard(action, target)
+            if decision == "exhausted":
+                self.metrics.limit_reached.labels(action).inc()
             if decision in ("skip", "exhausted"):
                 outcome = {"result": "skipped", "why": why, "upids": [], "exhausted": decision == "exhausted"}
                 self.metrics.actions.labels(action, "skipped").inc()
@@ -393,14 +403,18 @@ class Engine:
         if chat.post(channel, text):
             self.audit("report", **self.who(occ), why=f"posted to {channel or 'the default channel'}: {text.splitlines()[0][:120]}")
 
-    def attach(self, occ: Occurrence, summary: str, details: dict, links: list[dict], *, page: bool) -> None:
-        """Adds details to the alert's PagerDuty incident. Only an alert that Alertmanager pages for
-        has one; ``page`` sends it anyway: the service escalates, which opens the incident if none is open."""
+    def pages(self, occ: Occurrence) -> bool:
+        """Whether Alertmanager pages for this alert: it has an incident the service may add notes to."""
         pager = self.clients.pager()
-        if pager is None or not (page or pager.pages(occ.labels)):
+        return pager is not None and pager.pages(occ.labels)
+
+    def attach(self, occ: Occurrence, summary: str, details: dict, links: list[dict]) -> None:
+        """Adds details to the PagerDuty incident Alertmanager opened for the alert (same dedup_key). The
+        service never pages on its own: an alert that does not page has no incident and gets nothing."""
+        pager = self.clients.pager()
+        if pager is None or not pager.pages(occ.labels):
             return
-        kind = "page" if page else "note"
         key = pager.trigger(occ.labels, summary, "recovery", details, links)
-        self.metrics.escalations.labels(kind, "sent" if key else "failed").inc()
-        self.audit("escalate" if page else "report", **self.who(occ), result="sent" if key else "failed",
-                   why=f"PagerDuty {kind} (dedup_key {pager.key_for(occ.labels)[:12]}...): {summary[:160]}")
+        self.metrics.escalations.labels("note", "sent" if key else "failed").inc()
+        self.audit("report", **self.who(occ), result="sent" if key else "failed",
+                   why=f"PagerDuty note (dedup_key {pager.key_for(occ.labels)[:12]}...): {summary[:160]}")

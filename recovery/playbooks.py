@@ -28,7 +28,8 @@ import subprocess
 import time
 from urllib.parse import quote, urlencode
 
-from recovery.engine import Engine, Interrupted
+from recovery.engine import Deferred, Engine, Interrupted
+from recovery.probes import run_probe, verdict
 from recovery.proxmox import included_guests, run_now_params, upid_node
 from recovery.rest import ApiError
 from recovery.state import Occurrence
@@ -76,6 +77,9 @@ class BackupFailure:
             e.audit("skip", **e.who(occ), target=self.target, action=self.action, result="skipped",
                     why="kill switch engaged" if e.kill_switch() else f"action {self.action} is off")
             return
+        if e.pages(occ):  # the page is out (the same job's warning ran the steps): notes for its incident
+            self.add_notes()
+            return
         found = occ.context.get("found")
         if found is None:
             found = occ.context["found"] = self.find_failure()
@@ -90,10 +94,8 @@ class BackupFailure:
             occ.context["told"] = True
             e.state.save_context(occ)
         if rerun["result"] in ("failed", "unknown") or rerun.get("exhausted"):
-            if not occ.context.get("escalated"):
-                self.escalate(found, rerun)
-                occ.context["escalated"] = True
-                e.state.save_context(occ)
+            if not occ.context.get("gave_up"):
+                self.escalate(rerun)
             if self.kind == "backup" and rerun["result"] == "failed":
                 self.fallback(found)
 
@@ -185,8 +187,6 @@ class BackupFailure:
                      code_block(task["lines"])]
         text += [f"Note: {p}" for p in found["problems"]]
         self.e.post(self.occ, "\n".join(text))
-        self.e.attach(self.occ, f"{self.title} failed: log attached by the recovery service", self.details(found), self.links(found),
-                      page=False)
 
     def details(self, found: dict, tried: list[str] | None = None) -> dict:
         details = {"job": self.title, "problems": found["problems"]}
@@ -295,17 +295,68 @@ class BackupFailure:
             text += "\nTask(s): " + ", ".join(f"`{u}`" for u in rerun["upids"])
         self.e.post(self.occ, text)
 
-    # --- step 3: escalate and fall back
-    def escalate(self, found: dict, rerun: dict) -> None:
-        tried = [f"re-run: {rerun['result']} ({rerun['why']})"]
-        summary = f"{self.title} failed and the recovery service could not fix it: {rerun['why']}"
-        self.e.attach(self.occ, summary, self.details(found, tried), self.links(found), page=True)
+    # --- step 3: give up (the page comes at once) and fall back
+    def escalate(self, rerun: dict) -> None:
+        """Gives up on this failure: recovery_backup_job_gave_up turns 1 for the job, on which
+        BackupJobFailed pages at once (model/alerts.py) instead of after the retry grace. The service
+        never pages itself: Alertmanager's page is the one page, and it resolves with the job."""
+        self.occ.context["gave_up"] = True
+        self.e.state.save_context(self.occ)
+        pages = self.kind == "backup"
+        self.e.audit("escalate", **self.e.who(self.occ), target=self.target, action=self.action, result=rerun["result"],
+                     why=f"gave up ({rerun['why']}): " + ("BackupJobFailed pages now (recovery_backup_job_gave_up = 1)" if pages
+                                                         else "the backup room has the warning; maintenance jobs page nobody"))
+        self.e.post(self.occ, f"{self.title}: the recovery service gives up ({rerun['why']}); "
+                              + ("paging now." if pages else "a person has to look."))
+
+    def tried(self) -> list[str]:
+        """What the service did about this job within the re-run window, oldest first."""
+        since = self.occ.received_at - self.e.cfg.action(self.action)["windowSeconds"]
+        attempts = sorted(self.e.state.attempts(self.action, self.target, since, counted_only=False)
+                          + self.e.state.attempts("backup-fallback", self.target, since, counted_only=False),
+                          key=lambda a: a.started_at)
+        return [f"{time.strftime('%H:%M:%SZ', time.gmtime(a.started_at))} {a.action}: {a.result or a.state}"
+                + (f" ({a.detail})" if a.detail else "") for a in attempts]
+
+    def add_notes(self) -> None:
+        """For the page's own occurrence: the log and what was tried onto the incident; once the job's
+        fallback is done, its restore point too."""
+        ctx = self.occ.context
+        ctx["notes_only"] = True
+        if not ctx.get("noted"):
+            found = self.find_failure()
+            tried = self.tried()
+            reruns = [t for t in tried if f" {self.action}: " in t]
+            summary = (f"{self.title} failed; the recovery service's re-run: {reruns[-1]}" if reruns
+                       else f"{self.title} failed; the recovery service has not re-run it"
+                       + (f": {'; '.join(found['problems'])}" if found["problems"] else ""))
+            self.e.attach(self.occ, summary, self.details(found, tried), self.links(found))
+            ctx["noted"] = True
+            self.e.state.save_context(self.occ)
+        if self.kind != "backup" or ctx.get("fallback_noted") or self.e.mode("backup-fallback") == "off":
+            return
+        since = self.occ.received_at - self.e.cfg.action(self.action)["windowSeconds"]
+        fallback = (self.e.state.attempts("backup-fallback", self.target, since, counted_only=False) or [None])[-1]
+        if fallback is None:
+            return
+        if fallback.state != "done":
+            raise Deferred(f"the fallback backup of {self.target} still runs: its restore point goes onto the incident next")
+        self.e.attach(self.occ, f"{self.title}: fallback backup to the NAS: {fallback.result} ({fallback.detail})",
+                      {"job": self.title, "tried": self.tried()}, [])
+        ctx["fallback_noted"] = True
+        self.e.state.save_context(self.occ)
 
     def fallback(self, found: dict) -> None:
         fb = self.cfg.get("fallback")
         if not fb:
             return
-        guests = found.get("guests") or []
+        # The backup group names its guest even when no PVE job covers it (nothing to re-run): back it up anyway.
+        guest_type, _, vmid = self.job_id.partition("/")
+        guests = found.get("guests") or ([int(vmid)] if guest_type in ("vm", "ct") and vmid.isdigit() else [])
+        if not guests:
+            self.e.audit("skip", **self.e.who(self.occ), target=self.target, action="backup-fallback", result="skipped",
+                         why=f"backup group {self.job_id} names no guest to back up to the NAS")
+            return
         result_file = os.path.join(fb["resultDir"], f"{self.occ.fingerprint}-{self.occ.starts_at.replace(':', '')}.json")
         extra = {"recovery_job": self.target, "recovery_guests": guests, "recovery_result_file": result_file}
         command = [fb["ansiblePlaybook"], "-i", fb["inventory"], fb["playbook"], "-e", json.dumps(extra)]
@@ -320,8 +371,6 @@ class BackupFailure:
         else:
             text = f"{self.title}: fallback backup to the NAS: {outcome['result']} ({outcome['why']})"
         self.e.post(self.occ, text)
-        self.e.attach(self.occ, text, self.details(found, [f"fallback: {outcome['result']} ({outcome['why']})"]), self.links(found),
-                      page=False)
         self.occ.context["fallback_told"] = True
         self.e.state.save_context(self.occ)
 
@@ -460,5 +509,46 @@ def _verify_deleted(engine: Engine, dataset: str, ids: list[str]) -> tuple[str, 
     return "ok", f"deleted {len(ids)} snapshot(s)"
 
 
-PLAYBOOKS = {"backup-failure": backup_failure, "disk-usage": disk_usage}
+# ---------------------------------------------------------------------- customer impact
+def customer_impact(engine: Engine, occ: Occurrence) -> None:
+    """A latency SLO pages: are customers hurt? The service's configured probes answer, now."""
+    e, action = engine, "customer-impact-probe"
+    service = occ.labels.get("service", "")
+    mode = e.mode(action)
+    targets = [t for t in (e.cfg.get("probes") or {}).get("targets", []) if t["service"] == service]
+    if mode == "off" or not targets:
+        why = ("kill switch engaged" if e.kill_switch() else f"{action} is off") if mode == "off" \
+            else f"no probe is configured for service {service!r}"
+        e.audit("skip", **e.who(occ), target=service, action=action, result="skipped", why=why)
+        e.metrics.actions.labels(action, "skipped").inc()
+        return
+    if mode == "dry-run":
+        why = "would probe " + ", ".join(f"{t['name']} ({t['url']})" for t in targets)
+        e.audit("dry-run", **e.who(occ), target=service, action=action, result="dry-run", why=why)
+        e.metrics.actions.labels(action, "dry-run").inc()
+        return
+    if "probes" not in occ.context:
+        exporter = e.clients.blackbox()
+        answers = [run_probe(exporter, t) for t in targets]
+        impact, text = verdict(answers)
+        occ.context["probes"] = {"impact": impact, "text": text,
+                                 "answers": [{"name": a.name, "url": a.url, "success": a.success, "detail": a.detail} for a in answers]}
+        e.state.save_context(occ)
+        result = "failed" if impact == "unknown" else "ok"
+        e.metrics.actions.labels(action, result).inc()
+        e.audit("report", **e.who(occ), target=service, action=action, result=result, why=text)
+    found = occ.context["probes"]
+    if not found.get("told"):
+        e.post(occ, f"**{occ.alertname}** ({service}): {found['text']}")
+        details = {"customer impact": found["impact"]}
+        for a in found["answers"]:
+            state = {True: "OK", False: "FAILS"}.get(a["success"], "unknown")
+            details[f"probe {a['name']}"] = f"{state}: {a['detail']} ({a['url']})"
+        e.attach(occ, f"{service}: {found['text']}", details,
+                 [{"href": a["url"], "text": f"probed endpoint {a['name']}"} for a in found["answers"]])
+        found["told"] = True
+        e.state.save_context(occ)
+
+
+PLAYBOOKS = {"backup-failure": backup_failure, "disk-usage": disk_usage, "customer-impact": customer_impact}
 __all__ = ["PLAYBOOKS", "Interrupted"]

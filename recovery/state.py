@@ -214,6 +214,21 @@ class State:
                 out[action] = len(rows)
         return out
 
+    def gave_up(self, playbook: str, label_names: tuple[str, ...]) -> dict[tuple[str, ...], bool]:
+        """Per target (the values of label_names), whether the service gave up on its latest failure:
+        the latest occurrence that ran the playbook's steps (a page's own occurrence only adds notes)."""
+        with self.lock:
+            rows = self.db.execute("SELECT labels, context FROM occurrences WHERE playbook = ? ORDER BY received_at",
+                                   (playbook,)).fetchall()
+        out: dict[tuple[str, ...], bool] = {}
+        for labels_text, context_text in rows:
+            context = json.loads(context_text)
+            if context.get("notes_only"):
+                continue
+            labels = json.loads(labels_text)
+            out[tuple(labels.get(n, "") for n in label_names)] = bool(context.get("gave_up"))
+        return out
+
     def all_attempts(self) -> list[dict]:
         with self.lock:
             rows = self.db.execute(f"SELECT {self.COLUMNS} FROM attempts ORDER BY id").fetchall()

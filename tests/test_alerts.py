@@ -173,7 +173,8 @@ def test_the_page_opens_when_the_retry_fails_and_resolves_only_when_a_run_succee
              "exp_annotations": {
                  "summary": "A PBS backup job failed and its retry did not fix it",
                  "description": "The last run of backup job vm-nightly on datastore homelab failed, and its retry failed "
-                                "too or no run succeeded within 30m: the guests it covers have no fresh restore point. "
+                                "too, the recovery service gave up on it, or no run succeeded within 30m: the guests it "
+                                "covers have no fresh restore point. "
                                 "This resolves when a run of the job succeeds.",
                  "runbook_url": f"{HUB}/runbooks/BackupJobFailed.md",
                  "dashboard_url": f"{GRAFANA}/d/backups"}},
@@ -200,6 +201,66 @@ def test_a_job_nobody_retries_pages_after_the_grace_even_while_a_late_retry_runs
             _state("BackupJobFailed", "critical", "59m", ["vm-nightly"]),
             _state("BackupJobFailed", "critical", "60m", []),
         ],
+    }], files=("backups",))
+
+
+# --- the page waits for the recovery service, and only for it (model/recovery_alerts.py) ---------------
+
+def _gave_up(values: str, job_id: str = "vm-nightly") -> dict:
+    """The recovery service's recovery_backup_job_gave_up for one job, as Prometheus scrapes it."""
+    return {"series": f'recovery_backup_job_gave_up{{datastore="homelab",job_id="{job_id}",job_type="backup",'
+                      f'instance="pbs.home.arpa",job="recovery",service="backups"}}', "values": values}
+
+
+def test_the_page_comes_at_once_when_the_recovery_service_gives_up(homelab, tmp_path):
+    # Fails at 10m; the service finds nothing to re-run (or its attempts are exhausted) and gives up at 12m:
+    # no second run ends, yet the page comes then, not at 40m; it holds until the manual run succeeds at 50m,
+    # whatever the gauge does meanwhile (the service restarted and lost its scrape at 20m).
+    runs = (scenarios.Run(scenarios.m(5), scenarios.m(10), False), scenarios.Run(scenarios.m(45), scenarios.m(50), True))
+    _unit_test(homelab, tmp_path, [{
+        "interval": "1m", "input_series": _job_series(runs, 60) + [_gave_up("0x11 1x8 stale")],
+        "promql_expr_test": [
+            _state("BackupJobFailed", "critical", "11m", []),
+            _state("BackupJobFailed", "critical", "12m", ["vm-nightly"]),
+            _state("BackupJobFailed", "critical", "30m", ["vm-nightly"]),
+            _state("BackupJobFailed", "critical", "49m", ["vm-nightly"]),
+            _state("BackupJobFailed", "critical", "50m", []),
+            _minutes_firing("BackupJobFailed", "critical", "60m", "60m", 38),
+        ],
+    }], files=("backups",))
+
+
+def test_a_failure_one_automated_rerun_fixes_pages_nobody(homelab, tmp_path):
+    # Fails at 5m; the service's re-run runs 6-8m and succeeds; its gauge stays 0.
+    runs = (scenarios.Run(scenarios.m(2), scenarios.m(5), False), scenarios.Run(scenarios.m(6), scenarios.m(8), True))
+    _unit_test(homelab, tmp_path, [{
+        "interval": "1m", "input_series": _job_series(runs, 60) + [_gave_up("0x60")],
+        "promql_expr_test": [
+            _state("BackupJobFailed", "warning", "5m", ["vm-nightly"]),
+            _state("BackupJobFailed", "warning", "8m", []),
+            _minutes_firing("BackupJobFailed", "critical", "60m", "60m", 0),
+        ],
+    }], files=("backups",))
+
+
+@pytest.mark.parametrize("gauge", ["0x60", None], ids=["still-trying", "down"])
+def test_a_slow_or_absent_recovery_service_delays_no_page_beyond_the_grace(homelab, tmp_path, gauge):
+    # Fails at 10m; the service is still busy (its gauge 0) or not scraped at all: the grace pages at 40m.
+    runs = (scenarios.Run(scenarios.m(5), scenarios.m(10), False),)
+    _unit_test(homelab, tmp_path, [{
+        "interval": "1m", "input_series": _job_series(runs, 60) + ([_gave_up(gauge)] if gauge else []),
+        "promql_expr_test": [
+            _state("BackupJobFailed", "critical", "39m", []),
+            _state("BackupJobFailed", "critical", "40m", ["vm-nightly"]),
+        ],
+    }], files=("backups",))
+
+
+def test_a_wrong_recovery_service_cannot_page_for_a_healthy_job(homelab, tmp_path):
+    # The gauge says 1 for a job whose last run succeeded, and for a job that does not exist.
+    _unit_test(homelab, tmp_path, [{
+        "interval": "1m", "input_series": _job_series((), 60) + [_gave_up("1x60"), _gave_up("1x60", "vm/999")],
+        "promql_expr_test": [{"expr": 'ALERTS{service="backups"}', "eval_time": "60m", "exp_samples": []}],
     }], files=("backups",))
 
 

@@ -49,7 +49,8 @@ def test_short_drill_passes_and_reports(tmp_path, rendered):
     results = json.loads((tmp_path / "results.json").read_text())
     assert [s["name"] for s in results["scenarios"]] == list(scenarios.SHORT_DRILL)
     for scenario in results["scenarios"]:
-        assert set(scenario) == {"name", "verdict", "notifications", "incidents_expected", "incidents_opened"}
+        assert set(scenario) == {"name", "verdict", "notifications", "incidents_expected", "incidents_opened", "recovery_actions"}
+        assert scenario["recovery_actions"] == []  # the recovery service is in the loop of its own scenarios only
         assert scenario["verdict"] == "pass"
         assert scenario["incidents_opened"] == scenario["incidents_expected"]
         for n in scenario["notifications"]:
@@ -70,7 +71,12 @@ def test_a_broken_route_fails_the_drill(tmp_path, rendered):
     shutil.copytree(rendered, broken)
     am_file = broken / "alertmanager" / "alertmanager.yml"
     doc = yaml.safe_load(am_file.read_text())
-    critical = next(r for r in doc["route"]["routes"] if r["receiver"] == scenarios.RECEIVER_PAGE)
+    def walk(route):
+        yield route
+        for child in route.get("routes") or []:
+            yield from walk(child)
+
+    critical = next(r for r in walk(doc["route"]) if r.get("receiver") == scenarios.RECEIVER_PAGE)
     critical.pop("continue")
     am_file.write_text(yaml.safe_dump(doc))
     result = _drill("--input", str(broken), "--scenario", "backup-fails-twice", "--time-scale", "240",

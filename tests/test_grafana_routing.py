@@ -105,17 +105,28 @@ def test_grafana_policy_routes_like_alertmanager(tree: Callable[[], dict], tmp_p
 
 def test_the_equivalence_check_catches_a_lost_continue(tmp_path):
     broken = notification_policy(alertmanager_route())
-    for child in broken["policies"]:
+    seed = broken["policies"][2]  # the stack config's routes, below the recovery service's
+    for child in seed["policies"]:
         child["continue"] = False
     labels = {"alertname": "BackupJobFailed", "severity": "critical", "service": "backups"}
-    assert amtool_receivers(alertmanager_route(), labels, tmp_path) == ["pagerduty-primary", "mattermost-backup-room"]
-    assert amtool_receivers(policy_as_alertmanager_route(broken), labels, tmp_path) == ["pagerduty-primary"]
+    assert amtool_receivers(alertmanager_route(), labels, tmp_path) == [
+        "recovery-service", "pagerduty-primary", "mattermost-backup-room"]
+    assert amtool_receivers(policy_as_alertmanager_route(broken), labels, tmp_path) == [
+        "recovery-service", "pagerduty-primary"]
+    broken["policies"][1]["continue"] = False
+    assert amtool_receivers(policy_as_alertmanager_route(broken), labels, tmp_path) == ["recovery-service"]
 
 
 def test_seed_routes_become_grafana_policies():
     policy = notification_policy(alertmanager_route())
     assert policy["contact_point"] == alertmanager_route()["receiver"]
-    by_receiver = {p["contact_point"]: p for p in policy["policies"]}
+    top = {p["contact_point"]: p for p in policy["policies"]}
+    # The recovery service's policy first (with continue), the stack config's below one without matchers.
+    assert [p["contact_point"] for p in policy["policies"]] == [
+        STACK.alerting.watchdog_receiver, "recovery-service", STACK.alerting.receiver]
+    assert top["recovery-service"]["continue"] is True
+    assert top[STACK.alerting.receiver]["matchers"] == []
+    by_receiver = {**top, **{p["contact_point"]: p for p in top[STACK.alerting.receiver]["policies"]}}
     assert by_receiver["pagerduty-primary"]["matchers"] == [{"label": "severity", "match": "=", "value": "critical"}]
     assert by_receiver["pagerduty-primary"]["continue"] is True
     assert by_receiver["mattermost-backup-room"]["matchers"] == [{"label": "service", "match": "=", "value": "backups"}]
@@ -134,6 +145,9 @@ def test_every_receiver_has_a_contact_point_with_its_integration():
     assert slack["url"] == secrets.SecretRef("mattermostWebhookUrl") and slack["recipient"] == channel
     heartbeat = points[STACK.alerting.watchdog_receiver]["webhooks"][0]
     assert heartbeat["authorization_credentials"] == secrets.SecretRef("alertingHeartbeatToken")
+    (recovery_hook,) = points["recovery-service"]["webhooks"]
+    assert recovery_hook["url"] == "http://192.168.30.20:9847/webhook"
+    assert recovery_hook["authorization_credentials"] == secrets.SecretRef("recoveryWebhookToken")
 
 
 def test_route_to_unknown_receiver_is_a_config_error():

@@ -112,7 +112,9 @@ def test_receiver_secrets_live_only_in_the_kubernetes_secret(homelab):
     assert raw == {"pagerduty-routing-key": rec.secret_values["pagerdutyRoutingKey"],
                    "mattermost-webhook-url": rec.secret_values["mattermostWebhookUrl"],
                    "heartbeat-token": rec.secret_values["alertingHeartbeatToken"],
-                   "virtualization-pagerduty-routing-key": rec.secret_values["virtualizationPagerdutyRoutingKey"]}
+                   "virtualization-pagerduty-routing-key": rec.secret_values["virtualizationPagerdutyRoutingKey"],
+                   # the bearer token Alertmanager sends to the recovery service
+                   "recovery-webhook-token": rec.secret_values["recoveryWebhookToken"]}
     release = _release(homelab, "kube-prometheus-stack")
     assert release.inputs["values"]["alertmanager"]["alertmanagerSpec"]["secrets"] == ["alertmanager-receivers"]
     assert secret.urn in release.options["dependsOn"]

@@ -49,3 +49,39 @@ def test_dedup_key_matches_a_real_alertmanager(tmp_path):
     finally:
         am.stop()
         capture.stop()
+
+
+def test_the_rendered_route_key_gives_the_dedup_key_of_the_rendered_alertmanager(homelab, tmp_path):
+    """The stack's own alertmanager.yml (receivers re-pointed by the drill's code) and the routeKey the
+    stack renders for the service: the service's incident notes land on Alertmanager's incident."""
+    from tools.drill.deployed_config import DeployedConfig, TimeScale, drill_alertmanager_config
+
+    capture = Capture()
+    capture.start()
+    config = DeployedConfig.load(homelab.out)
+    drill = drill_alertmanager_config(config, TimeScale.for_config(config, 60), capture.url, tmp_path / "secrets")
+    for path, content in drill.secret_files.items():
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(content)
+    for receiver in drill.doc["receivers"]:  # the capture server takes PagerDuty's events at /v2/enqueue
+        for pd in receiver.get("pagerduty_configs", []):
+            pd["url"] = f"{capture.url}/v2/enqueue"
+    (tmp_path / "am.yml").write_text(yaml.safe_dump(drill.doc))
+    service = yaml.safe_load((homelab.out / "recovery" / "recovery.yml").read_text())["pagerduty"]
+    port = free_port()
+    am = ManagedProcess("alertmanager", ["prometheus-alertmanager", f"--config.file={tmp_path / 'am.yml'}",
+                                         f"--storage.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
+                                         "--cluster.listen-address="], tmp_path / "am.log").start()
+    try:
+        wait_ready(am, f"http://127.0.0.1:{port}/-/ready")
+        labels = {"alertname": "BackupJobFailed", "severity": "critical", "service": "backups", "job_id": "vm/101",
+                  "job_type": "backup", "datastore": "homelab"}
+        body = json.dumps([{"labels": labels, "startsAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}]).encode()
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/api/v2/alerts", data=body, method="POST",
+                                         headers={"Content-Type": "application/json"})
+        urllib.request.urlopen(request, timeout=5).read()
+        event = wait_for(lambda: capture.pages(), 30, "Alertmanager's PagerDuty event")[0]
+        assert event["dedup_key"] == dedup_key(service["routeKey"], service["groupBy"], labels)
+    finally:
+        am.stop()
+        capture.stop()

@@ -19,6 +19,7 @@ from tests.recovery_world import PD_ROUTE_KEY, ROOT, World, alert, notification,
 NOW = time.time()
 DAY = 86400
 BACKUP = {"job_type": "backup", "job_id": "vm/101", "datastore": "homelab", "service": "backups"}
+GAVE_UP = {"job_type": "backup", "job_id": "vm/101", "datastore": "homelab"}
 
 
 @pytest.fixture
@@ -65,9 +66,10 @@ def test_a_failed_backup_is_rerun_as_pves_run_now_on_the_nodes_of_its_guests(wor
     assert "TASK ERROR: backup failed: connection reset" in report  # the PBS side
     assert "#v1:0:=node%2Fpve1:4:4" in report
     assert world.capture.pages() == []  # fixed by one re-run: nobody is paged
+    assert world.metric("recovery_backup_job_gave_up", **GAVE_UP) == 0
 
 
-def test_a_rerun_that_fails_pages_once_with_the_log_and_runs_the_fallback_once_a_day(world, tmp_path):
+def test_a_rerun_that_fails_gives_up_then_notes_the_log_and_the_fallback_on_the_page(world, tmp_path):
     # pve1: the re-run fails, the fallback's vzdump works, the same day's next re-run fails again
     world.pve.vzdump_outcomes["pve1"] = [("job errors", 0.2), ("OK", 0.2), ("job errors", 0.2)]
     world.pve.vzdump_outcomes["pve2"] = [("OK", 0.2), ("OK", 0.2)]
@@ -83,32 +85,46 @@ def test_a_rerun_that_fails_pages_once_with_the_log_and_runs_the_fallback_once_a
                                                                  "windowSeconds": DAY},
                                             "backup-fallback": {"mode": "enforce", "cooldownSeconds": 0, "maxAttempts": 1,
                                                                 "windowSeconds": DAY}})
+    world.send(notification(backup_failed()))
+    wait_for(lambda: world.decisions("escalate"), what="the service to give up")
+    assert "ended 'job errors'" in world.decisions("escalate")[0]["why"]
+    # It gives up through its metric (BackupJobFailed then pages at once); it never pages itself.
+    wait_for(lambda: world.metric("recovery_backup_job_gave_up", **GAVE_UP) == 1, what="the gave-up gauge")
+    assert world.capture.pages() == []
+    # Alertmanager's page reaches the service too: the log and what was tried go onto its incident.
     world.send(notification(backup_failed("critical")))
-    wait_for(lambda: world.capture.pages(), what="the page")
-    page = world.capture.pages()[0]
+    wait_for(lambda: world.capture.pages(), what="the incident note")
+    note = world.capture.pages()[0]
     labels = {**BACKUP, "severity": "critical", "alertname": "BackupJobFailed"}
-    assert page["dedup_key"] == dedup_key(PD_ROUTE_KEY, ["service"], labels)
+    assert note["dedup_key"] == dedup_key(PD_ROUTE_KEY, ["service"], labels)
+    details = note["payload"]["custom_details"]
+    # the newest failed vzdump of the guest: the re-run's own task and its log
+    rerun_upid = next(upid for node, _, upid in world.pve.vzdump_posts if node == "pve1")
+    assert details["PVE task"] == rerun_upid and "TASK ERROR: job errors" in details["PVE log (last lines)"]
+    assert any("pve-backup-rerun: failed" in t and "job errors" in t for t in details["tried"])
     wait_for(lambda: any("fallback backup to the NAS done" in t for t in world.chat_texts()), timeout=90, what="the fallback")
+    wait_for(lambda: len(world.capture.pages()) == 2, timeout=20, what="the restore point on the incident")
     pages = world.capture.pages()
-    assert {p["dedup_key"] for p in pages} == {page["dedup_key"]}  # one incident: the notes join the page
-    escalation = next(p for p in pages if "could not fix it" in p["payload"]["summary"])
-    assert "ended 'job errors'" in escalation["payload"]["summary"]
-    assert "ERROR: Backup of VM 101 failed" in escalation["payload"]["custom_details"]["PVE log (last lines)"]
-    assert any("re-run: failed" in t for t in escalation["payload"]["custom_details"]["tried"])
+    assert {p["dedup_key"] for p in pages} == {note["dedup_key"]}  # one incident: the notes join the page
+    assert "nas-fallback:backup/vzdump-qemu-101-" in pages[1]["payload"]["summary"]
     assert "nas-fallback:backup/vzdump-qemu-101-" in next(t for t in world.chat_texts() if "fallback" in t)
-    # The same job fails again the same day: no second fallback.
-    world.send(notification(backup_failed("critical", starts_at="2026-12-01T12:00:00Z")))
+    # The page's occurrence re-ran nothing and told the room nothing new.
+    assert len([p for p in world.pve.vzdump_posts if p[1].get("storage") != "nas-fallback"]) == 2
+    # The same job fails again the same day: the re-run fails, no second fallback.
+    world.send(notification(backup_failed(starts_at="2026-12-01T12:00:00Z")))
     wait_for(lambda: any("backup-fallback" == a["action"] for a in world.decisions("skip")), timeout=20, what="the daily limit")
     assert len([p for p in world.pve.vzdump_posts if p[1].get("storage") == "nas-fallback"]) == 1
 
 
-def test_no_pve_job_for_the_guest_is_reported_and_escalated(world):
+def test_no_pve_job_for_the_guest_is_reported_and_the_service_gives_up(world):
     world.pve.jobs["backup-nightly"]["vmid"] = "102"
     world.start()
     world.send(notification(backup_failed()))
-    wait_for(lambda: world.capture.pages(), what="the escalation")
-    assert "no PVE backup job writes guest 101 to a storage of datastore homelab" in world.capture.pages()[0]["payload"]["summary"]
-    assert world.pve.vzdump_posts == []
+    wait_for(lambda: world.decisions("escalate"), what="the escalation")
+    assert any("no PVE backup job writes guest 101 to a storage of datastore homelab" in t and "gives up" in t
+               for t in world.chat_texts())
+    wait_for(lambda: world.metric("recovery_backup_job_gave_up", **GAVE_UP) == 1, what="the gave-up gauge")
+    assert world.pve.vzdump_posts == [] and world.capture.pages() == []
 
 
 def test_a_busy_node_waits_for_its_running_vzdump(world):

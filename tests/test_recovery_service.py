@@ -8,8 +8,7 @@ import time
 
 import pytest
 
-from recovery.notify import dedup_key
-from tests.recovery_world import PD_ROUTE_KEY, World, alert, notification, wait_for
+from tests.recovery_world import World, alert, notification, wait_for
 
 NOW = time.time()
 SYNC = {"job_type": "sync", "job_id": "s-offsite", "datastore": "homelab", "service": "backups", "severity": "warning"}
@@ -93,15 +92,15 @@ def test_a_flapping_job_meets_the_cooldown_then_the_attempt_limit_escalates(worl
     wait_for(lambda: len(world.decisions("verify", result="ok")) == 2, what="the second re-run after the cooldown")
     fail_again(world)
     world.send(notification(sync_failed("2026-12-01T10:15:00Z")))
-    wait_for(lambda: world.capture.pages(), what="the escalation")
+    wait_for(lambda: world.decisions("escalate"), what="the escalation")
     assert len(world.pbs.runs) == 2
     skip = world.decisions("skip", action="pbs-job-rerun")[-1]
     assert "maximum 2" in skip["why"] and "escalating" in skip["why"]
-    page = world.capture.pages()[0]
-    labels = {**SYNC, "alertname": "BackupMaintenanceJobFailed"}
-    assert page["event_action"] == "trigger" and page["dedup_key"] == dedup_key(PD_ROUTE_KEY, ["service"], labels)
-    assert "TASK ERROR: sync failed" in page["payload"]["custom_details"]["PBS log (last lines)"]
-    assert page["links"][0]["href"].endswith("#pbsServerAdministration:tasks")
+    # It gives up on this failure and says so; a maintenance job pages nobody (BackupMaintenanceJobFailed warns).
+    wait_for(lambda: world.metric("recovery_backup_job_gave_up", job_type="sync", job_id="s-offsite",
+                                  datastore="homelab") == 1, what="the gave-up gauge")
+    assert any("gives up" in t and "maximum 2" in t for t in world.chat_texts())
+    assert world.capture.pages() == []
     wait_for(lambda: world.metric("recovery_exhausted_targets", action="pbs-job-rerun") == 1, what="the exhausted gauge")
 
 
@@ -166,11 +165,12 @@ def test_api_trouble_is_logged_clearly_and_escalated_without_a_crash(world, faul
     elif fault != "401":
         world.pbs.fault = fault
     world.send(notification(sync_failed()))
-    wait_for(lambda: world.capture.pages(), timeout=15, what="the escalation")
+    wait_for(lambda: world.decisions("escalate"), timeout=15, what="the escalation")
     assert world.healthy()
     assert expected in world.log()
-    page = world.capture.pages()[0]
-    assert expected in json.dumps(page)
+    wait_for(lambda: any("gives up" in t for t in world.chat_texts()), what="the room to hear it")
+    assert expected in json.dumps(world.capture.chat())
+    assert world.metric("recovery_backup_job_gave_up", job_type="sync", job_id="s-offsite", datastore="homelab") == 1
     assert world.pbs.runs == []
     result = world.decisions("verify", action="pbs-job-rerun")[-1]["result"]
     assert result == ("unknown" if fault in ("slow", "garbage") else "failed")

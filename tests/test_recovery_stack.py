@@ -18,10 +18,15 @@ def test_the_rendered_config_passes_the_services_own_check(homelab):
     cfg = Config(doc, "build/homelab/recovery/recovery.yml")
     assert cfg.action("pbs-job-rerun")["mode"] == "enforce"
     assert cfg.action("nas-snapshot-prune")["mode"] == "dry-run"
-    assert cfg["pagerduty"]["routeKey"] == '{}/{severity="critical"}'
-    assert cfg["mattermost"]["channels"] == {"backup-failure": "backups", "disk-usage": "ops"}
+    assert cfg["pagerduty"]["routeKey"] == '{}/{}/{severity="critical"}'  # below the route holding the table's
+    assert cfg["mattermost"]["channels"] == {"backup-failure": "backups", "disk-usage": "ops", "customer-impact": "ops"}
     assert {t.alertname for t in cfg.triggers} == {"BackupJobFailed", "BackupMaintenanceJobFailed",
-                                                  "PersistentVolumeUsageHigh", "NasStorageUsageHigh"}
+                                                  "PersistentVolumeUsageHigh", "NasStorageUsageHigh",
+                                                  "ApiGatewayLatencyBudgetBurn", "ApiGatewayAvailabilityBudgetBurn"}
+    # Only the configured probes, through the exporter beside the service on the pbs host.
+    assert cfg["probes"]["exporterUrl"] == "http://127.0.0.1:9115"
+    assert [(t["name"], t["url"]) for t in cfg["probes"]["targets"]] == [
+        ("api-gateway-health", "https://api.home.arpa/healthz"), ("api-gateway-openapi", "https://api.home.arpa/v1/openapi.json")]
 
 
 def test_secrets_are_files_never_values(homelab):
@@ -45,6 +50,11 @@ def test_the_pbs_host_installs_the_service_with_debian_packages(homelab):
     script = next(c[2] for c in user_data["runcmd"] if isinstance(c, list) and "recovery@pbs" in c[-1])
     assert "acl update /datastore/homelab DatastoreReader --auth-id 'recovery@pbs!verify'" in script
     assert ["systemctl", "enable", "--now", "recovery.service"] in user_data["runcmd"]
+    # The probes it runs on demand: Debian's blackbox exporter with the stack's modules, on localhost.
+    assert "prometheus-blackbox-exporter" in user_data["packages"]
+    modules = yaml.safe_load(paths["/etc/prometheus/blackbox.yml"]["content"])["modules"]
+    assert modules == yaml.safe_load((homelab.out / "helm" / "prometheus-blackbox-exporter.values.yaml").read_text())["config"]["modules"]
+    assert "--web.listen-address 127.0.0.1:9115" in paths["/etc/default/prometheus-blackbox-exporter"]["content"]
     # Only the pbs host runs it.
     assert "/etc/recovery/recovery.yml" not in (homelab.out / "hosts" / "prom" / "user-data.yaml").read_text()
 

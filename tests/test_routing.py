@@ -18,21 +18,33 @@ def am_config(homelab):
 def test_amtool_accepts_the_config(am_config):
     result = run_tool("amtool", "check-config", am_config)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "5 receivers" in result.stdout
+    # the stack config's five, and the recovery service's (model/recovery.py)
+    assert "6 receivers" in result.stdout
 
 
 @pytest.mark.parametrize("labels,receivers", [
     # The seed's table: critical pages and continues; backups also go to their room.
-    (["alertname=BackupJobFailed", "severity=critical", "service=backups"], "pagerduty-primary,mattermost-backup-room"),
+    # The recovery service sees every alert of its trigger table as well, before the seed's routes.
+    (["alertname=BackupJobFailed", "severity=critical", "service=backups", "job_type=backup"],
+     "recovery-service,pagerduty-primary,mattermost-backup-room"),
+    (["alertname=BackupJobFailed", "severity=warning", "service=backups", "job_type=backup"],
+     "recovery-service,mattermost-backup-room"),
+    (["alertname=BackupMaintenanceJobFailed", "severity=warning", "service=backups", "job_type=sync"],
+     "recovery-service,mattermost-backup-room"),
+    (["alertname=NasStorageUsageHigh", "severity=critical", "service=storage"], "recovery-service,pagerduty-primary"),
+    (["alertname=PersistentVolumeUsageHigh", "severity=warning", "service=observability", "namespace=logging"],
+     "recovery-service,mattermost-ops-room"),
+    # Nothing outside the table reaches it.
+    (["alertname=ApiGatewayLatencyBudgetBurn", "severity=critical", "service=api-gateway"], "recovery-service,pagerduty-primary"),
     (["alertname=BackupsStale", "severity=warning", "service=backups"], "mattermost-backup-room"),
-    (["alertname=ApiGatewayLatencyBudgetBurn", "severity=critical", "service=api-gateway"], "pagerduty-primary"),
     # The availability SLO from the probes routes as the latency SLO does: pages, tickets to the ops room.
     (["alertname=ApiGatewayAvailabilityBudgetBurn", "severity=critical", "service=api-gateway",
-      "slo=api-gateway-availability"], "pagerduty-primary"),
+      "slo=api-gateway-availability"], "recovery-service,pagerduty-primary"),
     (["alertname=ApiGatewayAvailabilityBudgetBurn", "severity=warning", "service=api-gateway",
-      "slo=api-gateway-availability"], "mattermost-ops-room"),
+      "slo=api-gateway-availability"], "recovery-service,mattermost-ops-room"),
     (["alertname=ApiGatewayLatencyBudgetBurn", "severity=warning", "service=api-gateway",
-      "slo=api-gateway-latency"], "mattermost-ops-room"),
+      "slo=api-gateway-latency"], "recovery-service,mattermost-ops-room"),
+    (["alertname=BackupJobFlapping", "severity=warning", "service=backups"], "mattermost-backup-room"),
     (["alertname=NodeDiskUsageHigh", "severity=warning", "service=nodes"], "mattermost-ops-room"),
     # Proxmox VE pages reach the virtualization on-call as well as the seed's page; its tickets stay in the ops room.
     (["alertname=PveNodeDown", "severity=critical", "service=virtualization"], "pagerduty-primary,virtualization-oncall"),
@@ -48,12 +60,52 @@ def test_routes(am_config, labels, receivers):
 
 def test_seed_route_shape_and_timers(homelab):
     route = homelab.yaml("alertmanager/alertmanager.yml")["route"]
-    critical, backups = route["routes"][1], route["routes"][2]
+    # The stack config's routes, unchanged, below one that matches everything (beside the recovery route).
+    seed = route["routes"][2]
+    assert seed == {"receiver": "mattermost-ops-room", "routes": seed["routes"]}
+    critical, backups, virtualization = seed["routes"]
     # The seed's page route, grouped by service: one PagerDuty incident (dedup_key = group key) per service.
     assert critical == {"matchers": ['severity = "critical"'], "receiver": "pagerduty-primary", "continue": True,
                         "group_by": ["service"]}
     assert backups == {"matchers": ['service = "backups"'], "receiver": "mattermost-backup-room", "group_interval": "5m"}
+    assert virtualization["receiver"] == "virtualization-oncall"
     assert (route["group_wait"], route["group_interval"], route["repeat_interval"]) == ("30s", "5m", "4h")
+
+
+def test_the_recovery_route_comes_from_the_trigger_table_with_its_bearer_token(homelab):
+    from model import recovery
+
+    doc = homelab.yaml("alertmanager/alertmanager.yml")
+    hook_route = doc["route"]["routes"][1]
+    assert hook_route["receiver"] == "recovery-service" and hook_route["continue"] is True
+    # Every alert the service's rendered table names, and only those, pass the route's matcher.
+    service_cfg = homelab.yaml("recovery/recovery.yml")
+    names = {t["alertname"] for t in service_cfg["triggers"]}
+    # the fixed table, and the gateway SLOs' pages while the service runs the gateway's probes on demand
+    assert names == {name for name, _, _ in recovery.TRIGGERS} | {"ApiGatewayLatencyBudgetBurn", "ApiGatewayAvailabilityBudgetBurn"}
+    (matcher,) = hook_route["matchers"]
+    assert matcher.startswith("alertname =~ ") and set(matcher.split('"')[1].split("|")) == names
+    receiver = next(r for r in doc["receivers"] if r["name"] == "recovery-service")
+    (hook,) = receiver["webhook_configs"]
+    # The address Prometheus scrapes the service at, and the port it listens on.
+    scrape = next(j for j in homelab.yaml("prometheus/scrape-configs.yaml")["scrape_configs"] if j["job_name"] == "recovery")
+    assert hook["url"] == f"http://{scrape['static_configs'][0]['targets'][0]}/webhook"
+    assert service_cfg["listen"].endswith(":" + hook["url"].rsplit(":", 1)[1].split("/")[0])
+    assert hook["http_config"]["authorization"] == {
+        "type": "Bearer", "credentials_file": "/etc/alertmanager/secrets/alertmanager-receivers/recovery-webhook-token"}
+    assert hook["send_resolved"] is False
+
+
+def test_without_recovery_the_routing_table_is_the_seed_s_alone():
+    raw = _homelab_raw()
+    del raw["recovery"]
+    from model.routing import alertmanager_config
+
+    doc = alertmanager_config(load_stack_config(raw))
+    assert [r["receiver"] for r in doc["route"]["routes"]] == ["watchdog-heartbeat", "pagerduty-primary", "mattermost-backup-room",
+                                                             "virtualization-oncall"]
+    assert all("routes" not in r for r in doc["route"]["routes"])
+    assert "recovery-service" not in {r["name"] for r in doc["receivers"]}
 
 
 def test_nothing_is_inhibited(homelab):
@@ -95,3 +147,14 @@ def test_routing_table_mistakes_are_reported_by_key_path():
     # Without the backup route the quarterly report has no room to announce itself in either.
     assert {p.path for p in err.value.problems} == {"alerting.routes[0].receiver", "alerting.watchdogReceiver",
                                                     "reports.announceTo"}
+
+
+def test_a_receiver_named_like_the_recovery_service_s_is_refused():
+    raw = _homelab_raw()
+    raw["alerting"] = {**raw["alerting"], "receivers": [*raw["alerting"]["receivers"],
+                                                        {"name": "recovery-service", "mattermost": {"channel": "x"}}]}
+    with pytest.raises(ConfigError) as err:
+        load_stack_config(raw)
+    assert [str(p) for p in err.value.problems] == [
+        "alerting.receivers[5].name: 'recovery-service' is the recovery service's receiver (added to the routing table "
+        "with recovery): pick another name"]

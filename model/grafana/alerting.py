@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from model import secrets
+from model import recovery, secrets
 from model.config import StackConfig
 from model.matchers import Matcher, parse_matcher
 from model.routing import alertmanager_config
@@ -41,6 +41,12 @@ def contact_points(stack: StackConfig) -> list[dict[str, Any]]:
     receivers = {r.name: r for r in stack.alerting.receivers}
     points = []
     for name in route_receivers(alert_routing_tree(stack)):
+        if name == recovery.RECEIVER and stack.recovery:
+            # Grafana-managed alerts of the trigger table reach the service like Prometheus' do.
+            points.append({"name": name, "webhooks": [{
+                "url": recovery.webhook_url(stack), "http_method": "POST", "disable_resolve_message": True,
+                "authorization_scheme": "Bearer", "authorization_credentials": SecretRef(secrets.RECOVERY_WEBHOOK_TOKEN)}]})
+            continue
         r = receivers[name]  # StackConfig.problems() guarantees every routed receiver exists
         if r.pagerduty:
             integration = {"pagerduties": [{"integration_key": SecretRef(r.pagerduty.routing_key_secret),

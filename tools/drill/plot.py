@@ -78,6 +78,9 @@ def write_timeline(runs: list[ScenarioRun], path: Path) -> Path:
                           if any(n.receiver == r and "Watchdog" not in n.alerts for n in run.notifications)
                           or any(x.expect.receiver == r and not x.expect.repeating for x in run.verdict.results)]
         lanes = alerts + [f"→ {r}" for r in lane_receivers]
+        actions = run.recovery.actions if run.recovery else []
+        if run.recovery:
+            lanes.append("recovery service")
         gap = run.scale.real(max(run.scale.evaluation_interval_s, 0.5)) * 2
         for i, alert in enumerate(alerts):
             for state, fill in STATE_COLOURS.items():
@@ -95,6 +98,13 @@ def write_timeline(runs: list[ScenarioRun], path: Path) -> Path:
                 continue
             lane = len(alerts) + lane_receivers.index(r.expect.receiver)
             state_ax.scatter([r.expect.at / scale_unit], [lane], marker="|", s=120, color="black", zorder=2)
+        for action in actions:  # what the recovery service did: ● ok, ✕ failed, ○ skipped / dry-run
+            marker = {"ok": "o", "failed": "X"}.get(action["result"], "o")
+            face = {"ok": "#2ca02c", "failed": PAGE_COLOUR}.get(action["result"], "white")
+            state_ax.scatter([action["at_s"] / scale_unit], [len(lanes) - 1], marker=marker, s=70, color=face,
+                             edgecolors="black", linewidths=0.6, zorder=3)
+            state_ax.annotate(f"{action['action']}: {action['result']}", (action["at_s"] / scale_unit, len(lanes) - 1),
+                              xytext=(4, 6), textcoords="offset points", fontsize=7)
         state_ax.set_yticks(range(len(lanes)), lanes, fontsize=8)
         state_ax.set_ylim(-0.7, len(lanes) - 0.3)
         state_ax.set_xlim(0, run.scenario.duration / scale_unit)

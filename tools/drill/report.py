@@ -7,7 +7,7 @@ import json
 import statistics
 from pathlib import Path
 
-from tools.drill import durations
+from tools.drill import durations, recovery_loop
 from tools.drill.run import ScenarioRun
 from tools.drill.scenarios import RECEIVER_PAGE
 from tools.drill.verdict import RATIO_LIMIT, ExpectResult
@@ -115,6 +115,8 @@ def write_report(runs: list[ScenarioRun], path: Path, input_dir: Path, stack: st
             lines += [f"- {_clock(scale.real(h.wall))}: {h.notification.receiver} {h.entry.alert or '(no known alert name)'} "
                       f"{h.entry.severity or ''} {h.entry.status}" + (f" ({h.entry.job})" if h.entry.job else "")
                       for h in run.verdict.unexpected]
+        if run.recovery:
+            lines += ["", *recovery_loop.describe(run.recovery, s)]
         if run.verdict.repeats:
             lines += ["", f"{len(run.verdict.repeats)} repeat(s) after repeat_interval, as configured."]
         for note in [*s.notes, *run.notes]:
@@ -135,6 +137,9 @@ def results_document(runs: list[ScenarioRun]) -> dict:
                           for n in sorted(run.notifications, key=lambda n: n.wall) for e in n.entries],
         "incidents_expected": run.verdict.incidents_expected,
         "incidents_opened": run.verdict.incidents_opened,
+        # What the recovery service did (scenarios with it in the loop; else none).
+        "recovery_actions": [{k: a[k] for k in ("action", "target", "result", "at_s")}
+                             for a in (run.recovery.actions if run.recovery else [])],
     } for run in runs]}
 
 

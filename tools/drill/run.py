@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, TextIO
 
-from tools.drill import durations
+from tools.drill import durations, recovery_loop
 from tools.drill.deployed_config import (DeployedConfig, DrillConfigError, TimeScale, drill_alertmanager_config,
                                         drill_prometheus_config, scaled_rule_files, write_yaml)
 from tools.drill.probes import RealProbes
@@ -67,14 +67,16 @@ class ScenarioRun:
     wall_seconds: float
     notes: list[str] = field(default_factory=list)
     nan_recorded: list[str] = field(default_factory=list)  # recording rules that recorded NaN, and when
+    recovery: recovery_loop.RecoveryRun | None = None  # the recovery service's actions, when it ran in the loop
 
     @property
     def passed(self) -> bool:
-        return self.verdict.passed and not self.nan_recorded
+        return not self.failures
 
     @property
     def failures(self) -> list[str]:
-        return self.verdict.failures + [f"NaN recorded: {what}" for what in self.nan_recorded]
+        return (self.verdict.failures + [f"NaN recorded: {what}" for what in self.nan_recorded]
+                + (self.recovery.failures if self.recovery else []))
 
 
 class Progress:
@@ -206,6 +208,9 @@ def run_scenario(scenario: Scenario, config: DeployedConfig, work: Path, index: 
                                          clock, scenario.exporter_outages)
         for job, target in config.targets()
     }
+    loop = recovery_loop.RecoveryLoop(scenario, config, clock, scale, work) if scenario.recovery else None
+    if loop:
+        loop.adopt_exporters(exporters)
     capture = CaptureServer(clock, scenario.receiver_outages)
     servers = [*exporters.values(), capture]
     am_port, prom_port = free_port(), free_port()
@@ -213,6 +218,8 @@ def run_scenario(scenario: Scenario, config: DeployedConfig, work: Path, index: 
 
     am_config = drill_alertmanager_config(config, scale, capture.url, work / "secrets")
     capture.endpoints = {e.path: e for e in am_config.endpoints}
+    if loop:
+        loop.wire(am_config, capture.endpoints)
     for path, content in am_config.secret_files.items():
         path.parent.mkdir(mode=0o700, exist_ok=True)
         path.write_text(content)
@@ -274,6 +281,8 @@ def run_scenario(scenario: Scenario, config: DeployedConfig, work: Path, index: 
             prometheus = supervisor.start(ManagedProcess("prometheus", prom_argv, work / "prometheus.log"))
             wait_ready(alertmanager, f"{am_url}/-/ready")
             wait_ready(prometheus, f"{prom_url}/-/ready")
+            if loop:
+                loop.start(supervisor, capture.url, prom_url)
             groups = sum(len(doc.get("groups") or []) for doc in config.rule_files.values())
             while not (_pipeline_warm(prom_url, len(exporters)) and _rules_loaded(prom_url, groups)):
                 progress.update(index, scenario, clock, "warming up")
@@ -321,21 +330,28 @@ def run_scenario(scenario: Scenario, config: DeployedConfig, work: Path, index: 
             if probes:
                 probes.stop()
                 notes.append(probes.summary())
+            if loop:
+                loop.stop()
 
     rules = config.alert_rule_variants()
     captured = capture.captured()
     # Kept with --keep: every request as the capture server received it.
     (work / "notifications.jsonl").write_text("".join(
         json.dumps({"wall": c.wall, "receiver": c.receiver, "answered": c.answered, "body": c.body}) + "\n" for c in captured))
-    delivered = [c for c in captured if 200 <= c.answered < 300]
+    # The recovery service's webhook, posts and notes are judged by the loop, not as notifications to people.
+    automation = recovery_loop.automation_receivers()
+    delivered = [c for c in captured if 200 <= c.answered < 300 and c.receiver not in automation]
     jobs = sorted({v for s in series for k, v in s.labels if k == "job_id"})
     notifications = [decode(c, rules, jobs) for c in delivered]
-    failed = len(captured) - len(delivered)
+    failed = sum(1 for c in captured if not 200 <= c.answered < 300 and c.receiver not in automation)
     if failed:
         notes.append(f"{failed} notification attempt(s) answered with an error by the capture server, as the scenario plays")
+    if loop:
+        scenario = loop.expected(scenario)
     verdict = judge(scenario, notifications, rules, config.routing(), scale, failed)
+    recovery = loop.judge(captured, notifications) if loop else None
     return ScenarioRun(scenario, scale, verdict, notifications, plot, alert_states, time.monotonic() - started, notes,
-                       nan_recorded)
+                       nan_recorded, recovery)
 
 
 def run_drill(config: DeployedConfig, scenarios: list[Scenario], factor: float | None = None,

@@ -10,7 +10,9 @@ time-to-notify bound is added to it by the drill (scrape + evaluation + for + gr
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
+from typing import Callable
 
 from tools.drill.timeline import Counter, Ramp, Series, Steps, Timestamp
 
@@ -158,6 +160,8 @@ class Scenario:
     notes: tuple[str, ...] = field(default=())
     # With any, the probe jobs go through the real blackbox exporter to a local API server.
     endpoint_outages: tuple[EndpointOutage, ...] = ()
+    # The recovery service runs in the loop (tools/drill/recovery_loop.py); `expected` then comes from it.
+    recovery: RecoveryInTheLoop | None = None
 
     @property
     def pages(self) -> list[Expect]:
@@ -167,6 +171,45 @@ class Scenario:
     def incidents_expected(self) -> int:
         """PagerDuty incidents: every page opens one, except a page that joins an open incident."""
         return sum(not e.joins for e in self.pages)
+
+
+@dataclass(frozen=True)
+class RecoveryInTheLoop:
+    """A scenario with the real recovery service acting on the alerts of one PBS backup job, among a
+    fake PVE and PBS: its re-runs become runs of the job in the exporter's series as they end."""
+
+    runs: tuple[Run, ...]  # the job's scripted runs: the nightly failure, an operator's later run
+    # Each vzdump re-run's exitstatus and duration (real seconds), in the order the service starts them.
+    reruns: tuple[tuple[str, float], ...] = ()
+    # What receivers must hear, given the re-runs that happened (when each began and ended) and when the
+    # service gave up on the failure (scenario seconds; None: it did not).
+    expect: Callable[[tuple[Run, ...], float | None], tuple[Expect, ...]] = lambda reruns, gave_up: ()
+    service_up: bool = True
+    deliveries: int = 1  # each webhook request reaches the service this many times (a redelivery)
+    actions: tuple[tuple[str, str], ...] = ()  # (action, result) the service must record, in this order
+    fallback: tuple[str, float] | None = None  # the fallback's vzdump to the NAS: exitstatus, real seconds
+    room_says: tuple[str, ...] = ()  # what the service must post to the backup room
+    log_on_incident: bool = False  # the service adds the task log to the page's incident
+    job_id: str = "vm/101"
+    pve_job_covers_guest: bool = True  # False: PVE's backup job lost the guest, there is nothing to re-run
+
+    def planned_reruns(self) -> tuple[Run, ...]:
+        """The re-runs as planned, back to back from the end of the failure; the drill judges by the real ones."""
+        start = next(r for r in self.runs if not r.ok).end
+        planned = []
+        for status, seconds in self.reruns:
+            planned.append(Run(start, start + seconds, status == "OK" or status.startswith("WARNINGS")))
+            start += seconds
+        return tuple(planned)
+
+
+def planned(scenario: Scenario) -> Scenario:
+    """The scenario with the expectations of its planned re-runs, for checks of the table without a drill."""
+    if scenario.recovery is None:
+        return scenario
+    loop = scenario.recovery
+    extra = loop.expect(loop.planned_reruns(), next(r for r in loop.runs if not r.ok).end)
+    return dataclasses.replace(scenario, expected=(*scenario.expected, *extra))
 
 
 # --- timeline helpers ---------------------------------------------------------------------
@@ -506,6 +549,98 @@ SCENARIOS: tuple[Scenario, ...] = (
                "that requests a local HTTP server; only their history (probe_success 1) is backfilled.",),
     ),
 )
+
+# --- the recovery service in the loop --------------------------------------------------------
+
+ALERT_RECOVERY_DOWN = "RecoveryServiceDown"  # warning to the backup room: up{job="recovery"} == 0 for 5m
+RECOVERY_JOB_ID = "vm/101"  # the backup group of guest 101, which the fake PVE's backup job covers
+NIGHTLY_FAILS = Run(m(2), m(5), False)
+OPERATOR_RUN = Run(m(48), m(50), True)  # the operator's run after the page, once the cause is fixed
+RERUN_SECONDS = m(5)
+
+
+def _fixed_by_rerun(reruns: tuple[Run, ...], gave_up: float | None) -> tuple[Expect, ...]:
+    return _with_watchdog(*_failed_job(RECOVERY_JOB_ID, NIGHTLY_FAILS.end, None, reruns[0].end))
+
+
+def _rerun_failed(reruns: tuple[Run, ...], gave_up: float | None) -> tuple[Expect, ...]:
+    # The re-run's failure is the retry that failed too, and the service gives up: the page at once.
+    return _with_watchdog(*_failed_job(RECOVERY_JOB_ID, NIGHTLY_FAILS.end, reruns[0].end, OPERATOR_RUN.end))
+
+
+def _gives_up_at_once(reruns: tuple[Run, ...], gave_up: float | None) -> tuple[Expect, ...]:
+    # No second run ends: only the service's giving up opens the page, not the grace.
+    return _with_watchdog(*_failed_job(RECOVERY_JOB_ID, NIGHTLY_FAILS.end, gave_up, OPERATOR_RUN.end))
+
+
+def _nobody_reruns(reruns: tuple[Run, ...], gave_up: float | None) -> tuple[Expect, ...]:
+    return _with_watchdog(
+        *_failed_job(RECOVERY_JOB_ID, NIGHTLY_FAILS.end, NIGHTLY_FAILS.end + GRACE, OPERATOR_RUN.end),
+        Expect(RECEIVER_BACKUP_ROOM, ALERT_RECOVERY_DOWN, "warning", "firing", 0.0))
+
+
+RECOVERY_PLOT = (BACKUP_PLOT[0], BACKUP_PLOT[1], PlotLine("recovery service gave up (0/1)", "recovery_backup_job_gave_up"))
+
+RERUN_WORKS = RecoveryInTheLoop(runs=(NIGHTLY_FAILS,), reruns=(("OK", RERUN_SECONDS),), expect=_fixed_by_rerun,
+                                actions=(("pve-backup-rerun", "ok"),), room_says=("failed → re-run → OK",))
+
+RECOVERY_SCENARIOS: tuple[Scenario, ...] = (
+    Scenario(
+        "backup-retried-by-automation",
+        "The nightly backup of guest 101 fails; the recovery service hears the warning, re-runs the PVE backup job "
+        "(\"Run now\") and the re-run succeeds: the backup room hears \"failed → re-run → OK\", nobody is paged.",
+        duration=m(30), factor=120,
+        series=backup_job((NIGHTLY_FAILS,), pbs_labels(RECOVERY_JOB_ID)),
+        recovery=RERUN_WORKS,
+        plot=RECOVERY_PLOT,
+    ),
+    Scenario(
+        "backup-automation-exhausted",
+        "The nightly backup fails and the service's re-run fails too: it gives up, BackupJobFailed pages at once "
+        "(one incident), the service backs the guest up to the NAS (ansible-playbook, for real, against the fake PVE) "
+        "and adds the task log, what it tried and the restore point to the incident; the operator's run fixes the job.",
+        duration=m(60), factor=120,
+        series=backup_job((NIGHTLY_FAILS, OPERATOR_RUN), pbs_labels(RECOVERY_JOB_ID)),
+        recovery=RecoveryInTheLoop(runs=(NIGHTLY_FAILS, OPERATOR_RUN), reruns=(("job errors", RERUN_SECONDS),),
+                                   expect=_rerun_failed, fallback=("OK", m(2)),
+                                   actions=(("pve-backup-rerun", "failed"), ("backup-fallback", "ok")),
+                                   room_says=("failed → re-run → failed again", "gives up", "fallback backup to the NAS done"),
+                                   log_on_incident=True),
+        plot=RECOVERY_PLOT,
+    ),
+    Scenario(
+        "backup-nothing-to-rerun",
+        "The nightly backup of guest 101 fails, and PVE's backup job no longer covers the guest: the service has "
+        "nothing to re-run and gives up at once, so BackupJobFailed pages now instead of after the 30m grace; the "
+        "guest still gets a restore point on the NAS (the fallback), noted on the incident.",
+        duration=m(60), factor=120,
+        series=backup_job((NIGHTLY_FAILS, OPERATOR_RUN), pbs_labels(RECOVERY_JOB_ID)),
+        recovery=RecoveryInTheLoop(runs=(NIGHTLY_FAILS, OPERATOR_RUN), expect=_gives_up_at_once, fallback=("OK", m(2)),
+                                   pve_job_covers_guest=False, actions=(("pve-backup-rerun", "failed"), ("backup-fallback", "ok")),
+                                   room_says=("no PVE backup job writes guest 101", "gives up", "fallback backup to the NAS done"),
+                                   log_on_incident=True),
+        plot=RECOVERY_PLOT,
+    ),
+    Scenario(
+        "recovery-service-down",
+        "The recovery service is down all night when the nightly backup fails: nothing re-runs it, "
+        "RecoveryServiceDown warns the backup room, and BackupJobFailed pages on time, after the 30m grace.",
+        duration=m(55), factor=120,
+        series=backup_job((NIGHTLY_FAILS, OPERATOR_RUN), pbs_labels(RECOVERY_JOB_ID)),
+        recovery=RecoveryInTheLoop(runs=(NIGHTLY_FAILS, OPERATOR_RUN), expect=_nobody_reruns, service_up=False),
+        plot=RECOVERY_PLOT,
+    ),
+    Scenario(
+        "webhook-redelivered",
+        "The nightly backup fails and every webhook reaches the service three times (Alertmanager delivers at "
+        "least once): one re-run, which succeeds; nobody is paged.",
+        duration=m(30), factor=120,
+        series=backup_job((NIGHTLY_FAILS,), pbs_labels(RECOVERY_JOB_ID)),
+        recovery=dataclasses.replace(RERUN_WORKS, deliveries=3),
+        plot=RECOVERY_PLOT,
+    ),
+)
+SCENARIOS = (*SCENARIOS, *RECOVERY_SCENARIOS)
 
 # The short drill `make test` runs end to end: a page with its chat copy, a receiver outage
 # and an Alertmanager restart.

@@ -1,0 +1,53 @@
+"""The recovery service's side of the alert rules: the page that comes at once when it gives up,
+and the alerts about the service itself (docs/recovery.md, runbooks/Recovery*.md).
+
+The service is scraped as job `recovery` (model/metrics.py); the metric names come from
+recovery/names.py, the one place the service and the rules share.
+"""
+
+from __future__ import annotations
+
+from model.config import StackConfig
+from model.links import BACKUP_SERVICE
+from model.rules import alert
+from recovery.names import ACTIONS_METRIC, EXHAUSTED_METRIC, GAVE_UP_METRIC, LIMIT_REACHED_METRIC, SCRAPE_JOB
+
+# RecoveryServiceDown tells of this target; TargetDown leaves it out (one alert per outage).
+SCRAPE_SELECTOR = f'job="{SCRAPE_JOB}"'
+OTHER_TARGETS = f'job!="{SCRAPE_JOB}"'
+FAILING_WINDOW = "6h"
+FAILING_ACTIONS = 3
+
+
+def gave_up(job_selector: str) -> str:
+    """The jobs the service gave up on (re-run failed or unknown, attempts exhausted, nothing to re-run)."""
+    selector = job_selector.rstrip("}") + "," if job_selector else "{"
+    return f"{GAVE_UP_METRIC}{selector}{SCRAPE_SELECTOR}}} == 1"
+
+
+def alert_rules() -> list[dict]:
+    return [
+        alert("RecoveryServiceDown", f"up{{{SCRAPE_SELECTOR}}} == 0", "warning", BACKUP_SERVICE,
+              "The recovery service does not answer",
+              "Prometheus cannot scrape the recovery service on {{ $labels.instance }}: failed backups are not re-run "
+              "and the backup room hears nothing from it. Pages still come, after the retry grace.",
+              for_="5m"),
+        alert("RecoveryActionsFailing",
+              f'sum by (action) (increase({ACTIONS_METRIC}{{result=~"failed|unknown"}}[{FAILING_WINDOW}])) >= {FAILING_ACTIONS}',
+              "warning", BACKUP_SERVICE, "The recovery service's actions keep failing",
+              f"{{{{ $value | printf \"%.0f\" }}}} {{{{ $labels.action }}}} actions failed or ended unknown within {FAILING_WINDOW} "
+              "(each was escalated): a token without its privilege, an unreachable API or a broken playbook, not one bad night."),
+        # A target at its maximum that the guard had to refuse: a loop stopped (not one daily fallback used up).
+        alert("RecoveryRemediationLoop",
+              f"max by (action) ({EXHAUSTED_METRIC}) > 0\n  and on(action)\n"
+              f"sum by (action) (increase({LIMIT_REACHED_METRIC}[1d])) > 0", "warning", BACKUP_SERVICE,
+              "The recovery service stopped re-running a target that keeps failing",
+              "{{ $value }} target(s) of {{ $labels.action }} reached the maximum of attempts within the window and failed "
+              "again: the service escalates instead of trying once more, and the cause is still there."),
+    ]
+
+
+def rule_groups(cfg: StackConfig) -> list[dict]:
+    if not cfg.recovery:
+        return []
+    return [{"name": "recovery-service", "interval": cfg.metrics.evaluation_interval, "rules": alert_rules()}]
