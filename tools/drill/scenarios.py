@@ -10,7 +10,7 @@ time-to-notify bound is added to it by the drill (scrape + evaluation + for + gr
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from tools.drill.timeline import Counter, Ramp, Series, Steps, Timestamp
 
@@ -121,6 +121,17 @@ class ExporterOutage(Window):
 
 
 @dataclass(frozen=True)
+class PeerOutage(Window):
+    """One peer of a clustered Alertmanager gone: the one at position 0 when it goes (the one that
+    notifies). `killed`: SIGKILL, lost without leaving the cluster, else stopped (SIGTERM);
+    `fresh_storage`: it comes back with an empty --storage.path, as a pod rescheduled without its
+    volume, and must learn the notification log from its peers."""
+
+    killed: bool = False
+    fresh_storage: bool = False
+
+
+@dataclass(frozen=True)
 class PlotLine:
     label: str
     query: str
@@ -138,6 +149,8 @@ class Scenario:
     receiver_outages: tuple[ReceiverOutage, ...] = ()
     exporter_outages: tuple[ExporterOutage, ...] = ()
     alertmanager_down: tuple[Window, ...] = ()
+    alertmanager_peers: int = 1  # > 1: a cluster gossiping on 127.0.0.1 (tools/drill/cluster.py)
+    peer_outages: tuple[PeerOutage, ...] = ()
     plot: tuple[PlotLine, ...] = ()
     notes: tuple[str, ...] = field(default=())
 
@@ -459,6 +472,25 @@ SCENARIOS: tuple[Scenario, ...] = (
         plot=(*BACKUP_PLOT[:1], *BURN_PLOT),
     ),
 )
+
+# A clustered Alertmanager (metrics.alertmanager.replicas): three peers, Prometheus sending to every
+# one. The incident of alertmanager-restart (two backup pages, a latency page due while a peer is
+# gone); the cluster is never down, so no notification waits for a restart.
+CLUSTER_PEERS = 3
+_RESTART = next(s for s in SCENARIOS if s.name == "alertmanager-restart")
+SCENARIOS = (*SCENARIOS, *(
+    replace(_RESTART, name="alertmanager-peer-lost", story=(
+        f"{CLUSTER_PEERS} Alertmanager peers; the backup job fails twice (pages), then the peer that notifies is "
+        "killed (minute 20 to 36, it comes back with its storage) while the API latency burns: every page arrives "
+        "exactly once, the latency page on time from the next peer, and the backup room is told once."),
+        alertmanager_down=(), alertmanager_peers=CLUSTER_PEERS, peer_outages=(PeerOutage(m(20), m(36), killed=True),)),
+    replace(_RESTART, name="alertmanager-restart-clustered", story=(
+        f"alertmanager-restart with {CLUSTER_PEERS} peers: the peer that notifies restarts (minute 26 to 34) with an "
+        "empty storage and learns the notification log from the others: nothing is told again (no leaked "
+        "warning, no second page), and the latency page, due while it is down, arrives on time from its peers."),
+        alertmanager_down=(), alertmanager_peers=CLUSTER_PEERS,
+        peer_outages=(PeerOutage(m(26), m(34), fresh_storage=True),)),
+))
 
 # The short drill `make test` runs end to end: a page with its chat copy, a receiver outage
 # and an Alertmanager restart.
