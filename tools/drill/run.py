@@ -178,14 +178,14 @@ def _resolve_targets(series: list[Series], config: DeployedConfig) -> list[Serie
         if s.job not in first:
             raise DrillConfigError(f"the scenario table plays scrape job {s.job!r} ({s.metric}) but the rendered "
                                    f"scrape configs have only: {', '.join(first)}")
-        resolved.append(dataclasse(s, target=s.target or first[s.job]))
+        resolved.append(dataclasses.replace(s, target=s.target or first[s.job]))
     return resolved
 
 
 def run_scenario(scenario: Scenario, config: DeployedConfig, work: Path, index: int, progress: Progress,
                  factor: float | None = None) -> ScenarioRun:
     started = time.monotonic()
-    scenario = dataclasse(scenario, factor=factor or scenario.factor)
+    scenario = dataclasses.replace(scenario, factor=factor or scenario.factor)
     scale = TimeScale.for_config(config, scenario.factor)
     work.mkdir(parents=True)
     notes: list[str] = []
