@@ -16,6 +16,8 @@ BACKUP_SERVICE = "backups"
 PROMETHEUS_UID = "prometheus"
 ALERTMANAGER_UID = "alertmanager"
 TEMPO_UID = "tempo"
+# metrics.longTerm: VictoriaMetrics' vmselect, the same PromQL over the long retention.
+LONG_TERM_METRICS_UID = "metrics-long-term"
 
 
 def loki_uid(tenant: str) -> str:
@@ -83,3 +85,7 @@ def alert_links(alert: str, service: str, runbook_hub_url: str, grafana_url: str
         links["dashboard_url"] = (dashboard_url_template(grafana_url, templated.group(1)) if templated
                                   else dashboard_url(grafana_url, service))
     return links
+
+# Dashboards whose ranges outgrow Prometheus' own retention (the SLO's 30-day budget, backups by
+# the quarter): with metrics.longTerm they read the long-term data source instead of Prometheus.
+LONG_RANGE_DASHBOARDS = ("latency-budget", "backups")

@@ -15,7 +15,7 @@ def config(homelab):
 
 def test_the_issue_s_scenarios_are_all_there():
     names = [s.name for s in scenarios.SCENARIOS]
-    assert len(names) == len(set(names)) == 13
+    assert len(names) == len(set(names)) == 14
     assert {"backup-flapping", "two-jobs-fail", "no-jobs-scheduled"} <= set(names)
     assert set(scenarios.SHORT_DRILL) <= set(names)
     with pytest.raises(KeyError, match="unknown scenario"):
@@ -71,6 +71,7 @@ def test_paging_scenarios_and_non_paging_ones():
         "mattermost-outage": 0,
         "alertmanager-restart": 2,  # the backup incident and the latency burn
         "alertmanager-peer-lost": 2, "alertmanager-restart-clustered": 2,  # the same, on a cluster
+        "prometheus-pair": 2,  # and on an HA Prometheus pair
     }
     two_jobs = next(s for s in scenarios.SCENARIOS if s.name == "two-jobs-fail")
     assert [(e.job, e.joins) for e in two_jobs.pages] == [("vm-nightly", False), ("ct-nightly", True)]

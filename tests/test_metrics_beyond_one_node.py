@@ -155,3 +155,37 @@ def test_the_long_term_store_is_what_prometheus_writes_to_and_keeps_its_data_on_
     pdb = _one(stack_manifests, "PodDisruptionBudget", "victoria-metrics-cluster-vmstorage")
     assert pdb["spec"]["maxUnavailable"] == 1
     assert _matches(pdb["spec"]["selector"], storage["spec"]["template"]["metadata"]["labels"])
+
+
+# --- who reads the long-term store ------------------------------------------------------------
+
+def test_grafana_gets_a_long_term_data_source_and_the_long_range_dashboards_read_it():
+    from model.grafana.dashboards import load_dashboards, referenced_data_source_uids, render_dashboard
+    from model.grafana.data_sources import data_sources
+    from model.links import LONG_RANGE_DASHBOARDS, LONG_TERM_METRICS_UID, PROMETHEUS_UID
+
+    plain, with_store = homelab_config(), homelab_config(_metrics(longTerm=LONG_TERM))
+    assert LONG_TERM_METRICS_UID not in {s["uid"] for s in data_sources(plain)}
+    [source] = [s for s in data_sources(with_store) if s["uid"] == LONG_TERM_METRICS_UID]
+    assert source["type"] == "prometheus"
+    assert source["url"] == "http://victoria-metrics-cluster-vmselect.monitoring.svc.cluster.local:8481/select/0/prometheus"
+    assert [s["uid"] for s in data_sources(with_store) if s.get("is_default")] == [PROMETHEUS_UID]
+    dashboards = {d.uid: d for d in load_dashboards()}
+    assert set(LONG_RANGE_DASHBOARDS) <= set(dashboards)
+    for uid, dashboard in dashboards.items():
+        before = referenced_data_source_uids(render_dashboard(dashboard, [], "https://hub"))
+        after = referenced_data_source_uids(render_dashboard(dashboard, [], "https://hub", long_term=True))
+        if uid in LONG_RANGE_DASHBOARDS:
+            assert PROMETHEUS_UID in before and PROMETHEUS_UID not in after, uid
+            assert after == (before - {PROMETHEUS_UID}) | {LONG_TERM_METRICS_UID}, uid
+        else:
+            assert after == before, uid
+
+
+def test_the_quarterly_report_reads_the_long_term_store_when_there_is_one():
+    from model.reports import report_settings
+
+    assert report_settings(homelab_config(), "homelab")["prometheus_url"] == \
+        "http://kube-prometheus-stack-prometheus.monitoring.svc.cluster.local:9090"
+    assert report_settings(homelab_config(_metrics(longTerm=LONG_TERM)), "homelab")["prometheus_url"] == \
+        "http://victoria-metrics-cluster-vmselect.monitoring.svc.cluster.local:8481/select/0/prometheus"

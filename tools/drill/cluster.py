@@ -1,4 +1,5 @@
-"""The drill's Alertmanager: one process, or a cluster of peers gossiping on 127.0.0.1.
+"""The drill beyond one node: an Alertmanager cluster of peers gossiping on 127.0.0.1, and the
+configuration of each replica of an HA Prometheus pair.
 
 A clustered Alertmanager deduplicates by its notification log: every peer receives every alert
 (Prometheus sends to all of them), every peer's group flushes, and the peer at position p of the
@@ -11,11 +12,13 @@ keeps its proportion to group_wait; the floors keep gossip faster than the wait 
 
 from __future__ import annotations
 
+import copy
 import json
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from model.long_term import REPLICA_LABEL
 from tools.drill import durations
 from tools.drill.processes import ManagedProcess, ProcessSupervisor, free_port, wait_ready
 
@@ -134,3 +137,13 @@ class AlertmanagerCluster:
         """How many members `peer` counts in its cluster (itself included)."""
         with urllib.request.urlopen(f"{peer.url}/api/v2/status", timeout=2) as response:
             return len((json.load(response).get("cluster") or {}).get("peers") or [])
+
+
+def replica_doc(prometheus_doc: dict, index: int) -> dict:
+    """prometheus.yml of replica `index` of a pair, as the operator writes it for replicas > 1: its
+    own replica external label, dropped again from the alerts it sends, so that Alertmanager sees
+    the pair's alerts as one."""
+    doc = copy.deepcopy(prometheus_doc)
+    doc["global"].setdefault("external_labels", {})[REPLICA_LABEL] = f"prometheus-{index}"
+    doc["alerting"]["alert_relabel_configs"] = [{"action": "labeldrop", "regex": REPLICA_LABEL}]
+    return doc

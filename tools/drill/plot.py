@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from tools.drill.run import ScenarioRun
-from tools.drill.scenarios import RECEIVER_PAGE
+from tools.drill.scenarios import RECEIVER_PAGE, Window
 
 PAGE_COLOUR = "#d62728"
 RECEIVER_COLOURS = ["#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#e377c2"]
@@ -59,6 +59,8 @@ def write_timeline(runs: list[ScenarioRun], path: Path) -> Path:
                                fontsize=8, color="grey", va="bottom", ha="right")
         downs = [(w, "Alertmanager down") for w in run.scenario.alertmanager_down]
         downs += [(w, "one Alertmanager peer down") for w in run.scenario.peer_outages]
+        if run.scenario.prometheus_lost_at is not None:
+            downs.append((Window(run.scenario.prometheus_lost_at, run.scenario.duration), "one Prometheus replica lost"))
         for window, what in downs:
             for ax in (signal_ax, state_ax):
                 ax.axvspan(window.start / scale_unit, window.end / scale_unit, color="#cccccc", alpha=0.5)

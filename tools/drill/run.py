@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Callable, TextIO
 
 from tools.drill import durations
-from tools.drill.cluster import ALERTMANAGER, AlertmanagerCluster
+from tools.drill.cluster import ALERTMANAGER, AlertmanagerCluster, replica_doc
 from tools.drill.deployed_config import (DeployedConfig, DrillConfigError, TimeScale, drill_alertmanager_config,
                                         drill_prometheus_config, scaled_rule_files, write_yaml)
 from tools.drill.processes import ManagedProcess, ProcessSupervisor, free_port, wait_ready
@@ -182,6 +182,14 @@ def _resolve_targets(series: list[Series], config: DeployedConfig) -> list[Serie
     return resolved
 
 
+def _prometheus_argv(config_file: Path, data: Path, port: int, scale: TimeScale) -> list[str]:
+    return [PROMETHEUS, f"--config.file={config_file}", f"--storage.tsdb.path={data}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            f"--rules.alert.resend-delay={durations.format_seconds(scale.resend_delay_s)}",
+            f"--query.lookback-delta={durations.format_seconds(scale.lookback_delta_s)}",
+            "--log.level=info"]
+
+
 def run_scenario(scenario: Scenario, config: DeployedConfig, work: Path, index: int, progress: Progress,
                  factor: float | None = None) -> ScenarioRun:
     started = time.monotonic()
@@ -250,11 +258,21 @@ def run_scenario(scenario: Scenario, config: DeployedConfig, work: Path, index: 
     subprocess.run([PROMTOOL, "tsdb", "create-blocks-from", "openmetrics", str(backfill), str(prom_data)],
                    check=True, capture_output=True)
 
-    prom_argv = [PROMETHEUS, f"--config.file={prom_file}", f"--storage.tsdb.path={prom_data}",
-                 f"--web.listen-address=127.0.0.1:{prom_port}",
-                 f"--rules.alert.resend-delay={durations.format_seconds(scale.resend_delay_s)}",
-                 f"--query.lookback-delta={durations.format_seconds(scale.lookback_delta_s)}",
-                 "--log.level=info"]
+    prom_argv = _prometheus_argv(prom_file, prom_data, prom_port, scale)
+    # An HA pair (prometheus-pair): each replica its own copy of the history, its replica label.
+    replicas = [ManagedProcess("prometheus", prom_argv, work / "prometheus.log")]
+    replica_urls = [prom_url]
+    if scenario.prometheus_replicas > 1:
+        _check([PROMTOOL, "check", "config", str(write_yaml(prom_file, replica_doc(prom_doc, 0)))])
+    for i in range(1, scenario.prometheus_replicas):
+        port, data = free_port(), work / f"prometheus-data-{i}"
+        shutil.copytree(prom_data, data)
+        file = write_yaml(work / f"prometheus-{i}.yml", replica_doc(prom_doc, i))
+        _check([PROMTOOL, "check", "config", str(file)])
+        replicas.append(ManagedProcess(f"prometheus-{i}", _prometheus_argv(file, data, port, scale), work / f"prometheus-{i}.log"))
+        replica_urls.append(f"http://127.0.0.1:{port}")
+    # Read back from the replica that lives through the scenario.
+    prom_url = replica_urls[-1]
     plot: list[PlotSeries] = []
     alert_states: dict[str, list[tuple[float, str]]] = {}
     nan_recorded: list[str] = []
@@ -267,11 +285,11 @@ def run_scenario(scenario: Scenario, config: DeployedConfig, work: Path, index: 
                 server.start()
             cluster.start_all(supervisor)
             alertmanager = cluster.peers[0]
-            prometheus = supervisor.start(ManagedProcess("prometheus", prom_argv, work / "prometheus.log"))
-            wait_ready(prometheus, f"{prom_url}/-/ready")
+            for replica, url in zip(replicas, replica_urls):
+                wait_ready(supervisor.start(replica), f"{url}/-/ready")
             groups = sum(len(doc.get("groups") or []) for doc in config.rule_files.values())
-            while not (_pipeline_warm(prom_url, len(exporters), len(cluster.peers)) and _rules_loaded(prom_url, groups)
-                       and cluster.formed()):
+            while not (all(_pipeline_warm(url, len(exporters), len(cluster.peers)) and _rules_loaded(url, groups)
+                           for url in replica_urls) and cluster.formed()):
                 if clock.now() > scale.real(WARM_UP_LIMIT_SECONDS):
                     raise RuntimeError(f"not warm {WARM_UP_LIMIT_SECONDS:g}s after the lead-in: Prometheus sees "
                                        f"{len(exporters)} target(s) and {len(cluster.peers)} Alertmanager(s)? the "
@@ -295,6 +313,9 @@ def run_scenario(scenario: Scenario, config: DeployedConfig, work: Path, index: 
                     notes.append(f"Alertmanager restarted at {durations.human(clock.now())} with the same --storage.path")
                     restarts.pop(0)
                     state = ""
+                if scenario.prometheus_lost_at is not None and t >= scenario.prometheus_lost_at and replicas[0].running:
+                    replicas[0].kill()
+                    notes.append(f"Prometheus replica 0 killed at {durations.human(clock.now())}, for good")
                 if peer_outages and lost is None and t >= peer_outages[0].start:
                     lost = cluster.sender()
                     cluster.stop(lost, kill=peer_outages[0].killed)

@@ -151,6 +151,8 @@ class Scenario:
     alertmanager_down: tuple[Window, ...] = ()
     alertmanager_peers: int = 1  # > 1: a cluster gossiping on 127.0.0.1 (tools/drill/cluster.py)
     peer_outages: tuple[PeerOutage, ...] = ()
+    prometheus_replicas: int = 1  # 2: an HA pair evaluating the same rules (metrics.prometheus.replicas)
+    prometheus_lost_at: float | None = None  # replica 0 killed then, for good
     plot: tuple[PlotLine, ...] = ()
     notes: tuple[str, ...] = field(default=())
 
@@ -490,6 +492,11 @@ SCENARIOS = (*SCENARIOS, *(
         "warning, no second page), and the latency page, due while it is down, arrives on time from its peers."),
         alertmanager_down=(), alertmanager_peers=CLUSTER_PEERS,
         peer_outages=(PeerOutage(m(26), m(34), fresh_storage=True),)),
+    replace(_RESTART, name="prometheus-pair", story=(
+        "Two Prometheus replicas evaluate the same rules and send to the same Alertmanager; the backup job fails "
+        "twice (one page, though both replicas fire it), then replica 0 is killed at minute 20, for good, while the "
+        "API latency burns: the latency page arrives on time from the other replica, once."),
+        alertmanager_down=(), prometheus_replicas=2, prometheus_lost_at=m(20)),
 ))
 
 # The short drill `make test` runs end to end: a page with its chat copy, a receiver outage
