@@ -885,7 +885,13 @@ class Reports(ConfigModel):
         except (ZoneInfoNotFoundError, ValueError):
             found.append(Problem("site.timezone", f"unknown time zone {root.site.timezone!r} (the reports' quarters run in it)"))
         retention = duration_seconds(root.metrics.prometheus.retention)
-        if retention < REPORT_MIN_RETENTION_DAYS * 86400:
+        long_term = root.metrics.long_term
+        if long_term is not None:
+            # The report reads the long-term store then (model/reports.py), whatever Prometheus keeps.
+            if long_term_days(long_term.retention) < REPORT_MIN_RETENTION_DAYS:
+                found.append(Problem("metrics.longTerm.retention", f"must be at least {REPORT_MIN_RETENTION_DAYS}d with "
+                                     "reports: the quarterly report reads a whole quarter from the long-term store"))
+        elif retention < REPORT_MIN_RETENTION_DAYS * 86400:
             found.append(Problem("metrics.prometheus.retention", f"must be at least {REPORT_MIN_RETENTION_DAYS}d with "
                                  "reports: the quarterly report reads a whole quarter from Prometheus"))
         if root.backup_room() is None:

@@ -5,7 +5,8 @@ compresses them). Single-node VictoriaMetrics speaks the same remote-write and P
 API as the cluster's vminsert and vmselect; only the URL differs (no /insert/0/prometheus, no
 /select/0/prometheus), and that is the one change made to the rendered remote-write.
 
-Used by tests/test_long_term_metrics.py and benchmarks/bench_remote_write_catch_up.py.
+Used by tests/test_long_term_metrics.py, tests/test_report.py (the report read from the store) and
+benchmarks/bench_remote_write_catch_up.py.
 """
 
 from __future__ import annotations
@@ -40,6 +41,35 @@ class _Counter(BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
+
+
+def start_victoria_metrics(supervisor: ProcessSupervisor, data: Path, port: int, log: Path) -> ManagedProcess:
+    """Debian's single-node VictoriaMetrics on 127.0.0.1:`port`, ready."""
+    # latencyOffset: make just-written samples visible to /api/v1/query at once (default 30s).
+    process = supervisor.start(ManagedProcess("victoria-metrics", [
+        "victoria-metrics", f"-storageDataPath={data}", f"-httpListenAddr=127.0.0.1:{port}",
+        "-retentionPeriod=10y", "-search.latencyOffset=1s", "-loggerLevel=WARN"], log))
+    wait_ready(process, f"http://127.0.0.1:{port}/health")
+    return process
+
+
+def import_openmetrics(url: str, files: list[Path]) -> int:
+    """Samples of OpenMetrics files (seconds) into VictoriaMetrics' Prometheus-text import (milliseconds)."""
+    count = 0
+    for path in files:
+        lines = []
+        for line in path.read_text().splitlines():
+            if line.startswith("#"):
+                continue
+            head, value, seconds = line.rsplit(" ", 2)
+            lines.append(f"{head} {value} {round(float(seconds) * 1000)}\n")
+        request = urllib.request.Request(f"{url}/api/v1/import/prometheus", data="".join(lines).encode(), method="POST")
+        with urllib.request.urlopen(request, timeout=60):
+            count += len(lines)
+    # Imported samples become searchable once flushed from memory.
+    with urllib.request.urlopen(f"{url}/internal/force_flush", timeout=60):
+        pass
+    return count
 
 
 def _get(url: str) -> dict:
@@ -99,11 +129,8 @@ class LongTermWorld:
     # --- processes -----------------------------------------------------------------------
 
     def start_store(self) -> None:
-        # latencyOffset: make just-written samples visible to /api/v1/query at once (default 30s).
-        self.vm = self.supervisor.start(ManagedProcess("victoria-metrics", [
-            "victoria-metrics", f"-storageDataPath={self.work / 'vm-data'}", f"-httpListenAddr=127.0.0.1:{self.vm_port}",
-            "-retentionPeriod=1y", "-search.latencyOffset=1s", "-loggerLevel=WARN"], self.work / "victoria-metrics.log"))
-        wait_ready(self.vm, f"{self.vm_url}/health")
+        self.vm = start_victoria_metrics(self.supervisor, self.work / "vm-data", self.vm_port,
+                                         self.work / "victoria-metrics.log")
 
     def stop_store(self) -> None:
         assert self.vm is not None

@@ -35,7 +35,7 @@ def _scaled_out(sections):
     (_metrics(longTerm={}), "metrics.longTerm.storage", "is required"),
     (_metrics(longTerm={"storage": {}}), "metrics.longTerm.storage.sizeGb", "is required"),
     (_metrics(longTerm={**LONG_TERM, "retention": "12m"}), "metrics.longTerm.retention", "must match"),
-    (_metrics(longTerm={**LONG_TERM, "retention": "60d"}), "metrics.longTerm.retention",
+    (_metrics(longTerm={**LONG_TERM, "retention": "14w"}), "metrics.longTerm.retention",
      "not longer than metrics.prometheus.retention (100d)"),
     (_metrics(longTerm={**LONG_TERM, "replicationFactor": 3}), "metrics.longTerm.replicationFactor",
      "more than metrics.longTerm.vmstorageReplicas (2)"),
@@ -189,3 +189,15 @@ def test_the_quarterly_report_reads_the_long_term_store_when_there_is_one():
         "http://kube-prometheus-stack-prometheus.monitoring.svc.cluster.local:9090"
     assert report_settings(homelab_config(_metrics(longTerm=LONG_TERM)), "homelab")["prometheus_url"] == \
         "http://victoria-metrics-cluster-vmselect.monitoring.svc.cluster.local:8481/select/0/prometheus"
+
+
+def test_with_a_long_term_store_the_report_needs_its_retention_not_prometheus():
+    # A short local retention is fine once the report reads the store...
+    cfg = homelab_config(_metrics(prometheus={"retention": "15d", "retentionSizeGb": 40, "storageGb": 50},
+                                  longTerm={**LONG_TERM, "retention": "1y"}))
+    assert cfg.metrics.long_term.retention == "1y"
+    # ...whose own retention must then hold a quarter.
+    problems = problems_of(_metrics(prometheus={"retention": "15d", "retentionSizeGb": 40, "storageGb": 50},
+                                    longTerm={**LONG_TERM, "retention": "60d"}))
+    assert problems == {"metrics.longTerm.retention": "must be at least 93d with reports: the quarterly report "
+                                                      "reads a whole quarter from the long-term store"}
