@@ -14,6 +14,7 @@ from model import long_term
 from tests.conftest import FAKE_SECRETS, Rendered, run_tool
 from tests.long_term_world import APP_METRIC, SCRAPE_INTERVAL, LongTermWorld
 from tests.stacks import write_stack
+from tests.test_alerts import _unit_test
 from tools.offline_engine import run_program
 
 # Rendered with a lag threshold the compressed test can reach: 10s (the default is 10m).
@@ -80,12 +81,7 @@ def test_series_arrive_survive_an_outage_of_the_store_without_a_gap_and_the_aler
 # --- the thresholds, under promtool ----------------------------------------------------------
 
 def _promtool(rendered, tmp_path, tests: list[dict]) -> None:
-    doc = {"rule_files": [str(rendered.out / "prometheus" / "rules" / "long-term.yaml")],
-           "evaluation_interval": "1m", "tests": tests}
-    path = tmp_path / "test.yaml"
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    result = run_tool("promtool", "test", "rules", path)
-    assert result.returncode == 0, result.stdout + result.stderr
+    _unit_test(rendered, tmp_path, tests, files=("long-term",))
 
 
 LABELS = 'instance="prometheus-0",job="prometheus"'
