@@ -72,7 +72,12 @@ class AlertmanagerCluster:
         self.work = work
         self.config_file = config_file
         self.timing = PeerTiming.for_factor(factor)
-        self.peers = [Peer(i, free_port(), free_port()) for i in range(size)]
+        ports: list[int] = []
+        while len(ports) < 2 * size:  # the kernel may hand out a just-released port again
+            port = free_port()
+            if port not in ports:
+                ports.append(port)
+        self.peers = [Peer(i, ports[2 * i], ports[2 * i + 1]) for i in range(size)]
 
     @property
     def addresses(self) -> list[str]:
