@@ -105,7 +105,8 @@ class Grafana(pulumi.ComponentResource):
             grafana_provider.oss.Dashboard(
                 f"{name}-dashboard-{d.uid}",
                 folder=self.folders[d.folder].uid,
-                config_json=json.dumps(render_dashboard(d, args.runbooks, stack.site.runbook_hub_url), sort_keys=True),
+                config_json=json.dumps(render_dashboard(d, args.runbooks, stack.site.runbook_hub_url,
+                                                             long_term=stack.metrics.long_term is not None), sort_keys=True),
                 overwrite=True,  # the file is the truth; edits made in the UI are replaced
                 message="Managed by Pulumi from dashboards/",
                 opts=pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=self.data_sources),

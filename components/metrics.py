@@ -7,10 +7,11 @@ from dataclasses import dataclass
 import pulumi
 
 from components.helm import Cluster, ReleaseNamespace
-from model import metrics, probes
+from model import long_term, metrics, probes
 from model.alerts import rule_files
 from model.config import StackConfig, required_secrets
-from model.helm import BLACKBOX_EXPORTER_CHART, KUBE_PROMETHEUS_STACK_CHART, SNMP_EXPORTER_CHART
+from model.helm import (BLACKBOX_EXPORTER_CHART, KUBE_PROMETHEUS_STACK_CHART, SNMP_EXPORTER_CHART,
+                        VICTORIA_METRICS_CLUSTER_CHART)
 from model.routing import SECRET_FILES, alertmanager_config
 
 
@@ -41,5 +42,9 @@ class MetricsStack(pulumi.ComponentResource):
         if cfg.probes:
             self.blackbox_exporter = ns.release(endpoints.blackbox_exporter.name, BLACKBOX_EXPORTER_CHART,
                                                 probes.blackbox_exporter_values(cfg))
+        if cfg.metrics.long_term:
+            # Protected: vmstorage's StatefulSet holds the long-term data on its volumes.
+            self.long_term = ns.release(endpoints.victoria_metrics.name, VICTORIA_METRICS_CLUSTER_CHART,
+                                        long_term.victoria_metrics_values(cfg), protect=True)
         self.namespace = namespace
         self.register_outputs({"namespace": namespace, "prometheusRelease": self.prometheus.name})

@@ -8,7 +8,7 @@ exist for every alert name.
 
 from __future__ import annotations
 
-from model import loki_health, loki_limits, network, probes, pve, recovery_alerts
+from model import loki_health, loki_limits, long_term, network, probes, pve, recovery_alerts
 from model import slo as slo_engine
 from model.config import StackConfig, duration_seconds
 from model.links import BACKUP_SERVICE, alert_links
@@ -224,7 +224,8 @@ def rule_files(cfg: StackConfig) -> dict[str, dict]:
     # What the playbooks diagnose, one rule module per domain.
     for stem, groups in (("network", network.rule_groups(cfg)), ("probes", probes.rule_groups(cfg)),
                           ("loki", loki_health.rule_groups(cfg)), ("virtualization", pve.rule_groups(cfg)),
-                          ("loki-limits", loki_limits.rule_groups(cfg)), ("recovery", recovery_alerts.rule_groups(cfg))):
+                          ("loki-limits", loki_limits.rule_groups(cfg)), ("recovery", recovery_alerts.rule_groups(cfg)),
+                          ("long-term", long_term.rule_groups(cfg, STACK_SERVICE))):
         if groups:
             files[stem] = {"groups": groups}
     grafana_url = cfg.grafana.url if cfg.grafana else None

@@ -546,12 +546,53 @@ class PrometheusSettings(ConfigModel):
     retention_size_gb: int = Field(default=40, ge=1)
     storage_gb: int = Field(default=50, ge=5)
     storage_class: str | None = None
+    # 2: an HA pair scraping and evaluating the same; each carries its own `prometheus_replica`
+    # external label, dropped from alerts so Alertmanager sees one alert (model/metrics.py).
+    replicas: int = Field(default=1, ge=1)
 
 
 class AlertmanagerSettings(ConfigModel):
     retention: GoDuration = "120h"
     storage_gb: int = Field(default=2, ge=1)
     storage_class: str | None = None
+    # > 1: a cluster gossiping its notification log and silences; Prometheus sends to every peer.
+    replicas: int = Field(default=1, ge=1)
+
+
+# VictoriaMetrics' -retentionPeriod: a whole number of days, weeks or years (no months, no minutes).
+LONG_TERM_RETENTION = r"^[1-9][0-9]*[dwy]$"
+
+
+class LongTermStorage(ConfigModel):
+    """vmstorage's volumes: one claim per vmstorage pod."""
+
+    size_gb: int = Field(ge=10)
+    storage_class: str | None = None
+
+
+class RemoteWriteQueue(ConfigModel):
+    """Prometheus' remote-write queue_config: what it may buffer in memory per shard and send at once."""
+
+    capacity: int = Field(default=10000, ge=100)
+    max_shards: int = Field(default=10, ge=1, le=200)
+    min_shards: int = Field(default=1, ge=1)
+    max_samples_per_send: int = Field(default=2000, ge=100)
+    batch_send_deadline: PromDuration = "5s"
+
+
+class LongTermMetrics(ConfigModel):
+    """Remote-write of every sample to a VictoriaMetrics cluster with its own, longer retention."""
+
+    retention: str = Field(default="400d", pattern=LONG_TERM_RETENTION)
+    storage: LongTermStorage  # required: no long-term store without data-safe volumes
+    vmstorage_replicas: int = Field(default=2, ge=1)
+    vminsert_replicas: int = Field(default=2, ge=1)
+    vmselect_replicas: int = Field(default=2, ge=1)
+    # Copies of each sample across vmstorage nodes (vminsert -replicationFactor).
+    replication_factor: int = Field(default=1, ge=1)
+    queue: RemoteWriteQueue = Field(default_factory=RemoteWriteQueue)
+    # Remote-write lagging this long behind the newest sample raises RemoteWriteBehind.
+    max_lag: PromDuration = "10m"
 
 
 class FederationSource(ConfigModel):
@@ -598,9 +639,10 @@ class Metrics(ConfigModel):
     # Longest time without a successful run before a job counts as stale; per job_id overrides.
     backup_max_age: PromDuration = "26h"
     backup_max_age_by_job: dict[str, PromDuration] = Field(default_factory=dict)
+    long_term: LongTermMetrics | None = None
 
     def problems(self, root: "StackConfig") -> list[Problem]:
-        found = []
+        found = self._scale_out_problems(root)
         if self.disk_critical_percent <= self.disk_warning_percent:
             found.append(Problem("metrics.diskCriticalPercent", f"must be above metrics.diskWarningPercent ({self.disk_warning_percent})"))
         if self.prometheus.retention_size_gb >= self.prometheus.storage_gb:
@@ -612,6 +654,34 @@ class Metrics(ConfigModel):
                     found.append(Problem(f"metrics.{kind}[{i}].name", f"{item.name!r} is used twice"))
                 seen.add(item.name)
         return found
+
+    def _scale_out_problems(self, root: "StackConfig") -> list[Problem]:
+        found = []
+        if root.scales_out() and self.alertmanager.replicas < 2:
+            found.append(Problem("metrics.alertmanager.replicas",
+                                 f"must be >= 2 when the stack scales out ({root.scales_out()}): one Alertmanager "
+                                 "loses its notification log and silences when it restarts"))
+        lt = self.long_term
+        if lt is None:
+            return found
+        if lt.replication_factor > lt.vmstorage_replicas:
+            found.append(Problem("metrics.longTerm.replicationFactor",
+                                 f"{lt.replication_factor} is more than metrics.longTerm.vmstorageReplicas "
+                                 f"({lt.vmstorage_replicas}): each copy needs its own vmstorage node"))
+        if lt.queue.min_shards > lt.queue.max_shards:
+            found.append(Problem("metrics.longTerm.queue.minShards", f"must be <= metrics.longTerm.queue.maxShards ({lt.queue.max_shards})"))
+        if lt.queue.max_samples_per_send > lt.queue.capacity:
+            found.append(Problem("metrics.longTerm.queue.maxSamplesPerSend",
+                                 f"must be <= metrics.longTerm.queue.capacity ({lt.queue.capacity}): a send takes samples from the queue"))
+        if long_term_days(lt.retention) <= duration_seconds(self.prometheus.retention) / 86400:
+            found.append(Problem("metrics.longTerm.retention",
+                                 f"{lt.retention} is not longer than metrics.prometheus.retention ({self.prometheus.retention})"))
+        return found
+
+
+def long_term_days(retention: str) -> float:
+    """VictoriaMetrics' retention (LONG_TERM_RETENTION) in days."""
+    return int(retention[:-1]) * {"d": 1, "w": 7, "y": 365}[retention[-1]]
 
 
 class LatencySli(ConfigModel):
@@ -878,7 +948,13 @@ class Reports(ConfigModel):
         except (ZoneInfoNotFoundError, ValueError):
             found.append(Problem("site.timezone", f"unknown time zone {root.site.timezone!r} (the reports' quarters run in it)"))
         retention = duration_seconds(root.metrics.prometheus.retention)
-        if retention < REPORT_MIN_RETENTION_DAYS * 86400:
+        long_term = root.metrics.long_term
+        if long_term is not None:
+            # The report reads the long-term store then (model/reports.py), whatever Prometheus keeps.
+            if long_term_days(long_term.retention) < REPORT_MIN_RETENTION_DAYS:
+                found.append(Problem("metrics.longTerm.retention", f"must be at least {REPORT_MIN_RETENTION_DAYS}d with "
+                                     "reports: the quarterly report reads a whole quarter from the long-term store"))
+        elif retention < REPORT_MIN_RETENTION_DAYS * 86400:
             found.append(Problem("metrics.prometheus.retention", f"must be at least {REPORT_MIN_RETENTION_DAYS}d with "
                                  "reports: the quarterly report reads a whole quarter from Prometheus"))
         if root.backup_room() is None:
@@ -1007,6 +1083,15 @@ class StackConfig(ConfigModel):
                     (m.label, m.op, m.value) == ("service", "=", BACKUP_SERVICE) for m in route.matchers):
                 return receiver
         return None
+
+    def scales_out(self) -> str:
+        """Why this stack counts as production-like (its logs or traces on a distributed engine), or ''."""
+        why = []
+        if self.logs and self.logs.mode == LogsMode.SCALABLE:
+            why.append("logs.mode scalable")
+        if self.traces and self.traces.mode == TracesMode.DISTRIBUTED:
+            why.append("traces.mode distributed")
+        return ", ".join(why)
 
     def hosts_with_role(self, role: Role) -> dict[str, Host]:
         return {name: h for name, h in self.hosts.items() if h.role == role}

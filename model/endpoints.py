@@ -22,6 +22,8 @@ LOKI_RELEASE = "loki"
 TEMPO_RELEASE = "tempo"
 COLLECTOR_RELEASE = "otel-collector"
 GRAFANA_RELEASE = "grafana"
+# Named like the chart: its Services are <release>-vminsert, -vmselect, -vmstorage.
+VICTORIA_METRICS_RELEASE = "victoria-metrics-cluster"
 
 LOGS_NAMESPACE = "logging"
 TRACES_NAMESPACE = "observability"
@@ -33,6 +35,10 @@ BLACKBOX_EXPORTER_PORT = 9115
 OTLP_GRPC_PORT = 4317
 OTLP_HTTP_PORT = 4318
 TEMPO_HTTP_PORT = 3200
+VMINSERT_PORT = 8480
+VMSELECT_PORT = 8481
+# VictoriaMetrics cluster tenant (accountID) the stack writes to and reads from.
+VM_TENANT = 0
 
 
 @dataclass(frozen=True)
@@ -81,6 +87,11 @@ class Endpoints:
         return Release(COLLECTOR_RELEASE, TRACES_NAMESPACE)
 
     @property
+    def victoria_metrics(self) -> Release:
+        """The long-term store, beside Prometheus (metrics.longTerm)."""
+        return Release(VICTORIA_METRICS_RELEASE, self.metrics_namespace)
+
+    @property
     def grafana(self) -> Release | None:
         return Release(GRAFANA_RELEASE, self.grafana_namespace) if self.grafana_namespace else None
 
@@ -93,6 +104,16 @@ class Endpoints:
     @property
     def alertmanager_url(self) -> str:
         return f"http://{self.kube_prometheus.host('alertmanager')}:{ALERTMANAGER_PORT}"
+
+    @property
+    def long_term_write_url(self) -> str:
+        """Prometheus' remote-write endpoint of vminsert."""
+        return f"http://{self.victoria_metrics.host('vminsert')}:{VMINSERT_PORT}/insert/{VM_TENANT}/prometheus/api/v1/write"
+
+    @property
+    def long_term_query_url(self) -> str:
+        """vmselect's Prometheus query API: Grafana's long-range data source, the quarterly report."""
+        return f"http://{self.victoria_metrics.host('vmselect')}:{VMSELECT_PORT}/select/{VM_TENANT}/prometheus"
 
     @property
     def snmp_exporter_address(self) -> str:

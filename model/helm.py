@@ -29,6 +29,8 @@ TEMPO_CHART = HelmChart("tempo", "2.2.4", GRAFANA_COMMUNITY)
 TEMPO_DISTRIBUTED_CHART = HelmChart("tempo-distributed", "2.26.2", GRAFANA_COMMUNITY)
 GRAFANA_CHART = HelmChart("grafana", "12.11.1", GRAFANA_COMMUNITY)
 COLLECTOR_CHART = HelmChart("opentelemetry-collector", "0.170.0", OPEN_TELEMETRY)
+VICTORIA_METRICS_CLUSTER_CHART = HelmChart("victoria-metrics-cluster", "0.49.0",
+                                           "https://victoriametrics.github.io/helm-charts")
 
 # kube-prometheus-stack's Prometheus selects ServiceMonitors carrying this label.
 PROMETHEUS_SELECTOR_LABELS = {"release": KUBE_PROMETHEUS_RELEASE}

@@ -18,6 +18,8 @@ BACKUP_SERVICE = "backups"
 PROMETHEUS_UID = "prometheus"
 ALERTMANAGER_UID = "alertmanager"
 TEMPO_UID = "tempo"
+# metrics.longTerm: VictoriaMetrics' vmselect, the same PromQL over the long retention.
+LONG_TERM_METRICS_UID = "metrics-long-term"
 
 
 def loki_uid(tenant: str) -> str:
@@ -98,3 +100,7 @@ def explore_url(grafana_url: str, expr: str, datasource_uid: str = PROMETHEUS_UI
     query = urlencode({"schemaVersion": 1, "orgId": 1, "panes": json.dumps({"a": pane}, separators=(",", ":"))},
                       quote_via=quote)
     return f"{grafana_url.rstrip('/')}/explore?{query}"
+
+# Dashboards whose ranges outgrow Prometheus' own retention (the SLO's 30-day budget, backups by
+# the quarter): with metrics.longTerm they read the long-term data source instead of Prometheus.
+LONG_RANGE_DASHBOARDS = ("latency-budget", "backups")

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from model import probes, pve
+from model import long_term, probes, pve
 from model.config import Role, StackConfig
 from model.endpoints import SNMP_EXPORTER_PORT
 from model.hosts import scheduling_for
@@ -29,6 +29,8 @@ REPLACED_CHART_RULES = (
     "PrometheusNotConnectedToAlertmanagers", "PrometheusErrorSendingAlertsToSomeAlertmanagers",
     "PrometheusErrorSendingAlertsToAnyAlertmanager",
     "AlertmanagerFailedToSendAlerts", "AlertmanagerClusterFailedToSendAlerts",
+    # model/long_term.py's, with the thresholds of metrics.longTerm (the chart's failure alert pages).
+    "PrometheusRemoteWriteBehind", "PrometheusRemoteStorageFailures",
 )
 
 # Target label that tells the routing table whose target it is.
@@ -177,11 +179,15 @@ def kube_prometheus_stack_values(cfg: StackConfig, rule_files: dict[str, dict], 
             "probeSelectorNilUsesHelmValues": False,
             "scrapeConfigSelectorNilUsesHelmValues": False,
             "additionalScrapeConfigs": scrape_configs(cfg),
+            **_replicas(cfg, m.prometheus.replicas),
+            **({"replicaExternalLabelName": long_term.REPLICA_LABEL} if m.prometheus.replicas > 1 else {}),
+            **({"remoteWrite": long_term.remote_write_spec(cfg)} if m.long_term else {}),
         }},
         "alertmanager": {
             "config": alertmanager_config,
             "alertmanagerSpec": {
                 **pinned,
+                **_replicas(cfg, m.alertmanager.replicas),
                 "retention": m.alertmanager.retention,
                 "storage": _volume_claim(m.alertmanager.storage_gb, m.alertmanager.storage_class),
                 "secrets": [ALERTMANAGER_SECRET],
@@ -189,6 +195,18 @@ def kube_prometheus_stack_values(cfg: StackConfig, rule_files: dict[str, dict], 
             },
         },
     }
+
+
+def _replicas(cfg: StackConfig, replicas: int) -> dict:
+    """`replicas` of the operator's Prometheus or Alertmanager, spread over the metrics hosts: one per
+    host when there are enough (hard anti-affinity), else as far as they go (soft). The operator
+    peers Alertmanager's pods (--cluster.peer per pod) and gives each Prometheus replica its
+    replica label; Prometheus finds every Alertmanager pod through the Service's endpoints."""
+    if replicas == 1:
+        return {}
+    hosts = len(cfg.hosts_with_role(Role.PROMETHEUS))
+    return {"replicas": replicas, "podAntiAffinity": "hard" if hosts >= replicas else "soft",
+            "podAntiAffinityTopologyKey": "kubernetes.io/hostname"}
 
 
 def snmp_exporter_values(cfg: StackConfig) -> dict:

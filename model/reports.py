@@ -42,7 +42,11 @@ STARTING_DEADLINE_SECONDS = 12 * 3600
 
 
 def prometheus_url(cfg: StackConfig) -> str:
-    """The stack's Prometheus as seen from inside the cluster (model/endpoints.py)."""
+    """The stack's Prometheus as seen from inside the cluster (model/endpoints.py); with
+    metrics.longTerm the long-term store's query API, which keeps a whole quarter whatever
+    Prometheus' own retention, and deduplicates an HA pair's samples."""
+    if cfg.metrics.long_term:
+        return cfg.endpoints().long_term_query_url
     return cfg.endpoints().prometheus_url
 
 

@@ -7,6 +7,8 @@
 # Debian/Ubuntu only; uses sudo when not root.
 set -eu
 packages="prometheus prometheus-alertmanager prometheus-blackbox-exporter cloud-init systemd openssl poppler-utils nginx"
+# Single-node VictoriaMetrics: the remote-write receiver of the long-term metrics tests.
+packages="$packages victoria-metrics"
 missing=""
 for pkg in $packages; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$missing $pkg"
@@ -20,6 +22,6 @@ echo "Installing system tools:$missing"
 $sudo apt-get update -qq
 # The packages' own services are not wanted: the tests start their own processes on 127.0.0.1.
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $missing >/dev/null
-for svc in prometheus prometheus-alertmanager prometheus-node-exporter prometheus-blackbox-exporter nginx; do
+for svc in prometheus prometheus-alertmanager prometheus-node-exporter prometheus-blackbox-exporter nginx victoria-metrics; do
   $sudo systemctl disable --now "$svc" >/dev/null 2>&1 || true
 done

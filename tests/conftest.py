@@ -53,12 +53,16 @@ def run_tool(*args: str | Path, cwd: Path | None = None) -> subprocess.Completed
 
 
 def scale_out(sections) -> None:
-    """The homelab stack in its scale-out modes: Loki simple-scalable, Tempo distributed."""
+    """The homelab stack in its scale-out modes: Loki simple-scalable, Tempo distributed, and metrics
+    beyond one node: an Alertmanager cluster, an HA Prometheus pair, long-term metrics."""
     sections["logs"]["mode"] = "scalable"
     sections["logs"]["objectStorage"] = {"endpoint": "minio.home.arpa:9000",
                                          "buckets": {"chunks": "loki-chunks", "ruler": "loki-ruler"}}
     sections["traces"]["mode"] = "distributed"
     sections["traces"]["objectStorage"] = {"endpoint": "minio.home.arpa:9000", "bucket": "tempo-traces"}
+    sections["metrics"]["alertmanager"]["replicas"] = 3
+    sections["metrics"]["prometheus"]["replicas"] = 2
+    sections["metrics"]["longTerm"] = {"retention": "2y", "storage": {"sizeGb": 100, "storageClass": "local-path"}}
 
 
 @dataclass

@@ -15,7 +15,7 @@ def config(homelab):
 
 def test_the_issue_s_scenarios_are_all_there():
     names = [s.name for s in scenarios.SCENARIOS]
-    assert len(names) == len(set(names)) == 17
+    assert len(names) == len(set(names)) == 20
     assert {"backup-flapping", "two-jobs-fail", "no-jobs-scheduled"} <= set(names)
     # the recovery service in the loop (issue 13)
     assert {"backup-retried-by-automation", "backup-automation-exhausted", "recovery-service-down",
@@ -80,6 +80,8 @@ def test_paging_scenarios_and_non_paging_ones():
         # the recovery service in the loop: a re-run that works pages nobody, one that fails one incident
         "backup-retried-by-automation": 0, "backup-automation-exhausted": 1, "recovery-service-down": 1,
         "webhook-redelivered": 0, "backup-nothing-to-rerun": 1,
+        "alertmanager-peer-lost": 2, "alertmanager-restart-clustered": 2,  # the same, on a cluster
+        "prometheus-pair": 2,  # and on an HA Prometheus pair
     }
     two_jobs = next(s for s in scenarios.SCENARIOS if s.name == "two-jobs-fail")
     assert [(e.job, e.joins) for e in two_jobs.pages] == [("vm-nightly", False), ("ct-nightly", True)]

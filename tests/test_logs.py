@@ -19,6 +19,7 @@ OBJECT_STORAGE = {"endpoint": "minio.home.arpa:9000", "insecure": True,
 def scalable(sections):
     sections["logs"]["mode"] = "scalable"
     sections["logs"]["objectStorage"] = OBJECT_STORAGE
+    sections["metrics"]["alertmanager"]["replicas"] = 2  # a production-like stack (metrics.alertmanager.replicas)
 
 
 def hours(duration: str) -> int:

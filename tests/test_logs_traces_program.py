@@ -72,6 +72,7 @@ def test_object_storage_credentials_go_only_into_a_kubernetes_secret(tmp_path):
                                              "buckets": {"chunks": "loki-chunks", "ruler": "loki-ruler"}}
         sections["traces"]["mode"] = "distributed"
         sections["traces"]["objectStorage"] = {"endpoint": "minio.home.arpa:9000", "bucket": "tempo-traces"}
+        sections["metrics"]["alertmanager"]["replicas"] = 2  # a production-like stack (metrics.alertmanager.replicas)
 
     stack = write_stack(tmp_path, scale_out)
     secrets = {"lokiS3AccessKeyId": "loki-key", "lokiS3SecretAccessKey": S3_SECRET,

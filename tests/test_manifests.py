@@ -29,6 +29,8 @@ KNOWN_NOT_RENDERED = {"kube-prometheus-stack": {"kube-state-metrics", "prometheu
 RELEASE_HOSTS = {"kube-prometheus-stack": Role.PROMETHEUS, "prometheus-snmp-exporter": Role.PROMETHEUS,
                  "prometheus-blackbox-exporter": Role.PROMETHEUS,
                  "grafana": Role.PROMETHEUS, "loki": Role.LOKI, "tempo": Role.LOKI, "otel-collector": None}
+# Only the scale-out variant has long-term metrics (metrics.longTerm): VictoriaMetrics beside Prometheus.
+SCALE_OUT_ONLY = {"victoria-metrics-cluster": Role.PROMETHEUS}
 # Scale-out Loki and Tempo spread over the cluster (model/logs.py): their read/write/backend pods
 # carry hard anti-affinity per node, more replicas than there are Loki hosts.
 SPREAD_IN_SCALE_OUT = {"loki", "tempo"}
@@ -49,7 +51,8 @@ def _label(release: str, obj: dict) -> str:
 
 def test_every_release_renders_with_its_recorded_chart_values_and_namespace(stack_manifests):
     recorded = {r.inputs["name"]: r.inputs for r in stack_manifests.rendered.recording.of_type(manifests.HELM_RELEASE_TYPE)}
-    assert set(stack_manifests.releases) == set(recorded) == set(RELEASE_HOSTS)
+    expected = set(RELEASE_HOSTS) | (set(SCALE_OUT_ONLY) if stack_manifests.scale_out else set())
+    assert set(stack_manifests.releases) == set(recorded) == expected
     for name, rendered in stack_manifests.releases.items():
         inputs = recorded[name]
         assert (rendered.release.chart, rendered.release.version, rendered.release.namespace) == \
@@ -250,7 +253,7 @@ def test_every_workload_has_requests_limits_and_runs_on_its_observability_host(s
             missing += [] if (r.get("limits") or {}).get("memory") else ["limits.memory"]
             if missing:
                 problems.append(f"{where} {path}: no {', '.join(missing)}")
-        role = RELEASE_HOSTS[release]
+        role = {**RELEASE_HOSTS, **SCALE_OUT_ONLY}[release]
         if stack_manifests.scale_out and release in SPREAD_IN_SCALE_OUT:
             role = None
             if spec.get("nodeSelector") and not _tolerates(spec.get("tolerations"), taint):
@@ -258,7 +261,6 @@ def test_every_workload_has_requests_limits_and_runs_on_its_observability_host(s
             continue
         if not _tolerates(spec.get("tolerations"), taint):
             problems.append(f"{where}: does not tolerate the observability taint")
-        role = RELEASE_HOSTS[release]
         if obj["kind"] == "DaemonSet" or role is None:
             continue  # runs on every node it tolerates
         if spec.get("nodeSelector") != scheduling_for(role).node_selector():

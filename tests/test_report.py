@@ -559,3 +559,39 @@ def test_a_broken_stack_file_fails_before_prometheus_is_asked(tmp_path):
     assert result.returncode == 2
     assert "metrics.prometheus.retention: must be at least 93d with reports" in result.stderr
     assert "Traceback" not in result.stderr and not list(tmp_path.glob("pbs-*"))
+
+
+# --- the report read from the long-term store (metrics.longTerm) -------------------------------
+
+def _without_source(doc: dict) -> dict:
+    return {k: v for k, v in doc.items() if k not in ("prometheus_url", "generated_at")}
+
+
+def test_the_report_from_victoria_metrics_is_the_report_from_prometheus(berlin, tmp_path):
+    """With metrics.longTerm the report reads vmselect's Prometheus API (model/reports.py): Debian's
+    VictoriaMetrics, holding the same history, must give the same figures."""
+    from tests.long_term_world import import_openmetrics, start_victoria_metrics
+    from tools.drill.processes import ProcessSupervisor, free_port
+
+    times = scrape_times(START, utc(2026, 10, 10), SCRAPE, 17)
+    files = write_openmetrics(tmp_path / "openmetrics", exporter_series(RUNS, RESTARTS, times),
+                              datastore_series("homelab", times[::2], SIZE, used_at),
+                              alert_series(_failed_alerts(), EVALUATION))
+    port = free_port()
+    with ProcessSupervisor() as supervisor:
+        start_victoria_metrics(supervisor, tmp_path / "vm", port, tmp_path / "vm.log")
+        url = f"http://127.0.0.1:{port}"
+        assert import_openmetrics(url, files) > 100_000
+        result = report("--settings", settings_file(tmp_path), "--quarter", "2026Q3", "--prometheus-url", url,
+                        "--out", tmp_path)
+    assert result.returncode == 0, result.stderr
+    from_store = _without_source(json.loads((tmp_path / "pbs-2026Q3.json").read_text()))
+    from_prometheus = _without_source(berlin[2])
+    # Every count, time and ratio is equal; the datastore's bytes to the last bits of a double
+    # (VictoriaMetrics stores floats as scaled integers).
+    assert from_store["jobs"] == from_prometheus["jobs"]
+    for key in from_prometheus:
+        if key != "datastores":
+            assert from_store[key] == from_prometheus[key], key
+    for got, want in zip(from_store["datastores"], from_prometheus["datastores"], strict=True):
+        assert {k: pytest.approx(v, rel=1e-12) if isinstance(v, float) else v for k, v in want.items()} == got

@@ -20,6 +20,7 @@ TEMPO_STORAGE = {"endpoint": "minio.home.arpa:9000", "bucket": "tempo-traces"}
 def distributed(sections):
     sections["traces"]["mode"] = "distributed"
     sections["traces"]["objectStorage"] = TEMPO_STORAGE
+    sections["metrics"]["alertmanager"]["replicas"] = 2  # a production-like stack (metrics.alertmanager.replicas)
 
 
 def signal(pipeline_id: str) -> str:

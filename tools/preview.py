@@ -157,6 +157,12 @@ def write_prometheus_config(recording: Recording, out: Path) -> None:
         _write(recording, out / "prometheus" / "rules" / f"{stem}.yaml", doc)
     scrape = values["prometheus"]["prometheusSpec"].get("additionalScrapeConfigs", [])
     _write(recording, out / "prometheus" / "scrape-configs.yaml", {"scrape_configs": scrape})
+    remote = values["prometheus"]["prometheusSpec"].get("remoteWrite")
+    if remote:
+        from model.long_term import prometheus_remote_write
+
+        # In prometheus.yml's own keys, as the operator writes it (and the long-term tests load it).
+        _write(recording, out / "prometheus" / "remote-write.yaml", {"remote_write": prometheus_remote_write(remote)})
     _write(recording, out / "alertmanager" / "alertmanager.yml", values["alertmanager"]["config"])
 
 

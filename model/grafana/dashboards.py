@@ -14,7 +14,7 @@ from typing import Any, Iterator
 
 from model.config import Grafana
 from model.grafana.runbooks import Runbook, runbook_index_markdown, RUNBOOK_INDEX_MARKER
-from model.links import DASHBOARD_FOLDERS, FOLDERS, PROMETHEUS_UID
+from model.links import DASHBOARD_FOLDERS, FOLDERS, LONG_RANGE_DASHBOARDS, LONG_TERM_METRICS_UID, PROMETHEUS_UID
 
 DASHBOARDS_DIR = Path(__file__).resolve().parents[2] / "dashboards"
 
@@ -106,9 +106,29 @@ def prometheus_queries(model: dict[str, Any]) -> list[Query]:
     return found
 
 
-def render_dashboard(dashboard: Dashboard, runbooks: list[Runbook], hub_url: str) -> dict[str, Any]:
-    """The dashboard as sent to Grafana: the file, with the runbook index filled in."""
+def _read_from(node: Any, old: str, new: str) -> Any:
+    """Every `datasource` reference to `old` (an object with its uid, or a plain uid) pointed at `new`."""
+    if isinstance(node, list):
+        return [_read_from(v, old, new) for v in node]
+    if not isinstance(node, dict):
+        return node
+    out = {}
+    for key, value in node.items():
+        if key == "datasource" and value == old:
+            value = new
+        elif key == "datasource" and isinstance(value, dict) and value.get("uid") == old:
+            value = {**value, "uid": new}
+        out[key] = _read_from(value, old, new)
+    return out
+
+
+def render_dashboard(dashboard: Dashboard, runbooks: list[Runbook], hub_url: str,
+                     long_term: bool = False) -> dict[str, Any]:
+    """The dashboard as sent to Grafana: the file, with the runbook index filled in; with `long_term`
+    (metrics.longTerm) a long-range dashboard reads the long-term data source instead of Prometheus."""
     model = json.loads(json.dumps(dashboard.model))
+    if long_term and dashboard.uid in LONG_RANGE_DASHBOARDS:
+        model = _read_from(model, PROMETHEUS_UID, LONG_TERM_METRICS_UID)
     for panel in iter_panels(model):
         options = panel.get("options") or {}
         if panel.get("type") == "text" and RUNBOOK_INDEX_MARKER in options.get("content", ""):

@@ -6,7 +6,7 @@ from typing import Any
 
 from model import logs as logs_model
 from model.config import StackConfig
-from model.links import ALERTMANAGER_UID, PROMETHEUS_UID, TEMPO_UID, loki_uid
+from model.links import ALERTMANAGER_UID, LONG_TERM_METRICS_UID, PROMETHEUS_UID, TEMPO_UID, loki_uid
 
 
 def loki_tenants(stack: StackConfig) -> list[str]:
@@ -22,6 +22,8 @@ def data_source_urls(stack: StackConfig) -> dict[str, str]:
         "prometheus": override.prometheus if override and override.prometheus else own.prometheus_url,
         "alertmanager": override.alertmanager if override and override.alertmanager else own.alertmanager_url,
     }
+    if stack.metrics.long_term:
+        urls["long_term"] = own.long_term_query_url
     if stack.logs or (override and override.loki):
         urls["loki"] = override.loki if override and override.loki else own.loki_gateway_url
     if stack.traces or (override and override.tempo):
@@ -49,6 +51,11 @@ def data_sources(stack: StackConfig) -> list[dict[str, Any]]:
             "json_data": {"implementation": "prometheus", "handleGrafanaManagedAlerts": False},
         },
     ]
+    if "long_term" in urls:
+        sources.append({
+            "uid": LONG_TERM_METRICS_UID, "name": "Long-term metrics", "type": "prometheus", "url": urls["long_term"],
+            "json_data": {"httpMethod": "POST", "timeInterval": stack.metrics.scrape_interval, "manageAlerts": False},
+        })
     for tenant in tenants:
         sources.append({
             "uid": loki_uid(tenant), "name": f"Loki ({tenant})", "type": "loki", "url": urls["loki"],

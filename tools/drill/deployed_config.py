@@ -234,8 +234,9 @@ _SCRAPE_TRANSPORT_KEYS = ("tls_config", "authorization", "basic_auth", "oauth2",
 
 
 def drill_prometheus_config(config: DeployedConfig, scale: TimeScale, exporter_address: Mapping[tuple[str, str], str],
-                            rule_paths: list[Path], alertmanager_address: str) -> tuple[dict[str, Any], list[str]]:
-    """prometheus.yml for the drill and notes on what was changed beyond targets and durations."""
+                            rule_paths: list[Path], alertmanager_address: str | list[str]) -> tuple[dict[str, Any], list[str]]:
+    """prometheus.yml for the drill and notes on what was changed beyond targets and durations.
+    `alertmanager_address`: one Alertmanager, or every peer of a cluster (Prometheus sends to all)."""
     notes: list[str] = []
     jobs = []
     for job in copy.deepcopy(config.scrape_configs):
@@ -282,7 +283,8 @@ def drill_prometheus_config(config: DeployedConfig, scale: TimeScale, exporter_a
             "evaluation_interval": durations.format_seconds(scale.evaluation_interval_s),
         },
         "rule_files": [str(p) for p in rule_paths],
-        "alerting": {"alertmanagers": [{"static_configs": [{"targets": [alertmanager_address]}]}]},
+        "alerting": {"alertmanagers": [{"static_configs": [{"targets": [alertmanager_address] if isinstance(
+            alertmanager_address, str) else list(alertmanager_address)}]}]},
         "scrape_configs": jobs,
     }
     return doc, notes

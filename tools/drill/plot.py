@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from tools.drill.run import ScenarioRun
-from tools.drill.scenarios import RECEIVER_PAGE
+from tools.drill.scenarios import RECEIVER_PAGE, Window
 
 PAGE_COLOUR = "#d62728"
 RECEIVER_COLOURS = ["#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#e377c2"]
@@ -57,10 +57,14 @@ def write_timeline(runs: list[ScenarioRun], path: Path) -> Path:
             signal_ax.axhline(threshold, color="grey", linestyle="--", linewidth=0.9)
             signal_ax.annotate(f"{threshold:g}", (1.0, threshold), xycoords=("axes fraction", "data"),
                                fontsize=8, color="grey", va="bottom", ha="right")
-        for window in run.scenario.alertmanager_down:
+        downs = [(w, "Alertmanager down") for w in run.scenario.alertmanager_down]
+        downs += [(w, "one Alertmanager peer down") for w in run.scenario.peer_outages]
+        if run.scenario.prometheus_lost_at is not None:
+            downs.append((Window(run.scenario.prometheus_lost_at, run.scenario.duration), "one Prometheus replica lost"))
+        for window, what in downs:
             for ax in (signal_ax, state_ax):
                 ax.axvspan(window.start / scale_unit, window.end / scale_unit, color="#cccccc", alpha=0.5)
-            signal_ax.annotate("Alertmanager down", (window.start / scale_unit, 1.0), xycoords=("data", "axes fraction"),
+            signal_ax.annotate(what, (window.start / scale_unit, 1.0), xycoords=("data", "axes fraction"),
                                fontsize=8, va="top")
         for outage in [*run.scenario.receiver_outages, *run.scenario.exporter_outages]:
             what = getattr(outage, "receiver", "") or f"{getattr(outage, 'job', '')} exporter"

@@ -65,6 +65,12 @@ class ManagedProcess:
         except ProcessLookupError:
             pass
 
+    def kill(self) -> None:
+        """SIGKILL, no grace: a peer lost as a node is, without leaving its cluster."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
     def reload(self) -> None:
         """SIGHUP: Prometheus and Alertmanager re-read their configuration."""
         if self.process is not None and self.process.poll() is None:

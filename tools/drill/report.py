@@ -102,7 +102,16 @@ def write_report(runs: list[ScenarioRun], path: Path, input_dir: Path, stack: st
         if s.alertmanager_down:
             lines += [f"- Alertmanager is stopped at {_clock(w.start)} and started again at {_clock(w.end)} with the "
                       "same storage." for w in s.alertmanager_down]
-        if s.receiver_outages or s.exporter_outages or s.alertmanager_down:
+        if s.alertmanager_peers > 1:
+            lines.append(f"- Alertmanager runs as a cluster of {s.alertmanager_peers} peers; Prometheus sends to every one.")
+            lines += [f"- the peer that notifies is {'killed' if o.killed else 'stopped'} at {_clock(o.start)} and started "
+                      f"again at {_clock(o.end)} with {'an empty' if o.fresh_storage else 'the same'} storage."
+                      for o in s.peer_outages]
+        if s.prometheus_replicas > 1:
+            lines.append(f"- Prometheus runs as {s.prometheus_replicas} replicas with the same rules"
+                         + (f"; replica 0 is killed at {_clock(s.prometheus_lost_at)}, for good." if s.prometheus_lost_at is not None else "."))
+        if (s.receiver_outages or s.exporter_outages or s.alertmanager_down or s.alertmanager_peers > 1
+                or s.prometheus_replicas > 1):
             lines.append("")
         lines += ["| | Receiver | Alert | Severity | Status | Condition at | First arrival | Count | Time to notify | Bound | Ratio |",
                   "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]

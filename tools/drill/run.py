@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Callable, TextIO
 
 from tools.drill import durations, recovery_loop
+from tools.drill.cluster import ALERTMANAGER, AlertmanagerCluster, replica_doc
 from tools.drill.deployed_config import (DeployedConfig, DrillConfigError, TimeScale, drill_alertmanager_config,
                                         drill_prometheus_config, scaled_rule_files, write_yaml)
 from tools.drill.probes import RealProbes
@@ -32,7 +33,6 @@ from tools.drill.timeline import Series, Steps, backfill_openmetrics, merge
 from tools.drill.verdict import Notification, ScenarioVerdict, decode, judge
 
 PROMETHEUS = "prometheus"
-ALERTMANAGER = "prometheus-alertmanager"  # Debian's name for the alertmanager binary
 PROMTOOL = "promtool"
 AMTOOL = "amtool"
 # Wall seconds from writing the history to the scenario's t = 0: promtool writes the blocks,
@@ -44,6 +44,8 @@ AMTOOL = "amtool"
 # window whose start later crosses it. (Loading the rules only at t = 0, by a reload, would
 # restart the Alertmanager discovery: no notification could leave for the first 5 s.)
 LEAD_IN_SECONDS = 8.0
+# Wall seconds after t = 0 the drill waits for the pipeline before it gives up (a peer that never joins).
+WARM_UP_LIMIT_SECONDS = 30.0
 UP_HISTORY = 3600.0  # scenario seconds of backfilled `up` before the lead-in (well beyond the lookback)
 # Seconds of set-up and tear-down per scenario, for the progress estimate.
 SCENARIO_OVERHEAD_ESTIMATE = 3.0 + LEAD_IN_SECONDS
@@ -152,13 +154,13 @@ def _missed_scrapes(prometheus_url: str, scenario: Scenario, start: float, end: 
     return missed
 
 
-def _pipeline_warm(prometheus_url: str, target_count: int) -> bool:
-    """Prometheus knows its Alertmanager and has scraped every target at least once."""
+def _pipeline_warm(prometheus_url: str, target_count: int, alertmanagers: int = 1) -> bool:
+    """Prometheus knows its Alertmanager(s) and has scraped every target at least once."""
     def get(path: str) -> dict:
         with urllib.request.urlopen(prometheus_url + path, timeout=2) as response:
             return json.load(response)["data"]
 
-    if not get("/api/v1/alertmanagers")["activeAlertmanagers"]:
+    if len(get("/api/v1/alertmanagers")["activeAlertmanagers"]) < alertmanagers:
         return False
     targets = get("/api/v1/targets?state=active")["activeTargets"]
     return len(targets) == target_count and all(t["health"] != "unknown" for t in targets)
@@ -181,6 +183,14 @@ def _resolve_targets(series: list[Series], config: DeployedConfig) -> list[Serie
                                    f"scrape configs have only: {', '.join(first)}")
         resolved.append(dataclasses.replace(s, target=s.target or first[s.job]))
     return resolved
+
+
+def _prometheus_argv(config_file: Path, data: Path, port: int, scale: TimeScale) -> list[str]:
+    return [PROMETHEUS, f"--config.file={config_file}", f"--storage.tsdb.path={data}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            f"--rules.alert.resend-delay={durations.format_seconds(scale.resend_delay_s)}",
+            f"--query.lookback-delta={durations.format_seconds(scale.lookback_delta_s)}",
+            "--log.level=info"]
 
 
 def run_scenario(scenario: Scenario, config: DeployedConfig, work: Path, index: int, progress: Progress,
@@ -213,8 +223,8 @@ def run_scenario(scenario: Scenario, config: DeployedConfig, work: Path, index: 
         loop.adopt_exporters(exporters)
     capture = CaptureServer(clock, scenario.receiver_outages)
     servers = [*exporters.values(), capture]
-    am_port, prom_port = free_port(), free_port()
-    am_url, prom_url = f"http://127.0.0.1:{am_port}", f"http://127.0.0.1:{prom_port}"
+    prom_port = free_port()
+    prom_url = f"http://127.0.0.1:{prom_port}"
 
     am_config = drill_alertmanager_config(config, scale, capture.url, work / "secrets")
     capture.endpoints = {e.path: e for e in am_config.endpoints}
@@ -226,9 +236,10 @@ def run_scenario(scenario: Scenario, config: DeployedConfig, work: Path, index: 
         path.chmod(0o600)
     am_file = write_yaml(work / "alertmanager.yml", am_config.doc)
     _check([AMTOOL, "check-config", str(am_file)])
+    cluster = AlertmanagerCluster(work, am_file, scenario.alertmanager_peers, scenario.factor)
 
     prom_doc, prom_notes = drill_prometheus_config(
-        config, scale, {key: server.address for key, server in exporters.items()}, rule_paths, f"127.0.0.1:{am_port}")
+        config, scale, {key: server.address for key, server in exporters.items()}, rule_paths, cluster.addresses)
     notes += prom_notes
     # The synthetic API checks: the real blackbox exporter, probing a local API server.
     probes = RealProbes(config, scale, clock, scenario.endpoint_outages, work) if scenario.endpoint_outages else None
@@ -260,31 +271,46 @@ def run_scenario(scenario: Scenario, config: DeployedConfig, work: Path, index: 
     subprocess.run([PROMTOOL, "tsdb", "create-blocks-from", "openmetrics", str(backfill), str(prom_data)],
                    check=True, capture_output=True)
 
-    am_argv = [ALERTMANAGER, f"--config.file={am_file}", f"--storage.path={work / 'alertmanager-data'}",
-               f"--web.listen-address=127.0.0.1:{am_port}", "--cluster.listen-address=", "--log.level=info"]
-    prom_argv = [PROMETHEUS, f"--config.file={prom_file}", f"--storage.tsdb.path={prom_data}",
-                 f"--web.listen-address=127.0.0.1:{prom_port}",
-                 f"--rules.alert.resend-delay={durations.format_seconds(scale.resend_delay_s)}",
-                 f"--query.lookback-delta={durations.format_seconds(scale.lookback_delta_s)}",
-                 "--log.level=info"]
+    prom_argv = _prometheus_argv(prom_file, prom_data, prom_port, scale)
+    # An HA pair (prometheus-pair): each replica its own copy of the history, its replica label.
+    replicas = [ManagedProcess("prometheus", prom_argv, work / "prometheus.log")]
+    replica_urls = [prom_url]
+    if scenario.prometheus_replicas > 1:
+        _check([PROMTOOL, "check", "config", str(write_yaml(prom_file, replica_doc(prom_doc, 0)))])
+    for i in range(1, scenario.prometheus_replicas):
+        port, data = free_port(), work / f"prometheus-data-{i}"
+        shutil.copytree(prom_data, data)
+        file = write_yaml(work / f"prometheus-{i}.yml", replica_doc(prom_doc, i))
+        _check([PROMTOOL, "check", "config", str(file)])
+        replicas.append(ManagedProcess(f"prometheus-{i}", _prometheus_argv(file, data, port, scale), work / f"prometheus-{i}.log"))
+        replica_urls.append(f"http://127.0.0.1:{port}")
+    # Read back from the replica that lives through the scenario.
+    prom_url = replica_urls[-1]
     plot: list[PlotSeries] = []
     alert_states: dict[str, list[tuple[float, str]]] = {}
     nan_recorded: list[str] = []
     restarts = list(scenario.alertmanager_down)
+    peer_outages = list(scenario.peer_outages)
+    lost = None  # the peer of the current peer outage
     with ProcessSupervisor() as supervisor:
         try:
             for server in servers:
                 server.start()
             if probes:
                 probes.start(supervisor)
-            alertmanager = supervisor.start(ManagedProcess("alertmanager", am_argv, work / "alertmanager.log"))
-            prometheus = supervisor.start(ManagedProcess("prometheus", prom_argv, work / "prometheus.log"))
-            wait_ready(alertmanager, f"{am_url}/-/ready")
-            wait_ready(prometheus, f"{prom_url}/-/ready")
+            cluster.start_all(supervisor)
+            alertmanager = cluster.peers[0]
+            for replica, url in zip(replicas, replica_urls):
+                wait_ready(supervisor.start(replica), f"{url}/-/ready")
             if loop:
                 loop.start(supervisor, capture.url, prom_url)
             groups = sum(len(doc.get("groups") or []) for doc in config.rule_files.values())
-            while not (_pipeline_warm(prom_url, len(exporters)) and _rules_loaded(prom_url, groups)):
+            while not (all(_pipeline_warm(url, len(exporters), len(cluster.peers)) and _rules_loaded(url, groups)
+                           for url in replica_urls) and cluster.formed()):
+                if clock.now() > scale.real(WARM_UP_LIMIT_SECONDS):
+                    raise RuntimeError(f"not warm {WARM_UP_LIMIT_SECONDS:g}s after the lead-in: Prometheus sees "
+                                       f"{len(exporters)} target(s) and {len(cluster.peers)} Alertmanager(s)? the "
+                                       f"Alertmanager cluster formed? (logs in {work}, kept with --keep)")
                 progress.update(index, scenario, clock, "warming up")
                 time.sleep(0.02)
             if clock.now() > scale.real(1.0):
@@ -297,14 +323,28 @@ def run_scenario(scenario: Scenario, config: DeployedConfig, work: Path, index: 
             while clock.now() < scenario.duration:
                 t = clock.now()
                 if restarts and t >= restarts[0].start and alertmanager.running:
-                    alertmanager.stop()
+                    cluster.stop(alertmanager)
                     state = "Alertmanager stopped"
                 if restarts and t >= restarts[0].end and not alertmanager.running:
-                    alertmanager.start()
-                    wait_ready(alertmanager, f"{am_url}/-/ready")
+                    cluster.start(alertmanager)
                     notes.append(f"Alertmanager restarted at {durations.human(clock.now())} with the same --storage.path")
                     restarts.pop(0)
                     state = ""
+                if scenario.prometheus_lost_at is not None and t >= scenario.prometheus_lost_at and replicas[0].running:
+                    replicas[0].kill()
+                    notes.append(f"Prometheus replica 0 killed at {durations.human(clock.now())}, for good")
+                if peer_outages and lost is None and t >= peer_outages[0].start:
+                    lost = cluster.sender()
+                    cluster.stop(lost, kill=peer_outages[0].killed)
+                    state = f"Alertmanager peer {lost.index} {'killed' if peer_outages[0].killed else 'stopped'}"
+                    notes.append(f"{state} at {durations.human(clock.now())} (it was at position 0: the one notifying)")
+                if peer_outages and lost is not None and t >= peer_outages[0].end:
+                    outage = peer_outages.pop(0)
+                    cluster.start(lost, fresh_storage=outage.fresh_storage)
+                    notes.append(f"Alertmanager peer {lost.index} back at {durations.human(clock.now())} with "
+                                 + ("an empty --storage.path: it learns the notification log from its peers"
+                                    if outage.fresh_storage else "the same --storage.path"))
+                    lost, state = None, ""
                 progress.update(index, scenario, clock, state)
                 time.sleep(0.05)
             end = time.time()

@@ -11,7 +11,7 @@ time-to-notify bound is added to it by the drill (scrape + evaluation + for + gr
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from tools.drill.timeline import Counter, Ramp, Series, Steps, Timestamp
@@ -139,6 +139,17 @@ class EndpointOutage(Window):
 
 
 @dataclass(frozen=True)
+class PeerOutage(Window):
+    """One peer of a clustered Alertmanager gone: the one at position 0 when it goes (the one that
+    notifies). `killed`: SIGKILL, lost without leaving the cluster, else stopped (SIGTERM);
+    `fresh_storage`: it comes back with an empty --storage.path, as a pod rescheduled without its
+    volume, and must learn the notification log from its peers."""
+
+    killed: bool = False
+    fresh_storage: bool = False
+
+
+@dataclass(frozen=True)
 class PlotLine:
     label: str
     query: str
@@ -156,6 +167,10 @@ class Scenario:
     receiver_outages: tuple[ReceiverOutage, ...] = ()
     exporter_outages: tuple[ExporterOutage, ...] = ()
     alertmanager_down: tuple[Window, ...] = ()
+    alertmanager_peers: int = 1  # > 1: a cluster gossiping on 127.0.0.1 (tools/drill/cluster.py)
+    peer_outages: tuple[PeerOutage, ...] = ()
+    prometheus_replicas: int = 1  # 2: an HA pair evaluating the same rules (metrics.prometheus.replicas)
+    prometheus_lost_at: float | None = None  # replica 0 killed then, for good
     plot: tuple[PlotLine, ...] = ()
     notes: tuple[str, ...] = field(default=())
     # With any, the probe jobs go through the real blackbox exporter to a local API server.
@@ -641,6 +656,30 @@ RECOVERY_SCENARIOS: tuple[Scenario, ...] = (
     ),
 )
 SCENARIOS = (*SCENARIOS, *RECOVERY_SCENARIOS)
+
+# A clustered Alertmanager (metrics.alertmanager.replicas): three peers, Prometheus sending to every
+# one. The incident of alertmanager-restart (two backup pages, a latency page due while a peer is
+# gone); the cluster is never down, so no notification waits for a restart.
+CLUSTER_PEERS = 3
+_RESTART = next(s for s in SCENARIOS if s.name == "alertmanager-restart")
+SCENARIOS = (*SCENARIOS, *(
+    replace(_RESTART, name="alertmanager-peer-lost", story=(
+        f"{CLUSTER_PEERS} Alertmanager peers; the backup job fails twice (pages), then the peer that notifies is "
+        "killed (minute 20 to 36, it comes back with its storage) while the API latency burns: every page arrives "
+        "exactly once, the latency page on time from the next peer, and the backup room is told once."),
+        alertmanager_down=(), alertmanager_peers=CLUSTER_PEERS, peer_outages=(PeerOutage(m(20), m(36), killed=True),)),
+    replace(_RESTART, name="alertmanager-restart-clustered", story=(
+        f"alertmanager-restart with {CLUSTER_PEERS} peers: the peer that notifies restarts (minute 26 to 34) with an "
+        "empty storage and learns the notification log from the others: nothing is told again (no leaked "
+        "warning, no second page), and the latency page, due while it is down, arrives on time from its peers."),
+        alertmanager_down=(), alertmanager_peers=CLUSTER_PEERS,
+        peer_outages=(PeerOutage(m(26), m(34), fresh_storage=True),)),
+    replace(_RESTART, name="prometheus-pair", story=(
+        "Two Prometheus replicas evaluate the same rules and send to the same Alertmanager; the backup job fails "
+        "twice (one page, though both replicas fire it), then replica 0 is killed at minute 20, for good, while the "
+        "API latency burns: the latency page arrives on time from the other replica, once."),
+        alertmanager_down=(), prometheus_replicas=2, prometheus_lost_at=m(20)),
+))
 
 # The short drill `make test` runs end to end: a page with its chat copy, a receiver outage
 # and an Alertmanager restart.

@@ -28,6 +28,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
+from tools.drill.cluster import PeerTiming
 from tools.drill.deployed_config import AlertRule, TimeScale, MIN_INTERVAL
 from tools.drill.routes import Route, delivery_to
 from tools.drill.scenarios import Expect, Scenario
@@ -232,6 +233,10 @@ def bound_for(expect: Expect, rule: AlertRule | None, tree: Route, scale: TimeSc
                     + scale.evaluation_interval_s + wait_after_outage)
             terms = (f"Alertmanager down until {down.end / 60:g}m + start + resend delay + evaluation + "
                      + ("group_wait" if expect.status == "firing" else "group_interval"))
+    if scenario.alertmanager_peers > 1:
+        # A peer after a lost one at position 0 waits its turn before it notifies (tools/drill/cluster.py).
+        wall += PeerTiming.for_factor(scale.factor).peer_timeout_s
+        terms += " + peer timeout"
     return Bound(wall, terms)
 
 
