@@ -162,27 +162,32 @@ def kube_prometheus_stack_values(cfg: StackConfig, rule_files: dict[str, dict], 
         # node-exporter must run on every node, the tainted observability agents included.
         "prometheus-node-exporter": {"tolerations": [{"operator": "Exists"}],
                                      "resources": resources("20m", "32Mi", "128Mi")},
-        "prometheus": {"prometheusSpec": {
-            **pinned,
-            "scrapeInterval": m.scrape_interval,
-            "evaluationInterval": m.evaluation_interval,
-            "externalLabels": {"site": cfg.site.name},
-            "retention": m.prometheus.retention,
-            "retentionSize": f"{m.prometheus.retention_size_gb}GB",
-            "storageSpec": _volume_claim(m.prometheus.storage_gb, m.prometheus.storage_class),
-            # The TSDB head grows with active series; the limit keeps it off the Grafana pod's memory.
-            "resources": resources("250m", "1Gi", "4Gi"),
-            # Pick up every rule, monitor and probe in the cluster, not only this release's.
-            "ruleSelectorNilUsesHelmValues": False,
-            "serviceMonitorSelectorNilUsesHelmValues": False,
-            "podMonitorSelectorNilUsesHelmValues": False,
-            "probeSelectorNilUsesHelmValues": False,
-            "scrapeConfigSelectorNilUsesHelmValues": False,
-            "additionalScrapeConfigs": scrape_configs(cfg),
-            **_replicas(cfg, m.prometheus.replicas),
-            **({"replicaExternalLabelName": long_term.REPLICA_LABEL} if m.prometheus.replicas > 1 else {}),
-            **({"remoteWrite": long_term.remote_write_spec(cfg)} if m.long_term else {}),
-        }},
+        "prometheus": {
+            # A pair: each client (Grafana, the report) sticks to one replica, so a panel never
+            # alternates between two TSDBs' restart gaps; the Service fails over when that pod goes.
+            **({"service": {"sessionAffinity": "ClientIP"}} if m.prometheus.replicas > 1 else {}),
+            "prometheusSpec": {
+                **pinned,
+                "scrapeInterval": m.scrape_interval,
+                "evaluationInterval": m.evaluation_interval,
+                "externalLabels": {"site": cfg.site.name},
+                "retention": m.prometheus.retention,
+                "retentionSize": f"{m.prometheus.retention_size_gb}GB",
+                "storageSpec": _volume_claim(m.prometheus.storage_gb, m.prometheus.storage_class),
+                # The TSDB head grows with active series; the limit keeps it off the Grafana pod's memory.
+                "resources": resources("250m", "1Gi", "4Gi"),
+                # Pick up every rule, monitor and probe in the cluster, not only this release's.
+                "ruleSelectorNilUsesHelmValues": False,
+                "serviceMonitorSelectorNilUsesHelmValues": False,
+                "podMonitorSelectorNilUsesHelmValues": False,
+                "probeSelectorNilUsesHelmValues": False,
+                "scrapeConfigSelectorNilUsesHelmValues": False,
+                "additionalScrapeConfigs": scrape_configs(cfg),
+                **_replicas(cfg, m.prometheus.replicas),
+                **({"replicaExternalLabelName": long_term.REPLICA_LABEL} if m.prometheus.replicas > 1 else {}),
+                **({"remoteWrite": long_term.remote_write_spec(cfg)} if m.long_term else {}),
+            },
+        },
         "alertmanager": {
             "config": alertmanager_config,
             "alertmanagerSpec": {

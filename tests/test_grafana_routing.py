@@ -23,6 +23,7 @@ from model.config import ConfigError, load_stack_config
 from tests.stacks import homelab_sections
 from model.grafana.alerting import contact_points, notification_policy, route_receivers
 from model.matchers import parse_matcher
+from model.routing import alertmanager_config
 
 
 STACK = load_stack_config(homelab_sections())
@@ -139,6 +140,10 @@ def test_every_receiver_has_a_contact_point_with_its_integration():
     points = {p["name"]: p for p in contact_points(STACK)}
     assert set(points) == set(route_receivers(alertmanager_route()))
     assert points["pagerduty-primary"]["pagerduties"][0]["integration_key"] == secrets.SecretRef("pagerdutyRoutingKey")
+    # Grafana's incidents read like Alertmanager's: the title names every job of the group.
+    am_receivers = {r["name"]: r for r in alertmanager_config(STACK)["receivers"]}
+    for name in ("pagerduty-primary", "virtualization-oncall"):
+        assert points[name]["pagerduties"][0]["summary"] == am_receivers[name]["pagerduty_configs"][0]["description"]
     slack = points["mattermost-backup-room"]["slacks"][0]
     channel = next(r["mattermost"]["channel"] for r in homelab_sections()["alerting"]["receivers"]
                    if r["name"] == "mattermost-backup-room")

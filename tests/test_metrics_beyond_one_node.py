@@ -115,6 +115,10 @@ def test_the_prometheus_pair_carries_a_replica_label_the_operator_drops_from_ale
         return
     assert prom["spec"]["replicas"] == 2
     assert prom["spec"]["replicaExternalLabelName"] == long_term.REPLICA_LABEL
+    # Readers of the Service stick to one replica of the pair (failing over when it goes).
+    [service] = [obj for _, obj in stack_manifests.objects("Service")
+                 if obj["spec"].get("selector", {}).get("operator.prometheus.io/name") == prom["metadata"]["name"]]
+    assert service["spec"]["sessionAffinity"] == "ClientIP"
     # The same label is dropped before the long-term store, so the pair writes one series.
     assert prom["spec"]["remoteWrite"][0]["writeRelabelConfigs"] == [{"action": "labeldrop", "regex": long_term.REPLICA_LABEL}]
 

@@ -11,7 +11,7 @@ from typing import Any
 from model import recovery, secrets
 from model.config import StackConfig
 from model.matchers import Matcher, parse_matcher
-from model.routing import alertmanager_config
+from model.routing import PAGERDUTY_SUMMARY, alertmanager_config
 from model.secrets import SecretRef
 
 
@@ -49,8 +49,9 @@ def contact_points(stack: StackConfig) -> list[dict[str, Any]]:
             continue
         r = receivers[name]  # StackConfig.problems() guarantees every routed receiver exists
         if r.pagerduty:
+            # The incident's title names every job, as Alertmanager's does (the same Go template).
             integration = {"pagerduties": [{"integration_key": SecretRef(r.pagerduty.routing_key_secret),
-                                            "severity": r.pagerduty.severity, "summary": NOTIFICATION_TITLE,
+                                            "severity": r.pagerduty.severity, "summary": PAGERDUTY_SUMMARY,
                                             "class_": "{{ .CommonLabels.service }}"}]}
         elif r.mattermost:
             # Mattermost's incoming webhooks accept Slack's payload; `recipient` picks the channel.
