@@ -5,15 +5,14 @@ own scrape job (its interval), scraped as `/probe?target=<url>&module=<module>` 
 exporter. A module asks for IPv4 explicitly: the exporter's default `preferred_ip_protocol` is
 ip6, and a gateway name with an AAAA record nobody serves would fail every probe.
 
-`probe_targets` and `probe_url` are what the recovery service calls to run the probes on
-demand: only configured targets with their own module can be requested, never a URL of the
-caller's choosing.
+`probe_targets` is what the recovery service may run on demand (rendered into its config,
+model/recovery.py): only configured targets with their own module, never a URL of the caller's
+choosing.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import urlencode
 
 from model.config import ProbeTarget, Probes, Role, StackConfig, duration_seconds
 from model.endpoints import BLACKBOX_EXPORTER_PORT
@@ -95,16 +94,6 @@ def probe_targets(cfg: StackConfig) -> list[OnDemandProbe]:
     """Every probe the recovery service may run: the configured targets, nothing else."""
     targets = cfg.probes.targets if cfg.probes else []
     return [OnDemandProbe(t.name, t.service, t.url, module_name(t)) for t in targets]
-
-
-def probe_url(cfg: StackConfig, name: str, exporter_base: str | None = None) -> str:
-    """The exporter request that runs probe `name` now; a name not configured is refused."""
-    known = {p.name: p for p in probe_targets(cfg)}
-    if name not in known:
-        raise KeyError(f"no probe {name!r} is configured (probes.targets: {', '.join(known) or 'none'})")
-    probe = known[name]
-    base = exporter_base or f"http://{cfg.endpoints().blackbox_exporter_address}"
-    return f"{base.rstrip('/')}/probe?{urlencode({'target': probe.url, 'module': probe.module})}"
 
 
 def alert_rules(p: Probes) -> list[dict]:

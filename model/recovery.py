@@ -14,7 +14,7 @@ from model import probes, secrets
 from model import slo as slo_engine
 from model.config import RECOVERY_RECEIVER, Role, Route, StackConfig
 from model.durations import parse_seconds
-from model.endpoints import LOGS_NAMESPACE
+from model.endpoints import BLACKBOX_EXPORTER_PORT, LOGS_NAMESPACE
 from recovery.fallback import inventory
 
 CONFIG_PATH = "/etc/recovery/recovery.yml"
@@ -87,7 +87,7 @@ def credentials(cfg: StackConfig) -> list[Credential]:
 
 
 # The blackbox exporter beside the service on the pbs host (Debian's), with the stack's probe modules.
-BLACKBOX_LISTEN = "127.0.0.1:9115"
+BLACKBOX_LISTEN = f"127.0.0.1:{BLACKBOX_EXPORTER_PORT}"
 BLACKBOX_CONFIG_PATH = "/etc/prometheus/blackbox.yml"
 CUSTOMER_IMPACT = "customer-impact-probe"
 
@@ -97,12 +97,13 @@ def probing(cfg: StackConfig) -> bool:
 
 
 def triggers(cfg: StackConfig) -> list[tuple[str, dict, str]]:
-    """TRIGGERS and, while the service runs probes, the page of every SLO of a service with probes."""
+    """TRIGGERS and, while the service runs probes, the page of every SLO of a service with probes
+    (save an SLO made of those probes: its page is already their answer)."""
     out = list(TRIGGERS)
     if probing(cfg):
         probed = {p.service for p in probes.probe_targets(cfg)}
         out += [(slo_engine.alert_name(s), {"severity": "critical"}, "customer-impact")
-                for s in cfg.slos if s.alerts and s.service in probed]
+                for s in cfg.slos if s.alerts and s.service in probed and s.sli.probe is None]
     return out
 
 

@@ -22,7 +22,7 @@ def test_the_rendered_config_passes_the_services_own_check(homelab):
     assert cfg["mattermost"]["channels"] == {"backup-failure": "backups", "disk-usage": "ops", "customer-impact": "ops"}
     assert {t.alertname for t in cfg.triggers} == {"BackupJobFailed", "BackupMaintenanceJobFailed",
                                                   "PersistentVolumeUsageHigh", "NasStorageUsageHigh",
-                                                  "ApiGatewayLatencyBudgetBurn", "ApiGatewayAvailabilityBudgetBurn"}
+                                                  "ApiGatewayLatencyBudgetBurn"}  # not the probes' own SLO
     # Only the configured probes, through the exporter beside the service on the pbs host.
     assert cfg["probes"]["exporterUrl"] == "http://127.0.0.1:9115"
     assert [(t["name"], t["url"]) for t in cfg["probes"]["targets"]] == [
