@@ -76,8 +76,9 @@ def backup_rules(cfg: StackConfig) -> list[dict]:
     paged = 'ALERTS{alertname="BackupJobFailed",alertstate="firing",severity="critical"}'
     # Opens the page: no run succeeded within the grace, or the retry failed too (two runs ended
     # within the grace and none succeeded). Not for a flapping job: BackupJobFlapping tells of it.
-    # With the recovery service, also the moment it gives up on the job: the page waits for the
-    # automation, and only for it (model/recovery_alerts.py).
+    # With the recovery service, also the moment it gives up on the job's current failure (not an
+    # earlier one a run has fixed since): the page waits for the automation, and only for it
+    # (model/recovery_alerts.py).
     automation = f"    or\n    {recovery_alerts.gave_up(IS_BACKUP)}\n" if cfg.recovery else ""
     opens = (
         f"(\n  {failed_now.format(types=IS_BACKUP)}\n  and {ON_JOB}\n  (\n"

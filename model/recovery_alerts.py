@@ -10,19 +10,24 @@ from __future__ import annotations
 from model.config import StackConfig
 from model.links import BACKUP_SERVICE
 from model.rules import alert
-from recovery.names import ACTIONS_METRIC, EXHAUSTED_METRIC, GAVE_UP_METRIC, LIMIT_REACHED_METRIC, SCRAPE_JOB
+from recovery.names import ACTIONS_METRIC, EXHAUSTED_METRIC, GAVE_UP_LABELS, GAVE_UP_METRIC, LIMIT_REACHED_METRIC, SCRAPE_JOB
 
 # RecoveryServiceDown tells of this target; TargetDown leaves it out (one alert per outage).
 SCRAPE_SELECTOR = f'job="{SCRAPE_JOB}"'
 OTHER_TARGETS = f'job!="{SCRAPE_JOB}"'
 FAILING_WINDOW = "6h"
 FAILING_ACTIONS = 3
+LAST_SUCCESS_METRIC = "pbs_job_last_success_timestamp_seconds"  # the PBS job exporter's (exporters/README.md)
 
 
 def gave_up(job_selector: str) -> str:
-    """The jobs the service gave up on (re-run failed or unknown, attempts exhausted, nothing to re-run)."""
+    """The jobs the service gave up on (re-run failed or unknown, attempts exhausted, nothing to re-run)
+    during their current failure: the failure it gave up on started after the job's last success. A
+    give-up from an earlier failure, which a run has fixed since, counts for nothing: the next failure
+    waits for the automation again (the service sends no "resolved", so it cannot reset a gauge itself)."""
     selector = job_selector.rstrip("}") + "," if job_selector else "{"
-    return f"{GAVE_UP_METRIC}{selector}{SCRAPE_SELECTOR}}} == 1"
+    return (f"{GAVE_UP_METRIC}{selector}{SCRAPE_SELECTOR}}}\n      > on({', '.join(GAVE_UP_LABELS)})\n"
+            f"    {LAST_SUCCESS_METRIC}{job_selector}")
 
 
 def alert_rules() -> list[dict]:

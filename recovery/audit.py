@@ -60,10 +60,11 @@ class Metrics:
         self.kill_switch = Gauge("recovery_kill_switch_engaged", "1 while the global kill switch stops every action", registry=r)
         self.queue = Gauge("recovery_queue_depth", "Alert occurrences not yet handled to the end", registry=r)
         self.modes = Gauge("recovery_action_mode", "1 for each action's configured mode", ["action", "mode"], registry=r)
-        # BackupJobFailed pages at once on a 1 while the job's last run failed (model/alerts.py).
+        # BackupJobFailed pages at once while this is newer than the job's last success (model/alerts.py).
         self.gave_up = Gauge(GAVE_UP_METRIC,
-                             "1 while the service has given up on the job's latest failure (re-run failed, unknown or "
-                             "attempts exhausted): the page must not wait for the retry grace", list(GAVE_UP_LABELS), registry=r)
+                             "Start (alert startsAt) of the latest failure of the job the service gave up on (re-run failed, "
+                             "unknown or attempts exhausted): the page for that failure must not wait for the retry grace",
+                             list(GAVE_UP_LABELS), registry=r)
         self.up = Gauge("recovery_last_loop_timestamp_seconds", "When the worker loop last ran", registry=r)
         for action in ("pbs-job-rerun", "pve-backup-rerun", "backup-fallback", "nas-snapshot-prune", "loki-compactor-report",
                        "customer-impact-probe"):

@@ -224,8 +224,8 @@ class Engine:
             self.metrics.in_flight.labels(action).set(flights.get(action, 0))
         for action, count in self.state.targets_over(self.cfg.limits(), time.time()).items():
             self.metrics.exhausted.labels(action).set(count)
-        for job, gave_up in self.state.gave_up("backup-failure", GAVE_UP_LABELS).items():
-            self.metrics.gave_up.labels(*job).set(1 if gave_up else 0)
+        for job, failure_start in self.state.gave_up("backup-failure", GAVE_UP_LABELS).items():
+            self.metrics.gave_up.labels(*job).set(failure_start)
 
     def sleep(self, seconds: float) -> None:
         if self.stopping.wait(seconds):

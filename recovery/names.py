@@ -4,8 +4,9 @@ Here, and nowhere else, so that the rules and the service cannot drift apart; th
 imports nothing, so the Pulumi program can read it without the service's dependencies.
 """
 
-# 1 while the service has given up on the job's latest failure; BackupJobFailed pages on it at once.
-GAVE_UP_METRIC = "recovery_backup_job_gave_up"
+# The start (alert startsAt) of the latest failure of the job the service gave up on; BackupJobFailed
+# pages at once on it while it is newer than the job's last success (model/recovery_alerts.py).
+GAVE_UP_METRIC = "recovery_backup_job_gave_up_failure_timestamp_seconds"
 GAVE_UP_LABELS = ("job_type", "job_id", "datastore")  # the PBS job exporter's job labels
 ACTIONS_METRIC = "recovery_actions_total"
 EXHAUSTED_METRIC = "recovery_exhausted_targets"

@@ -297,14 +297,15 @@ class BackupFailure:
 
     # --- step 3: give up (the page comes at once) and fall back
     def escalate(self, rerun: dict) -> None:
-        """Gives up on this failure: recovery_backup_job_gave_up turns 1 for the job, on which
-        BackupJobFailed pages at once (model/alerts.py) instead of after the retry grace. The service
-        never pages itself: Alertmanager's page is the one page, and it resolves with the job."""
+        """Gives up on this failure: recovery_backup_job_gave_up_failure_timestamp_seconds takes its start
+        for the job, on which BackupJobFailed pages at once (model/alerts.py) instead of after the retry
+        grace, for this failure only: once a run succeeds, the give-up is older than the last success.
+        The service never pages itself: Alertmanager's page is the one page, and it resolves with the job."""
         self.occ.context["gave_up"] = True
         self.e.state.save_context(self.occ)
         pages = self.kind == "backup"
         self.e.audit("escalate", **self.e.who(self.occ), target=self.target, action=self.action, result=rerun["result"],
-                     why=f"gave up ({rerun['why']}): " + ("BackupJobFailed pages now (recovery_backup_job_gave_up = 1)" if pages
+                     why=f"gave up ({rerun['why']}): " + ("BackupJobFailed pages now (recovery_backup_job_gave_up_failure_timestamp_seconds)" if pages
                                                          else "the backup room has the warning; maintenance jobs page nobody"))
         self.e.post(self.occ, f"{self.title}: the recovery service gives up ({rerun['why']}); "
                               + ("paging now." if pages else "a person has to look."))

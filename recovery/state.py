@@ -49,6 +49,7 @@ CREATE TABLE IF NOT EXISTS attempts (
     detail TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS attempts_by_target ON attempts (action, target, started_at);
+CREATE INDEX IF NOT EXISTS occurrences_gave_up ON occurrences (playbook) WHERE json_extract(context, '$.gave_up');
 """
 
 
@@ -214,20 +215,20 @@ class State:
                 out[action] = len(rows)
         return out
 
-    def gave_up(self, playbook: str, label_names: tuple[str, ...]) -> dict[tuple[str, ...], bool]:
-        """Per target (the values of label_names), whether the service gave up on its latest failure:
-        the latest occurrence that ran the playbook's steps (a page's own occurrence only adds notes)."""
+    # A job's give-ups: few rows among all occurrences, so the gauge refresh reads only them.
+    GAVE_UP = "json_extract(context, '$.gave_up')"
+
+    def gave_up(self, playbook: str, label_names: tuple[str, ...]) -> dict[tuple[str, ...], float]:
+        """Per target (the values of label_names), the start (the alert's startsAt, unix seconds) of the
+        latest failure the service gave up on. The start, not the moment of giving up: the alert rule
+        compares it with the job's last success, so a give-up counts only for the failure it was about."""
+        columns = ", ".join("coalesce(json_extract(labels, ?), '')" for _ in label_names)
         with self.lock:
-            rows = self.db.execute("SELECT labels, context FROM occurrences WHERE playbook = ? ORDER BY received_at",
-                                   (playbook,)).fetchall()
-        out: dict[tuple[str, ...], bool] = {}
-        for labels_text, context_text in rows:
-            context = json.loads(context_text)
-            if context.get("notes_only"):
-                continue
-            labels = json.loads(labels_text)
-            out[tuple(labels.get(n, "") for n in label_names)] = bool(context.get("gave_up"))
-        return out
+            rows = self.db.execute(
+                f"SELECT {columns}, max(unixepoch(starts_at)) FROM occurrences WHERE playbook = ? AND {self.GAVE_UP}"
+                f" GROUP BY {', '.join(str(i + 1) for i in range(len(label_names)))}",
+                (*(f'$."{n}"' for n in label_names), playbook)).fetchall()
+        return {tuple(row[:-1]): float(row[-1]) for row in rows if row[-1] is not None}
 
     def all_attempts(self) -> list[dict]:
         with self.lock:

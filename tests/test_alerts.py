@@ -207,18 +207,26 @@ def test_a_job_nobody_retries_pages_after_the_grace_even_while_a_late_retry_runs
 # --- the page waits for the recovery service, and only for it (model/recovery_alerts.py) ---------------
 
 def _gave_up(values: str, job_id: str = "vm-nightly") -> dict:
-    """The recovery service's recovery_backup_job_gave_up for one job, as Prometheus scrapes it."""
-    return {"series": f'recovery_backup_job_gave_up{{datastore="homelab",job_id="{job_id}",job_type="backup",'
-                      f'instance="pbs.home.arpa",job="recovery",service="backups"}}', "values": values}
+    """The recovery service's give-up series for one job, as Prometheus scrapes it: the start (the alert's
+    startsAt, promtool seconds) of the latest failure it gave up on; absent before its first give-up."""
+    return {"series": f'recovery_backup_job_gave_up_failure_timestamp_seconds{{datastore="homelab",job_id="{job_id}",'
+                      f'job_type="backup",instance="pbs.home.arpa",job="recovery",service="backups"}}', "values": values}
+
+
+# Yesterday the job failed at -30h, the service gave up on that failure and a run succeeded at -25h.
+YESTERDAY = (scenarios.Run(-scenarios.h(30) - scenarios.m(5), -scenarios.h(30), False),
+             scenarios.Run(-scenarios.h(25) - scenarios.m(5), -scenarios.h(25), True))
+YESTERDAYS_GIVE_UP = f"{-scenarios.h(30):g}"
 
 
 def test_the_page_comes_at_once_when_the_recovery_service_gives_up(homelab, tmp_path):
-    # Fails at 10m; the service finds nothing to re-run (or its attempts are exhausted) and gives up at 12m:
-    # no second run ends, yet the page comes then, not at 40m; it holds until the manual run succeeds at 50m,
-    # whatever the gauge does meanwhile (the service restarted and lost its scrape at 20m).
+    # Fails at 10m (the warning starts then); the service finds nothing to re-run (or its attempts are
+    # exhausted) and gives up at 12m: no second run ends, yet the page comes then, not at 40m; it holds until
+    # the manual run succeeds at 50m, whatever the series does meanwhile (the service restarted and lost its
+    # scrape at 20m).
     runs = (scenarios.Run(scenarios.m(5), scenarios.m(10), False), scenarios.Run(scenarios.m(45), scenarios.m(50), True))
     _unit_test(homelab, tmp_path, [{
-        "interval": "1m", "input_series": _job_series(runs, 60) + [_gave_up("0x11 1x8 stale")],
+        "interval": "1m", "input_series": _job_series(runs, 60) + [_gave_up(f"_x12 {scenarios.m(10):g}x8 stale")],
         "promql_expr_test": [
             _state("BackupJobFailed", "critical", "11m", []),
             _state("BackupJobFailed", "critical", "12m", ["vm-nightly"]),
@@ -231,10 +239,10 @@ def test_the_page_comes_at_once_when_the_recovery_service_gives_up(homelab, tmp_
 
 
 def test_a_failure_one_automated_rerun_fixes_pages_nobody(homelab, tmp_path):
-    # Fails at 5m; the service's re-run runs 6-8m and succeeds; its gauge stays 0.
+    # Fails at 5m; the service's re-run runs 6-8m and succeeds; its series still holds yesterday's give-up.
     runs = (scenarios.Run(scenarios.m(2), scenarios.m(5), False), scenarios.Run(scenarios.m(6), scenarios.m(8), True))
     _unit_test(homelab, tmp_path, [{
-        "interval": "1m", "input_series": _job_series(runs, 60) + [_gave_up("0x60")],
+        "interval": "1m", "input_series": _job_series(runs, 60, history=YESTERDAY) + [_gave_up(f"{YESTERDAYS_GIVE_UP}x60")],
         "promql_expr_test": [
             _state("BackupJobFailed", "warning", "5m", ["vm-nightly"]),
             _state("BackupJobFailed", "warning", "8m", []),
@@ -243,16 +251,42 @@ def test_a_failure_one_automated_rerun_fixes_pages_nobody(homelab, tmp_path):
     }], files=("backups",))
 
 
-@pytest.mark.parametrize("gauge", ["0x60", None], ids=["still-trying", "down"])
+@pytest.mark.parametrize("gauge", [f"{YESTERDAYS_GIVE_UP}x60", None], ids=["still-trying", "down"])
 def test_a_slow_or_absent_recovery_service_delays_no_page_beyond_the_grace(homelab, tmp_path, gauge):
-    # Fails at 10m; the service is still busy (its gauge 0) or not scraped at all: the grace pages at 40m.
+    # Fails at 10m; the service is still busy (its series holds only yesterday's give-up) or is not scraped
+    # at all: the grace pages at 40m.
     runs = (scenarios.Run(scenarios.m(5), scenarios.m(10), False),)
     _unit_test(homelab, tmp_path, [{
-        "interval": "1m", "input_series": _job_series(runs, 60) + ([_gave_up(gauge)] if gauge else []),
+        "interval": "1m", "input_series": _job_series(runs, 60, history=YESTERDAY) + ([_gave_up(gauge)] if gauge else []),
         "promql_expr_test": [
             _state("BackupJobFailed", "critical", "39m", []),
             _state("BackupJobFailed", "critical", "40m", ["vm-nightly"]),
         ],
+    }], files=("backups",))
+
+
+@pytest.mark.parametrize("service", ["gives-up-again", "still-trying", "rerun-fixes-it"])
+def test_yesterdays_give_up_does_not_page_for_todays_failure(homelab, tmp_path, service):
+    # The service gave up on yesterday's failure, a run succeeded since; it still exports that give-up
+    # (it never hears of the recovery). Today the job fails at 10m: the page waits for the automation
+    # again. It comes when the service gives up on today's failure (at 13m, the series now 10m, the start
+    # of today's failure), after the grace (40m) while it is still trying, never when its re-run works.
+    fails = scenarios.Run(scenarios.m(5), scenarios.m(10), False)
+    runs = (fails, scenarios.Run(scenarios.m(11), scenarios.m(15), True)) if service == "rerun-fixes-it" else (fails,)
+    gauge = f"{YESTERDAYS_GIVE_UP}x12 {scenarios.m(10):g}x47" if service == "gives-up-again" else f"{YESTERDAYS_GIVE_UP}x60"
+    first_page = {"gives-up-again": "13m", "still-trying": "40m", "rerun-fixes-it": None}[service]
+    checks = [_state("BackupJobFailed", "warning", "10m", ["vm-nightly"]),
+              _state("BackupJobFailed", "critical", "12m", [])]
+    if first_page:
+        before = f"{int(first_page[:-1]) - 1}m"
+        checks += [_state("BackupJobFailed", "critical", before, []),
+                   _state("BackupJobFailed", "critical", first_page, ["vm-nightly"]),
+                   _state("BackupJobFailed", "critical", "60m", ["vm-nightly"])]
+    else:
+        checks.append(_minutes_firing("BackupJobFailed", "critical", "60m", "60m", 0))
+    _unit_test(homelab, tmp_path, [{
+        "interval": "1m", "input_series": _job_series(runs, 60, history=YESTERDAY) + [_gave_up(gauge)],
+        "promql_expr_test": checks,
     }], files=("backups",))
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 import time
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,11 @@ NOW = time.time()
 DAY = 86400
 BACKUP = {"job_type": "backup", "job_id": "vm/101", "datastore": "homelab", "service": "backups"}
 GAVE_UP = {"job_type": "backup", "job_id": "vm/101", "datastore": "homelab"}
+GAVE_UP_METRIC = "recovery_backup_job_gave_up_failure_timestamp_seconds"
+
+
+def epoch(starts_at: str) -> float:
+    return datetime.fromisoformat(starts_at).timestamp()
 
 
 @pytest.fixture
@@ -66,7 +72,7 @@ def test_a_failed_backup_is_rerun_as_pves_run_now_on_the_nodes_of_its_guests(wor
     assert "TASK ERROR: backup failed: connection reset" in report  # the PBS side
     assert "#v1:0:=node%2Fpve1:4:4" in report
     assert world.capture.pages() == []  # fixed by one re-run: nobody is paged
-    assert world.metric("recovery_backup_job_gave_up", **GAVE_UP) == 0
+    assert world.metric(GAVE_UP_METRIC, **GAVE_UP) is None  # it never gave up on this job
 
 
 def test_a_rerun_that_fails_gives_up_then_notes_the_log_and_the_fallback_on_the_page(world, tmp_path):
@@ -88,8 +94,9 @@ def test_a_rerun_that_fails_gives_up_then_notes_the_log_and_the_fallback_on_the_
     world.send(notification(backup_failed()))
     wait_for(lambda: world.decisions("escalate"), what="the service to give up")
     assert "ended 'job errors'" in world.decisions("escalate")[0]["why"]
-    # It gives up through its metric (BackupJobFailed then pages at once); it never pages itself.
-    wait_for(lambda: world.metric("recovery_backup_job_gave_up", **GAVE_UP) == 1, what="the gave-up gauge")
+    # It gives up through its metric, the start of the failure it gave up on (BackupJobFailed then pages at
+    # once); it never pages itself.
+    wait_for(lambda: world.metric(GAVE_UP_METRIC, **GAVE_UP) == epoch("2026-12-01T10:00:00Z"), what="the gave-up gauge")
     assert world.capture.pages() == []
     # Alertmanager's page reaches the service too: the log and what was tried go onto its incident.
     world.send(notification(backup_failed("critical")))
@@ -114,6 +121,8 @@ def test_a_rerun_that_fails_gives_up_then_notes_the_log_and_the_fallback_on_the_
     world.send(notification(backup_failed(starts_at="2026-12-01T12:00:00Z")))
     wait_for(lambda: any("backup-fallback" == a["action"] for a in world.decisions("skip")), timeout=20, what="the daily limit")
     assert len([p for p in world.pve.vzdump_posts if p[1].get("storage") == "nas-fallback"]) == 1
+    # It gave up on that failure too: the metric now tells of the latest one.
+    wait_for(lambda: world.metric(GAVE_UP_METRIC, **GAVE_UP) == epoch("2026-12-01T12:00:00Z"), what="the newer give-up")
 
 
 def test_no_pve_job_for_the_guest_is_reported_and_the_service_gives_up(world):
@@ -123,7 +132,7 @@ def test_no_pve_job_for_the_guest_is_reported_and_the_service_gives_up(world):
     wait_for(lambda: world.decisions("escalate"), what="the escalation")
     assert any("no PVE backup job writes guest 101 to a storage of datastore homelab" in t and "gives up" in t
                for t in world.chat_texts())
-    wait_for(lambda: world.metric("recovery_backup_job_gave_up", **GAVE_UP) == 1, what="the gave-up gauge")
+    wait_for(lambda: world.metric(GAVE_UP_METRIC, **GAVE_UP) == epoch("2026-12-01T10:00:00Z"), what="the gave-up gauge")
     assert world.pve.vzdump_posts == [] and world.capture.pages() == []
 
 

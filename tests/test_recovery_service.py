@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from datetime import datetime
 
 import pytest
 
 from tests.recovery_world import World, alert, notification, wait_for
 
 NOW = time.time()
+# The failures' starts (startsAt of their alerts), as the service exports a give-up.
+STARTED_10_00, STARTED_10_15 = (datetime.fromisoformat(f"2026-12-01T10:{m}:00Z").timestamp() for m in ("00", "15"))
 SYNC = {"job_type": "sync", "job_id": "s-offsite", "datastore": "homelab", "service": "backups", "severity": "warning"}
 
 
@@ -97,8 +100,8 @@ def test_a_flapping_job_meets_the_cooldown_then_the_attempt_limit_escalates(worl
     skip = world.decisions("skip", action="pbs-job-rerun")[-1]
     assert "maximum 2" in skip["why"] and "escalating" in skip["why"]
     # It gives up on this failure and says so; a maintenance job pages nobody (BackupMaintenanceJobFailed warns).
-    wait_for(lambda: world.metric("recovery_backup_job_gave_up", job_type="sync", job_id="s-offsite",
-                                  datastore="homelab") == 1, what="the gave-up gauge")
+    wait_for(lambda: world.metric("recovery_backup_job_gave_up_failure_timestamp_seconds", job_type="sync",
+                                  job_id="s-offsite", datastore="homelab") == STARTED_10_15, what="the gave-up gauge")
     assert any("gives up" in t and "maximum 2" in t for t in world.chat_texts())
     assert world.capture.pages() == []
     wait_for(lambda: world.metric("recovery_exhausted_targets", action="pbs-job-rerun") == 1, what="the exhausted gauge")
@@ -170,7 +173,8 @@ def test_api_trouble_is_logged_clearly_and_escalated_without_a_crash(world, faul
     assert expected in world.log()
     wait_for(lambda: any("gives up" in t for t in world.chat_texts()), what="the room to hear it")
     assert expected in json.dumps(world.capture.chat())
-    assert world.metric("recovery_backup_job_gave_up", job_type="sync", job_id="s-offsite", datastore="homelab") == 1
+    assert world.metric("recovery_backup_job_gave_up_failure_timestamp_seconds", job_type="sync", job_id="s-offsite",
+                        datastore="homelab") == STARTED_10_00
     assert world.pbs.runs == []
     result = world.decisions("verify", action="pbs-job-rerun")[-1]["result"]
     assert result == ("unknown" if fault in ("slow", "garbage") else "failed")

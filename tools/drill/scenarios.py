@@ -14,6 +14,7 @@ import dataclasses
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
+from model import recovery_alerts
 from tools.drill.timeline import Counter, Ramp, Series, Steps, Timestamp
 
 
@@ -594,7 +595,10 @@ def _nobody_reruns(reruns: tuple[Run, ...], gave_up: float | None) -> tuple[Expe
         Expect(RECEIVER_BACKUP_ROOM, ALERT_RECOVERY_DOWN, "warning", "firing", 0.0))
 
 
-RECOVERY_PLOT = (BACKUP_PLOT[0], BACKUP_PLOT[1], PlotLine("recovery service gave up (0/1)", "recovery_backup_job_gave_up"))
+# The page rule's own reading of the service's give-up: one on the job's current failure.
+RECOVERY_PLOT = (BACKUP_PLOT[0], BACKUP_PLOT[1],
+                 PlotLine("recovery service gave up on this failure (0/1)",
+                          "count(" + recovery_alerts.gave_up('{job_type="backup"}') + ") or vector(0)"))
 
 RERUN_WORKS = RecoveryInTheLoop(runs=(NIGHTLY_FAILS,), reruns=(("OK", RERUN_SECONDS),), expect=_fixed_by_rerun,
                                 actions=(("pve-backup-rerun", "ok"),), room_says=("failed → re-run → OK",))
