@@ -226,11 +226,13 @@ def _pve_exporter(cfg: StackConfig, doc: dict, secrets: Mapping[str, str]) -> No
     The token's secret comes from the stack (PVE makes it when `pveum user token add` runs, on a
     node, not here) and lands in a root-only environment file; the unit names only its path."""
     assert cfg.pve_exporter is not None
-    doc["packages"] += ["python3-venv", "ca-certificates"]
+    doc["packages"] += ["python3-venv", "ca-certificates", "nftables"]
     if cfg.pve_exporter.ca_certificate:
-        doc["ca_certs"] = {"trusted": [cfg.pve_exporter.ca_certificate]}
+        # The exporter's own bundle, not the system store: see pve.ca_bundle().
+        doc["write_files"].append({"path": pve.CA_PATH, "content": cfg.pve_exporter.ca_certificate + "\n", "permissions": "0644"})
     doc["write_files"] += [
         {"path": pve.REQUIREMENTS_PATH, "content": pve.REQUIREMENTS.read_text(), "permissions": "0644"},
+        {"path": pve.FIREWALL_PATH, "content": pve.firewall(cfg), "permissions": "0644"},
         {"path": pve.UNIT_PATH, "content": pve.unit(cfg), "permissions": "0644"},
         {"path": pve.TOKEN_ENV_PATH, "content": f"PVE_TOKEN_VALUE={secrets[PVE_EXPORTER_TOKEN]}\n", "permissions": "0600",
          "owner": "root:root"},

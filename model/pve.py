@@ -8,7 +8,8 @@ node of `proxmox.nodes` as `/pve?target=<node>&cluster=1&node=1`: every node ans
 whole cluster (`/cluster/status`, `/cluster/resources`), so the cluster view survives any one
 node being down, and for its own replication jobs. The cluster series therefore come once per
 scraped node: the alerts aggregate by `id`, and a node counts as down when any member sees it
-offline (the node itself, if it is down, answers nothing).
+offline (the node itself, if it is down, answers nothing). Its port is open to Prometheus'
+hosts only (`firewall()`): the exporter sends its token to any `target` it is asked about.
 """
 
 from __future__ import annotations
@@ -30,10 +31,17 @@ VENV = "/opt/prometheus-pve-exporter"
 TOKEN_ENV_PATH = "/etc/prometheus-pve-exporter/token.env"
 REQUIREMENTS_PATH = "/etc/prometheus-pve-exporter/requirements.txt"
 UNIT_PATH = "/etc/systemd/system/prometheus-pve-exporter.service"
+FIREWALL_PATH = "/etc/prometheus-pve-exporter/firewall.nft"
+CA_PATH = "/etc/prometheus-pve-exporter/ca.pem"
+SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+FIREWALL_TABLE = "prometheus_pve_exporter"
 
 NODE_DOWN_FOR = "5m"  # a node's reboot after updates takes 2-3 minutes
 STORAGE_FOR = "5m"
 HA_FAILED_STATES = "error|fence|recovery"
+# What the HA manager holds a guest in because an operator asked for it: `started`, and `stopped`
+# (requested `stopped` or `disabled`). `ignored` has no pve_ha_state series at 1 at all.
+HA_REQUESTED_STATES = "started|stopped"
 REPLICATION_FOR = "30m"  # two tries of the default */15 schedule
 NOT_BACKED_UP_FOR = "1h"
 
@@ -75,12 +83,49 @@ def scrape_configs(cfg: StackConfig) -> list[dict]:
     }]
 
 
+def ca_bundle(cfg: StackConfig) -> str:
+    """What requests verifies the nodes against: the cluster's CA alone when one is set, so a
+    publicly trusted certificate of some other host is refused; else the system store."""
+    assert cfg.pve_exporter is not None
+    return CA_PATH if cfg.pve_exporter.ca_certificate else SYSTEM_CA_BUNDLE
+
+
 def unit(cfg: StackConfig) -> str:
     pve = cfg.pve_exporter
     assert pve is not None
     user, token_name = pve.token_id.split("!", 1)
     return (UNIT.read_text().replace("@LISTEN@", f"0.0.0.0:{pve.port}").replace("@USER@", user)
-            .replace("@TOKEN_NAME@", token_name).replace("@VERIFY_SSL@", "true" if pve.verify_tls else "false"))
+            .replace("@TOKEN_NAME@", token_name).replace("@VERIFY_SSL@", "true" if pve.verify_tls else "false")
+            .replace("@CA_BUNDLE@", ca_bundle(cfg)).replace("@FIREWALL@", FIREWALL_PATH))
+
+
+def scraper_addresses(cfg: StackConfig) -> list[str]:
+    """Who may ask the exporter: the hosts of the prometheus role. Prometheus' pods run only there
+    (nodeSelector and toleration of model/metrics.py), and k3s' flannel masquerades pod traffic to
+    an address outside the cluster network (the pbs VM) as the node's own address."""
+    return sorted(str(h.address) for h in cfg.hosts_with_role(Role.PROMETHEUS).values())
+
+
+def firewall(cfg: StackConfig) -> str:
+    """nftables ruleset for the exporter's port: Prometheus' hosts and loopback, nothing else.
+
+    The exporter has no authentication and sends its token to whatever host `?target=` names:
+    anyone else reaching the port could have it sent to a host of theirs. Its own table, so
+    PBS and SSH are untouched; deleted and re-created in one transaction, so a restart of the
+    exporter reloads it without a window. Loopback by source address (the kernel drops 127/8
+    and ::1 from any other interface)."""
+    assert cfg.pve_exporter is not None
+    port = cfg.pve_exporter.port
+    allowed = ", ".join(["127.0.0.0/8", *scraper_addresses(cfg)])
+    return (f"#!/usr/sbin/nft -f\n# prometheus-pve-exporter (model/pve.py): tcp/{port} for Prometheus' hosts only.\n"
+            f"table inet {FIREWALL_TABLE}\ndelete table inet {FIREWALL_TABLE}\n"
+            f"table inet {FIREWALL_TABLE} {{\n"
+            "\tchain input {\n"
+            "\t\ttype filter hook input priority filter; policy accept;\n"
+            f"\t\ttcp dport {port} ip saddr {{ {allowed} }} accept\n"
+            f"\t\ttcp dport {port} ip6 saddr ::1 accept\n"
+            f"\t\ttcp dport {port} drop\n"
+            "\t}\n}\n")
 
 
 def install_script() -> str:
@@ -132,9 +177,10 @@ def alert_rules() -> list[dict]:
               "HA resource {{ $labels.id }} is in state {{ $labels.state }}: HA could not keep it running "
               "(error: it gave up; fence/recovery: its node is being fenced).",
               for_="5m"),
-        alert("PveHaResourceNotStarted", f'{ha},state!~"started|{HA_FAILED_STATES}"}}) == 1', "warning", SERVICE,
+        alert("PveHaResourceNotStarted", f'{ha},state!~"{HA_REQUESTED_STATES}|{HA_FAILED_STATES}"}}) == 1', "warning", SERVICE,
               "An HA resource is not started",
-              "HA resource {{ $labels.id }} has been in state {{ $labels.state }} for 15m instead of started.",
+              "HA resource {{ $labels.id }} has been in state {{ $labels.state }} for 15m instead of the "
+              "state it was asked for (started or stopped).",
               for_="15m"),
         alert("PveReplicationFailing",
               "(max by (id) (pve_replication_failed_syncs) > 0)\n"

@@ -9,6 +9,8 @@ set -eu
 packages="prometheus prometheus-alertmanager prometheus-blackbox-exporter cloud-init systemd openssl poppler-utils nginx"
 # Single-node VictoriaMetrics: the remote-write receiver of the long-term metrics tests.
 packages="$packages victoria-metrics"
+# nft checks the pve exporter's firewall; ip (iproute2) sets up the namespace it is loaded in.
+packages="$packages nftables iproute2"
 missing=""
 for pkg in $packages; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$missing $pkg"

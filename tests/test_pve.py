@@ -4,6 +4,7 @@ fed to the same rules under promtool."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -131,18 +132,91 @@ def test_the_pbs_host_installs_the_pinned_exporter_with_the_token_as_a_file(home
     assert pve.UNIT_PATH not in (homelab.out / "hosts" / "prom" / "user-data.yaml").read_text()
 
 
-def test_a_ca_certificate_reaches_the_trust_store_of_the_pbs_host(tmp_path):
+def _pbs_user_data(cfg) -> dict:
     from model.cloud_init import user_data
     from model.hosts import plan_vms
 
-    ca = self_signed(tmp_path)[0].read_text()
-    cfg = homelab_config(lambda s: s["pveExporter"].update(caCertificate=ca))
     plans = {p.name: p for p in plan_vms(cfg)}
-    secrets = {k: "x" for k in required_secrets(cfg)}
-    assert user_data(cfg, plans["pbs"], secrets)["ca_certs"] == {"trusted": [ca.strip()]}
-    assert "ca_certs" not in user_data(cfg, plans["prom"], secrets)
+    return user_data(cfg, plans[pve.host_name(cfg)], {k: "x" for k in required_secrets(cfg)})
+
+
+def _files(doc: dict) -> dict[str, str]:
+    return {f["path"]: f["content"] for f in doc["write_files"]}
+
+
+def _with_ca(ca: str):
+    return homelab_config(lambda s: s["pveExporter"].update(caCertificate=ca))
+
+
+def test_a_ca_certificate_is_the_only_one_the_exporter_trusts(tmp_path):
+    from model.cloud_init import render
+
+    ca = self_signed(tmp_path)[0].read_text()
+    doc = _pbs_user_data(_with_ca(ca))
+    files = _files(doc)
+    assert files[pve.CA_PATH] == ca.strip() + "\n"
+    assert f"Environment=REQUESTS_CA_BUNDLE={pve.CA_PATH}\n" in files[pve.UNIT_PATH]
+    # Not added to the system store either: nothing else on the host trusts the cluster's CA.
+    assert "ca_certs" not in doc
+    # Without one, the system store (a publicly trusted certificate on the nodes).
+    plain = _files(_pbs_user_data(homelab_config()))
+    assert pve.CA_PATH not in plain and "Environment=REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt\n" in plain[pve.UNIT_PATH]
+    (tmp_path / "user-data.yaml").write_text(render(doc))
+    result = subprocess.run(["cloud-init", "schema", "--config-file", str(tmp_path / "user-data.yaml")],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "Valid cloud-config" in result.stdout, result.stdout + result.stderr
     assert _problems(lambda s: s["pveExporter"].update(caCertificate="not a pem")) == {
         "pveExporter.caCertificate": "must be one or more PEM certificates (-----BEGIN CERTIFICATE-----)"}
+
+
+# --- who may reach the exporter ------------------------------------------------------------------
+
+def _firewall(homelab) -> tuple[str, dict]:
+    doc = homelab.yaml("hosts/pbs/user-data.yaml")
+    return _files(doc)[pve.FIREWALL_PATH], doc
+
+
+def test_the_exporter_starts_only_behind_its_firewall(homelab, tmp_path):
+    ruleset, doc = _firewall(homelab)
+    assert "nftables" in doc["packages"]
+    unit = _files(doc)[pve.UNIT_PATH].splitlines()
+    # Loaded with full privileges before the exporter, which does not start if it fails.
+    assert unit.index(f"ExecStartPre=+/usr/sbin/nft -f {pve.FIREWALL_PATH}") < next(
+        i for i, line in enumerate(unit) if line.startswith("ExecStart="))
+    (tmp_path / "firewall.nft").write_text(ruleset)
+    # nft's own check (parser and the kernel's netlink validation), in a private user and network namespace.
+    check = subprocess.run(["unshare", "-rn", "nft", "--check", "--file", str(tmp_path / "firewall.nft")],
+                           capture_output=True, text=True, timeout=60)
+    assert check.returncode == 0, check.stderr
+    (tmp_path / "broken.nft").write_text(ruleset.replace("priority filter", "priority nonsense"))
+    broken = subprocess.run(["unshare", "-rn", "nft", "--check", "--file", str(tmp_path / "broken.nft")],
+                            capture_output=True, text=True, timeout=60)
+    assert broken.returncode != 0 and "nonsense" in broken.stderr
+
+
+def test_only_the_hosts_prometheus_runs_on_reach_the_exporters_port(homelab, tmp_path):
+    """The rendered ruleset loaded (twice, as on a restart) in a private network namespace that has
+    the inventory's addresses: the exporter's port answers loopback and the prometheus role's hosts,
+    and drops every other address (IPv6 included); another port (PBS' 8007) stays open to all."""
+    ruleset, _ = _firewall(homelab)
+    (tmp_path / "firewall.nft").write_text(ruleset)
+    hosts = homelab_sections()["hosts"]
+    prometheus = sorted(h["address"] for h in hosts.values() if h["role"] == "prometheus")
+    others = sorted(h["address"] for h in hosts.values() if h["role"] != "prometheus")
+    port = homelab_config().pve_exporter.port
+    sources = ["127.0.0.1", "::1", *prometheus, *others, "192.168.99.7", "fd00::7"]
+    addresses = [a for a in sources if a not in ("127.0.0.1", "::1")]
+    setup = "; ".join(["ip link set lo up"] + [f"ip addr add {a}/{128 if ':' in a else 32} dev lo{' nodad' if ':' in a else ''}"
+                                               for a in addresses + ["fd00::1"]])
+    probe = shlex.join([sys.executable, str(ROOT / "tests" / "netns_probe.py"), str(port), "8007", others[0], "fd00::1", *sources])
+    firewall = shlex.quote(str(tmp_path / "firewall.nft"))
+    result = subprocess.run(["unshare", "-rn", "sh", "-ec", f"{setup}; {probe}; nft -f {firewall}; nft -f {firewall}; {probe}"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    before, after = (json.loads(line) for line in result.stdout.splitlines())
+    assert set(before.values()) == {"open"}, before  # without the ruleset every source reaches both ports
+    allowed = {"127.0.0.1", "::1", *prometheus}
+    assert after == {f"{s}->{p}": "open" if p == 8007 or s in allowed else "dropped" for s in sources for p in (port, 8007)}
 
 
 # --- the rules under promtool ------------------------------------------------------------------
@@ -212,17 +286,23 @@ def _ha(vmid: int, state: str, values: str) -> list[dict]:
 
 
 def test_ha_resources_not_started(homelab, tmp_path):
+    def fired(vmid: int, severity: str, state: str) -> str:
+        return (f'ALERTS{{alertname="PveHaResourceNotStarted",alertstate="firing",id="qemu/{vmid}",'
+                f'service="virtualization",severity="{severity}",state="{state}"}}')
+
     _unit_test(homelab, tmp_path, [{
         "interval": "1m",
+        # 102 stopped on purpose (`ha-manager set vm:102 --state stopped`, or disabled): what HA
+        # was asked for, silent however long. 106 stuck in recovery: its node is gone and HA
+        # cannot place it. 107 frozen for longer than a reboot takes.
         "input_series": _ha(101, "error", "1x40") + _ha(102, "stopped", "1x40") + _ha(103, "started", "1x40")
+        + _ha(106, "recovery", "1x40") + _ha(107, "freeze", "1x40")
         # Not managed by HA: every state 0.
         + _ha(104, "none", "0x40"),
         "promql_expr_test": [
-            _firing("PveHaResourceNotStarted", "6m", ['ALERTS{alertname="PveHaResourceNotStarted",alertstate="firing",'
-                                                      'id="qemu/101",service="virtualization",severity="critical",state="error"}']),
-            _firing("PveHaResourceNotStarted", "16m", [
-                'ALERTS{alertname="PveHaResourceNotStarted",alertstate="firing",id="qemu/101",service="virtualization",severity="critical",state="error"}',
-                'ALERTS{alertname="PveHaResourceNotStarted",alertstate="firing",id="qemu/102",service="virtualization",severity="warning",state="stopped"}']),
+            _firing("PveHaResourceNotStarted", "6m", [fired(101, "critical", "error"), fired(106, "critical", "recovery")]),
+            _firing("PveHaResourceNotStarted", "40m", [fired(101, "critical", "error"), fired(106, "critical", "recovery"),
+                                                       fired(107, "warning", "freeze")]),
         ],
     }], files=RULES)
 
@@ -267,23 +347,26 @@ def exporter_venv() -> Path:
     return VENV
 
 
-def _unit_command(homelab) -> tuple[list[str], dict[str, str]]:
+def _unit_command(doc: dict) -> tuple[list[str], dict[str, str]]:
     """ExecStart and Environment= of the unit cloud-init installs, as systemd would run them."""
-    files = {f["path"]: f["content"] for f in homelab.yaml("hosts/pbs/user-data.yaml")["write_files"]}
-    lines = files[pve.UNIT_PATH].splitlines()
+    lines = _files(doc)[pve.UNIT_PATH].splitlines()
     env = dict(line.removeprefix("Environment=").split("=", 1) for line in lines if line.startswith("Environment="))
     command = shlex.split(next(line for line in lines if line.startswith("ExecStart=")).removeprefix("ExecStart="))
     return command, env
 
 
-def _start_exporter(homelab, venv: Path, token: str, ca: Path, log) -> tuple[subprocess.Popen, int]:
-    """The unit's command and environment, as systemd gives them (the token file's value, the CA
-    of the fake instead of the system store), on a free port of 127.0.0.1; returns once it answers."""
-    command, env = _unit_command(homelab)
+def _start_exporter(venv: Path, ca: Path, token: str, work: Path, log) -> tuple[subprocess.Popen, int]:
+    """The unit's command and environment of a stack whose caCertificate is `ca`, as systemd gives
+    them: the token file's value, and the CA bundle the unit names, as cloud-init writes it, at a
+    path of `work`; on a free port of 127.0.0.1. Returns once it answers."""
+    doc = _pbs_user_data(_with_ca(ca.read_text()))
+    command, env = _unit_command(doc)
     port = free_port()
     command = [str(venv / "bin" / "pve_exporter") if c.startswith(pve.VENV) else
                f"127.0.0.1:{port}" if c.startswith("0.0.0.0:") else c for c in command]
-    env = {**env, "PVE_TOKEN_VALUE": token, "REQUESTS_CA_BUNDLE": str(ca), "PATH": os.environ["PATH"]}
+    bundle = work / "exporter-ca.pem"
+    bundle.write_text(_files(doc)[env["REQUESTS_CA_BUNDLE"]])
+    env = {**env, "PVE_TOKEN_VALUE": token, "REQUESTS_CA_BUNDLE": str(bundle), "PATH": os.environ["PATH"]}
     proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 30
     while True:
@@ -312,7 +395,7 @@ def cluster(homelab, exporter_venv, tmp_path_factory):
     fake.replications = [Replication(101, "pve1", "pve2")]
     ports = {node: fake.start(node, cert, key) for node in ("pve1", "pve2")}
     log = (work / "exporter.log").open("w")
-    proc, port = _start_exporter(homelab, exporter_venv, TOKEN.split("=", 1)[1], cert, log)
+    proc, port = _start_exporter(exporter_venv, cert, TOKEN.split("=", 1)[1], work, log)
     job = next(j for j in homelab.yaml("prometheus/scrape-configs.yaml")["scrape_configs"] if j["job_name"] == "pve")
     yield fake, ports, port, job, work
     proc.terminate()
@@ -448,17 +531,62 @@ def test_a_degraded_cluster_fires_every_virtualization_alert(homelab, cluster, t
     }], files=RULES)
 
 
-def test_a_wrong_token_is_an_error_not_empty_metrics(homelab, exporter_venv, tmp_path):
-    cert, key = self_signed(tmp_path)
-    fake = FakePveCluster()
+@contextlib.contextmanager
+def _exporter_before_one_node(venv: Path, work: Path, fake: FakePveCluster, ca: Path | None = None,
+                              token: str = TOKEN.split("=", 1)[1]):
+    """Node pve1 of `fake` with a certificate of its own, and the exporter with the stack's CA
+    `ca` (default: the node's certificate); yields the exporter's /pve URL for that node."""
+    cert, key = self_signed(work)
     target = fake.start("pve1", cert, key)
-    proc, port = _start_exporter(homelab, exporter_venv, "not-the-token", cert, subprocess.DEVNULL)
+    log = (work / "exporter.log").open("w")
+    proc, port = _start_exporter(venv, ca or cert, token, work, log)
     try:
-        with pytest.raises(urllib.error.HTTPError) as err:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/pve?target=127.0.0.1:{target}&cluster=1&node=1", timeout=30)
-        assert err.value.code == 500
-        assert fake.requests, "the exporter did ask the node"
+        yield f"http://127.0.0.1:{port}/pve?target=127.0.0.1:{target}&cluster=1&node=1"
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+        log.close()
         fake.stop_all()
+
+
+def test_a_wrong_token_is_an_error_not_empty_metrics(exporter_venv, tmp_path):
+    fake = FakePveCluster()
+    with _exporter_before_one_node(exporter_venv, tmp_path, fake, token="not-the-token") as url:
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(url, timeout=30)
+        assert err.value.code == 500
+        assert fake.requests, "the exporter did ask the node"
+
+
+def test_a_node_certificate_another_ca_signed_gets_no_request(exporter_venv, tmp_path):
+    """With caCertificate set, a certificate valid for the address but from any other CA (as a
+    publicly trusted one for a foreign host would be) fails the handshake: the token is never sent."""
+    (tmp_path / "ours").mkdir()
+    ours, _ = self_signed(tmp_path / "ours")
+    fake = FakePveCluster()
+    with _exporter_before_one_node(exporter_venv, tmp_path, fake, ca=ours) as url:
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(url, timeout=30)
+        assert err.value.code == 500
+        assert fake.requests == []
+    assert "CERTIFICATE_VERIFY_FAILED" in (tmp_path / "exporter.log").read_text()
+
+
+class _StaleResources(FakePveCluster):
+    """A cluster whose /cluster/resources says every node is online, whatever /cluster/status says."""
+
+    def resources(self, kind):
+        return [{**r, "status": "online"} if r["type"] == "node" else r for r in super().resources(kind)]
+
+
+def test_a_nodes_pve_up_is_its_online_in_cluster_status_not_resources(exporter_venv, tmp_path):
+    """What PveNodeDown's runbook says it reads: pve_up{id="node/..."} follows /cluster/status."""
+    fake = _StaleResources()
+    fake.online["pve2"] = False
+    with _exporter_before_one_node(exporter_venv, tmp_path, fake) as url:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            text = response.read().decode()
+        assert [r["status"] for r in fake.resources("node") if r["id"] == "node/pve2"] == ["online"]
+        up = {s.labels["id"]: s.value for f in text_string_to_metric_families(text) for s in f.samples if s.name == "pve_up"}
+        assert (up["node/pve1"], up["node/pve2"]) == (1, 0)
+        assert ("pve1", "/cluster/status") in fake.requests
