@@ -643,10 +643,7 @@ class FakePBS:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_GET(self):
-                url = urlsplit(self.path)
-                status, body = fake.respond(url.path, url.query,
-                                            self.headers.get("Authorization"))
+            def _reply(self, status, body):
                 self.send_response(status)
                 self.send_header("Content-Type",
                                  "application/json;charset=UTF-8")
@@ -654,17 +651,16 @@ class FakePBS:
                 self.end_headers()
                 self.wfile.write(body)
 
+            def do_GET(self):
+                url = urlsplit(self.path)
+                self._reply(*fake.respond(url.path, url.query,
+                                          self.headers.get("Authorization")))
+
             def do_POST(self):
                 url = urlsplit(self.path)
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                status, body = fake.respond_post(
-                    url.path, self.headers.get("Authorization"))
-                self.send_response(status)
-                self.send_header("Content-Type",
-                                 "application/json;charset=UTF-8")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                self._reply(*fake.respond_post(
+                    url.path, self.headers.get("Authorization")))
 
             def log_message(self, *args):
                 pass
