@@ -274,8 +274,8 @@ class BackupFailure:
         its guests): it backed this guest up too, so the job is not run again. While it runs, wait."""
         if "rerun" in self.occ.context or self.e.state.attempt_of(self.occ, "rerun") is not None:
             return None
-        started = [t["started"] for t in found["tasks"] if isinstance(t.get("started"), int)]
-        failed_at = min(started) if started else epoch(self.occ.starts_at)
+        started = {t["api"]: t["started"] for t in found["tasks"] if isinstance(t.get("started"), int)}
+        failed_at = started.get("PVE", started.get("PBS", epoch(self.occ.starts_at)))  # the vzdump task is the job's run
         target = job_target(found)
         runs = [a for a in self.e.state.attempts(self.action, target, failed_at) if a.step == "rerun"]
         if not runs:
@@ -305,7 +305,16 @@ class BackupFailure:
             raise Halted("kill switch engaged while waiting for the node's running vzdump: nothing started")
         upids = []
         for node in nodes:
-            upid = pve.vzdump(node, params, writer)
+            asked_at = time.time()
+            try:
+                upid = pve.vzdump(node, params, writer)
+            except ApiError as exc:  # a lost answer on one node must not keep the job from the others
+                found = self.adopt_vzdump([node], asked_at) if exc.lost else []
+                if not found:
+                    raise
+                log.warning("%s: answer of %s lost (%s), its task found: %s", self.action, node, exc, found[0])
+                upids += found
+                continue
             if upid is None:
                 self.e.audit("report", **self.e.who(self.occ), target=self.target, action=self.action,
                              why=f"PVE node {node} answered OK without a task: none of the job's guests are there now")

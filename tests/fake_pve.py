@@ -33,7 +33,8 @@ Shaped from pve-manager (PVE/API2/*.pm) and pve-common:
   ``archive`` (``finish(..., archived=False)``).
 
 ``vzdump_outcomes[node]``: (exitstatus, seconds) per started vzdump; none left: it stays running
-until ``finish``. ``fault`` = "403", "500", "slow", "garbage" for every request.
+until ``finish``. ``fault`` = "403", "500", "slow", "garbage" for every request; ``post_fault``
+= "lost" carries a POST out but answers only after ``slow_seconds``.
 """
 
 from __future__ import annotations
@@ -85,6 +86,7 @@ class FakePVE:
         self.requests = []
         self.fault = None
         self.http_server_version = (6, 0)  # libpve-http-server-perl: "message" in error bodies from 5.2
+        self.post_fault = None
         self.slow_seconds = 5.0
         self.release = threading.Event()
         self.pid = 9000
@@ -159,7 +161,8 @@ class FakePVE:
             raise PveError(400, "Parameter verification failed.", {
                 p: "property is not defined in schema and the schema does not allow additional properties" for p in sorted(unknown)})
         if "backup" not in rights:
-            raise PveError(403, f"Permission check failed (/vms/{params.get('vmid', '')}, VM.Backup)")
+            first = (self.included(params) or [""])[0]
+            raise PveError(403, f"Permission check failed (/vms/{first}, VM.Backup)")
         storage = params.get("storage", "local")
         if storage not in self.storages:
             raise PveError(500, f"storage '{storage}' does not exist")
@@ -322,6 +325,8 @@ class FakePVE:
                 data = self.route(method, path, q, form, token)
             except PveError as exc:
                 return self.error(exc)
+        if method == "POST" and self.post_fault == "lost":
+            self.release.wait(self.slow_seconds)  # done, but the answer comes after the client gave up
         document = {"data": data}
         if isinstance(data, tuple):  # a task list or log: the items and rpcenv's 'total' (only when not 0)
             document = {"data": data[0], **({"total": data[1]} if data[1] else {})}
