@@ -129,8 +129,9 @@ class ProxmoxApi:
     def task_log_tail(self, node: str, upid: str, lines: int) -> list[str]:
         path = f"/nodes/{node}/tasks/{upid}/log"
         document = self.endpoint.json("GET", "/api2/json" + path, headers=self.headers, params={"start": 0, "limit": 1})
-        # PVE leaves 'total' out when it is 0 (PVE/HTTPServer.pm); PBS always sends it.
-        total = document.get("total", 0 if isinstance(document.get("data"), list) else None) if isinstance(document, dict) else None
+        if not isinstance(document, dict) or not isinstance(document.get("data"), list):
+            raise ApiError(self.api, "shape", f"GET {path}: answer has no list of lines")
+        total = document.get("total", 0)  # PVE leaves 'total' out when it is 0 (PVE/HTTPServer.pm)
         if not isinstance(total, int):
             raise ApiError(self.api, "shape", f"GET {path}: answer has no line 'total'")
         if total == 0:

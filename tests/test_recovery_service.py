@@ -175,8 +175,9 @@ def test_api_trouble_is_logged_clearly_and_escalated_without_a_crash(world, faul
     assert expected in world.log()
     wait_for(lambda: any("gives up" in t for t in world.chat_texts()), what="the room to hear it")
     assert expected in json.dumps(world.capture.chat())
-    assert world.metric("recovery_backup_job_gave_up_failure_timestamp_seconds", job_type="sync", job_id="s-offsite",
-                        datastore="homelab") == STARTED_10_00
+    # the gauge follows the state on the worker's next round
+    wait_for(lambda: world.metric("recovery_backup_job_gave_up_failure_timestamp_seconds", job_type="sync",
+                                  job_id="s-offsite", datastore="homelab") == STARTED_10_00, what="the gave-up gauge")
     assert world.pbs.runs == []
     result = world.decisions("verify", action="pbs-job-rerun")[-1]["result"]
     assert result == ("unknown" if fault in ("slow", "garbage") else "failed")
