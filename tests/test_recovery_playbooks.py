@@ -137,20 +137,9 @@ def test_no_pve_job_for_the_guest_is_reported_and_the_service_gives_up(world):
 
 
 def test_a_busy_node_waits_for_its_running_vzdump(world):
-    running = world.pve.add_task("pve1", "vzdump", "150", "root@pam", time.time())
-    world.pve.vzdump_outcomes["pve1"] = [("OK", 0.1)]
-    world.pve.vzdump_outcomes["pve2"] = [("OK", 0.1)]
-    world.start()
-    world.send(notification(backup_failed()))
-    time.sleep(0.8)
-    assert world.pve.vzdump_posts == []  # one vzdump per node: the service waits
-    world.pve.finish(running, "OK")
-    wait_for(lambda: any("failed → re-run → OK" in t for t in world.chat_texts()), what="the re-run after the wait")
-
-
-def test_a_busy_node_is_busy_for_a_running_vzdump_of_any_user_and_not_for_one_ended_unarchived(world):
     # PVE lists the running task as "RUNNING" (a token's with its full id as user); an ended task
-    # waits in the active list until it is archived, with its endtime: not busy.
+    # waits in the active list until it is archived, with its endtime: that node is not busy (else
+    # the re-run would wait for verifyTimeoutSeconds).
     ended = world.pve.add_task("pve2", "vzdump", "103", "root@pam", time.time() - 60)
     world.pve.finish(ended, "OK", archived=False)
     running = world.pve.add_task("pve1", "vzdump", "150", "ops@pve!nightly", time.time())
@@ -159,7 +148,7 @@ def test_a_busy_node_is_busy_for_a_running_vzdump_of_any_user_and_not_for_one_en
     world.start()
     world.send(notification(backup_failed()))
     time.sleep(1.0)
-    assert world.pve.vzdump_posts == []
+    assert world.pve.vzdump_posts == []  # one vzdump per node: the service waits
     world.pve.finish(running, "OK")
     wait_for(lambda: any("failed → re-run → OK" in t for t in world.chat_texts()), what="the re-run after the wait")
 
