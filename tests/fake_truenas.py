@@ -103,7 +103,7 @@ class FakeTrueNAS:
         if snapshot_id in self.hold_on_delete:
             self.snapshots[snapshot_id]["tags"].append(self.hold_on_delete.pop(snapshot_id))
         if self.snapshots[snapshot_id]["tags"] and not options.get("defer"):
-            if self.version >= (26, 0):
+            if self.version >= (26, 0):  # the text after the prefix is truenas_pylibzfs', not in the middleware
                 message = f"cannot destroy snapshot {snapshot_id}: it has holds"
                 raise InvalidParams(f"[EBUSY] zfs.resource.snapshot.destroy: {message}",
                                     [["zfs.resource.snapshot.destroy", message, errno.EBUSY]])
