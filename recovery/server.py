@@ -63,10 +63,11 @@ def make_server(engine: Engine, listen: str, token: str, cert: str | None = None
                 return self._reply(404, {"error": "not found"})
             length = self.headers.get("Content-Length")
             if length is None or not length.isdigit():
-                return self._reply(411, {"error": "Content-Length required"})
+                self.close_connection = True  # a body of unknown length may follow
+                return self._refuse(411, "Content-Length required")
             if int(length) > MAX_WEBHOOK:
                 self.close_connection = True
-                return self._reply(413, {"error": f"body over {MAX_WEBHOOK} bytes"})
+                return self._refuse(413, f"body over {MAX_WEBHOOK} bytes")
             try:
                 body = self.rfile.read(int(length))
             except TimeoutError:

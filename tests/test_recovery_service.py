@@ -285,6 +285,7 @@ HOSTILE = {
     "truncatedAlerts true": (json.dumps({**valid(), "truncatedAlerts": True}).encode(), JSON, None, 400, "not a count"),
     "groupKey a list": (json.dumps({**valid(), "groupKey": [1]}).encode(), JSON, None, 400, "'groupKey' is not a string"),
     "a JSON string": (b'"version 4"', JSON, None, 400, "body is not a JSON object"),
+    "over a MiB": (b" " * (2**20 + 1), JSON, b"", 413, "body over 1048576 bytes"),
 }
 
 
