@@ -20,6 +20,7 @@ import os
 import threading
 import time
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Callable
 
 from recovery.audit import Audit, Metrics
@@ -46,23 +47,46 @@ class Interrupted(Exception):
     """The service is stopping; the occurrence continues after the restart."""
 
 
+class Halted(Exception):
+    """The kill switch was engaged while an action waited to start: nothing was started."""
+
+
+ALERT_STATUSES = ("firing", "resolved")
+
+
+def _strings(value: object) -> bool:
+    return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+
+
 def parse_payload(document: object) -> list[dict]:
+    """The alerts of an Alertmanager v4 notification (alertmanager notify/webhook Message: labels and
+    annotations map strings to strings, times are RFC 3339); anything else is refused whole."""
     if not isinstance(document, dict):
         raise PayloadError("body is not a JSON object")
     if document.get("version") != "4":
-        raise PayloadError(f"payload version {document.get('version')!r}, expected '4'")
+        raise PayloadError(f"payload version {str(document.get('version'))[:20]!r}, expected '4'")
     alerts = document.get("alerts")
     if not isinstance(alerts, list):
         raise PayloadError("'alerts' is not a list")
     for index, alert in enumerate(alerts):
-        if not isinstance(alert, dict) or not isinstance(alert.get("labels"), dict):
-            raise PayloadError(f"alerts[{index}] has no labels")
+        if not isinstance(alert, dict) or not _strings(alert.get("labels")):
+            raise PayloadError(f"alerts[{index}].labels is not an object of strings")
+        if not _strings(alert.get("annotations") or {}):
+            raise PayloadError(f"alerts[{index}].annotations is not an object of strings")
         for key in ("status", "startsAt", "fingerprint"):
             if not isinstance(alert.get(key), str) or not alert[key]:
                 raise PayloadError(f"alerts[{index}].{key} is missing")
+        if alert["status"] not in ALERT_STATUSES:
+            raise PayloadError(f"alerts[{index}].status {alert['status'][:20]!r} is neither firing nor resolved")
+        try:
+            datetime.fromisoformat(alert["startsAt"])
+        except ValueError:
+            raise PayloadError(f"alerts[{index}].startsAt {alert['startsAt'][:40]!r} is not an RFC 3339 time") from None
     truncated = document.get("truncatedAlerts", 0)
-    if not isinstance(truncated, int) or truncated < 0:
+    if not isinstance(truncated, int) or isinstance(truncated, bool) or truncated < 0:
         raise PayloadError("'truncatedAlerts' is not a count")
+    if not isinstance(document.get("groupKey", ""), str):
+        raise PayloadError("'groupKey' is not a string")
     return alerts
 
 
@@ -324,6 +348,8 @@ class Engine:
     def _start(self, occ, action, target, attempt, start, adopt, started_at) -> tuple[list[str], tuple[str, str] | None]:
         try:
             upids = start()
+        except Halted as exc:
+            return [], ("skipped", str(exc))
         except (ApiError, TrueNasError) as exc:
             self.metrics.api_errors.labels(getattr(exc, "api", "truenas"), exc.kind).inc()
             log.error("%s on %s: start failed: %s", action, target, exc)
