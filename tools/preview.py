@@ -24,6 +24,7 @@ import yaml
 from tools.grafana_artifacts import write_grafana
 from tools.hub_artifacts import write_runbook_hub
 from tools.offline_engine import ROOT, ProviderCheckError, RecordedResource, Recording, StackFileError, run_program
+from tools.provider_schemas import SchemaDataError, check_schema_files
 
 VM_TYPE = "proxmoxve:index/vmLegacy:VmLegacy"
 SNIPPET_TYPE = "proxmoxve:index/fileLegacy:FileLegacy"
@@ -214,11 +215,12 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     try:
+        check_schema_files()
         recording = run_program(stack_file)
     except pulumi.RunError as exc:
         print(str(exc), file=sys.stderr)
         return 2
-    except (StackFileError, ProviderCheckError) as exc:
+    except (StackFileError, ProviderCheckError, SchemaDataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for warning in recording.warnings():
