@@ -9,6 +9,7 @@ import re
 
 import pytest
 
+from tests.test_requirements import requirement_pins
 from tools import provider_schemas as ps
 
 # What the providers would say about the program: nothing, not even a deprecation.
@@ -126,14 +127,9 @@ func init() {
 
 # --- the vendored files ---------------------------------------------------------------------
 
-def _pins(requirements: str) -> dict[str, str]:
-    return dict(line.split("==", 1) for line in (l.split("#")[0].strip() for l in requirements.splitlines())
-                if "==" in line)
-
-
 def test_every_vendored_schema_is_the_file_its_source_pins_for_the_pinned_sdk():
     sources = json.loads((ps.SCHEMAS / "SOURCES.json").read_text())
-    pins = _pins((ps.ROOT / "requirements.txt").read_text())
+    pins = requirement_pins(ps.ROOT / "requirements.txt")
     assert sorted(sources) == sorted(p.name for p in ps.SCHEMAS.glob("*.gz"))
     for name, source in sources.items():
         assert re.fullmatch(r"https://github\.com/[\w.-]+/[\w.-]+/blob/[0-9a-f]{40}/\S+", source["source"]), name

@@ -88,13 +88,15 @@ def _chain(path: Path, reached_from: dict[Path, Path]) -> str:
     return " <- ".join(str(p.relative_to(ROOT)) for p in links)
 
 
-def pinned_distributions(requirements: Path) -> set[str]:
-    names = set()
+def requirement_pins(requirements: Path) -> dict[str, str]:
+    """Distribution (canonical name) -> pinned version of a requirements file's own lines."""
+    pins = {}
     for line in requirements.read_text().splitlines():
         line = line.split("#", 1)[0].strip()
         if line and not line.startswith("-"):
-            names.add(_canonical(re.split(r"[<>=!~\[; ]", line, maxsplit=1)[0]))
-    return names
+            name = re.split(r"[<>=!~\[; ]", line, maxsplit=1)[0]
+            pins[_canonical(name)] = line.partition("==")[2].strip()
+    return pins
 
 
 def _canonical(name: str) -> str:
@@ -102,7 +104,7 @@ def _canonical(name: str) -> str:
 
 
 def test_the_program_imports_only_what_requirements_txt_pins():
-    pinned = pinned_distributions(ROOT / "requirements.txt")
+    pinned = set(requirement_pins(ROOT / "requirements.txt"))
     providers = importlib.metadata.packages_distributions()
     problems = []
     for module, importers in sorted(import_closure(ENTRY_POINTS).items()):
