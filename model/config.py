@@ -502,7 +502,7 @@ class Grafana(ConfigModel):
 
 
 class PbsExporter(ConfigModel):
-    """The PBS job exporter on each pbs host (exporters/pbs_job_exporter.py)."""
+    """The PBS job exporter on each pbs host (services/pbs_exporter/pbs_job_exporter.py)."""
 
     port: int = Field(default=9797, ge=1024, le=65535)
     poll_interval_seconds: int = Field(default=30, ge=5, le=600)
@@ -840,7 +840,7 @@ class Alerting(ConfigModel):
 # --- recovery automation ------------------------------------------------------------------
 
 class RecoveryAction(ConfigModel):
-    """One action of the recovery service (recovery/config.py ACTIONS): its mode and its guard."""
+    """One action of the recovery service (services/recovery/config.py ACTIONS): its mode and its guard."""
 
     mode: str = Field(default="dry-run", pattern=r"^(off|dry-run|enforce)$")
     cooldown: PromDuration = "1h"
@@ -890,7 +890,7 @@ class Recovery(ConfigModel):
         return self.actions[action].mode if action in self.actions else "off"
 
     def problems(self, root: "StackConfig") -> list[Problem]:
-        from recovery.config import ACTIONS
+        from services.recovery.config import ACTIONS
 
         found = []
         for name in self.actions:

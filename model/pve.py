@@ -1,6 +1,6 @@
 """The virtualization layer: prometheus-pve-exporter, its scrape job and the Proxmox VE alerts (config `pveExporter`).
 
-The exporter (PyPI, pinned in exporters/pve-exporter-requirements.txt) runs on the pbs host in
+The exporter (PyPI, pinned in services/pve_exporter/pve-exporter-requirements.txt) runs on the pbs host in
 its own venv, installed by cloud-init (model/cloud_init.py): that VM already talks to the PVE
 API (the recovery service) and is not a k3s workload, so a PVE node down, which also takes k3s
 agents with it, does not take the exporter's scheduling with it. Prometheus scrapes it once per
@@ -24,7 +24,7 @@ JOB = "pve"
 # Label the scrape adds: which node of proxmox.nodes answered.
 NODE_LABEL = "pve_node"
 
-EXPORTERS = Path(__file__).resolve().parent.parent / "exporters"
+EXPORTERS = Path(__file__).resolve().parent.parent / "services" / "pve_exporter"
 REQUIREMENTS = EXPORTERS / "pve-exporter-requirements.txt"
 UNIT = EXPORTERS / "prometheus-pve-exporter.service"
 VENV = "/opt/prometheus-pve-exporter"

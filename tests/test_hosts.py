@@ -208,7 +208,7 @@ def test_pbs_installs_the_job_exporter_from_this_repository(homelab, sections):
     shipped = files["/usr/local/lib/pbs-job-exporter/pbs_job_exporter.py"]
     assert shipped["encoding"] == "gz+b64" and shipped["permissions"] == "0755"
     code = gzip.decompress(base64.b64decode(shipped["content"]))
-    assert code == (ROOT / "exporters" / "pbs_job_exporter.py").read_bytes()
+    assert code == (ROOT / "services" / "pbs_exporter" / "pbs_job_exporter.py").read_bytes()
     unit = files["/etc/systemd/system/pbs-job-exporter.service"]["content"]
     port = sections.get("pbsExporter", {}).get("port", 9797)
     assert f"--listen 0.0.0.0:{port}" in unit and "@LISTEN@" not in unit

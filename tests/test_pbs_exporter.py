@@ -36,7 +36,7 @@ from tests.fake_pbs import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-EXPORTER = ROOT / "exporters" / "pbs_job_exporter.py"
+EXPORTER = ROOT / "services" / "pbs_exporter" / "pbs_job_exporter.py"
 SECRET = TOKEN.rsplit(":", 1)[1]
 DEADLINE = 20.0
 

@@ -337,7 +337,7 @@ def _venv_stamp() -> str:
 
 @pytest.fixture(scope="session")
 def exporter_venv() -> Path:
-    """The exporter's own venv from exporters/pve-exporter-requirements.txt (`make test` builds it first)."""
+    """The exporter's own venv from services/pve_exporter/pve-exporter-requirements.txt (`make test` builds it first)."""
     stamp = VENV / ".requirements-sha256"
     if not (stamp.exists() and stamp.read_text() == _venv_stamp()):
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(VENV)], check=True, timeout=300)

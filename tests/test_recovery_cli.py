@@ -13,7 +13,7 @@ from tests.recovery_world import ROOT, World, alert, notification
 
 
 def run(*args):
-    return subprocess.run([sys.executable, "-m", "recovery", *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    return subprocess.run([sys.executable, "-m", "services.recovery", *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=60)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import urllib.request
 
 import yaml
 
-from recovery.notify import dedup_key, group_key, label_set
+from services.recovery.notify import dedup_key, group_key, label_set
 from tests.capture_server import Capture
 from tests.recovery_world import wait_for
 from tools.drill.processes import ManagedProcess, free_port, wait_ready

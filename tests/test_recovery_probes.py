@@ -12,7 +12,7 @@ import yaml
 
 from model.config import ProbeTarget
 from model.probes import blackbox_module, module_name
-from recovery.notify import dedup_key
+from services.recovery.notify import dedup_key
 from tests.loopback import start_http, stop_http
 from tests.recovery_world import PD_ROUTE_KEY, World, alert, free_port, notification, wait_for
 from tools.drill.processes import ManagedProcess, wait_ready

@@ -3,8 +3,8 @@ NAS snapshots may go, what counts as a successful task."""
 
 from __future__ import annotations
 
-from recovery.proxmox import included_guests, run_now_params, task_succeeded
-from recovery.truenas import Snapshot, prune_plan
+from services.recovery.proxmox import included_guests, run_now_params, task_succeeded
+from services.recovery.truenas import Snapshot, prune_plan
 
 RESOURCES = [
     {"type": "node", "node": "pve1", "status": "online"},

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from model.config import ConfigError, load_stack_config
-from recovery.config import Config
+from services.recovery.config import Config
 from tests.conftest import FAKE_SECRETS, ROOT
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from recovery.names import GAVE_UP_LABELS
-from recovery.state import Occurrence, State
+from services.recovery.names import GAVE_UP_LABELS
+from services.recovery.state import Occurrence, State
 
 VM101 = {"job_type": "backup", "job_id": "vm/101", "datastore": "homelab"}
 VM102 = {**VM101, "job_id": "vm/102"}

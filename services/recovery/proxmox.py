@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import re
 
-from recovery.rest import ApiError, Endpoint, data_member
+from .rest import ApiError, Endpoint, data_member
 
 WARNINGS = re.compile(r"^WARNINGS: \d+$")
 # www/manager6/dc/Backup.js run_backup_now: the fields that belong to the schedule, not the backup.

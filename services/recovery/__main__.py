@@ -18,12 +18,12 @@ import sys
 import threading
 import time
 
-from recovery.audit import Audit, Metrics
-from recovery.config import ACTIONS, Config, ConfigError
-from recovery.engine import Engine, PayloadError, parse_payload
-from recovery.rest import read_secret
-from recovery.server import make_server
-from recovery.state import State
+from .audit import Audit, Metrics
+from .config import ACTIONS, Config, ConfigError
+from .engine import Engine, PayloadError, parse_payload
+from .rest import read_secret
+from .server import make_server
+from .state import State
 
 log = logging.getLogger("recovery")
 

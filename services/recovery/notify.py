@@ -17,7 +17,7 @@ import logging
 import re
 from urllib.parse import urlsplit
 
-from recovery.rest import ApiError, Endpoint
+from .rest import ApiError, Endpoint
 
 log = logging.getLogger("recovery")
 LABEL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

@@ -28,12 +28,12 @@ import subprocess
 import time
 from urllib.parse import quote, urlencode
 
-from recovery.engine import Deferred, Engine, Interrupted
-from recovery.probes import run_probe, verdict
-from recovery.proxmox import included_guests, run_now_params, upid_node
-from recovery.rest import ApiError
-from recovery.state import Occurrence
-from recovery.truenas import TrueNasError, prune_plan
+from .engine import Deferred, Engine, Interrupted
+from .probes import run_probe, verdict
+from .proxmox import included_guests, run_now_params, upid_node
+from .rest import ApiError
+from .state import Occurrence
+from .truenas import TrueNasError, prune_plan
 
 PBS_KINDS = {"sync", "verify", "prune", "gc"}
 

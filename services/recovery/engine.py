@@ -22,14 +22,14 @@ import time
 from contextlib import contextmanager
 from typing import Callable
 
-from recovery.audit import Audit, Metrics
-from recovery.config import Config
-from recovery.names import GAVE_UP_LABELS
-from recovery.notify import Chat, Pager
-from recovery.proxmox import Pbs, Pve
-from recovery.rest import ApiError, Endpoint, read_secret, ssl_context
-from recovery.state import Occurrence, State
-from recovery.truenas import TrueNas, TrueNasError
+from .audit import Audit, Metrics
+from .config import Config
+from .names import GAVE_UP_LABELS
+from .notify import Chat, Pager
+from .proxmox import Pbs, Pve
+from .rest import ApiError, Endpoint, read_secret, ssl_context
+from .state import Occurrence, State
+from .truenas import TrueNas, TrueNasError
 
 log = logging.getLogger("recovery")
 
@@ -190,7 +190,7 @@ class Engine:
 
     # ------------------------------------------------------------------ workers
     def worker(self) -> None:
-        from recovery.playbooks import PLAYBOOKS
+        from .playbooks import PLAYBOOKS
 
         while not self.stopping.is_set():
             self.metrics.up.set_to_current_time()
@@ -364,7 +364,7 @@ class Engine:
 
     def wait_tasks(self, api, upids: list[str], node_of: Callable[[str], str]) -> tuple[str, str]:
         """Polls each task's status until it stopped: ok when every exitstatus is OK or WARNINGS: n."""
-        from recovery.proxmox import task_succeeded
+        from .proxmox import task_succeeded
 
         deadline = time.time() + self.cfg["verifyTimeoutSeconds"]
         results = {}

@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from recovery.engine import Engine, PayloadError
+from .engine import Engine, PayloadError
 
 log = logging.getLogger("recovery")
 MAX_WEBHOOK = 2**20

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from recovery.rest import ApiError, Endpoint
+from .rest import ApiError, Endpoint
 
 
 @dataclass(frozen=True)
