@@ -36,6 +36,7 @@ EXPORTER_AUTH_ID = "pbs-exporter@pbs"
 EXPORTER_TOKEN_NAME = "metrics"
 
 RECOVERY_SOURCE = Path(__file__).resolve().parent.parent / "services" / "recovery"
+CONTRACTS_SOURCE = Path(__file__).resolve().parent.parent / "contracts"  # the names the service shares
 
 K3S_CONFIG_PATH = "/etc/rancher/k3s/config.yaml"
 K3S_TOKEN_PATH = "/etc/rancher/k3s/agent-token"
@@ -188,6 +189,7 @@ def _recovery_service(cfg: StackConfig, vm: VmPlan, doc: dict, secrets: Mapping[
     root = RECOVERY_SOURCE.parent.parent
     # On the host the package is `recovery` (python3 -m recovery), beside the playbook and the docs.
     files = [(f"recovery/{source.name}", source) for source in sorted(RECOVERY_SOURCE.glob("*.py"))]
+    files += [(f"contracts/{source.name}", source) for source in sorted(CONTRACTS_SOURCE.glob("*.py"))]
     files += [(str(source.relative_to(root)), source) for source in (root / "playbooks" / "backup-fallback.yml", root / "docs" / "recovery.md")]
     for relative, source in files:
         doc["write_files"].append(_embedded(f"{recovery.INSTALL_DIR}/{relative}", source.read_bytes(), "0644"))

@@ -15,7 +15,7 @@ from model import slo as slo_engine
 from model.config import RECOVERY_RECEIVER, Role, Route, StackConfig
 from model.durations import parse_seconds
 from model.endpoints import BLACKBOX_EXPORTER_PORT, LOGS_NAMESPACE
-from services.recovery.fallback import inventory
+from contracts.fallback import inventory
 
 CONFIG_PATH = "/etc/recovery/recovery.yml"
 INVENTORY_PATH = "/etc/recovery/fallback-inventory.yml"

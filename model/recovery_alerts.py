@@ -2,7 +2,7 @@
 and the alerts about the service itself (docs/recovery.md, runbooks/Recovery*.md).
 
 The service is scraped as job `recovery` (model/metrics.py); the metric names come from
-services/recovery/names.py, the one place the service and the rules share.
+contracts/metrics.py, the one place the service and the rules share.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from model.config import StackConfig
 from model.links import BACKUP_SERVICE
 from model.rules import alert
-from services.recovery.names import ACTIONS_METRIC, EXHAUSTED_METRIC, GAVE_UP_LABELS, GAVE_UP_METRIC, LIMIT_REACHED_METRIC, SCRAPE_JOB
+from contracts.metrics import ACTIONS_METRIC, EXHAUSTED_METRIC, GAVE_UP_LABELS, GAVE_UP_METRIC, LIMIT_REACHED_METRIC, SCRAPE_JOB
 
 # RecoveryServiceDown tells of this target; TargetDown leaves it out (one alert per outage).
 SCRAPE_SELECTOR = f'job="{SCRAPE_JOB}"'

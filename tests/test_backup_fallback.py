@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from services.recovery.fallback import inventory
+from contracts.fallback import inventory
 from tests.conftest import run_tool
 from tests.fake_pve import FALLBACK_TOKEN, READ_TOKEN, FakePVE
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from services.recovery.fallback import inventory
+from contracts.fallback import inventory
 from services.recovery.notify import dedup_key
 from tests.fake_pve import FALLBACK_TOKEN
 from tests.recovery_world import PD_ROUTE_KEY, ROOT, World, alert, notification, wait_for

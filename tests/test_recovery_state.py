@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from services.recovery.names import GAVE_UP_LABELS
+from contracts.metrics import GAVE_UP_LABELS
 from services.recovery.state import Occurrence, State
 
 VM101 = {"job_type": "backup", "job_id": "vm/101", "datastore": "homelab"}

@@ -24,7 +24,7 @@ from typing import Callable
 
 from .audit import Audit, Metrics
 from .config import Config
-from .names import GAVE_UP_LABELS
+from contracts.metrics import GAVE_UP_LABELS
 from .notify import Chat, Pager
 from .proxmox import Pbs, Pve
 from .rest import ApiError, Endpoint, read_secret, ssl_context

@@ -33,8 +33,8 @@ from typing import Any
 import yaml
 
 from model.recovery import RECEIVER
-from services.recovery.fallback import inventory
-from services.recovery.names import SCRAPE_JOB
+from contracts.fallback import inventory
+from contracts.metrics import SCRAPE_JOB
 from tests.fake_pbs import TOKEN as PBS_READ_TOKEN
 from tests.fake_pbs import FakePBS
 from tests.fake_pve import BACKUP_TOKEN, FALLBACK_TOKEN, READ_TOKEN, FakePVE
