@@ -1,13 +1,26 @@
-"""Names the stack's alert rules read from the service's /metrics (model/recovery_alerts.py).
+"""Metric names one part exposes and another reads: the rules (model/), the report and the drill.
 
-Here, and nowhere else, so that the rules and the service cannot drift apart; this module
-imports nothing, so the Pulumi program can read it without the service's dependencies.
+The PBS job exporter (services/pbs_exporter, shipped to the host as one file that stands alone)
+writes its own names; tests/test_contracts.py holds its exposition to the names below.
 """
 
+# The PBS job exporter's (services/pbs_exporter/README.md "Metrics").
+PBS_JOB_SUCCESS = "pbs_job_success_total"
+PBS_JOB_ATTEMPT = "pbs_job_attempt_total"
+PBS_JOB_LAST_RUN = "pbs_job_last_run_timestamp_seconds"
+PBS_JOB_LAST_SUCCESS = "pbs_job_last_success_timestamp_seconds"
+PBS_JOB_LAST_DURATION = "pbs_job_last_duration_seconds"
+PBS_JOB_RUNNING = "pbs_job_running"
+PBS_JOB_LABELS = ("job_type", "job_id", "datastore")
+PBS_DATASTORE_SIZE = "pbs_datastore_size_bytes"
+PBS_DATASTORE_USED = "pbs_datastore_used_bytes"
+PBS_DATASTORE_AVAILABLE = "pbs_datastore_available_bytes"
+
+# The recovery service's, read by its alert rules (model/recovery_alerts.py).
 # The start (alert startsAt) of the latest failure of the job the service gave up on; BackupJobFailed
 # pages at once on it while it is newer than the job's last success (model/recovery_alerts.py).
 GAVE_UP_METRIC = "recovery_backup_job_gave_up_failure_timestamp_seconds"
-GAVE_UP_LABELS = ("job_type", "job_id", "datastore")  # the PBS job exporter's job labels
+GAVE_UP_LABELS = PBS_JOB_LABELS
 ACTIONS_METRIC = "recovery_actions_total"
 EXHAUSTED_METRIC = "recovery_exhausted_targets"
 LIMIT_REACHED_METRIC = "recovery_attempt_limit_reached_total"  # the attempt guard refused to act again

@@ -8,14 +8,16 @@ exist for every alert name.
 
 from __future__ import annotations
 
+from contracts import alerts
+from contracts.alerts import Alert
+from contracts.metrics import (PBS_DATASTORE_SIZE, PBS_DATASTORE_USED, PBS_JOB_ATTEMPT, PBS_JOB_LAST_RUN,
+                               PBS_JOB_LAST_SUCCESS, PBS_JOB_SUCCESS)
 from model import loki_health, loki_limits, long_term, network, probes, pve, recovery_alerts
 from model import slo as slo_engine
 from model.config import StackConfig, duration_seconds
-from model.links import BACKUP_SERVICE, alert_links
+from model.links import alert_links
 from model.metrics import SCRAPED_JOBS_SERVICE, static_scrape_jobs
 from model.rules import alert
-
-STACK_SERVICE = "observability"
 
 # Filesystems that are not disks, and the PBS datastore (PbsDatastoreUsageHigh covers it).
 NODE_FS = 'fstype!~"tmpfs|ramfs|overlay|squashfs|nsfs|fuse.*",mountpoint!~"/mnt/datastore/.*"'
@@ -26,7 +28,7 @@ def backup_recording_rule() -> dict:
     NaN (no sample instead) while an hour in which every job failed still records 0."""
     return {
         "record": "job:backup_success:ratio",
-        "expr": "sum(rate(pbs_job_success_total[1h]))\n  /\n(sum(rate(pbs_job_attempt_total[1h])) > 0)",
+        "expr": f"sum(rate({PBS_JOB_SUCCESS}[1h]))\n  /\n(sum(rate({PBS_JOB_ATTEMPT}[1h])) > 0)",
         "labels": {"slo": "99.5"},
     }
 
@@ -47,8 +49,8 @@ IS_BACKUP, NOT_BACKUP = '{job_type="backup"}', '{job_type!="backup"}'
 def last_run_failed_rule() -> dict:
     return {
         "record": LAST_RUN_FAILED,
-        "expr": (f'pbs_job_last_run_timestamp_seconds{{job_id!="manual"}}\n  > bool {ON_JOB}\n'
-                 "pbs_job_last_success_timestamp_seconds"),
+        "expr": (f'{PBS_JOB_LAST_RUN}{{job_id!="manual"}}\n  > bool {ON_JOB}\n'
+                 f"{PBS_JOB_LAST_SUCCESS}"),
     }
 
 
@@ -57,7 +59,7 @@ def _flapping(selector: str = "") -> str:
 
 
 def _stale_backups(cfg: StackConfig) -> str:
-    age = "time() - pbs_job_last_success_timestamp_seconds"
+    age = f"time() - {PBS_JOB_LAST_SUCCESS}"
     overrides = cfg.metrics.backup_max_age_by_job
     parts = [f'{age}{{job_id="{job}"}} > {duration_seconds(max_age)}' for job, max_age in sorted(overrides.items())]
     rest = "|".join([*sorted(overrides), "manual"])
@@ -84,8 +86,8 @@ def backup_rules(cfg: StackConfig) -> list[dict]:
         f"(\n  {failed_now.format(types=IS_BACKUP)}\n  and {ON_JOB}\n  (\n"
         f"    min_over_time({LAST_RUN_FAILED}{IS_BACKUP}[{grace}]) == 1\n"
         f"    or\n"
-        f"    (changes(pbs_job_last_run_timestamp_seconds{IS_BACKUP}[{grace}]) >= 2\n"
-        f"      unless {ON_JOB} changes(pbs_job_last_success_timestamp_seconds{IS_BACKUP}[{grace}]) > 0)\n"
+        f"    (changes({PBS_JOB_LAST_RUN}{IS_BACKUP}[{grace}]) >= 2\n"
+        f"      unless {ON_JOB} changes({PBS_JOB_LAST_SUCCESS}{IS_BACKUP}[{grace}]) > 0)\n"
         f"{automation}"
         f"  )\n  unless {ON_JOB}\n  {_flapping(IS_BACKUP)}\n)"
     )
@@ -95,47 +97,42 @@ def backup_rules(cfg: StackConfig) -> list[dict]:
     job = "{{ $labels.job_type }} job {{ $labels.job_id }} on datastore {{ $labels.datastore }}"
     return [
         last_run_failed_rule(),
-        alert("BackupJobFailed", f"{opens}\nor {ON_JOB}\n{holds}", "critical", BACKUP_SERVICE,
-              "A PBS backup job failed and its retry did not fix it",
+        alert(alerts.BACKUP_JOB_FAILED, f"{opens}\nor {ON_JOB}\n{holds}", "critical", "A PBS backup job failed and its retry did not fix it",
               f"The last run of {job} failed, and its retry failed too"
               + (", the recovery service gave up on it," if cfg.recovery else "") + f" or no run succeeded within {grace}: "
               "the guests it covers have no fresh restore point. This resolves when a run of the job succeeds."),
         # The backup room hears of every failure at once. The warning stays beside the page until the
         # job recovers: a notification group only grows while the incident lasts, so a restarted
         # Alertmanager, which starts without alerts, can never announce part of it as resolved.
-        alert("BackupJobFailed", f"{failed.format(types=IS_BACKUP)}\nunless {ON_JOB}\n{_flapping(IS_BACKUP)}",
-              "warning", BACKUP_SERVICE,
-              "A PBS backup job failed",
+        alert(alerts.BACKUP_JOB_FAILED, f"{failed.format(types=IS_BACKUP)}\nunless {ON_JOB}\n{_flapping(IS_BACKUP)}",
+              "warning", "A PBS backup job failed",
               f"The last run of {job} failed. It pages if the retry fails too or no run succeeds within {grace}; "
               "this resolves when a run succeeds."),
-        alert("BackupJobFlapping", _flapping(), "warning", BACKUP_SERVICE,
-              "A PBS job keeps alternating between failed and succeeded",
+        alert(alerts.BACKUP_JOB_FLAPPING, _flapping(), "warning", "A PBS job keeps alternating between failed and succeeded",
               f"{job} changed between failed and succeeded {{{{ $value }}}} times in the last {FLAPPING_WINDOW}. "
               "While it flaps it pages no one again (at most one incident a day); this resolves once it has "
               f"changed fewer than {FLAPPING_CHANGES} times in {FLAPPING_WINDOW}."),
-        alert("BackupMaintenanceJobFailed",
+        alert(alerts.BACKUP_MAINTENANCE_JOB_FAILED,
               f"{failed.format(types=NOT_BACKUP)}\nunless {ON_JOB}\n{_flapping(NOT_BACKUP)}",
-              "warning", BACKUP_SERVICE,
-              "A PBS sync, verify, prune or gc job failed",
+              "warning", "A PBS sync, verify, prune or gc job failed",
               f"The last run of {job} failed and no run succeeded within {grace}; this resolves when a run succeeds.",
               for_=grace),
-        alert("BackupsStale", _stale_backups(cfg), "critical", BACKUP_SERVICE,
-              "A PBS job has not succeeded within its expected window",
+        alert(alerts.BACKUPS_STALE, _stale_backups(cfg), "critical", "A PBS job has not succeeded within its expected window",
               f"The last success of {job} was {{{{ $value | humanizeDuration }}}} ago.",
               for_="10m"),
-        alert("BackupMetricsAbsent", 'absent(pbs_job_last_success_timestamp_seconds{job_type="backup"})', "critical",
-              BACKUP_SERVICE, "No backup job metrics reach Prometheus",
-              "Prometheus has no pbs_job_last_success_timestamp_seconds for any {{ $labels.job_type }} job: the PBS job exporter is down, "
+        alert(alerts.BACKUP_METRICS_ABSENT, f'absent({PBS_JOB_LAST_SUCCESS}{{job_type="backup"}})', "critical",
+              "No backup job metrics reach Prometheus",
+              f"Prometheus has no {PBS_JOB_LAST_SUCCESS} for any {{{{ $labels.job_type }}}} job: the PBS job exporter is down, "
               "not scraped or sees no jobs, so failed and stale backups would go unnoticed.",
               for_="1h"),
     ]
 
 
-def _usage_alerts(cfg: StackConfig, name: str, percent_used: str, service: str, summary: str, what: str,
+def _usage_alerts(cfg: StackConfig, spec: Alert, percent_used: str, summary: str, what: str,
                   for_: str = "15m") -> list[dict]:
     m = cfg.metrics
     return [
-        alert(name, f"{percent_used} > {threshold}", severity, service, summary,
+        alert(spec, f"{percent_used} > {threshold}", severity, summary,
               f"{what} is {{{{ $value | printf \"%.1f\" }}}}% full (threshold {threshold}%).", for_=for_)
         for severity, threshold in (("warning", m.disk_warning_percent), ("critical", m.disk_critical_percent))
     ]
@@ -143,27 +140,27 @@ def _usage_alerts(cfg: StackConfig, name: str, percent_used: str, service: str, 
 
 def disk_rules(cfg: StackConfig) -> list[dict]:
     rules = _usage_alerts(
-        cfg, "NodeDiskUsageHigh",
+        cfg, alerts.NODE_DISK_USAGE_HIGH,
         f"100 * (1 - node_filesystem_avail_bytes{{{NODE_FS}}} / node_filesystem_size_bytes{{{NODE_FS}}})",
-        "nodes", "A node filesystem is filling up",
+        "A node filesystem is filling up",
         "Filesystem {{ $labels.mountpoint }} on {{ $labels.instance }}")
     rules += _usage_alerts(
-        cfg, "PbsDatastoreUsageHigh",
-        "100 * pbs_datastore_used_bytes / (pbs_datastore_size_bytes > 0)",
-        BACKUP_SERVICE, "A PBS datastore is filling up",
+        cfg, alerts.PBS_DATASTORE_USAGE_HIGH,
+        f"100 * {PBS_DATASTORE_USED} / ({PBS_DATASTORE_SIZE} > 0)",
+        "A PBS datastore is filling up",
         "PBS datastore {{ $labels.datastore }} on {{ $labels.instance }}")
     nas_jobs = [job for job in static_scrape_jobs(cfg) if job.has_storage]
     if nas_jobs:
         sel = f'job=~"{"|".join(j.name for j in nas_jobs)}",hrStorageDescr!~"{NAS_NOT_A_DISK}"'
         rules += _usage_alerts(
-            cfg, "NasStorageUsageHigh",
+            cfg, alerts.NAS_STORAGE_USAGE_HIGH,
             f"100 * hrStorageUsed{{{sel}}} / (hrStorageSize{{{sel}}} > 0)",
-            "storage", "A NAS volume is filling up",
+            "A NAS volume is filling up",
             "Volume {{ $labels.hrStorageDescr }} of {{ $labels.instance }}")
     rules += _usage_alerts(
-        cfg, "PersistentVolumeUsageHigh",
+        cfg, alerts.PERSISTENT_VOLUME_USAGE_HIGH,
         "100 * kubelet_volume_stats_used_bytes / (kubelet_volume_stats_capacity_bytes > 0)",
-        STACK_SERVICE, "A persistent volume (Prometheus TSDB, Loki chunks, ...) is filling up",
+        "A persistent volume (Prometheus TSDB, Loki chunks, ...) is filling up",
         "Volume {{ $labels.persistentvolumeclaim }} in namespace {{ $labels.namespace }}")
     return rules
 
@@ -172,38 +169,35 @@ def stack_rules(cfg: StackConfig) -> list[dict]:
     jobs = static_scrape_jobs(cfg)
     absent = "\nor\n".join(f'absent(up{{job="{j.name}",{SCRAPED_JOBS_SERVICE}="{j.service}"}})' for j in jobs)
     rules = [
-        alert("Watchdog", "vector(1)", "none", STACK_SERVICE,
-              "Dead man's switch: always firing while alerting works",
+        alert(alerts.WATCHDOG, "vector(1)", "none", "Dead man's switch: always firing while alerting works",
               "This alert always fires while the Prometheus of site {{ $externalLabels.site }} evaluates rules. The heartbeat monitor pages when its notifications stop: "
               "then Prometheus, Alertmanager or the path between them is down."),
-        alert("TargetDown", f"up{{{recovery_alerts.OTHER_TARGETS}}} == 0" if cfg.recovery else "up == 0",
-              "warning", "{{ $labels.service }}",
-              "A scrape target is down",
+        alert(alerts.TARGET_DOWN, f"up{{{recovery_alerts.OTHER_TARGETS}}} == 0" if cfg.recovery else "up == 0",
+              "warning", "A scrape target is down",
               "Prometheus cannot scrape {{ $labels.instance }} of job {{ $labels.job }}: its metrics and alerts are blind.",
-              for_="5m"),
+              for_="5m", service="{{ $labels.service }}"),
     ]
     if jobs:
-        rules.append(alert("ScrapeJobAbsent", absent, "warning", "{{ $labels.service }}",
-                           "A configured scrape job has no targets",
+        rules.append(alert(alerts.SCRAPE_JOB_ABSENT, absent, "warning", "A configured scrape job has no targets",
                            "Prometheus has no `up` series for job {{ $labels.job }}: the scrape configuration was not loaded.",
-                           for_="15m"))
+                           for_="15m", service="{{ $labels.service }}"))
     rules += [
-        alert("PrometheusNotConnectedToAlertmanagers", "prometheus_notifications_alertmanagers_discovered < 1",
-              "critical", STACK_SERVICE, "Prometheus knows no Alertmanager",
+        alert(alerts.PROMETHEUS_NOT_CONNECTED_TO_ALERTMANAGERS, "prometheus_notifications_alertmanagers_discovered < 1",
+              "critical", "Prometheus knows no Alertmanager",
               "Prometheus {{ $labels.instance }} has discovered no Alertmanager: no alert reaches anyone.", for_="10m"),
-        alert("PrometheusAlertDeliveryFailing",
+        alert(alerts.PROMETHEUS_ALERT_DELIVERY_FAILING,
               "100 * rate(prometheus_notifications_errors_total[5m])\n  / (rate(prometheus_notifications_sent_total[5m]) > 0) > 1",
-              "critical", STACK_SERVICE, "Prometheus fails to send alerts to Alertmanager",
+              "critical", "Prometheus fails to send alerts to Alertmanager",
               "{{ $value | printf \"%.1f\" }}% of alerts from {{ $labels.instance }} to Alertmanager {{ $labels.alertmanager }} fail.",
               for_="15m"),
         # Each failure is announced on the other channel: PagerDuty's via Mattermost and back.
-        alert("AlertmanagerNotificationsFailing",
+        alert(alerts.ALERTMANAGER_NOTIFICATIONS_FAILING,
               'rate(alertmanager_notifications_failed_total{integration="pagerduty"}[5m]) > 0',
-              "warning", STACK_SERVICE, "Alertmanager fails to deliver notifications",
+              "warning", "Alertmanager fails to deliver notifications",
               "Alertmanager {{ $labels.instance }} fails to deliver to {{ $labels.integration }}.", for_="10m"),
-        alert("AlertmanagerNotificationsFailing",
+        alert(alerts.ALERTMANAGER_NOTIFICATIONS_FAILING,
               'rate(alertmanager_notifications_failed_total{integration!="pagerduty"}[5m]) > 0',
-              "critical", STACK_SERVICE, "Alertmanager fails to deliver notifications",
+              "critical", "Alertmanager fails to deliver notifications",
               "Alertmanager {{ $labels.instance }} fails to deliver to {{ $labels.integration }}.", for_="10m"),
     ]
     return rules
@@ -226,7 +220,7 @@ def rule_files(cfg: StackConfig) -> dict[str, dict]:
     for stem, groups in (("network", network.rule_groups(cfg)), ("probes", probes.rule_groups(cfg)),
                           ("loki", loki_health.rule_groups(cfg)), ("virtualization", pve.rule_groups(cfg)),
                           ("loki-limits", loki_limits.rule_groups(cfg)), ("recovery", recovery_alerts.rule_groups(cfg)),
-                          ("long-term", long_term.rule_groups(cfg, STACK_SERVICE))):
+                          ("long-term", long_term.rule_groups(cfg))):
         if groups:
             files[stem] = {"groups": groups}
     grafana_url = cfg.grafana.url if cfg.grafana else None

@@ -22,10 +22,12 @@ from typing import Annotated, Any, Iterable, Mapping, Union, get_args, get_origi
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
+from contracts import recovery as recovery_catalog
+from contracts import services
 from model import secrets
-from model.durations import parse_seconds
+from model.durations import format_seconds, parse_seconds
 from model.endpoints import Endpoints
-from model.links import BACKUP_SERVICE, FOLDERS
+from model.links import FOLDERS
 from model.matchers import Matcher, parse_matcher
 
 
@@ -840,12 +842,22 @@ class Alerting(ConfigModel):
 # --- recovery automation ------------------------------------------------------------------
 
 class RecoveryAction(ConfigModel):
-    """One action of the recovery service (services/recovery/config.py ACTIONS): its mode and its guard."""
+    """One action of the recovery service (contracts/recovery.py ACTIONS): its mode and its guard."""
 
-    mode: str = Field(default="dry-run", pattern=r"^(off|dry-run|enforce)$")
-    cooldown: PromDuration = "1h"
-    max_attempts: int = Field(default=2, ge=1, le=20)
-    window: PromDuration = "24h"
+    mode: str = Field(default=recovery_catalog.ACTION_DEFAULTS["mode"], pattern=f"^({'|'.join(recovery_catalog.MODES)})$")
+    cooldown: PromDuration = format_seconds(recovery_catalog.ACTION_DEFAULTS["cooldownSeconds"])
+    max_attempts: int = Field(default=recovery_catalog.ACTION_DEFAULTS["maxAttempts"], ge=1, le=20)
+    window: PromDuration = format_seconds(recovery_catalog.ACTION_DEFAULTS["windowSeconds"])
+
+
+def _value_at(section: BaseModel | None, path: str):
+    """The value at a key path as the stack config writes it (``recovery.prometheusUrl``); None where unset."""
+    for key in path.split("."):
+        if section is None:
+            return None
+        name = next((n for n, f in type(section).model_fields.items() if key in (n, f.alias)), key)
+        section = getattr(section, name, None)
+    return section
 
 
 class RecoveryPve(ConfigModel):
@@ -890,19 +902,14 @@ class Recovery(ConfigModel):
         return self.actions[action].mode if action in self.actions else "off"
 
     def problems(self, root: "StackConfig") -> list[Problem]:
-        from services.recovery.config import ACTIONS
-
+        known = recovery_catalog.ACTIONS
         found = []
         for name in self.actions:
-            if name not in ACTIONS:
-                found.append(Problem(f"recovery.actions.{name}", f"unknown action (known: {', '.join(sorted(ACTIONS))})"))
-        needs = {"nas-snapshot-prune": ("nas", self.nas), "backup-fallback": ("nas", self.nas),
-                 "loki-compactor-report": ("prometheusUrl", self.prometheus_url)}
-        for action, (key, value) in needs.items():
-            if self.mode(action) != "off" and value is None:
-                found.append(Problem(f"recovery.{key}", f"is required while recovery.actions.{action} is not off"))
-        if self.mode("customer-impact-probe") != "off" and root.probes is None:
-            found.append(Problem("probes", "is required while recovery.actions.customer-impact-probe is not off"))
+            if name not in known:
+                found.append(Problem(f"recovery.actions.{name}", f"unknown action (known: {', '.join(sorted(known))})"))
+        for action in known.values():
+            if action.stack_needs and self.mode(action.name) != "off" and _value_at(root, action.stack_needs) is None:
+                found.append(Problem(action.stack_needs, f"is required while recovery.actions.{action.name} is not off"))
         if not root.hosts_with_role(Role.PBS):
             found.append(Problem("recovery", "needs a pbs host: the service runs there"))
         if root.alerting is None:
@@ -1080,7 +1087,7 @@ class StackConfig(ConfigModel):
         for route in alerting.routes:
             receiver = alerting.receiver_named(route.receiver)
             if receiver and receiver.mattermost and any(
-                    (m.label, m.op, m.value) == ("service", "=", BACKUP_SERVICE) for m in route.matchers):
+                    (m.label, m.op, m.value) == ("service", "=", services.BACKUPS) for m in route.matchers):
                 return receiver
         return None
 
@@ -1198,12 +1205,7 @@ def required_secrets(cfg: StackConfig) -> list[str]:
         needed.append(secrets.PVE_EXPORTER_TOKEN)
     if cfg.recovery:
         needed += [secrets.RECOVERY_WEBHOOK_TOKEN, secrets.RECOVERY_PVE_READ_TOKEN]
-        if cfg.recovery.mode("pve-backup-rerun") != "off":
-            needed.append(secrets.RECOVERY_PVE_BACKUP_TOKEN)
-        if cfg.recovery.mode("backup-fallback") != "off":
-            needed.append(secrets.RECOVERY_PVE_FALLBACK_TOKEN)
-        if cfg.recovery.mode("nas-snapshot-prune") != "off":
-            needed.append(secrets.RECOVERY_TRUENAS_API_KEY)
+        needed += [a.secret.key for a in recovery_catalog.ACTIONS.values() if a.secret and cfg.recovery.mode(a.name) != "off"]
     return sorted(set(needed), key=needed.index)
 
 

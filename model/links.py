@@ -11,9 +11,6 @@ import json
 import re
 from urllib.parse import quote, urlencode
 
-# The `service` label of every backup alert; the routing table's backup room is found by it.
-BACKUP_SERVICE = "backups"
-
 # Data-source UIDs: dashboards refer to nothing else.
 PROMETHEUS_UID = "prometheus"
 ALERTMANAGER_UID = "alertmanager"

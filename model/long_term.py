@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from contracts import alerts
 from model.config import LongTermMetrics, Role, StackConfig, duration_seconds
 from model.helm import resources
 from model.hosts import scheduling_for
@@ -110,28 +111,28 @@ def victoria_metrics_values(cfg: StackConfig) -> dict:
     }
 
 
-def rule_groups(cfg: StackConfig, service: str) -> list[dict]:
+def rule_groups(cfg: StackConfig) -> list[dict]:
     """Alerts on the remote-write to the long-term store, after the Prometheus mixin's ([] without it)."""
     lt = cfg.metrics.long_term
     if lt is None:
         return []
     return [{"name": "long-term-metrics", "interval": cfg.metrics.evaluation_interval, "rules": [
-        alert("PrometheusRemoteWriteBehind",
+        alert(alerts.PROMETHEUS_REMOTE_WRITE_BEHIND,
               # The mixin's: how far the newest sample sent lags the newest sample appended.
               "(max_over_time(prometheus_remote_storage_highest_timestamp_in_seconds[5m])\n"
               "  - ignoring(remote_name, url) group_right\n"
               "max_over_time(prometheus_remote_storage_queue_highest_sent_timestamp_seconds[5m]))\n"
               f"> {duration_seconds(lt.max_lag)}",
-              "warning", service, "Remote-write to the long-term store falls behind",
+              "warning", "Remote-write to the long-term store falls behind",
               "Prometheus {{ $labels.instance }} is {{ $value | humanizeDuration }} behind in writing to "
               "{{ $labels.remote_name }} ({{ $labels.url }}). Its WAL keeps the samples (about 2 hours) until "
               "the store takes them again; beyond that they are missing from long-range dashboards and the "
               "quarterly report.", for_="15m"),
-        alert("PrometheusRemoteWriteFailing",
+        alert(alerts.PROMETHEUS_REMOTE_WRITE_FAILING,
               "rate(prometheus_remote_storage_samples_failed_total[5m])\n"
               "  / (rate(prometheus_remote_storage_samples_failed_total[5m]) + rate(prometheus_remote_storage_samples_total[5m]))\n"
               f"> {REMOTE_WRITE_FAILED_RATIO:g}",
-              "warning", service, "Remote-write to the long-term store drops samples",
+              "warning", "Remote-write to the long-term store drops samples",
               "Prometheus {{ $labels.instance }} gives up on {{ $value | humanizePercentage }} of the samples for "
               "{{ $labels.remote_name }} ({{ $labels.url }}): the store refuses them, so retrying would not help; "
               "they are missing from the long-term data for good.", for_="15m"),

@@ -10,6 +10,7 @@ known speed (virtual, bonds, speed -1) are left out rather than divided by zero.
 
 from __future__ import annotations
 
+from contracts import alerts
 from model.config import StackConfig, duration_seconds
 from model.rules import alert
 
@@ -17,7 +18,6 @@ UTILISATION = "interface:network_utilisation:ratio"
 # The line: above 80% for 15 minutes is a ticket; a page is the latency SLO's business.
 SATURATION_RATIO = 0.8
 SATURATION_FOR = "15m"
-SERVICE = "network"
 
 
 def _rate_window(cfg: StackConfig) -> str:
@@ -48,8 +48,7 @@ def recording_rules(cfg: StackConfig) -> list[dict]:
 
 def saturation_alert() -> dict:
     return alert(
-        "NetworkInterfaceSaturated", f"{UTILISATION} > {SATURATION_RATIO}", "warning", SERVICE,
-        "A network interface is saturated",
+        alerts.NETWORK_INTERFACE_SATURATED, f"{UTILISATION} > {SATURATION_RATIO}", "warning", "A network interface is saturated",
         "Interface {{ $labels.interface }} of {{ $labels.instance }} runs at {{ $value | humanizePercentage }} "
         f"of its link speed ({{{{ $labels.direction }}}}) for {SATURATION_FOR}: requests through it queue and slow down.",
         for_=SATURATION_FOR)

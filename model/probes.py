@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from contracts import alerts
 from model.config import ProbeTarget, Probes, Role, StackConfig, duration_seconds
 from model.endpoints import BLACKBOX_EXPORTER_PORT
 from model.helm import resources
@@ -99,19 +100,17 @@ def probe_targets(cfg: StackConfig) -> list[OnDemandProbe]:
 def alert_rules(p: Probes) -> list[dict]:
     expiry = f"(probe_ssl_earliest_cert_expiry{{{PROBE_JOBS}}} - time()) / 86400"
     rules = [
-        alert("SyntheticProbeFailing", f"probe_success{{{PROBE_JOBS}}} == 0", "critical", "{{ $labels.service }}",
-              "A synthetic API check fails: customers are likely affected",
+        alert(alerts.SYNTHETIC_PROBE_FAILING, f"probe_success{{{PROBE_JOBS}}} == 0", "critical", "A synthetic API check fails: customers are likely affected",
               "Probe {{ $labels.probe }} of {{ $labels.instance }} has failed for " + p.failing_for
               + " (wrong status, body, TLS or no answer): customers of {{ $labels.service }} see the same.",
-              for_=p.failing_for),
+              for_=p.failing_for, service="{{ $labels.service }}"),
     ]
     for severity, days in (("warning", p.certificate_warning_days), ("critical", p.certificate_critical_days)):
         rules.append(alert(
-            "ProbeCertificateExpiring", f"{expiry} < {days}", severity, "{{ $labels.service }}",
-            "A probed endpoint's TLS certificate is about to expire",
+            alerts.PROBE_CERTIFICATE_EXPIRING, f"{expiry} < {days}", severity, "A probed endpoint's TLS certificate is about to expire",
             "The earliest certificate in the chain of {{ $labels.instance }} (probe {{ $labels.probe }}) expires in "
             f"{{{{ $value | printf \"%.1f\" }}}} days (threshold {days} days).",
-            for_="15m"))
+            for_="15m", service="{{ $labels.service }}"))
     return rules
 
 

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from contracts import alerts, services
 from model.config import Role, StackConfig
 from model.rules import alert
 
-SERVICE = "virtualization"
+SERVICE = services.VIRTUALIZATION
 JOB = "pve"
 # Label the scrape adds: which node of proxmox.nodes answered.
 NODE_LABEL = "pve_node"
@@ -154,46 +155,39 @@ def alert_rules() -> list[dict]:
     ha = 'max by (id, state) (pve_ha_state{id=~"(qemu|lxc)/.*"'
     guest_name = "topk by (id) (1, max by (id, name) (pve_guest_info))"
     return [
-        alert("PveNodeDown", nodes_down, "critical", SERVICE,
-              "A Proxmox VE node is offline",
+        alert(alerts.PVE_NODE_DOWN, nodes_down, "critical", "A Proxmox VE node is offline",
               "Node {{ $labels.node }} has been offline in the cluster's view for " + NODE_DOWN_FOR
               + ": its guests are down or being recovered by HA, and the cluster runs without its capacity.",
               for_=NODE_DOWN_FOR),
-        alert("PveQuorumLost", f"{_by_id(CLUSTERS)} == 0", "critical", SERVICE,
-              "The Proxmox VE cluster has lost quorum",
+        alert(alerts.PVE_QUORUM_LOST, f"{_by_id(CLUSTERS)} == 0", "critical", "The Proxmox VE cluster has lost quorum",
               "Cluster {{ $labels.id }} is not quorate: /etc/pve is read-only, no guest can be started, "
               "migrated or changed, and HA cannot recover anything.",
               for_="2m"),
         # A storage of a node that is down is no news beyond PveNodeDown.
-        alert("PveStorageUnavailable",
-              f"{storage} == 0\nunless on (node)\n{nodes_down}", "critical", SERVICE,
-              "A Proxmox VE storage is unavailable",
+        alert(alerts.PVE_STORAGE_UNAVAILABLE,
+              f"{storage} == 0\nunless on (node)\n{nodes_down}", "critical", "A Proxmox VE storage is unavailable",
               "Storage {{ $labels.id }} is not available on its online node {{ $labels.node }} for " + STORAGE_FOR
               + ": guests with disks on it stall, backups to it fail.",
               for_=STORAGE_FOR),
         # A guest not managed by HA has every pve_ha_state at 0; one managed has exactly one at 1.
-        alert("PveHaResourceNotStarted", f'{ha},state=~"{HA_FAILED_STATES}"}}) == 1', "critical", SERVICE,
-              "An HA resource failed",
+        alert(alerts.PVE_HA_RESOURCE_NOT_STARTED, f'{ha},state=~"{HA_FAILED_STATES}"}}) == 1', "critical", "An HA resource failed",
               "HA resource {{ $labels.id }} is in state {{ $labels.state }}: HA could not keep it running "
               "(error: it gave up; fence/recovery: its node is being fenced).",
               for_="5m"),
-        alert("PveHaResourceNotStarted", f'{ha},state!~"{HA_REQUESTED_STATES}|{HA_FAILED_STATES}"}}) == 1', "warning", SERVICE,
-              "An HA resource is not started",
+        alert(alerts.PVE_HA_RESOURCE_NOT_STARTED, f'{ha},state!~"{HA_REQUESTED_STATES}|{HA_FAILED_STATES}"}}) == 1', "warning", "An HA resource is not started",
               "HA resource {{ $labels.id }} has been in state {{ $labels.state }} for 15m instead of the "
               "state it was asked for (started or stopped).",
               for_="15m"),
-        alert("PveReplicationFailing",
+        alert(alerts.PVE_REPLICATION_FAILING,
               "(max by (id) (pve_replication_failed_syncs) > 0)\n"
               "* on (id) group_left (guest, source, target)\nmax by (id, guest, source, target) (pve_replication_info)",
-              "warning", SERVICE,
-              "A Proxmox VE storage replication job keeps failing",
+              "warning", "A Proxmox VE storage replication job keeps failing",
               "Replication job {{ $labels.id }} of {{ $labels.guest }} ({{ $labels.source }} to {{ $labels.target }}) "
               "has failed its last {{ $value }} syncs: a failover would lose everything since the last good one.",
               for_=REPLICATION_FOR),
-        alert("PveGuestNotBackedUp",
+        alert(alerts.PVE_GUEST_NOT_BACKED_UP,
               f"(max by (id) (pve_not_backed_up_info) == 1)\n* on (id) group_left (name)\n{guest_name}",
-              "warning", SERVICE,
-              "A guest is covered by no backup job",
+              "warning", "A guest is covered by no backup job",
               "Guest {{ $labels.id }} ({{ $labels.name }}) is in no PVE backup job: it has no restore point, "
               "and BackupJobFailed or BackupsStale will never speak for it.",
               for_=NOT_BACKED_UP_FOR),

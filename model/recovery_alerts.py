@@ -7,17 +7,16 @@ contracts/metrics.py, the one place the service and the rules share.
 
 from __future__ import annotations
 
+from contracts import alerts
 from model.config import StackConfig
-from model.links import BACKUP_SERVICE
 from model.rules import alert
-from contracts.metrics import ACTIONS_METRIC, EXHAUSTED_METRIC, GAVE_UP_LABELS, GAVE_UP_METRIC, LIMIT_REACHED_METRIC, SCRAPE_JOB
+from contracts.metrics import PBS_JOB_LAST_SUCCESS, ACTIONS_METRIC, EXHAUSTED_METRIC, GAVE_UP_LABELS, GAVE_UP_METRIC, LIMIT_REACHED_METRIC, SCRAPE_JOB
 
 # RecoveryServiceDown tells of this target; TargetDown leaves it out (one alert per outage).
 SCRAPE_SELECTOR = f'job="{SCRAPE_JOB}"'
 OTHER_TARGETS = f'job!="{SCRAPE_JOB}"'
 FAILING_WINDOW = "6h"
 FAILING_ACTIONS = 3
-LAST_SUCCESS_METRIC = "pbs_job_last_success_timestamp_seconds"  # the PBS job exporter's (services/pbs_exporter/README.md)
 
 
 def gave_up(job_selector: str) -> str:
@@ -27,26 +26,24 @@ def gave_up(job_selector: str) -> str:
     waits for the automation again (the service sends no "resolved", so it cannot reset a gauge itself)."""
     selector = job_selector.rstrip("}") + "," if job_selector else "{"
     return (f"{GAVE_UP_METRIC}{selector}{SCRAPE_SELECTOR}}}\n      > on({', '.join(GAVE_UP_LABELS)})\n"
-            f"    {LAST_SUCCESS_METRIC}{job_selector}")
+            f"    {PBS_JOB_LAST_SUCCESS}{job_selector}")
 
 
 def alert_rules() -> list[dict]:
     return [
-        alert("RecoveryServiceDown", f"up{{{SCRAPE_SELECTOR}}} == 0", "warning", BACKUP_SERVICE,
-              "The recovery service does not answer",
+        alert(alerts.RECOVERY_SERVICE_DOWN, f"up{{{SCRAPE_SELECTOR}}} == 0", "warning", "The recovery service does not answer",
               "Prometheus cannot scrape the recovery service on {{ $labels.instance }}: failed backups are not re-run "
               "and the backup room hears nothing from it. Pages still come, after the retry grace.",
               for_="5m"),
-        alert("RecoveryActionsFailing",
+        alert(alerts.RECOVERY_ACTIONS_FAILING,
               f'sum by (action) (increase({ACTIONS_METRIC}{{result=~"failed|unknown"}}[{FAILING_WINDOW}])) >= {FAILING_ACTIONS}',
-              "warning", BACKUP_SERVICE, "The recovery service's actions keep failing",
+              "warning", "The recovery service's actions keep failing",
               f"{{{{ $value | printf \"%.0f\" }}}} {{{{ $labels.action }}}} actions failed or ended unknown within {FAILING_WINDOW} "
               "(each was escalated): a token without its privilege, an unreachable API or a broken playbook, not one bad night."),
         # A target at its maximum that the guard had to refuse: a loop stopped (not one daily fallback used up).
-        alert("RecoveryRemediationLoop",
+        alert(alerts.RECOVERY_REMEDIATION_LOOP,
               f"max by (action) ({EXHAUSTED_METRIC}) > 0\n  and on(action)\n"
-              f"sum by (action) (increase({LIMIT_REACHED_METRIC}[1d])) > 0", "warning", BACKUP_SERVICE,
-              "The recovery service stopped re-running a target that keeps failing",
+              f"sum by (action) (increase({LIMIT_REACHED_METRIC}[1d])) > 0", "warning", "The recovery service stopped re-running a target that keeps failing",
               "{{ $value }} target(s) of {{ $labels.action }} reached the maximum of attempts within the window and failed "
               "again: the service escalates instead of trying once more, and the cause is still there."),
     ]

@@ -23,7 +23,8 @@ from model import secrets
 from model.alerts import backup_recording_rule
 from model.config import Role, StackConfig, duration_seconds
 from model.hosts import scheduling_for
-from model.links import BACKUP_SERVICE
+from contracts import services
+from contracts.metrics import PBS_JOB_ATTEMPT
 from model.metrics import ALERTMANAGER_SECRET
 from model.routing import SECRET_FILES
 
@@ -53,7 +54,7 @@ def prometheus_url(cfg: StackConfig) -> str:
 def slo_objective_percent(cfg: StackConfig) -> float:
     """The objective of the SLO on the PBS job counters; without one, the design's recording rule's."""
     for slo in cfg.slos:
-        if slo.service == BACKUP_SERVICE and (slo.sli.total_events or "").startswith("pbs_job_attempt_total"):
+        if slo.service == services.BACKUPS and (slo.sli.total_events or "").startswith(PBS_JOB_ATTEMPT):
             return slo.objective
     return float(backup_recording_rule()["labels"]["slo"])
 
@@ -67,7 +68,7 @@ def report_settings(cfg: StackConfig, stack: str, scheduled: bool = False) -> di
         "prometheus_url": prometheus_url(cfg),
         "slo_objective_percent": slo_objective_percent(cfg),
         "evaluation_interval_seconds": duration_seconds(cfg.metrics.evaluation_interval),
-        "incident_selector": f'ALERTS{{alertstate="firing",service="{BACKUP_SERVICE}"}}',
+        "incident_selector": f'ALERTS{{alertstate="firing",service="{services.BACKUPS}"}}',
     }
     if scheduled and cfg.reports:
         nfs = cfg.reports.archive.nfs

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from contracts.recovery import ACTIONS as RECOVERY_ACTIONS
+
 K3S_TOKEN = "k3sToken"
 LOKI_S3_ACCESS_KEY_ID = "lokiS3AccessKeyId"
 LOKI_S3_SECRET_ACCESS_KEY = "lokiS3SecretAccessKey"
@@ -19,9 +21,6 @@ MATTERMOST_WEBHOOK_URL = "mattermostWebhookUrl"
 HEARTBEAT_TOKEN = "alertingHeartbeatToken"
 RECOVERY_WEBHOOK_TOKEN = "recoveryWebhookToken"
 RECOVERY_PVE_READ_TOKEN = "recoveryPveReadToken"
-RECOVERY_PVE_BACKUP_TOKEN = "recoveryPveBackupToken"
-RECOVERY_PVE_FALLBACK_TOKEN = "recoveryPveFallbackToken"
-RECOVERY_TRUENAS_API_KEY = "recoveryTrueNasApiKey"
 GRAFANA_TLS_CERTIFICATE = "grafanaTlsCertificate"
 GRAFANA_TLS_PRIVATE_KEY = "grafanaTlsPrivateKey"
 PVE_EXPORTER_TOKEN = "pveExporterToken"
@@ -52,12 +51,8 @@ SECRETS: dict[str, SecretSpec] = {
                    "$(openssl rand -hex 32)"),
         SecretSpec(RECOVERY_PVE_READ_TOKEN, "PVE API token of the recovery service for reading (PVEAuditor on /)",
                    "recovery@pve!read=<uuid>"),
-        SecretSpec(RECOVERY_PVE_BACKUP_TOKEN, "PVE API token that re-runs backup jobs (VM.Backup, Datastore.AllocateSpace)",
-                   "recovery@pve!backup=<uuid>"),
-        SecretSpec(RECOVERY_PVE_FALLBACK_TOKEN, "PVE API token of the NAS fallback playbook (VM.Backup, Datastore.Allocate(Space))",
-                   "recovery@pve!fallback=<uuid>"),
-        SecretSpec(RECOVERY_TRUENAS_API_KEY, "TrueNAS API key of a user with SNAPSHOT_READ, SNAPSHOT_DELETE, REPLICATION_TASK_READ",
-                   "7-xxxxxxxx"),
+        # The secrets the recovery service's actions act with (contracts/recovery.py).
+        *(SecretSpec(a.secret.key, a.secret.purpose, a.secret.example) for a in RECOVERY_ACTIONS.values() if a.secret),
         SecretSpec(GRAFANA_TLS_CERTIFICATE, "PEM certificate (chain) of grafana.url's host (grafana.tls.fromSecrets)", "-----BEGIN CERTIFICATE-----..."),
         SecretSpec(GRAFANA_TLS_PRIVATE_KEY, "PEM private key of that certificate (grafana.tls.fromSecrets)", "-----BEGIN PRIVATE KEY-----..."),
         SecretSpec(PVE_EXPORTER_TOKEN, "secret (UUID) of the read-only PVEAuditor API token pveExporter.tokenId",

@@ -19,29 +19,17 @@ import threading
 import time
 
 from .audit import Audit, Metrics
-from .config import ACTIONS, Config, ConfigError
-from .engine import Engine, PayloadError, parse_payload
+from contracts.recovery import steps
+
+from .config import Config, ConfigError
+from .engine import Engine, parse_payload
+from .errors import PayloadError
+from .playbooks import PLAYBOOKS
 from .rest import read_secret
 from .server import make_server
 from .state import State
 
 log = logging.getLogger("recovery")
-
-STEPS = {
-    "backup-failure": [
-        ("pbs-job-rerun", "sync/verify/prune/gc: read the failed task's log, post it; POST the job's run endpoint; verify its exitstatus"),
-        ("pve-backup-rerun", "backup: read the PBS and vzdump logs, post them; 'Run now' of the PVE job on the guests' nodes; verify"),
-        ("backup-fallback", "if the re-run failed: ansible-playbook backup-fallback.yml to the NAS, report the restore point"),
-    ],
-    "disk-usage": [
-        ("loki-compactor-report", "query Loki's compactor health from Prometheus and post it"),
-        ("nas-snapshot-prune", "delete NAS snapshots older than the retention (not held, not needed by replication, not the newest N)"),
-    ],
-    "customer-impact": [
-        ("customer-impact-probe", "run the burning service's configured blackbox probes now; post the answer to the room and the incident"),
-    ],
-}
-
 
 def fail(message: str) -> int:
     print(f"recovery: error: {message}", file=sys.stderr)
@@ -58,7 +46,7 @@ def serve(cfg: Config) -> int:
     except sqlite3.Error as exc:
         return fail(f"state file {cfg['stateFile']}: {exc}")
     metrics = Metrics()
-    engine = Engine(cfg, state, Audit(cfg.get("auditLog")), metrics)
+    engine = Engine(cfg, state, Audit(cfg.get("auditLog")), metrics, PLAYBOOKS)
     try:
         server = make_server(engine, cfg["listen"], token, cfg.get("tlsCertFile"), cfg.get("tlsKeyFile"))
     except OSError as exc:
@@ -115,7 +103,8 @@ def plan(cfg: Config, alert_file: str) -> int:
             print(f"- {head}: duplicate (occurrence already received, {seen[0]})")
             continue
         print(f"- {head}: playbook {trigger.playbook}")
-        for action, what in STEPS[trigger.playbook]:
+        for step in steps(trigger.playbook):
+            action, what = step.name, step.step
             mode = "off" if kill else cfg.action(action)["mode"]
             settings = cfg.action(action)
             print(f"    {action} [{mode}]: {what}")
@@ -146,7 +135,6 @@ def main(argv: list[str] | None = None) -> int:
         cfg = Config.load(args.config)
     except ConfigError as exc:
         return fail(str(exc))
-    assert set(ACTIONS) == {a for steps in STEPS.values() for a, _ in steps}
     return serve(cfg) if args.command == "serve" else plan(cfg, args.alert)
 
 

@@ -15,6 +15,7 @@ import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from contracts.recovery import ACTIONS
 from contracts.metrics import ACTIONS_METRIC, EXHAUSTED_METRIC, GAVE_UP_LABELS, GAVE_UP_METRIC, LIMIT_REACHED_METRIC
 
 log = logging.getLogger("recovery")
@@ -66,8 +67,7 @@ class Metrics:
                              "unknown or attempts exhausted): the page for that failure must not wait for the retry grace",
                              list(GAVE_UP_LABELS), registry=r)
         self.up = Gauge("recovery_last_loop_timestamp_seconds", "When the worker loop last ran", registry=r)
-        for action in ("pbs-job-rerun", "pve-backup-rerun", "backup-fallback", "nas-snapshot-prune", "loki-compactor-report",
-                       "customer-impact-probe"):
+        for action in ACTIONS:
             for result in RESULTS:
                 self.actions.labels(action, result)
             self.in_flight.labels(action)

@@ -12,18 +12,9 @@ from dataclasses import dataclass
 import jsonschema
 import yaml
 
-MODES = ["off", "dry-run", "enforce"]
-ACTIONS = {
-    # action: (what it does, playbook)
-    "pbs-job-rerun": ("re-run a failed PBS sync, verify or prune job, or a datastore's GC", "backup-failure"),
-    "pve-backup-rerun": ("re-run a failed vzdump backup job as PVE's 'Run now' does", "backup-failure"),
-    "backup-fallback": ("back the failed job's guests up to the NAS with ansible-playbook", "backup-failure"),
-    "loki-compactor-report": ("post Loki's compactor health from Prometheus", "disk-usage"),
-    "nas-snapshot-prune": ("delete NAS snapshots older than the retention", "disk-usage"),
-    "customer-impact-probe": ("run the burning service's configured blackbox probes now and report", "customer-impact"),
-}
-PLAYBOOKS = sorted({playbook for _, playbook in ACTIONS.values()})
-ACTION_DEFAULTS = {"mode": "dry-run", "cooldownSeconds": 3600, "maxAttempts": 2, "windowSeconds": 86400}
+from contracts.recovery import ACTION_DEFAULTS, ACTIONS, DEFAULTS, MODES, PLAYBOOKS, SECTION_DEFAULTS
+
+PLAYBOOK_NAMES = sorted(PLAYBOOKS)
 
 _seconds = {"type": "number", "exclusiveMinimum": 0}
 _count = {"type": "integer", "minimum": 1}
@@ -51,12 +42,12 @@ SCHEMA = _object({
     "deferSeconds": _seconds,
     "logLines": {"type": "integer", "minimum": 1, "maximum": 200},
     "actions": {"type": "object", "propertyNames": {"enum": sorted(ACTIONS)}, "additionalProperties": _object({
-        "mode": {"enum": MODES}, "cooldownSeconds": {"type": "number", "minimum": 0}, "maxAttempts": _count,
+        "mode": {"enum": list(MODES)}, "cooldownSeconds": {"type": "number", "minimum": 0}, "maxAttempts": _count,
         "windowSeconds": _seconds})},
     "triggers": {"type": "array", "minItems": 1, "items": _object({
         "alertname": {"type": "string", "minLength": 1},
         "matchers": {"type": "object", "additionalProperties": {"type": "string"}},
-        "playbook": {"enum": PLAYBOOKS}}, ["alertname", "playbook"])},
+        "playbook": {"enum": PLAYBOOK_NAMES}}, ["alertname", "playbook"])},
     "pbs": _object({"url": _url, "uiUrl": _url, "node": {"type": "string", "minLength": 1}, **_tls,
                     "readTokenFile": _path,
                     "tokenFiles": _object({kind: _path for kind in ("sync", "verify", "prune", "gc")})},
@@ -76,29 +67,13 @@ SCHEMA = _object({
         "module": {"type": "string", "pattern": "^[A-Za-z0-9_]+$"}}, ["name", "service", "url", "module"])}},
                       ["exporterUrl", "targets"]),
     "mattermost": _object({"webhookUrlFile": _path, "username": {"type": "string"}, **_tls,
-                           "channels": {"type": "object", "propertyNames": {"enum": PLAYBOOKS},
+                           "channels": {"type": "object", "propertyNames": {"enum": PLAYBOOK_NAMES},
                                         "additionalProperties": {"type": "string"}}}, ["webhookUrlFile"]),
     "pagerduty": _object({"url": _url, "routingKeyFile": _path, "routeKey": {"type": "string", "pattern": "^\\{"},
                           "groupBy": {"type": "array", "items": {"type": "string"}},
                           "matchers": {"type": "object", "additionalProperties": {"type": "string"}}},
                          ["routingKeyFile", "routeKey", "groupBy"]),
 }, ["listen", "webhookTokenFile", "stateFile", "actions", "triggers"])
-
-DEFAULTS = {
-    "enabled": True, "workers": 2, "requestTimeoutSeconds": 10, "pollSeconds": 10, "verifyTimeoutSeconds": 6 * 3600,
-    "deferSeconds": 60, "logLines": 20, "killSwitchFile": "/etc/recovery/disabled",
-}
-SECTION_DEFAULTS = {
-    "pbs": {"node": "localhost", "verifyTls": True, "tokenFiles": {}},
-    "pve": {"verifyTls": True},
-    "fallback": {"ansiblePlaybook": "ansible-playbook", "timeoutSeconds": 4 * 3600, "resultDir": "/var/lib/recovery/fallback"},
-    "truenas": {"verifyTls": True, "keepNewest": 3},
-    "prometheus": {"verifyTls": True},
-    "probes": {"timeoutSeconds": 15},
-    "mattermost": {"username": "recovery", "channels": {}, "verifyTls": True},
-    "pagerduty": {"url": "https://events.pagerduty.com/v2/enqueue", "matchers": {}},
-}
-
 
 class ConfigError(Exception):
     def __init__(self, source: str, problems: list[str]):
@@ -108,6 +83,12 @@ class ConfigError(Exception):
 
 def _path_of(error: jsonschema.ValidationError) -> str:
     return ".".join(str(part) for part in error.absolute_path) or "(top level)"
+
+
+def _at(document: dict, path: str):
+    for key in path.split("."):
+        document = document.get(key) if isinstance(document, dict) else None
+    return document
 
 
 @dataclass(frozen=True)
@@ -138,22 +119,19 @@ class Config:
     @staticmethod
     def _cross_checks(document: dict) -> list[str]:
         problems = []
-        needs = {"backup-failure": ["pbs", "pve"], "disk-usage": [], "customer-impact": ["probes"]}
         for index, trigger in enumerate(document["triggers"]):
-            for section in needs[trigger["playbook"]]:
+            for section in PLAYBOOKS[trigger["playbook"]].needs:
                 if section not in document:
                     problems.append(f"triggers.{index}: playbook {trigger['playbook']} needs the '{section}' section")
         for action, settings in document["actions"].items():
             if settings.get("mode", ACTION_DEFAULTS["mode"]) == "off":
                 continue
-            section = {"backup-fallback": "fallback", "nas-snapshot-prune": "truenas", "loki-compactor-report": "prometheus",
-                       "pve-backup-rerun": "pve", "pbs-job-rerun": "pbs", "customer-impact-probe": "probes"}[action]
+            section = ACTIONS[action].section
             if section not in document:
                 problems.append(f"actions.{action}: mode {settings.get('mode', ACTION_DEFAULTS['mode'])} needs the '{section}' section")
-            if action == "pve-backup-rerun" and settings.get("mode") == "enforce" and "backupTokenFile" not in document.get("pve", {}):
-                problems.append("pve.backupTokenFile: required when actions.pve-backup-rerun.mode is enforce")
-            if action == "pbs-job-rerun" and settings.get("mode") == "enforce" and not document.get("pbs", {}).get("tokenFiles"):
-                problems.append("pbs.tokenFiles: required when actions.pbs-job-rerun.mode is enforce")
+            needed = ACTIONS[action].enforce_needs
+            if needed and settings.get("mode") == "enforce" and not _at(document, needed):
+                problems.append(f"{needed}: required when actions.{action}.mode is enforce")
         if ("tlsCertFile" in document) != ("tlsKeyFile" in document):
             problems.append("tlsCertFile, tlsKeyFile: give both or neither")
         return problems

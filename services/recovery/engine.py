@@ -2,7 +2,8 @@
 
 ``intake`` turns a webhook (payload version 4) into durable occurrences, one per firing alert of
 the trigger table, keyed by fingerprint and startsAt; resolved alerts and alerts outside the
-table are only audited. Worker threads then run each occurrence's playbook (recovery.playbooks).
+table are only audited. Worker threads then run each occurrence's playbook: the playbooks (recovery.playbooks)
+are handed to the engine where the service is wired (recovery.__main__); the engine knows none of them.
 
 Every action goes through ``Engine.act``, which applies the guards in this order: the global
 kill switch, the action's mode (off, dry-run, enforce), the cooldown and the maximum of
@@ -20,11 +21,14 @@ import os
 import threading
 import time
 from contextlib import contextmanager
-from typing import Callable
+from typing import Callable, Mapping
+
+from contracts.metrics import GAVE_UP_LABELS
+from contracts.recovery import BACKUP_FAILURE, MODES
 
 from .audit import Audit, Metrics
 from .config import Config
-from contracts.metrics import GAVE_UP_LABELS
+from .errors import Deferred, Interrupted, PayloadError
 from .notify import Chat, Pager
 from .proxmox import Pbs, Pve
 from .rest import ApiError, Endpoint, read_secret, ssl_context
@@ -32,18 +36,6 @@ from .state import Occurrence, State
 from .truenas import TrueNas, TrueNasError
 
 log = logging.getLogger("recovery")
-
-
-class PayloadError(ValueError):
-    """A webhook body that is not an Alertmanager v4 notification."""
-
-
-class Deferred(Exception):
-    """The action's node is busy: try the occurrence again later."""
-
-
-class Interrupted(Exception):
-    """The service is stopping; the occurrence continues after the restart."""
 
 
 def parse_payload(document: object) -> list[dict]:
@@ -141,8 +133,10 @@ class Clients:
 
 
 class Engine:
-    def __init__(self, cfg: Config, state: State, audit: Audit, metrics: Metrics, clients: Clients | None = None):
+    def __init__(self, cfg: Config, state: State, audit: Audit, metrics: Metrics,
+                 playbooks: Mapping[str, Callable[[Engine, Occurrence], None]], clients: Clients | None = None):
         self.cfg = cfg
+        self.playbooks = playbooks
         self.state = state
         self.audit = audit
         self.metrics = metrics
@@ -152,7 +146,7 @@ class Engine:
         self.locks_guard = threading.Lock()
         self.busy_nodes: set[str] = set()
         for action in cfg["actions"]:
-            for mode in ("off", "dry-run", "enforce"):
+            for mode in MODES:
                 metrics.modes.labels(action, mode).set(1 if cfg.action(action)["mode"] == mode else 0)
 
     # ------------------------------------------------------------------ intake
@@ -190,8 +184,6 @@ class Engine:
 
     # ------------------------------------------------------------------ workers
     def worker(self) -> None:
-        from .playbooks import PLAYBOOKS
-
         while not self.stopping.is_set():
             self.metrics.up.set_to_current_time()
             self.metrics.kill_switch.set(1 if self.kill_switch() else 0)
@@ -202,7 +194,7 @@ class Engine:
                 self.wakeup.clear()
                 continue
             try:
-                PLAYBOOKS[occ.playbook](self, occ)
+                self.playbooks[occ.playbook](self, occ)
             except Deferred as exc:
                 occ.context["deferrals"] = occ.context.get("deferrals", 0) + 1
                 self.state.finish(occ, "queued", time.time() + self.cfg["deferSeconds"])
@@ -224,7 +216,7 @@ class Engine:
             self.metrics.in_flight.labels(action).set(flights.get(action, 0))
         for action, count in self.state.targets_over(self.cfg.limits(), time.time()).items():
             self.metrics.exhausted.labels(action).set(count)
-        for job, failure_start in self.state.gave_up("backup-failure", GAVE_UP_LABELS).items():
+        for job, failure_start in self.state.gave_up(BACKUP_FAILURE, GAVE_UP_LABELS).items():
             self.metrics.gave_up.labels(*job).set(failure_start)
 
     def sleep(self, seconds: float) -> None:

@@ -28,7 +28,11 @@ import subprocess
 import time
 from urllib.parse import quote, urlencode
 
-from .engine import Deferred, Engine, Interrupted
+from contracts.recovery import (BACKUP_FAILURE, BACKUP_FALLBACK, CUSTOMER_IMPACT, CUSTOMER_IMPACT_PROBE, DISK_USAGE,
+                                LOKI_COMPACTOR_REPORT, NAS_SNAPSHOT_PRUNE, PBS_JOB_RERUN, PVE_BACKUP_RERUN)
+
+from .engine import Engine
+from .errors import Deferred
 from .probes import run_probe, verdict
 from .proxmox import included_guests, run_now_params, upid_node
 from .rest import ApiError
@@ -64,7 +68,7 @@ class BackupFailure:
         labels = occ.labels
         self.kind, self.job_id, self.store = labels.get("job_type", ""), labels.get("job_id", ""), labels.get("datastore", "")
         self.target = f"{self.kind}/{self.store}/{self.job_id}"
-        self.action = "pve-backup-rerun" if self.kind == "backup" else "pbs-job-rerun"
+        self.action = PVE_BACKUP_RERUN if self.kind == "backup" else PBS_JOB_RERUN
         self.title = f"{self.kind} job {self.job_id} on datastore {self.store}"
 
     def run(self) -> None:
@@ -314,7 +318,7 @@ class BackupFailure:
         """What the service did about this job within the re-run window, oldest first."""
         since = self.occ.received_at - self.e.cfg.action(self.action)["windowSeconds"]
         attempts = sorted(self.e.state.attempts(self.action, self.target, since, counted_only=False)
-                          + self.e.state.attempts("backup-fallback", self.target, since, counted_only=False),
+                          + self.e.state.attempts(BACKUP_FALLBACK, self.target, since, counted_only=False),
                           key=lambda a: a.started_at)
         return [f"{time.strftime('%H:%M:%SZ', time.gmtime(a.started_at))} {a.action}: {a.result or a.state}"
                 + (f" ({a.detail})" if a.detail else "") for a in attempts]
@@ -334,10 +338,10 @@ class BackupFailure:
             self.e.attach(self.occ, summary, self.details(found, tried), self.links(found))
             ctx["noted"] = True
             self.e.state.save_context(self.occ)
-        if self.kind != "backup" or ctx.get("fallback_noted") or self.e.mode("backup-fallback") == "off":
+        if self.kind != "backup" or ctx.get("fallback_noted") or self.e.mode(BACKUP_FALLBACK) == "off":
             return
         since = self.occ.received_at - self.e.cfg.action(self.action)["windowSeconds"]
-        fallback = (self.e.state.attempts("backup-fallback", self.target, since, counted_only=False) or [None])[-1]
+        fallback = (self.e.state.attempts(BACKUP_FALLBACK, self.target, since, counted_only=False) or [None])[-1]
         if fallback is None:
             return
         if fallback.state != "done":
@@ -355,13 +359,13 @@ class BackupFailure:
         guest_type, _, vmid = self.job_id.partition("/")
         guests = found.get("guests") or ([int(vmid)] if guest_type in ("vm", "ct") and vmid.isdigit() else [])
         if not guests:
-            self.e.audit("skip", **self.e.who(self.occ), target=self.target, action="backup-fallback", result="skipped",
+            self.e.audit("skip", **self.e.who(self.occ), target=self.target, action=BACKUP_FALLBACK, result="skipped",
                          why=f"backup group {self.job_id} names no guest to back up to the NAS")
             return
         result_file = os.path.join(fb["resultDir"], f"{self.occ.fingerprint}-{self.occ.starts_at.replace(':', '')}.json")
         extra = {"recovery_job": self.target, "recovery_guests": guests, "recovery_result_file": result_file}
         command = [fb["ansiblePlaybook"], "-i", fb["inventory"], fb["playbook"], "-e", json.dumps(extra)]
-        outcome = self.e.act(self.occ, "fallback", "backup-fallback", self.target, ["pve:fallback"],
+        outcome = self.e.act(self.occ, "fallback", BACKUP_FALLBACK, self.target, ["pve:fallback"],
                              plan="run " + " ".join(command[:4]) + f" for guests {guests}",
                              start=lambda: self.run_ansible(command, result_file), adopt=lambda t: self.read_result(result_file),
                              verify=lambda refs: self.check_result(result_file))
@@ -446,15 +450,15 @@ def compactor_health(engine: Engine) -> list[str]:
 def disk_usage(engine: Engine, occ: Occurrence) -> None:
     e, cfg = engine, engine.cfg
     what = occ.labels.get("persistentvolumeclaim") or occ.labels.get("hrStorageDescr") or occ.labels.get("instance", "")
-    if e.mode("loki-compactor-report") != "off" and "compactor" not in occ.context:
+    if e.mode(LOKI_COMPACTOR_REPORT) != "off" and "compactor" not in occ.context:
         lines = compactor_health(e) if "prometheus" in cfg.doc else ["no prometheus section configured"]
         occ.context["compactor"] = lines
         e.state.save_context(occ)
-        e.metrics.actions.labels("loki-compactor-report", "ok").inc()
-        e.audit("report", **e.who(occ), target=what, action="loki-compactor-report", result="ok", why="; ".join(lines))
+        e.metrics.actions.labels(LOKI_COMPACTOR_REPORT, "ok").inc()
+        e.audit("report", **e.who(occ), target=what, action=LOKI_COMPACTOR_REPORT, result="ok", why="; ".join(lines))
         e.post(occ, f"**{occ.alertname}** {what}: Loki compactor health\n" + "\n".join(f"- {line}" for line in lines))
-    if e.mode("nas-snapshot-prune") == "off" or "truenas" not in cfg.doc:
-        e.audit("skip", **e.who(occ), target=what, action="nas-snapshot-prune", result="skipped",
+    if e.mode(NAS_SNAPSHOT_PRUNE) == "off" or "truenas" not in cfg.doc:
+        e.audit("skip", **e.who(occ), target=what, action=NAS_SNAPSHOT_PRUNE, result="skipped",
                 why="kill switch engaged" if e.kill_switch() else "nas-snapshot-prune is off or not configured")
         return
     nas = cfg["truenas"]
@@ -466,8 +470,8 @@ def disk_usage(engine: Engine, occ: Occurrence) -> None:
                 snapshots, tasks = client.snapshots(dataset), client.replication_tasks()
         except TrueNasError as exc:
             e.metrics.api_errors.labels("truenas", exc.kind).inc()
-            e.audit("skip", **e.who(occ), target=dataset, action="nas-snapshot-prune", result="failed", why=str(exc))
-            e.metrics.actions.labels("nas-snapshot-prune", "failed").inc()
+            e.audit("skip", **e.who(occ), target=dataset, action=NAS_SNAPSHOT_PRUNE, result="failed", why=str(exc))
+            e.metrics.actions.labels(NAS_SNAPSHOT_PRUNE, "failed").inc()
             e.post(occ, f"NAS snapshot prune of {dataset}: cannot read the snapshots: {exc}")
             return
         cutoff = int(time.time() - nas["retentionDays"] * 86400)
@@ -476,11 +480,11 @@ def disk_usage(engine: Engine, occ: Occurrence) -> None:
         e.state.save_context(occ)
     delete = planned["delete"]
     if not delete:
-        e.audit("skip", **e.who(occ), target=dataset, action="nas-snapshot-prune", result="skipped",
+        e.audit("skip", **e.who(occ), target=dataset, action=NAS_SNAPSHOT_PRUNE, result="skipped",
                 why=f"nothing older than {nas['retentionDays']:g} days to delete ({len(planned['kept'])} snapshots kept)")
-        e.metrics.actions.labels("nas-snapshot-prune", "skipped").inc()
+        e.metrics.actions.labels(NAS_SNAPSHOT_PRUNE, "skipped").inc()
         return
-    outcome = e.act(occ, "prune", "nas-snapshot-prune", dataset, ["truenas"],
+    outcome = e.act(occ, "prune", NAS_SNAPSHOT_PRUNE, dataset, ["truenas"],
                     plan=f"delete {len(delete)} snapshot(s) of {dataset}: {', '.join(delete)}",
                     start=lambda: _delete_snapshots(e, delete), adopt=lambda t: [],
                     verify=lambda done: _verify_deleted(e, dataset, delete))
@@ -513,7 +517,7 @@ def _verify_deleted(engine: Engine, dataset: str, ids: list[str]) -> tuple[str, 
 # ---------------------------------------------------------------------- customer impact
 def customer_impact(engine: Engine, occ: Occurrence) -> None:
     """A latency SLO pages: are customers hurt? The service's configured probes answer, now."""
-    e, action = engine, "customer-impact-probe"
+    e, action = engine, CUSTOMER_IMPACT_PROBE
     service = occ.labels.get("service", "")
     mode = e.mode(action)
     targets = [t for t in (e.cfg.get("probes") or {}).get("targets", []) if t["service"] == service]
@@ -551,5 +555,5 @@ def customer_impact(engine: Engine, occ: Occurrence) -> None:
         e.state.save_context(occ)
 
 
-PLAYBOOKS = {"backup-failure": backup_failure, "disk-usage": disk_usage, "customer-impact": customer_impact}
-__all__ = ["PLAYBOOKS", "Interrupted"]
+# The steps of each playbook of the catalog (contracts/recovery.py), handed to the engine by __main__.
+PLAYBOOKS = {BACKUP_FAILURE: backup_failure, DISK_USAGE: disk_usage, CUSTOMER_IMPACT: customer_impact}

@@ -15,7 +15,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from .engine import Engine, PayloadError
+from .engine import Engine
+from .errors import PayloadError
 
 log = logging.getLogger("recovery")
 MAX_WEBHOOK = 2**20
