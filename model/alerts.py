@@ -75,7 +75,7 @@ def backup_rules(cfg: StackConfig) -> list[dict]:
     # The last state the exporter reported: an exporter outage does not pass for a recovery
     # (TargetDown and BackupMetricsAbsent tell of the outage itself).
     failed = f"last_over_time({LAST_RUN_FAILED}{{types}}[{LAST_KNOWN}]) == 1"
-    paged = 'ALERTS{alertname="BackupJobFailed",alertstate="firing",severity="critical"}'
+    paged = f'ALERTS{{alertname="{alerts.BACKUP_JOB_FAILED.name}",alertstate="firing",severity="critical"}}'
     # Opens the page: no run succeeded within the grace, or the retry failed too (two runs ended
     # within the grace and none succeeded). Not for a flapping job: BackupJobFlapping tells of it.
     # With the recovery service, also the moment it gives up on the job's current failure (not an

@@ -411,7 +411,6 @@ class Traces(ConfigModel):
         return found
 
 
-
 HTTP_URL = r"^https?://[A-Za-z0-9.-]+(:\d+)?(/[^\s]*)?$"
 
 

@@ -8,9 +8,9 @@ contracts/metrics.py, the one place the service and the rules share.
 from __future__ import annotations
 
 from contracts import alerts
+from contracts.metrics import PBS_JOB_LAST_SUCCESS, ACTIONS_METRIC, EXHAUSTED_METRIC, GAVE_UP_LABELS, GAVE_UP_METRIC, LIMIT_REACHED_METRIC, SCRAPE_JOB
 from model.config import StackConfig
 from model.rules import alert
-from contracts.metrics import PBS_JOB_LAST_SUCCESS, ACTIONS_METRIC, EXHAUSTED_METRIC, GAVE_UP_LABELS, GAVE_UP_METRIC, LIMIT_REACHED_METRIC, SCRAPE_JOB
 
 # RecoveryServiceDown tells of this target; TargetDown leaves it out (one alert per outage).
 SCRAPE_SELECTOR = f'job="{SCRAPE_JOB}"'

@@ -19,12 +19,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from contracts import services
+from contracts.metrics import PBS_JOB_ATTEMPT
 from model import secrets
 from model.alerts import backup_recording_rule
 from model.config import Role, StackConfig, duration_seconds
 from model.hosts import scheduling_for
-from contracts import services
-from contracts.metrics import PBS_JOB_ATTEMPT
 from model.metrics import ALERTMANAGER_SECRET
 from model.routing import SECRET_FILES
 

@@ -9,11 +9,10 @@ Secret, never as values. Only fields that both Alertmanager 0.25 (Debian, tests,
 
 from __future__ import annotations
 
+from contracts.alerts import WATCHDOG
 from model import recovery, secrets
 from model.config import Alerting, Receiver, Route, StackConfig
 from model.metrics import ALERTMANAGER_SECRET_DIR
-
-WATCHDOG_ALERT = "Watchdog"
 
 # Key of each secret inside the Kubernetes Secret mounted into Alertmanager.
 SECRET_FILES = {
@@ -86,7 +85,7 @@ def _route(route: Route) -> dict:
 def watchdog_route(alerting: Alerting) -> dict:
     # First and final: the always-firing Watchdog reaches only the heartbeat, never a pager.
     return {
-        "matchers": [f'alertname = "{WATCHDOG_ALERT}"'],
+        "matchers": [f'alertname = "{WATCHDOG.name}"'],
         "receiver": alerting.watchdog_receiver,
         "group_wait": "0s",
         "group_interval": alerting.watchdog_interval,

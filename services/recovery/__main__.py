@@ -18,9 +18,9 @@ import sys
 import threading
 import time
 
-from .audit import Audit, Metrics
 from contracts.recovery import steps
 
+from .audit import Audit, Metrics
 from .config import Config, ConfigError
 from .engine import Engine, parse_payload
 from .errors import PayloadError
