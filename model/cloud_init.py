@@ -16,7 +16,7 @@ import yaml
 
 from model import probes, pve, recovery
 from model.config import Role, StackConfig
-from model.secrets import K3S_TOKEN, PVE_EXPORTER_TOKEN
+from model.facts.secrets import K3S_TOKEN, PVE_EXPORTER_TOKEN
 from model.hosts import DATA_DISK_DEVICE, VmPlan, scheduling_for
 
 PBS_SUITE = "bookworm"

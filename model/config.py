@@ -24,11 +24,11 @@ from pydantic.alias_generators import to_camel
 
 from contracts import recovery as recovery_catalog
 from contracts import services
-from model import secrets
-from model.durations import format_seconds, parse_seconds
-from model.endpoints import Endpoints
-from model.links import FOLDERS
-from model.matchers import Matcher, parse_matcher
+from model.facts import secrets
+from model.facts.durations import format_seconds, parse_seconds
+from model.facts.endpoints import Endpoints
+from model.facts.links import FOLDERS
+from model.facts.matchers import Matcher, parse_matcher
 
 
 class ConfigModel(BaseModel):

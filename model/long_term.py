@@ -14,7 +14,7 @@ from typing import Any
 
 from contracts import alerts
 from model.config import LongTermMetrics, Role, StackConfig, duration_seconds
-from model.helm import resources
+from model.values.helm import resources
 from model.hosts import scheduling_for
 from model.rules import alert
 

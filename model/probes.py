@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 from contracts import alerts
 from model.config import ProbeTarget, Probes, Role, StackConfig, duration_seconds
-from model.endpoints import BLACKBOX_EXPORTER_PORT
-from model.helm import resources
+from model.facts.endpoints import BLACKBOX_EXPORTER_PORT
+from model.values.helm import resources
 from model.hosts import scheduling_for
 from model.rules import alert
 

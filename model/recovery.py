@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from contracts import recovery as catalog
 from contracts.alerts import PERSISTENT_VOLUME_USAGE_HIGH
 from contracts.fallback import inventory
-from model import probes, secrets
-from model import slo as slo_engine
+from model import probes
+from model.facts import secrets
+from model.rules import slo as slo_engine
 from model.config import RECOVERY_RECEIVER, Role, Route, StackConfig
-from model.durations import parse_seconds
-from model.endpoints import BLACKBOX_EXPORTER_PORT, LOGS_NAMESPACE
+from model.facts.durations import parse_seconds
+from model.facts.endpoints import BLACKBOX_EXPORTER_PORT, LOGS_NAMESPACE
 
 CONFIG_PATH = "/etc/recovery/recovery.yml"
 INVENTORY_PATH = "/etc/recovery/fallback-inventory.yml"

@@ -21,12 +21,12 @@ from pathlib import Path
 
 from contracts import services
 from contracts.metrics import PBS_JOB_ATTEMPT
-from model import secrets
-from model.alerts import backup_recording_rule
+from model.facts import secrets
+from model.rules.registry import backup_recording_rule
 from model.config import Role, StackConfig, duration_seconds
 from model.hosts import scheduling_for
-from model.metrics import ALERTMANAGER_SECRET
-from model.routing import SECRET_FILES
+from model.values.metrics import ALERTMANAGER_SECRET
+from model.values.routing import SECRET_FILES
 
 NAME = "pbs-report"
 IMAGE = "python:3.11-slim-bookworm"  # the CPython the pinned wheels are built for

@@ -24,13 +24,13 @@ from urllib.parse import urlparse
 
 from markdown_it import MarkdownIt
 
-from model.alerts import rule_files as stack_rule_files
+from model.rules.registry import rule_files as stack_rule_files
 from model.config import Role, StackConfig
 from model.grafana.dashboards import load_dashboards
 from model.grafana.runbooks import Runbook, list_runbooks
-from model.helm import resources
+from model.values.helm import resources
 from model.hosts import scheduling_for
-from model.links import SERVICE_DASHBOARDS, dashboard_url, explore_url
+from model.facts.links import SERVICE_DASHBOARDS, dashboard_url, explore_url
 
 NAME = "runbook-hub"
 # nginxinc's build of nginx runs as uid 101 on 8080, with its temp files under /tmp.

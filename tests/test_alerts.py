@@ -515,8 +515,8 @@ def test_a_scrape_job_that_vanished_is_reported(homelab, tmp_path):
 
 def test_every_alert_links_the_dashboard_of_its_service(homelab):
     from model.grafana.dashboards import load_dashboards
-    from model.links import SERVICE_DASHBOARDS
-    from model.metrics import static_scrape_jobs
+    from model.facts.links import SERVICE_DASHBOARDS
+    from model.values.metrics import static_scrape_jobs
     from tests.configs import homelab_config
 
     uids = {d.uid for d in load_dashboards()}

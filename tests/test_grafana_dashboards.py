@@ -12,7 +12,7 @@ from model.config import Grafana
 from model.grafana.dashboards import folders, iter_panels, load_dashboards, referenced_data_source_uids, render_dashboard
 from model.grafana.data_sources import data_source_uids, data_sources
 from model.grafana.runbooks import RUNBOOK_INDEX_MARKER, Runbook
-from model.links import DASHBOARD_FOLDERS, FOLDERS, SERVICE_DASHBOARDS, dashboard_url
+from model.facts.links import DASHBOARD_FOLDERS, FOLDERS, SERVICE_DASHBOARDS, dashboard_url
 from tests.grafana_schema import dashboard_errors
 from model.config import load_stack_config
 from tests.stacks import homelab_sections
@@ -128,7 +128,7 @@ def test_runbook_hub_lists_every_runbook(tmp_path):
 
 def test_recorded_series_the_dashboards_read_are_recorded():
     """A dashboard reading a recording rule that does not exist shows an empty panel, not an error."""
-    from model.alerts import all_rules, rule_files
+    from model.rules.registry import all_rules, rule_files
 
     recorded = {r["record"] for r in all_rules(rule_files(STACK)) if "record" in r}
     for dashboard in load_dashboards():

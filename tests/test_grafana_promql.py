@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from model.grafana.dashboards import load_dashboards, prometheus_queries
-from model.links import PROMETHEUS_UID
+from model.facts.links import PROMETHEUS_UID
 
 # Grafana's built-in interval variables, as Grafana would fill them for a 6h range.
 BUILTINS = {"__rate_interval": "2m", "__interval": "30s", "__interval_ms": "30000", "__range": "6h", "__range_s": "21600", "__range_ms": "21600000"}

@@ -17,13 +17,13 @@ from typing import Any, Callable
 import pytest
 import yaml
 
-from model import secrets
+from model.facts import secrets
 from model.grafana import alerting
 from model.config import ConfigError, load_stack_config
 from tests.stacks import homelab_sections
 from model.grafana.alerting import contact_points, notification_policy, route_receivers
-from model.matchers import parse_matcher
-from model.routing import alertmanager_config
+from model.facts.matchers import parse_matcher
+from model.values.routing import alertmanager_config
 
 
 STACK = load_stack_config(homelab_sections())

@@ -7,8 +7,8 @@ import re
 import pytest
 
 from model.config import required_secrets
-from model.helm import LOKI_CHART
-from model.logs import byte_size, loki_values, tenants
+from model.values.helm import LOKI_CHART
+from model.values.logs import byte_size, loki_values, tenants
 from tests.charts import effective_values, schema_errors
 from tests.configs import homelab_config as config, problems_of
 

@@ -13,7 +13,7 @@ import re
 import yaml
 
 from model.grafana.dashboards import iter_panels, load_dashboards
-from model.loki_limits import DEFAULT_RETENTION, INGESTION_RATE, MAX_STREAMS, RETENTION
+from model.rules.loki_limits import DEFAULT_RETENTION, INGESTION_RATE, MAX_STREAMS, RETENTION
 from model.config import duration_seconds
 from tests.test_alerts import _unit_test
 

@@ -7,7 +7,7 @@ import subprocess
 import pytest
 import yaml
 
-from model.matchers import Matcher, parse_matcher
+from model.facts.matchers import Matcher, parse_matcher
 
 MATCHERS = ['severity="critical"', "service=~backups.*", 'alertname!~"Latency.*"', r'summary!="say \"hi\""',
             r'path=~"a\.b"', 'team = ""', "job!=pbs-exporter"]

@@ -10,7 +10,7 @@ import pytest
 
 from model import long_term
 from model.config import Role
-from model.endpoints import VMINSERT_PORT, VMSELECT_PORT
+from model.facts.endpoints import VMINSERT_PORT, VMSELECT_PORT
 from model.hosts import scheduling_for
 from tests.configs import homelab_config, problems_of
 
@@ -166,7 +166,7 @@ def test_the_long_term_store_is_what_prometheus_writes_to_and_keeps_its_data_on_
 def test_grafana_gets_a_long_term_data_source_and_the_long_range_dashboards_read_it():
     from model.grafana.dashboards import load_dashboards, referenced_data_source_uids, render_dashboard
     from model.grafana.data_sources import data_sources
-    from model.links import LONG_RANGE_DASHBOARDS, LONG_TERM_METRICS_UID, PROMETHEUS_UID
+    from model.facts.links import LONG_RANGE_DASHBOARDS, LONG_TERM_METRICS_UID, PROMETHEUS_UID
 
     plain, with_store = homelab_config(), homelab_config(_metrics(longTerm=LONG_TERM))
     assert LONG_TERM_METRICS_UID not in {s["uid"] for s in data_sources(plain)}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from model.grafana.dashboards import DASHBOARDS_DIR
-from model.network import SATURATION_RATIO, UTILISATION
+from model.rules.network import SATURATION_RATIO, UTILISATION
 from tests.test_alerts import GRAFANA, HUB, _firing, _unit_test
 
 SWITCH = 'job="snmp-core-switch",instance="core-switch",service="network",ifIndex="3",ifName="ge-0/0/3",ifDescr="ge-0/0/3"'

@@ -14,7 +14,7 @@ import yaml
 
 from model import probes
 from model.config import ConfigError, load_stack_config
-from model.helm import BLACKBOX_EXPORTER_CHART
+from model.values.helm import BLACKBOX_EXPORTER_CHART
 from tests.charts import chart_dir, default_values, effective_values, schema_errors
 from tests.conftest import run_tool
 from tests.stacks import homelab_sections

@@ -99,7 +99,7 @@ def test_the_recovery_route_comes_from_the_trigger_table_with_its_bearer_token(h
 def test_without_recovery_the_routing_table_is_the_seed_s_alone():
     raw = _homelab_raw()
     del raw["recovery"]
-    from model.routing import alertmanager_config
+    from model.values.routing import alertmanager_config
 
     doc = alertmanager_config(load_stack_config(raw))
     assert [r["receiver"] for r in doc["route"]["routes"]] == ["watchdog-heartbeat", "pagerduty-primary", "mattermost-backup-room",

@@ -18,7 +18,7 @@ import pytest
 
 from model import runbook_hub
 from model.grafana.runbooks import Runbook
-from model.links import PROMETHEUS_UID
+from model.facts.links import PROMETHEUS_UID
 from policy.manifests import object_problems
 from tests.conftest import FAKE_SECRETS
 from tests.configs import homelab_config, problems_of

@@ -227,7 +227,7 @@ def test_the_backup_slo_records_its_burn_rates_and_budget_but_raises_no_alert(ho
 
 def _low_traffic_slo_rules(tmp_path) -> Path:
     """The backup SLO as a paging SLO with the low-traffic guard (minBadEvents: 2), rendered by the engine."""
-    from model import slo as slo_engine
+    from model.rules import slo as slo_engine
     from model.config import load_stack_config
     from tests.stacks import homelab_sections
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from model.config import required_secrets
-from model.helm import COLLECTOR_CHART, TEMPO_CHART, TEMPO_DISTRIBUTED_CHART
-from model.traces import SPAN_METRICS_CALLS, SPAN_METRICS_DURATION_BUCKET, collector_values, tempo_values
+from model.values.helm import COLLECTOR_CHART, TEMPO_CHART, TEMPO_DISTRIBUTED_CHART
+from model.values.traces import SPAN_METRICS_CALLS, SPAN_METRICS_DURATION_BUCKET, collector_values, tempo_values
 from tests.charts import effective_values, schema_errors
 from tests.configs import homelab_config as config, problems_of
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from model import recovery, secrets
+from model import recovery
+
+from model.facts import secrets
 from model.config import StackConfig
-from model.matchers import Matcher, parse_matcher
-from model.routing import PAGERDUTY_SUMMARY, alertmanager_config
-from model.secrets import SecretRef
+from model.facts.matchers import Matcher, parse_matcher
+from model.values.routing import PAGERDUTY_SUMMARY, alertmanager_config
+from model.facts.secrets import SecretRef
 
 
 def alert_routing_tree(stack: StackConfig) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from typing import Any, Iterator
 
 from model.config import Grafana
 from model.grafana.runbooks import Runbook, runbook_index_markdown, RUNBOOK_INDEX_MARKER
-from model.links import DASHBOARD_FOLDERS, FOLDERS, LONG_RANGE_DASHBOARDS, LONG_TERM_METRICS_UID, PROMETHEUS_UID
+from model.facts.links import DASHBOARD_FOLDERS, FOLDERS, LONG_RANGE_DASHBOARDS, LONG_TERM_METRICS_UID, PROMETHEUS_UID
 
 DASHBOARDS_DIR = Path(__file__).resolve().parents[2] / "dashboards"
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from model import logs as logs_model
+from model.values import logs as logs_model
 from model.config import StackConfig
-from model.links import ALERTMANAGER_UID, LONG_TERM_METRICS_UID, PROMETHEUS_UID, TEMPO_UID, loki_uid
+from model.facts.links import ALERTMANAGER_UID, LONG_TERM_METRICS_UID, PROMETHEUS_UID, TEMPO_UID, loki_uid
 
 
 def loki_tenants(stack: StackConfig) -> list[str]:

@@ -14,7 +14,7 @@ import dataclasses
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
-from model import recovery_alerts
+from model.rules import recovery as recovery_alerts
 from tools.drill.timeline import Counter, Ramp, Series, Steps, Timestamp
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from contracts import alerts
 from contracts.alerts import Alert
 from model.config import StackConfig, duration_seconds
-from model.logs import COMPACTION_INTERVAL
+from model.values.logs import COMPACTION_INTERVAL
 from model.rules import alert
 
 # Reasons of loki_discarded_samples_total that mean a limit of the tenant refused the lines.

@@ -12,11 +12,13 @@ from contracts import alerts
 from contracts.alerts import Alert
 from contracts.metrics import (PBS_DATASTORE_SIZE, PBS_DATASTORE_USED, PBS_JOB_ATTEMPT, PBS_JOB_LAST_RUN,
                                PBS_JOB_LAST_SUCCESS, PBS_JOB_SUCCESS)
-from model import loki_health, loki_limits, long_term, network, probes, pve, recovery_alerts
-from model import slo as slo_engine
+from model import long_term, probes, pve
+from model.rules import loki_health, loki_limits, network
+from model.rules import recovery as recovery_alerts
+from model.rules import slo as slo_engine
 from model.config import StackConfig, duration_seconds
-from model.links import alert_links
-from model.metrics import SCRAPED_JOBS_SERVICE, static_scrape_jobs
+from model.facts.links import alert_links
+from model.values.metrics import SCRAPED_JOBS_SERVICE, static_scrape_jobs
 from model.rules import alert
 
 # Filesystems that are not disks, and the PBS datastore (PbsDatastoreUsageHigh covers it).

@@ -10,9 +10,10 @@ Secret, never as values. Only fields that both Alertmanager 0.25 (Debian, tests,
 from __future__ import annotations
 
 from contracts.alerts import WATCHDOG
-from model import recovery, secrets
+from model import recovery
+from model.facts import secrets
 from model.config import Alerting, Receiver, Route, StackConfig
-from model.metrics import ALERTMANAGER_SECRET_DIR
+from model.values.metrics import ALERTMANAGER_SECRET_DIR
 
 # Key of each secret inside the Kubernetes Secret mounted into Alertmanager.
 SECRET_FILES = {

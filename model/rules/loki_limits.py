@@ -11,7 +11,7 @@ enforces and what the dashboard draws cannot drift apart.
 from __future__ import annotations
 
 from model.config import StackConfig, duration_seconds
-from model.logs import tenant_overrides
+from model.values.logs import tenant_overrides
 
 INGESTION_RATE = "tenant:loki_ingestion_rate_limit:bytes"
 MAX_STREAMS = "tenant:loki_max_streams_limit:count"

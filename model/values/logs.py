@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from model import secrets
+from model.facts import secrets
 from model.config import Logs, LogsMode, Role, StackConfig
-from model.helm import PROMETHEUS_SELECTOR_LABELS, resources
+from model.values.helm import PROMETHEUS_SELECTOR_LABELS, resources
 from model.hosts import K3S_LOCAL_PATH_STORAGE_CLASS, scheduling_for
 
 TENANT_HEADER = "X-Scope-OrgID"

@@ -14,9 +14,9 @@ from urllib.parse import urlsplit
 
 from model import long_term, probes, pve
 from model.config import Role, StackConfig
-from model.endpoints import SNMP_EXPORTER_PORT
+from model.facts.endpoints import SNMP_EXPORTER_PORT
 from model.hosts import scheduling_for
-from model.helm import resources
+from model.values.helm import resources
 
 # The Kubernetes Secret with the receivers' credentials; the operator mounts every secret
 # listed in alertmanagerSpec.secrets at /etc/alertmanager/secrets/<name>/<key>.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from model.endpoints import KUBE_PROMETHEUS_RELEASE
+from model.facts.endpoints import KUBE_PROMETHEUS_RELEASE
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,11 @@ Pure: plain dicts, no Pulumi.
 
 from __future__ import annotations
 
-from model import logs as loki
-from model import secrets
+from model.values import logs as loki
+from model.facts import secrets
 from model.config import ObjectStorage, Role, StackConfig, Traces, TracesMode, duration_hours
-from model.endpoints import COLLECTOR_RELEASE, OTLP_GRPC_PORT, OTLP_HTTP_PORT
-from model.helm import PROMETHEUS_SELECTOR_LABELS, resources
+from model.facts.endpoints import COLLECTOR_RELEASE, OTLP_GRPC_PORT, OTLP_HTTP_PORT
+from model.values.helm import PROMETHEUS_SELECTOR_LABELS, resources
 from model.hosts import K3S_LOCAL_PATH_STORAGE_CLASS, scheduling_for
 
 COLLECTOR_IMAGE = "otel/opentelemetry-collector-contrib"
