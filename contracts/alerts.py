@@ -2,7 +2,7 @@
 
 The rule generators (model/), the recovery catalog (contracts/recovery.py), the drill's scenarios
 and the runbooks (runbooks/<name>.md) refer to an alert by these names. An SLO's alerts are named
-after the SLO (model/slo.py); an alert whose service is None takes it from the target's labels.
+after the SLO (model/rules/slo.py); an alert whose service is None takes it from the target's labels.
 """
 
 from __future__ import annotations

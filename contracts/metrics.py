@@ -16,12 +16,12 @@ PBS_DATASTORE_SIZE = "pbs_datastore_size_bytes"
 PBS_DATASTORE_USED = "pbs_datastore_used_bytes"
 PBS_DATASTORE_AVAILABLE = "pbs_datastore_available_bytes"
 
-# The recovery service's, read by its alert rules (model/recovery_alerts.py).
+# The recovery service's, read by its alert rules (model/rules/recovery.py).
 # The start (alert startsAt) of the latest failure of the job the service gave up on; BackupJobFailed
-# pages at once on it while it is newer than the job's last success (model/recovery_alerts.py).
+# pages at once on it while it is newer than the job's last success (model/rules/recovery.py).
 GAVE_UP_METRIC = "recovery_backup_job_gave_up_failure_timestamp_seconds"
 GAVE_UP_LABELS = PBS_JOB_LABELS
 ACTIONS_METRIC = "recovery_actions_total"
 EXHAUSTED_METRIC = "recovery_exhausted_targets"
 LIMIT_REACHED_METRIC = "recovery_attempt_limit_reached_total"  # the attempt guard refused to act again
-SCRAPE_JOB = "recovery"  # the scrape job of the service's /metrics (model/metrics.py)
+SCRAPE_JOB = "recovery"  # the scrape job of the service's /metrics (model/values/metrics.py)

@@ -5,7 +5,7 @@ section below. Keys are written in camelCase in Pulumi.<stack>.yaml and every pr
 reported by the key path the user wrote (`hosts.pbs.memoryMb: must be >= 2048`), all of them
 at once, before any resource exists.
 
-Secrets never live in these models: model/secrets.py names each secret key and what it is for;
+Secrets never live in these models: model/facts/secrets.py names each secret key and what it is for;
 the program reads them as Pulumi secrets and `required_secrets` says which ones a stack needs.
 """
 
@@ -548,7 +548,7 @@ class PrometheusSettings(ConfigModel):
     storage_gb: int = Field(default=50, ge=5)
     storage_class: str | None = None
     # 2: an HA pair scraping and evaluating the same; each carries its own `prometheus_replica`
-    # external label, dropped from alerts so Alertmanager sees one alert (model/metrics.py).
+    # external label, dropped from alerts so Alertmanager sees one alert (model/values/metrics.py).
     replicas: int = Field(default=1, ge=1)
 
 
@@ -882,7 +882,7 @@ class RecoveryNas(ConfigModel):
     fallback_storage: str = Field(default="nas-fallback", pattern=r"^[a-z][a-z0-9_-]*$")
 
 
-# The routing table's receiver for the recovery service, added beside alerting.receivers (model/routing.py).
+# The routing table's receiver for the recovery service, added beside alerting.receivers (model/values/routing.py).
 RECOVERY_RECEIVER = "recovery-service"
 
 

@@ -12,18 +12,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from contracts import alerts
 from model.config import LongTermMetrics, Role, StackConfig, duration_seconds
 from model.values.helm import resources
 from model.hosts import scheduling_for
-from model.rules import alert
 
 # The external label each replica of an HA Prometheus pair carries (the operator's default name).
 REPLICA_LABEL = "prometheus_replica"
 # vmstorage's volume claim name (the chart's default): PVC names must never change.
 VMSTORAGE_VOLUME = "vmstorage-volume"
-# More than this share of samples refused by the store (the mixin's PrometheusRemoteStorageFailures: 1%).
-REMOTE_WRITE_FAILED_RATIO = 0.01
 
 
 def remote_write(cfg: StackConfig) -> list[dict[str, Any]]:
@@ -109,31 +105,3 @@ def victoria_metrics_values(cfg: StackConfig) -> dict:
             podDisruptionBudget={"enabled": True, "maxUnavailable": 1},
             **_spread(cfg, "vmstorage")),
     }
-
-
-def rule_groups(cfg: StackConfig) -> list[dict]:
-    """Alerts on the remote-write to the long-term store, after the Prometheus mixin's ([] without it)."""
-    lt = cfg.metrics.long_term
-    if lt is None:
-        return []
-    return [{"name": "long-term-metrics", "interval": cfg.metrics.evaluation_interval, "rules": [
-        alert(alerts.PROMETHEUS_REMOTE_WRITE_BEHIND,
-              # The mixin's: how far the newest sample sent lags the newest sample appended.
-              "(max_over_time(prometheus_remote_storage_highest_timestamp_in_seconds[5m])\n"
-              "  - ignoring(remote_name, url) group_right\n"
-              "max_over_time(prometheus_remote_storage_queue_highest_sent_timestamp_seconds[5m]))\n"
-              f"> {duration_seconds(lt.max_lag)}",
-              "warning", "Remote-write to the long-term store falls behind",
-              "Prometheus {{ $labels.instance }} is {{ $value | humanizeDuration }} behind in writing to "
-              "{{ $labels.remote_name }} ({{ $labels.url }}). Its WAL keeps the samples (about 2 hours) until "
-              "the store takes them again; beyond that they are missing from long-range dashboards and the "
-              "quarterly report.", for_="15m"),
-        alert(alerts.PROMETHEUS_REMOTE_WRITE_FAILING,
-              "rate(prometheus_remote_storage_samples_failed_total[5m])\n"
-              "  / (rate(prometheus_remote_storage_samples_failed_total[5m]) + rate(prometheus_remote_storage_samples_total[5m]))\n"
-              f"> {REMOTE_WRITE_FAILED_RATIO:g}",
-              "warning", "Remote-write to the long-term store drops samples",
-              "Prometheus {{ $labels.instance }} gives up on {{ $value | humanizePercentage }} of the samples for "
-              "{{ $labels.remote_name }} ({{ $labels.url }}): the store refuses them, so retrying would not help; "
-              "they are missing from the long-term data for good.", for_="15m"),
-    ]}]

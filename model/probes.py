@@ -14,12 +14,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from contracts import alerts
-from model.config import ProbeTarget, Probes, Role, StackConfig, duration_seconds
+from model.config import ProbeTarget, Role, StackConfig, duration_seconds
 from model.facts.endpoints import BLACKBOX_EXPORTER_PORT
 from model.values.helm import resources
 from model.hosts import scheduling_for
-from model.rules import alert
 
 JOB_PREFIX = "probe-"
 PROBE_JOBS = f'job=~"{JOB_PREFIX}.+"'
@@ -95,29 +93,6 @@ def probe_targets(cfg: StackConfig) -> list[OnDemandProbe]:
     """Every probe the recovery service may run: the configured targets, nothing else."""
     targets = cfg.probes.targets if cfg.probes else []
     return [OnDemandProbe(t.name, t.service, t.url, module_name(t)) for t in targets]
-
-
-def alert_rules(p: Probes) -> list[dict]:
-    expiry = f"(probe_ssl_earliest_cert_expiry{{{PROBE_JOBS}}} - time()) / 86400"
-    rules = [
-        alert(alerts.SYNTHETIC_PROBE_FAILING, f"probe_success{{{PROBE_JOBS}}} == 0", "critical", "A synthetic API check fails: customers are likely affected",
-              "Probe {{ $labels.probe }} of {{ $labels.instance }} has failed for " + p.failing_for
-              + " (wrong status, body, TLS or no answer): customers of {{ $labels.service }} see the same.",
-              for_=p.failing_for, service="{{ $labels.service }}"),
-    ]
-    for severity, days in (("warning", p.certificate_warning_days), ("critical", p.certificate_critical_days)):
-        rules.append(alert(
-            alerts.PROBE_CERTIFICATE_EXPIRING, f"{expiry} < {days}", severity, "A probed endpoint's TLS certificate is about to expire",
-            "The earliest certificate in the chain of {{ $labels.instance }} (probe {{ $labels.probe }}) expires in "
-            f"{{{{ $value | printf \"%.1f\" }}}} days (threshold {days} days).",
-            for_="15m", service="{{ $labels.service }}"))
-    return rules
-
-
-def rule_groups(cfg: StackConfig) -> list[dict]:
-    if not cfg.probes:
-        return []
-    return [{"name": "synthetic-probes", "interval": cfg.metrics.evaluation_interval, "rules": alert_rules(cfg.probes)}]
 
 
 def blackbox_exporter_values(cfg: StackConfig) -> dict:

@@ -112,7 +112,7 @@ def _cred(cfg: StackConfig, name: str) -> str:
 def pagerduty_route(cfg: StackConfig) -> tuple[Route, str] | None:
     """The first of the stack config's routes to a pagerduty receiver and its Alertmanager route key
     (dispatch/route.go Key: the matchers from the root, each ``name="value"``). With the service,
-    the stack config's routes sit below a route without matchers (model/routing.py): ``{}/{}/...``."""
+    the stack config's routes sit below a route without matchers (model/values/routing.py): ``{}/{}/...``."""
     alerting = cfg.alerting
     for route in alerting.routes:
         receiver = alerting.receiver_named(route.receiver)

@@ -22,7 +22,7 @@ from pathlib import Path
 from contracts import services
 from contracts.metrics import PBS_JOB_ATTEMPT
 from model.facts import secrets
-from model.rules.registry import backup_recording_rule
+from model.rules.backups import backup_recording_rule
 from model.config import Role, StackConfig, duration_seconds
 from model.hosts import scheduling_for
 from model.values.metrics import ALERTMANAGER_SECRET
@@ -43,7 +43,7 @@ STARTING_DEADLINE_SECONDS = 12 * 3600
 
 
 def prometheus_url(cfg: StackConfig) -> str:
-    """The stack's Prometheus as seen from inside the cluster (model/endpoints.py); with
+    """The stack's Prometheus as seen from inside the cluster (model/facts/endpoints.py); with
     metrics.longTerm the long-term store's query API, which keeps a whole quarter whatever
     Prometheus' own retention, and deduplicates an HA pair's samples."""
     if cfg.metrics.long_term:

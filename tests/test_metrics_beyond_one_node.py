@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from model import long_term
+from model.rules import long_term as long_term_rules
 from model.config import Role
 from model.facts.endpoints import VMINSERT_PORT, VMSELECT_PORT
 from model.hosts import scheduling_for
@@ -54,7 +55,7 @@ def test_bad_metrics_scale_out_config_names_the_key(change, path, words):
 def test_the_homelab_default_is_one_of_each_and_no_long_term_store():
     cfg = homelab_config()
     assert (cfg.metrics.alertmanager.replicas, cfg.metrics.prometheus.replicas, cfg.metrics.long_term) == (1, 1, None)
-    assert long_term.remote_write(cfg) == [] and long_term.rule_groups(cfg, "observability") == []
+    assert long_term.remote_write(cfg) == [] and long_term_rules.rule_groups(cfg) == []
 
 
 def test_a_production_like_stack_with_an_alertmanager_cluster_is_valid():

@@ -23,6 +23,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from model import pve
+from model.rules import pve as pve_rules
 from model.config import ConfigError, load_stack_config, required_secrets
 from tests.conftest import FAKE_SECRETS, run_tool
 from tests.configs import homelab_config
@@ -71,7 +72,7 @@ def test_the_token_and_the_oncall_key_are_required_secrets():
         del s["pveExporter"]
 
     assert "pveExporterToken" not in required_secrets(homelab_config(without))
-    assert pve.rule_groups(homelab_config(without)) == []
+    assert pve_rules.rule_groups(homelab_config(without)) == []
 
 
 def test_every_node_is_a_target_scraped_through_the_exporter(homelab):

@@ -1,7 +1,7 @@
 """Grafana's folders and the dashboards of dashboards/, with the PromQL they run.
 
 The files are the truth; the folder and dashboard UIDs they are filed and linked under live in
-model/links.py, so alerts, runbooks and the config name them without reading a dashboard.
+model/facts/links.py, so alerts, runbooks and the config name them without reading a dashboard.
 """
 
 from __future__ import annotations

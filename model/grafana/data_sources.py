@@ -1,4 +1,4 @@
-"""Grafana's data sources: one per backend, one per Loki tenant, with fixed UIDs (model/links.py)."""
+"""Grafana's data sources: one per backend, one per Loki tenant, with fixed UIDs (model/facts/links.py)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 Loki's metrics reach Prometheus through the chart's ServiceMonitor. The compactor compacts the
 index and, with retention on, applies retention and processes delete requests every
-compaction interval (model/logs.py); the mixin's "has not run in 3h" becomes three of our
+compaction interval (model/values/logs.py); the mixin's "has not run in 3h" becomes three of our
 intervals, so a stuck compactor is seen before its disk fills (the disk runbook reads these
 first). Refused ingestion is per tenant, by the reason Loki gives.
 """
@@ -13,7 +13,7 @@ from contracts import alerts
 from contracts.alerts import Alert
 from model.config import StackConfig, duration_seconds
 from model.values.logs import COMPACTION_INTERVAL
-from model.rules import alert
+from model.rules import AlertRule, RuleGroup, alert
 
 # Reasons of loki_discarded_samples_total that mean a limit of the tenant refused the lines.
 LIMIT_REASONS = "rate_limited|per_stream_rate_limit|stream_limit|line_too_long"
@@ -24,7 +24,7 @@ def _stall_seconds() -> int:
     return 3 * duration_seconds(COMPACTION_INTERVAL)
 
 
-def _stalled(spec: Alert, metric: str, what: str) -> list[dict]:
+def _stalled(spec: Alert, metric: str, what: str) -> list[AlertRule]:
     limit = _stall_seconds()
     minutes = limit // 60
     return [
@@ -42,7 +42,7 @@ def _stalled(spec: Alert, metric: str, what: str) -> list[dict]:
     ]
 
 
-def alert_rules() -> list[dict]:
+def alert_rules() -> list[AlertRule]:
     rules = _stalled(alerts.LOKI_COMPACTION_STALLED,
                      "loki_boltdb_shipper_compact_tables_operation_last_successful_run_timestamp_seconds", "compacted")
     rules += _stalled(alerts.LOKI_RETENTION_STALLED,
@@ -64,7 +64,7 @@ def alert_rules() -> list[dict]:
     return rules
 
 
-def rule_groups(cfg: StackConfig) -> list[dict]:
+def rule_groups(cfg: StackConfig) -> list[RuleGroup]:
     if not cfg.logs:
         return []
     return [{"name": "loki-health", "interval": cfg.metrics.evaluation_interval, "rules": alert_rules()}]

@@ -10,6 +10,7 @@ enforces and what the dashboard draws cannot drift apart.
 
 from __future__ import annotations
 
+from model.rules import RecordingRule, RuleGroup
 from model.config import StackConfig, duration_seconds
 from model.values.logs import tenant_overrides
 
@@ -19,7 +20,7 @@ RETENTION = "tenant:loki_retention_period:seconds"
 DEFAULT_RETENTION = "loki:default_retention_period:seconds"
 
 
-def recording_rules(cfg: StackConfig) -> list[dict]:
+def recording_rules(cfg: StackConfig) -> list[RecordingRule]:
     assert cfg.logs is not None
     rules = []
     for tenant, limits in tenant_overrides(cfg.logs).items():
@@ -31,7 +32,7 @@ def recording_rules(cfg: StackConfig) -> list[dict]:
     return rules
 
 
-def rule_groups(cfg: StackConfig) -> list[dict]:
+def rule_groups(cfg: StackConfig) -> list[RuleGroup]:
     if not cfg.logs:
         return []
     return [{"name": "loki-limits", "interval": cfg.metrics.evaluation_interval, "rules": recording_rules(cfg)}]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from contracts import alerts
 from model.config import StackConfig, duration_seconds
-from model.rules import alert
+from model.rules import AlertRule, RecordingRule, RuleGroup, alert
 
 UTILISATION = "interface:network_utilisation:ratio"
 # The line: above 80% for 15 minutes is a ticket; a page is the latency SLO's business.
@@ -26,7 +26,7 @@ def _rate_window(cfg: StackConfig) -> str:
     return f"{seconds // 60}m" if seconds % 60 == 0 else f"{seconds}s"
 
 
-def recording_rules(cfg: StackConfig) -> list[dict]:
+def recording_rules(cfg: StackConfig) -> list[RecordingRule]:
     window = _rate_window(cfg)
     rules = []
     for direction, octets in (("receive", "ifHCInOctets"), ("transmit", "ifHCOutOctets")):
@@ -46,7 +46,7 @@ def recording_rules(cfg: StackConfig) -> list[dict]:
     return rules
 
 
-def saturation_alert() -> dict:
+def saturation_alert() -> AlertRule:
     return alert(
         alerts.NETWORK_INTERFACE_SATURATED, f"{UTILISATION} > {SATURATION_RATIO}", "warning", "A network interface is saturated",
         "Interface {{ $labels.interface }} of {{ $labels.instance }} runs at {{ $value | humanizePercentage }} "
@@ -54,7 +54,7 @@ def saturation_alert() -> dict:
         for_=SATURATION_FOR)
 
 
-def rule_groups(cfg: StackConfig) -> list[dict]:
+def rule_groups(cfg: StackConfig) -> list[RuleGroup]:
     interval = cfg.metrics.evaluation_interval
     return [
         {"name": "network-utilisation", "interval": interval, "rules": recording_rules(cfg)},

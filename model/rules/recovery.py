@@ -1,7 +1,7 @@
 """The recovery service's side of the alert rules: the page that comes at once when it gives up,
 and the alerts about the service itself (docs/recovery.md, runbooks/Recovery*.md).
 
-The service is scraped as job `recovery` (model/metrics.py); the metric names come from
+The service is scraped as job `recovery` (model/values/metrics.py); the metric names come from
 contracts/metrics.py, the one place the service and the rules share.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 from contracts import alerts
 from contracts.metrics import PBS_JOB_LAST_SUCCESS, ACTIONS_METRIC, EXHAUSTED_METRIC, GAVE_UP_LABELS, GAVE_UP_METRIC, LIMIT_REACHED_METRIC, SCRAPE_JOB
 from model.config import StackConfig
-from model.rules import alert
+from model.rules import AlertRule, RuleGroup, alert
 
 # RecoveryServiceDown tells of this target; TargetDown leaves it out (one alert per outage).
 SCRAPE_SELECTOR = f'job="{SCRAPE_JOB}"'
@@ -29,7 +29,7 @@ def gave_up(job_selector: str) -> str:
             f"    {PBS_JOB_LAST_SUCCESS}{job_selector}")
 
 
-def alert_rules() -> list[dict]:
+def alert_rules() -> list[AlertRule]:
     return [
         alert(alerts.RECOVERY_SERVICE_DOWN, f"up{{{SCRAPE_SELECTOR}}} == 0", "warning", "The recovery service does not answer",
               "Prometheus cannot scrape the recovery service on {{ $labels.instance }}: failed backups are not re-run "
@@ -49,7 +49,7 @@ def alert_rules() -> list[dict]:
     ]
 
 
-def rule_groups(cfg: StackConfig) -> list[dict]:
+def rule_groups(cfg: StackConfig) -> list[RuleGroup]:
     if not cfg.recovery:
         return []
     return [{"name": "recovery-service", "interval": cfg.metrics.evaluation_interval, "rules": alert_rules()}]

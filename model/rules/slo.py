@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from model.rules import AlertRule, RecordingRule, RuleGroup
 from model.config import Slo, StackConfig
 from model.probes import PROBE_LABEL
 
@@ -117,7 +118,7 @@ def _selector(slo: Slo) -> str:
     return f'{{slo="{slo.name}"}}'
 
 
-def recording_rules(slo: Slo) -> list[dict]:
+def recording_rules(slo: Slo) -> list[RecordingRule]:
     budget = _number(error_budget(slo))
     rules = [
         {"record": BURN_RATE.format(window=w), "expr": f"{error_ratio(slo, w)} / {budget}", "labels": _labels(slo)}
@@ -142,7 +143,7 @@ def _condition(slo: Slo, c: BurnCondition) -> str:
     return f"(\n  {expr}\n)"
 
 
-def _alert(slo: Slo, severity: str, conditions: tuple[BurnCondition, ...], for_: str) -> dict:
+def _alert(slo: Slo, severity: str, conditions: tuple[BurnCondition, ...], for_: str) -> AlertRule:
     windows = " or ".join(f"{_number(c.factor)}x over {c.long_window} and {c.short_window}" for c in conditions)
     kind = "fast" if severity == "critical" else "slowly but steadily"
     return {
@@ -161,14 +162,14 @@ def _alert(slo: Slo, severity: str, conditions: tuple[BurnCondition, ...], for_:
     }
 
 
-def alert_rules(slo: Slo) -> list[dict]:
+def alert_rules(slo: Slo) -> list[AlertRule]:
     """The page and the ticket; none for an SLO with `alerts: false` (other alerts page for it)."""
     if not slo.alerts:
         return []
     return [_alert(slo, "critical", PAGE, slo.page_for), _alert(slo, "warning", TICKET, slo.ticket_for)]
 
 
-def rule_groups(cfg: StackConfig) -> list[dict]:
+def rule_groups(cfg: StackConfig) -> list[RuleGroup]:
     """One group per SLO: recording rules first, so its alerts read this evaluation's values."""
     return [
         {"name": f"slo-{slo.name}", "interval": cfg.metrics.evaluation_interval,

@@ -2,7 +2,7 @@
 
 The tenants are the one source of truth for everything multi-tenant: Loki's per-tenant
 runtime overrides (limits, retention, per-namespace `retention_stream` rules), the
-collector's `X-Scope-OrgID` headers (model/traces.py) and Grafana's data sources
+collector's `X-Scope-OrgID` headers (model/values/traces.py) and Grafana's data sources
 (`tenants()`). Pure: plain dicts, no Pulumi.
 """
 

@@ -23,7 +23,7 @@ from model.values.helm import resources
 ALERTMANAGER_SECRET = "alertmanager-receivers"
 ALERTMANAGER_SECRET_DIR = f"/etc/alertmanager/secrets/{ALERTMANAGER_SECRET}"
 
-# Chart rules that model/alerts.py replaces with its own (one alert per condition, our runbooks).
+# Chart rules that model/rules/registry.py replaces with its own (one alert per condition, our runbooks).
 REPLACED_CHART_RULES = (
     "Watchdog", "InfoInhibitor", "TargetDown",
     "PrometheusNotConnectedToAlertmanagers", "PrometheusErrorSendingAlertsToSomeAlertmanagers",
