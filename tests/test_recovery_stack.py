@@ -8,6 +8,7 @@ import subprocess
 import pytest
 import yaml
 
+from contracts import recovery as catalog
 from model.config import ConfigError, load_stack_config
 from services.recovery.config import Config
 from tests.conftest import FAKE_SECRETS, ROOT
@@ -19,10 +20,14 @@ def test_the_rendered_config_passes_the_services_own_check(homelab):
     assert cfg.action("pbs-job-rerun")["mode"] == "enforce"
     assert cfg.action("nas-snapshot-prune")["mode"] == "dry-run"
     assert cfg["pagerduty"]["routeKey"] == '{}/{}/{severity="critical"}'  # below the route holding the table's
-    assert cfg["mattermost"]["channels"] == {"backup-failure": "backups", "disk-usage": "ops", "customer-impact": "ops"}
-    assert {t.alertname for t in cfg.triggers} == {"BackupJobFailed", "BackupMaintenanceJobFailed",
-                                                  "PersistentVolumeUsageHigh", "NasStorageUsageHigh",
-                                                  "ApiGatewayLatencyBudgetBurn"}  # not the probes' own SLO
+    # Each playbook of the catalog posts to its room: the homelab's backup room, or the root receiver's.
+    rooms = {"backup": "backups", "ops": "ops"}
+    assert cfg["mattermost"]["channels"] == {name: rooms[p.room] for name, p in catalog.PLAYBOOKS.items()}
+    assert cfg["mattermost"]["channels"]["backup-failure"] == "backups"
+    assert {t.alertname for t in cfg.triggers} == {a for p in catalog.PLAYBOOKS.values() for a in p.alerts} | {
+        "ApiGatewayLatencyBudgetBurn"}  # not the probes' own SLO
+    assert {"BackupJobFailed", "BackupMaintenanceJobFailed", "PersistentVolumeUsageHigh", "NasStorageUsageHigh"} <= {
+        t.alertname for t in cfg.triggers}
     # Only the configured probes, through the exporter beside the service on the pbs host.
     assert cfg["probes"]["exporterUrl"] == "http://127.0.0.1:9115"
     assert [(t["name"], t["url"]) for t in cfg["probes"]["targets"]] == [
