@@ -1,7 +1,7 @@
 """Metric names one part exposes and another reads: the rules (model/), the report and the drill.
 
 The PBS job exporter (services/pbs_exporter, shipped to the host as one file that stands alone)
-writes its own names; tests/test_contracts.py holds its exposition to the names below.
+writes its own names; tests/contracts/test_contracts.py holds its exposition to the names below.
 """
 
 # The PBS job exporter's (services/pbs_exporter/README.md "Metrics").

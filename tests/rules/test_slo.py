@@ -19,7 +19,7 @@ import yaml
 
 from tests.conftest import run_tool
 
-REPORT = Path(__file__).resolve().parent.parent / "build" / "slo-detection-times.md"
+REPORT = Path(__file__).resolve().parents[2] / "build" / "slo-detection-times.md"
 EVENTS_PER_STEP = 100
 SECONDS = {"m": 60, "h": 3600, "d": 86400}
 

@@ -7,7 +7,7 @@ from tools.drill.deployed_config import DeployedConfig, TimeScale
 from tools.drill.scenarios import Expect, ReceiverOutage, Scenario, Window, m
 from tools.drill.verdict import RATIO_LIMIT, Captured, Notification, bound_for, decode, judge
 
-CONFIG = DeployedConfig.load(Path(__file__).parent / "fixtures" / "drill")
+CONFIG = DeployedConfig.load(Path(__file__).parent.parent / "fixtures" / "drill")
 RULES = CONFIG.alert_rules()
 TREE = CONFIG.routing()
 SCALE = TimeScale.for_config(CONFIG, 120)

@@ -12,7 +12,7 @@ from tests.conftest import run_tool
 from tools.drill import scenarios
 from tools.drill.timeline import value_at
 
-RUNBOOKS = Path(__file__).resolve().parent.parent / "runbooks"
+RUNBOOKS = Path(__file__).resolve().parents[2] / "runbooks"
 HUB = "https://runbooks.home.arpa/observability"  # site.runbookHubUrl of Pulumi.homelab.yaml
 GRAFANA = "https://grafana.home.arpa"  # grafana.url of Pulumi.homelab.yaml
 

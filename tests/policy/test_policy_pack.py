@@ -12,7 +12,7 @@ from pulumi_policy import EnforcementLevel
 from policy import credentials, policies
 from policy.policies import duration_seconds, runbook_path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _pins(path: Path) -> dict[str, str]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.test_alerts import GRAFANA, HUB, _firing, _unit_test
+from tests.rules.test_alerts import GRAFANA, HUB, _firing, _unit_test
 
 COMPACTED = "loki_boltdb_shipper_compact_tables_operation_last_successful_run_timestamp_seconds"
 RETAINED = "loki_compactor_apply_retention_last_successful_run_timestamp_seconds"

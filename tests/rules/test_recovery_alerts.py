@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.test_alerts import GRAFANA, HUB, _firing, _unit_test
+from tests.rules.test_alerts import GRAFANA, HUB, _firing, _unit_test
 
 
 def test_the_recovery_service_s_own_alerts(homelab, tmp_path):

@@ -6,7 +6,7 @@ import json
 
 from model.grafana.dashboards import DASHBOARDS_DIR
 from model.rules.network import SATURATION_RATIO, UTILISATION
-from tests.test_alerts import GRAFANA, HUB, _firing, _unit_test
+from tests.rules.test_alerts import GRAFANA, HUB, _firing, _unit_test
 
 SWITCH = 'job="snmp-core-switch",instance="core-switch",service="network",ifIndex="3",ifName="ge-0/0/3",ifDescr="ge-0/0/3"'
 HOST = 'job="node-exporter",instance="prom",device="eth0"'

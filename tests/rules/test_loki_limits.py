@@ -15,7 +15,7 @@ import yaml
 from model.grafana.dashboards import iter_panels, load_dashboards
 from model.rules.loki_limits import DEFAULT_RETENTION, INGESTION_RATE, MAX_STREAMS, RETENTION
 from model.config import duration_seconds
-from tests.test_alerts import _unit_test
+from tests.rules.test_alerts import _unit_test
 
 OVERRIDES_EXPORTER_METRICS = ("loki_overrides", "loki_overrides_defaults")
 

@@ -13,9 +13,9 @@ from contracts import recovery as catalog
 from services.recovery import config as service_config
 from services.recovery.audit import Metrics
 from services.recovery.playbooks import PLAYBOOKS
-from tests.test_pbs_exporter import exporters, fake, seed  # noqa: F401 (fixtures)
+from tests.services.test_pbs_exporter import exporters, fake, seed  # noqa: F401 (fixtures)
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PBS_NAMES = {v for k, v in vars(metrics).items() if k.startswith("PBS_") and isinstance(v, str)}
 PBS_JOB_METRICS = {v for k, v in vars(metrics).items() if k.startswith("PBS_JOB_") and isinstance(v, str)}
 

@@ -14,7 +14,7 @@ from model import long_term
 from tests.conftest import FAKE_SECRETS, Rendered, run_tool
 from tests.long_term_world import APP_METRIC, SCRAPE_INTERVAL, LongTermWorld
 from tests.stacks import write_stack
-from tests.test_alerts import _unit_test
+from tests.rules.test_alerts import _unit_test
 from tools.offline_engine import run_program
 
 # Rendered with a lag threshold the compressed test can reach: 10s (the default is 10m).

@@ -12,7 +12,7 @@ import yaml
 
 from tests.conftest import run_tool
 
-STANDING = sorted((Path(__file__).resolve().parent / "rules").glob("*.test.yaml"))
+STANDING = sorted(Path(__file__).resolve().parent.glob("*.test.yaml"))
 BUILD_RULES = "../../build/homelab/prometheus/rules/"
 
 

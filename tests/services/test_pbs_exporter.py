@@ -35,7 +35,7 @@ from tests.fake_pbs import (
     systemd_escape,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EXPORTER = ROOT / "services" / "pbs_exporter" / "pbs_job_exporter.py"
 SECRET = TOKEN.rsplit(":", 1)[1]
 DEADLINE = 20.0

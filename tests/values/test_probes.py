@@ -18,7 +18,7 @@ from model.values.helm import BLACKBOX_EXPORTER_CHART
 from tests.charts import chart_dir, default_values, effective_values, schema_errors
 from tests.conftest import run_tool
 from tests.stacks import homelab_sections
-from tests.test_alerts import GRAFANA, HUB, _firing, _unit_test
+from tests.rules.test_alerts import GRAFANA, HUB, _firing, _unit_test
 from tools import manifests
 
 CFG = load_stack_config(homelab_sections())
@@ -89,7 +89,7 @@ def test_chart_values_are_ones_the_chart_knows():
 def test_only_configured_probes_can_be_run_on_demand():
     names = [p.name for p in probes.probe_targets(CFG)]
     assert names == ["api-gateway-health", "api-gateway-openapi"]
-    # each with the module rendered for it (tests/test_recovery_probes.py: the service refuses any other)
+    # each with the module rendered for it (tests/services/test_recovery_probes.py: the service refuses any other)
     modules = [p.module for p in probes.probe_targets(CFG)]
     assert len(set(modules)) == 2 and set(modules) <= set(probes.blackbox_config(CFG)["modules"])
 

@@ -29,7 +29,7 @@ from tests.conftest import FAKE_SECRETS, run_tool
 from tests.configs import homelab_config
 from tests.fake_pve_inventory import TOKEN, FakePveCluster, Guest, Replication, Storage, self_signed
 from tests.stacks import homelab_sections
-from tests.test_alerts import _firing, _unit_test
+from tests.rules.test_alerts import _firing, _unit_test
 from tools.drill.processes import ManagedProcess, free_port, wait_ready
 from tools.offline_engine import ROOT
 

@@ -7,7 +7,7 @@ import yaml
 from tools.drill.deployed_config import (DeployedConfig, DrillConfigError, TimeScale, drill_alertmanager_config,
                                         drill_prometheus_config, scaled_rule_files)
 
-FIXTURE = Path(__file__).parent / "fixtures" / "drill"
+FIXTURE = Path(__file__).parent.parent / "fixtures" / "drill"
 
 
 @pytest.fixture(scope="module")

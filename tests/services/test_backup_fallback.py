@@ -13,7 +13,7 @@ from contracts.fallback import inventory
 from tests.conftest import run_tool
 from tests.fake_pve import FALLBACK_TOKEN, READ_TOKEN, FakePVE
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOK = ROOT / "playbooks" / "backup-fallback.yml"
 BIN = Path(sys.executable).parent
 
