@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pulumi
 
 from components.helm import Cluster, ReleaseNamespace
-from model import long_term, probes
+from model.values import long_term, probes
 from model.values import metrics
 from model.rules.registry import rule_files
 from model.config import StackConfig, required_secrets

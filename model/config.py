@@ -719,6 +719,11 @@ class Slo(ConfigModel):
     # already page one by one (the backup jobs).
     alerts: bool = True
 
+    @property
+    def alert_name(self) -> str:
+        """The name of this SLO's burn-rate alerts (model/rules/slo.py); the recovery service's trigger too."""
+        return "".join(part.capitalize() for part in self.name.split("-")) + "BudgetBurn"
+
     def problems(self, at: str) -> list[Problem]:
         found = []
         if not self.alerts and self.min_bad_events > 1:

@@ -14,10 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from model.config import ProbeTarget, Role, StackConfig, duration_seconds
-from model.facts.endpoints import BLACKBOX_EXPORTER_PORT
-from model.values.helm import resources
-from model.hosts import scheduling_for
+from model.config import ProbeTarget, StackConfig, duration_seconds
 
 JOB_PREFIX = "probe-"
 PROBE_JOBS = f'job=~"{JOB_PREFIX}.+"'
@@ -93,19 +90,3 @@ def probe_targets(cfg: StackConfig) -> list[OnDemandProbe]:
     """Every probe the recovery service may run: the configured targets, nothing else."""
     targets = cfg.probes.targets if cfg.probes else []
     return [OnDemandProbe(t.name, t.service, t.url, module_name(t)) for t in targets]
-
-
-def blackbox_exporter_values(cfg: StackConfig) -> dict:
-    """The chart's values: our modules, beside Prometheus on the observability nodes."""
-    s = scheduling_for(Role.PROMETHEUS)
-    return {
-        "nodeSelector": s.node_selector(),
-        "tolerations": s.tolerations(),
-        # Helm merges maps, so the chart's own http_2xx (ip4 too) stays beside ours; a null
-        # would remove it, but Pulumi drops nulls from a release's values before Helm sees them.
-        "config": blackbox_config(cfg),
-        "service": {"port": BLACKBOX_EXPORTER_PORT},
-        # Scraped through the probe jobs above (one per target); no ServiceMonitor needed.
-        "serviceMonitor": {"enabled": False, "selfMonitor": {"enabled": False}},
-        "resources": resources("10m", "32Mi", "64Mi"),
-    }

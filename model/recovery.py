@@ -15,7 +15,6 @@ from contracts.alerts import PERSISTENT_VOLUME_USAGE_HIGH
 from contracts.fallback import inventory
 from model import probes
 from model.facts import secrets
-from model.rules import slo as slo_engine
 from model.config import RECOVERY_RECEIVER, Role, Route, StackConfig
 from model.facts.durations import parse_seconds
 from model.facts.endpoints import BLACKBOX_EXPORTER_PORT, LOGS_NAMESPACE
@@ -100,7 +99,7 @@ def triggers(cfg: StackConfig) -> list[tuple[str, dict, str]]:
     out = list(TRIGGERS)
     if probing(cfg):
         probed = {p.service for p in probes.probe_targets(cfg)}
-        out += [(slo_engine.alert_name(s), {"severity": "critical"}, catalog.CUSTOMER_IMPACT)
+        out += [(s.alert_name, {"severity": "critical"}, catalog.CUSTOMER_IMPACT)
                 for s in cfg.slos if s.alerts and s.service in probed and s.sli.probe is None]
     return out
 

@@ -44,10 +44,6 @@ BURN_RATE = "slo:burn_rate:{window}"
 BUDGET_REMAINING = "slo:error_budget_remaining:ratio"
 
 
-def alert_name(slo: Slo) -> str:
-    return "".join(part.capitalize() for part in slo.name.split("-")) + "BudgetBurn"
-
-
 def error_budget(slo: Slo) -> float:
     return round(1 - slo.objective / 100, 10)
 
@@ -147,7 +143,7 @@ def _alert(slo: Slo, severity: str, conditions: tuple[BurnCondition, ...], for_:
     windows = " or ".join(f"{_number(c.factor)}x over {c.long_window} and {c.short_window}" for c in conditions)
     kind = "fast" if severity == "critical" else "slowly but steadily"
     return {
-        "alert": alert_name(slo),
+        "alert": slo.alert_name,
         "expr": "\nor\n".join(_condition(slo, c) for c in conditions),
         "for": for_,
         "labels": {"severity": severity, **_labels(slo)},

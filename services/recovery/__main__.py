@@ -31,6 +31,7 @@ from .state import State
 
 log = logging.getLogger("recovery")
 
+
 def fail(message: str) -> int:
     print(f"recovery: error: {message}", file=sys.stderr)
     return 2

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from model import probes
+from model.values import probes as probe_values
 from model.config import ConfigError, load_stack_config
 from model.values.helm import BLACKBOX_EXPORTER_CHART
 from tests.charts import chart_dir, default_values, effective_values, schema_errors
@@ -71,7 +72,7 @@ def test_every_module_asks_for_ipv4_and_carries_its_target_checks():
 
 
 def test_chart_values_are_ones_the_chart_knows():
-    values = probes.blackbox_exporter_values(CFG)
+    values = probe_values.blackbox_exporter_values(CFG)
     schema = chart_dir(BLACKBOX_EXPORTER_CHART) / "values.schema.json"
     if schema.exists():
         assert schema_errors(BLACKBOX_EXPORTER_CHART, values) == []
