@@ -49,7 +49,7 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 
 # prometheus-pve-exporter's own venv, the pinned set the pbs host installs (tests/test_pve.py runs it).
 PVE_EXPORTER_VENV := .venv-pve-exporter
-$(PVE_EXPORTER_VENV)/.requirements-sha256: exporters/pve-exporter-requirements.txt
+$(PVE_EXPORTER_VENV)/.requirements-sha256: services/pve_exporter/pve-exporter-requirements.txt
 	$(PYTHON) -m venv --clear $(PVE_EXPORTER_VENV)
 	$(PVE_EXPORTER_VENV)/bin/pip install --quiet --disable-pip-version-check -r $<
 	sha256sum $< | cut -d' ' -f1 | tr -d '\n' > $@

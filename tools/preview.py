@@ -149,7 +149,7 @@ def write_helm_values(recording: Recording, out: Path) -> None:
 
 def write_prometheus_config(recording: Recording, out: Path) -> None:
     """Rule files, scrape configs and alertmanager.yml exactly as the kube-prometheus-stack release gets them."""
-    from model.endpoints import KUBE_PROMETHEUS_RELEASE
+    from model.facts.endpoints import KUBE_PROMETHEUS_RELEASE
 
     values = _helm_values(recording).get(KUBE_PROMETHEUS_RELEASE)
     if values is None:
