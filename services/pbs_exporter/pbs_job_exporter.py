@@ -114,7 +114,9 @@ prunejob            ``store`` or ``store:ns``           the prune job, see
 garbage_collection  ``store``                           ``store``
 sync                ``store``                           ``manual``
 prune               ``store:ns:vm/101``, ``store:ns``   ``manual``
-verify              ``store`` or ``store:nspath``       ``manual``
+verify              ``store`` or ``store:nspath``;      ``manual``
+                    ``store:vm/101/65A0B0C0`` (after a
+                    backup, datastore ``verify-new``)
 verify_group        ``store:nspath/vm/101``             ``manual``
 verify_snapshot     ``store:nspath/vm/101/65A0B0C0``    ``manual``
 ==================  ==================================  ==================
@@ -462,8 +464,11 @@ WORKER_FORMS = {
     "sync": ("sync", MANUAL, _form(r"{store}")),
     # api2/admin/datastore.rs prune (a group) and prune_datastore
     "prune": ("prune", MANUAL, _form(r"{store}:(?:{NS})?(?::{GROUP})?")),
-    # api2/admin/datastore.rs verify; before namespaces without the "/"
-    "verify": ("verify", MANUAL, _form(r"{store}(?::{NS_PATH})?")),
+    # api2/admin/datastore.rs verify; before namespaces without the "/";
+    # api2/backup/environment.rs verify_after_complete (verify-new): the
+    # new snapshot, no namespace
+    "verify": ("verify", MANUAL, _form(
+        r"{store}(?::(?:{NS_PATH}|{GROUP}/[0-9A-Fa-f]{{8,}}))?")),
     "verify_group": ("verify", MANUAL, _form(
         r"{store}:(?:{NS_PATH})?/?{GROUP}")),
     "verify_snapshot": ("verify", MANUAL, _form(

@@ -21,6 +21,7 @@ import os
 import threading
 import time
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Callable, Mapping
 
 from contracts.metrics import GAVE_UP_LABELS
@@ -28,7 +29,7 @@ from contracts.recovery import BACKUP_FAILURE, MODES
 
 from .audit import Audit, Metrics
 from .config import Config
-from .errors import Deferred, Interrupted, PayloadError
+from .errors import Deferred, Halted, Interrupted, PayloadError
 from .notify import Chat, Pager
 from .proxmox import Pbs, Pve
 from .rest import ApiError, Endpoint, read_secret, ssl_context
@@ -38,23 +39,42 @@ from .truenas import TrueNas, TrueNasError
 log = logging.getLogger("recovery")
 
 
+ALERT_STATUSES = ("firing", "resolved")
+
+
+def _strings(value: object) -> bool:
+    return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+
+
 def parse_payload(document: object) -> list[dict]:
+    """The alerts of an Alertmanager v4 notification (alertmanager notify/webhook Message: labels and
+    annotations map strings to strings, times are RFC 3339); anything else is refused whole."""
     if not isinstance(document, dict):
         raise PayloadError("body is not a JSON object")
     if document.get("version") != "4":
-        raise PayloadError(f"payload version {document.get('version')!r}, expected '4'")
+        raise PayloadError(f"payload version {str(document.get('version'))[:20]!r}, expected '4'")
     alerts = document.get("alerts")
     if not isinstance(alerts, list):
         raise PayloadError("'alerts' is not a list")
     for index, alert in enumerate(alerts):
-        if not isinstance(alert, dict) or not isinstance(alert.get("labels"), dict):
-            raise PayloadError(f"alerts[{index}] has no labels")
+        if not isinstance(alert, dict) or not _strings(alert.get("labels")):
+            raise PayloadError(f"alerts[{index}].labels is not an object of strings")
+        if not _strings(alert.get("annotations") or {}):
+            raise PayloadError(f"alerts[{index}].annotations is not an object of strings")
         for key in ("status", "startsAt", "fingerprint"):
             if not isinstance(alert.get(key), str) or not alert[key]:
                 raise PayloadError(f"alerts[{index}].{key} is missing")
+        if alert["status"] not in ALERT_STATUSES:
+            raise PayloadError(f"alerts[{index}].status {alert['status'][:20]!r} is neither firing nor resolved")
+        try:
+            datetime.fromisoformat(alert["startsAt"])
+        except ValueError:
+            raise PayloadError(f"alerts[{index}].startsAt {alert['startsAt'][:40]!r} is not an RFC 3339 time") from None
     truncated = document.get("truncatedAlerts", 0)
-    if not isinstance(truncated, int) or truncated < 0:
+    if not isinstance(truncated, int) or isinstance(truncated, bool) or truncated < 0:
         raise PayloadError("'truncatedAlerts' is not a count")
+    if not isinstance(document.get("groupKey", ""), str):
+        raise PayloadError("'groupKey' is not a string")
     return alerts
 
 
@@ -316,6 +336,8 @@ class Engine:
     def _start(self, occ, action, target, attempt, start, adopt, started_at) -> tuple[list[str], tuple[str, str] | None]:
         try:
             upids = start()
+        except Halted as exc:
+            return [], ("skipped", str(exc))
         except (ApiError, TrueNasError) as exc:
             self.metrics.api_errors.labels(getattr(exc, "api", "truenas"), exc.kind).inc()
             log.error("%s on %s: start failed: %s", action, target, exc)

@@ -11,3 +11,7 @@ class Deferred(Exception):
 
 class Interrupted(Exception):
     """The service is stopping; the occurrence continues after the restart."""
+
+
+class Halted(Exception):
+    """The kill switch was engaged while an action waited to start: nothing was started."""

@@ -23,22 +23,25 @@ disk-usage (the Loki volume, the NAS)
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import time
+from datetime import datetime
 from urllib.parse import quote, urlencode
 
 from contracts.recovery import (BACKUP_FAILURE, BACKUP_FALLBACK, CUSTOMER_IMPACT, CUSTOMER_IMPACT_PROBE, DISK_USAGE,
                                 LOKI_COMPACTOR_REPORT, NAS_SNAPSHOT_PRUNE, PBS_JOB_RERUN, PVE_BACKUP_RERUN)
 
 from .engine import Engine
-from .errors import Deferred
+from .errors import Deferred, Halted, Interrupted
 from .probes import run_probe, verdict
 from .proxmox import included_guests, run_now_params, upid_node
 from .rest import ApiError
 from .state import Occurrence
-from .truenas import TrueNasError, prune_plan
+from .truenas import RpcError, TrueNasError, prune_plan
 
+log = logging.getLogger("recovery")
 PBS_KINDS = {"sync", "verify", "prune", "gc"}
 
 
@@ -55,6 +58,16 @@ def pve_link(cfg, node: str) -> str:
 
 def upid_start(upid: str) -> int:
     return int(upid.split(":")[5], 16)
+
+
+def epoch(timestamp: str) -> float:
+    """An Alertmanager time (RFC 3339) in seconds since the epoch."""
+    return datetime.fromisoformat(timestamp).timestamp()
+
+
+def job_target(found: dict) -> str:
+    """A PVE backup job is re-run as a whole, so its attempts are counted per job, not per guest."""
+    return f"pve-job/{found['job'].get('id')}"
 
 
 def code_block(lines: list[str]) -> str:
@@ -130,7 +143,8 @@ class BackupFailure:
                     found["problems"].append(f"PBS has no {self.kind} job {self.job_id} (or the read token cannot see it)")
                 upid, status = (job or {}).get("last-run-upid"), (job or {}).get("last-run-state")
             if upid:
-                found["tasks"].append({"api": "PBS", "upid": upid, "status": status, "link": pbs_link(self.cfg, upid),
+                found["tasks"].append({"api": "PBS", "upid": upid, "status": status, "started": upid_start(upid),
+                                       "link": pbs_link(self.cfg, upid),
                                        "lines": pbs.task_log_tail(pbs.node, upid, lines)})
             else:
                 found["problems"].append("no failed PBS task found for it")
@@ -174,6 +188,7 @@ class BackupFailure:
             task = pve.last_failed_vzdump(node, vmid)
             if task:
                 found["tasks"].append({"api": "PVE", "upid": task["upid"], "status": task.get("status"),
+                                       "started": task.get("starttime"),
                                        "link": pve_link(self.cfg, node),
                                        "lines": pve.task_log_tail(node, task["upid"], self.cfg["logLines"])})
         except ApiError as exc:
@@ -249,11 +264,38 @@ class BackupFailure:
                 self.occ.context["rerun"] = outcome
                 self.e.state.save_context(self.occ)
             return self.occ.context["rerun"]
+        covered = self.covering_rerun(found)
+        if covered is not None:
+            return covered
         params = run_now_params(job)
         plan = f"run PVE backup job {job.get('id')} now (POST /nodes/{{node}}/vzdump on {', '.join(nodes)}: {urlencode(params)})"
-        return self.e.act(self.occ, "rerun", self.action, self.target, [f"pve:{n}" for n in nodes], plan=plan,
+        return self.e.act(self.occ, "rerun", self.action, job_target(found), [f"pve:{n}" for n in nodes], plan=plan,
                           start=lambda: self.start_vzdump(nodes, params), adopt=lambda t: self.adopt_vzdump(nodes, t),
                           verify=self.verify_vzdump)
+
+    def covering_rerun(self, found: dict) -> dict | None:
+        """The outcome of a re-run of the same PVE job that started after this failure (for another of
+        its guests): it backed this guest up too, so the job is not run again. While it runs, wait."""
+        if "rerun" in self.occ.context or self.e.state.attempt_of(self.occ, "rerun") is not None:
+            return None
+        started = {t["api"]: t["started"] for t in found["tasks"] if isinstance(t.get("started"), int)}
+        failed_at = started.get("PVE", started.get("PBS", epoch(self.occ.starts_at)))  # the vzdump task is the job's run
+        target = job_target(found)
+        runs = [a for a in self.e.state.attempts(self.action, target, failed_at) if a.step == "rerun"]
+        if not runs:
+            return None
+        run = runs[-1]
+        if run.state != "done":
+            raise Deferred(f"PVE backup job {found['job'].get('id')} is being re-run for another of its guests: "
+                           "waiting for that run, which backs this guest up too")
+        when = time.strftime("%H:%M:%SZ", time.gmtime(run.started_at))
+        outcome = {"result": run.result or "unknown", "upids": run.upids, "exhausted": False,
+                   "why": f"the job was already re-run at {when} after this failure (for another of its guests): {run.detail}"}
+        self.e.audit("skip", **self.e.who(self.occ), target=target, action=self.action, upid=",".join(run.upids),
+                     result=outcome["result"], why=outcome["why"])
+        self.occ.context["rerun"] = outcome
+        self.e.state.save_context(self.occ)
+        return outcome
 
     def start_vzdump(self, nodes: list[str], params: dict) -> list[str]:
         pve, writer = self.e.clients.pve(), self.e.clients.pve(writer=True)
@@ -263,9 +305,20 @@ class BackupFailure:
                 if time.time() >= deadline:
                     raise ApiError("pve", "http", f"a vzdump still runs on {node} after {self.cfg['verifyTimeoutSeconds']:g}s")
                 self.e.sleep(self.cfg["pollSeconds"])
+        if self.e.kill_switch():  # the wait may have taken hours
+            raise Halted("kill switch engaged while waiting for the node's running vzdump: nothing started")
         upids = []
         for node in nodes:
-            upid = pve.vzdump(node, params, writer)
+            asked_at = time.time()
+            try:
+                upid = pve.vzdump(node, params, writer)
+            except ApiError as exc:  # a lost answer on one node must not keep the job from the others
+                found = self.adopt_vzdump([node], asked_at) if exc.lost else []
+                if not found:
+                    raise
+                log.warning("%s: answer of %s lost (%s), its task found: %s", self.action, node, exc, found[0])
+                upids += found
+                continue
             if upid is None:
                 self.e.audit("report", **self.e.who(self.occ), target=self.target, action=self.action,
                              why=f"PVE node {node} answered OK without a task: none of the job's guests are there now")
@@ -275,13 +328,8 @@ class BackupFailure:
 
     def adopt_vzdump(self, nodes: list[str], started_at: float) -> list[str]:
         reader = self.e.clients.pve()
-        user = self.e.clients.secret("pve", self.cfg["pve"]["backupTokenFile"]).split("=", 1)[0]
-        upids = []
-        for node in nodes:
-            tasks = reader.call("GET", f"/nodes/{node}/tasks", list, params={
-                "source": "all", "typefilter": "vzdump", "since": int(started_at) - 5, "userfilter": user})
-            upids += [t["upid"] for t in tasks if isinstance(t, dict) and t.get("upid")]
-        return upids
+        auth_id = self.e.clients.secret("pve", self.cfg["pve"]["backupTokenFile"]).split("=", 1)[0]
+        return [t["upid"] for node in nodes for t in reader.vzdumps_since(node, int(started_at) - 5, auth_id)]
 
     def verify_vzdump(self, upids: list[str]) -> tuple[str, str]:
         if not upids:
@@ -314,10 +362,12 @@ class BackupFailure:
         self.e.post(self.occ, f"{self.title}: the recovery service gives up ({rerun['why']}); "
                               + ("paging now." if pages else "a person has to look."))
 
-    def tried(self) -> list[str]:
-        """What the service did about this job within the re-run window, oldest first."""
+    def tried(self, found: dict) -> list[str]:
+        """What the service did about this job within the re-run window, oldest first (for a backup
+        group: the re-runs of its PVE job)."""
         since = self.occ.received_at - self.e.cfg.action(self.action)["windowSeconds"]
-        attempts = sorted(self.e.state.attempts(self.action, self.target, since, counted_only=False)
+        rerun_target = job_target(found) if self.kind == "backup" and found.get("job") else self.target
+        attempts = sorted(self.e.state.attempts(self.action, rerun_target, since, counted_only=False)
                           + self.e.state.attempts(BACKUP_FALLBACK, self.target, since, counted_only=False),
                           key=lambda a: a.started_at)
         return [f"{time.strftime('%H:%M:%SZ', time.gmtime(a.started_at))} {a.action}: {a.result or a.state}"
@@ -329,8 +379,8 @@ class BackupFailure:
         ctx = self.occ.context
         ctx["notes_only"] = True
         if not ctx.get("noted"):
-            found = self.find_failure()
-            tried = self.tried()
+            found = ctx["found"] = self.find_failure()
+            tried = self.tried(found)
             reruns = [t for t in tried if f" {self.action}: " in t]
             summary = (f"{self.title} failed; the recovery service's re-run: {reruns[-1]}" if reruns
                        else f"{self.title} failed; the recovery service has not re-run it"
@@ -347,7 +397,7 @@ class BackupFailure:
         if fallback.state != "done":
             raise Deferred(f"the fallback backup of {self.target} still runs: its restore point goes onto the incident next")
         self.e.attach(self.occ, f"{self.title}: fallback backup to the NAS: {fallback.result} ({fallback.detail})",
-                      {"job": self.title, "tried": self.tried()}, [])
+                      {"job": self.title, "tried": self.tried(ctx["found"])}, [])
         ctx["fallback_noted"] = True
         self.e.state.save_context(self.occ)
 
@@ -484,10 +534,11 @@ def disk_usage(engine: Engine, occ: Occurrence) -> None:
                 why=f"nothing older than {nas['retentionDays']:g} days to delete ({len(planned['kept'])} snapshots kept)")
         e.metrics.actions.labels(NAS_SNAPSHOT_PRUNE, "skipped").inc()
         return
+    run = {}  # what the deletions ran into, for the verification
     outcome = e.act(occ, "prune", NAS_SNAPSHOT_PRUNE, dataset, ["truenas"],
                     plan=f"delete {len(delete)} snapshot(s) of {dataset}: {', '.join(delete)}",
-                    start=lambda: _delete_snapshots(e, delete), adopt=lambda t: [],
-                    verify=lambda done: _verify_deleted(e, dataset, delete))
+                    start=lambda: _delete_snapshots(e, delete, run), adopt=lambda t: [],
+                    verify=lambda done: _verify_deleted(e, dataset, delete, run))
     if occ.context.get("prune_told"):
         return
     kept_reasons = sorted({why for why in planned["kept"].values()})
@@ -497,21 +548,54 @@ def disk_usage(engine: Engine, occ: Occurrence) -> None:
     e.state.save_context(occ)
 
 
-def _delete_snapshots(engine: Engine, ids: list[str]) -> list[str]:
-    with engine.clients.truenas() as client:
-        for snapshot_id in ids:
-            if engine.kill_switch():
-                raise TrueNasError("stopped", f"kill switch engaged after {ids.index(snapshot_id)} deletion(s)")
-            client.delete_snapshot(snapshot_id)
-    return ids
+def _delete_snapshots(engine: Engine, ids: list[str], run: dict) -> list[str]:
+    """Deletes the planned snapshots one by one and returns those it asked to delete. A busy one (it
+    got a hold since the query) is skipped; the kill switch or a lost connection stops the loop.
+    What happened is left in ``run`` for the verification, which re-reads the snapshots."""
+    asked = []
+    run.update(busy={}, stopped="", asked=asked)
+    try:
+        with engine.clients.truenas() as client:
+            for snapshot_id in ids:
+                if engine.kill_switch():
+                    run["stopped"] = f"kill switch engaged after {len(asked)} deletion request(s)"
+                    break
+                asked.append(snapshot_id)
+                try:
+                    client.delete_snapshot(snapshot_id)
+                except RpcError as exc:
+                    if not exc.busy:
+                        raise
+                    run["busy"][snapshot_id] = exc.reason
+                    log.warning("nas-snapshot-prune: skipping %s, TrueNAS says it is busy: %s", snapshot_id, exc.reason)
+    except TrueNasError as exc:
+        if not asked:
+            raise
+        run["stopped"] = f"stopped after {len(asked)} deletion request(s): {exc}"
+        run["lost"] = exc.kind != "rpc"
+        log.error("nas-snapshot-prune: %s", run["stopped"])
+    return asked
 
 
-def _verify_deleted(engine: Engine, dataset: str, ids: list[str]) -> tuple[str, str]:
+def _verify_deleted(engine: Engine, dataset: str, ids: list[str], run: dict) -> tuple[str, str]:
+    """Which planned snapshots are gone now: the prune's outcome is what was actually deleted. After
+    a restart ``run`` is empty and every planned snapshot still there counts as a failure."""
     with engine.clients.truenas() as client:
         left = {s.id for s in client.snapshots(dataset)} & set(ids)
-    if left:
-        return "failed", f"still there: {', '.join(sorted(left))}"
-    return "ok", f"deleted {len(ids)} snapshot(s)"
+    gone = [i for i in ids if i not in left]
+    busy = sorted(set(run.get("busy", {})) & left)
+    untried = sorted(left & set(ids[len(run.get("asked", ids)):]))
+    unexplained = sorted(left - set(busy) - set(untried))
+    parts = [f"deleted {len(gone)} of {len(ids)} snapshot(s)" + (f": {', '.join(gone)}" if gone and left else "")]
+    if busy:
+        parts.append(f"skipped {len(busy)} busy (held or in use since the plan): {', '.join(busy)}")
+    if run.get("stopped"):
+        parts.append(run["stopped"] + (f"; not tried: {', '.join(untried)}" if untried else ""))
+    if unexplained:
+        parts.append(f"still there: {', '.join(unexplained)}")
+    if run.get("lost"):
+        return "unknown", "; ".join(parts)
+    return ("failed" if unexplained else "ok"), "; ".join(parts)
 
 
 # ---------------------------------------------------------------------- customer impact

@@ -21,6 +21,12 @@ PVE
   which node hosts each guest, ``GET /storage`` names the PBS storages with their datastore.
 * Task logs: ``start`` is the 0-based index of the first line returned.
 
+Task lists (PVE/API2/Tasks.pm ``node_tasks``): a task of the ``active`` source that still runs has
+``"status": "RUNNING"`` and no ``endtime``; an ended one not yet archived has both. An archived
+task started with an API token lists ``user`` without the token and the token's name in
+``tokenid`` (``recovery@pve`` + ``backup``); the active source leaves ``user`` whole
+(``recovery@pve!backup``). ``userfilter`` is a case-insensitive substring match on ``user``.
+
 A task succeeded when its ``exitstatus`` is ``OK`` or ``WARNINGS: <n>``; anything else
 (``job errors``, ``unknown`` for a task whose process died, any message) is a failure.
 """
@@ -39,6 +45,14 @@ PROPERTY_STRING_FIELDS = ("performance", "prune-backups", "fleecing")
 
 def task_succeeded(exitstatus: str | None) -> bool:
     return exitstatus == "OK" or bool(exitstatus and WARNINGS.match(exitstatus))
+
+
+def started_by(task: dict, auth_id: str) -> bool:
+    """Whether a PVE task list entry was started by ``auth_id`` (``user@realm!token``), in either form."""
+    user, _, token = auth_id.partition("!")
+    if task.get("tokenid"):
+        return task.get("user") == user and task["tokenid"] == token
+    return task.get("user") == auth_id
 
 
 def upid_node(upid: str) -> str:
@@ -115,7 +129,9 @@ class ProxmoxApi:
     def task_log_tail(self, node: str, upid: str, lines: int) -> list[str]:
         path = f"/nodes/{node}/tasks/{upid}/log"
         document = self.endpoint.json("GET", "/api2/json" + path, headers=self.headers, params={"start": 0, "limit": 1})
-        total = document.get("total") if isinstance(document, dict) else None
+        if not isinstance(document, dict) or not isinstance(document.get("data"), list):
+            raise ApiError(self.api, "shape", f"GET {path}: answer has no list of lines")
+        total = document.get("total", 0)  # PVE leaves 'total' out when it is 0 (PVE/HTTPServer.pm)
         if not isinstance(total, int):
             raise ApiError(self.api, "shape", f"GET {path}: answer has no line 'total'")
         if total == 0:
@@ -183,7 +199,14 @@ class Pve(ProxmoxApi):
 
     def active_vzdumps(self, node: str) -> list[dict]:
         tasks = self.call("GET", f"/nodes/{node}/tasks", list, params={"source": "active", "typefilter": "vzdump"})
-        return [t for t in tasks if isinstance(t, dict) and t.get("status") in (None, "", "running")]
+        # An ended task waits in the active list until it is archived: it has an endtime.
+        return [t for t in tasks if isinstance(t, dict) and (t.get("status") == "RUNNING" or "endtime" not in t)]
+
+    def vzdumps_since(self, node: str, since: int, auth_id: str) -> list[dict]:
+        """The vzdump tasks ``auth_id`` started on a node since a time, running or ended."""
+        tasks = self.call("GET", f"/nodes/{node}/tasks", list, params={
+            "source": "all", "typefilter": "vzdump", "since": since, "userfilter": auth_id.partition("!")[0]})
+        return [t for t in tasks if isinstance(t, dict) and t.get("upid") and started_by(t, auth_id)]
 
     def last_failed_vzdump(self, node: str, vmid: int) -> dict | None:
         """The node's newest failed vzdump task for the guest (a task of several guests has no id)."""

@@ -72,7 +72,7 @@ class Endpoint:
         finally:
             conn.close()
         if response.status >= 300:
-            text = data[:300].decode("utf-8", "replace").strip() or response.reason
+            text = error_text(response.reason, data)
             kind = {401: "auth", 403: "forbidden"}.get(response.status, "http")
             hint = {401: " (wrong or expired token?)", 403: " (the token lacks a privilege?)"}.get(response.status, "")
             raise ApiError(self.api, kind, f"{what}: HTTP {response.status}: {text}{hint}", response.status)
@@ -91,6 +91,24 @@ class Endpoint:
             return json.loads(data) if data.strip() else None
         except ValueError as exc:
             raise ApiError(self.api, "parse", f"{method} {label or path}: answer is not JSON ({exc})") from None
+
+
+def error_text(reason: str, body: bytes) -> str:
+    """What an error answer says. PVE puts its message in the status line and answers
+    ``{"data": null}`` (pve-http-server before 5.2 / PVE 8.3), then also in ``message``, with
+    ``errors`` per parameter for a 400; PBS sends the message as the body."""
+    try:
+        document = json.loads(body) if body.strip() else None
+    except ValueError:
+        document = None
+    if not isinstance(document, dict):
+        return body[:300].decode("utf-8", "replace").strip() or reason
+    message = document.get("message")
+    text = message.strip() if isinstance(message, str) and message.strip() else reason
+    errors = document.get("errors")
+    if isinstance(errors, dict) and errors:
+        text += " (" + "; ".join(f"{key}: {str(value).strip()}" for key, value in sorted(errors.items())) + ")"
+    return text[:600]
 
 
 def data_member(api: str, what: str, document: object, kind: type | tuple[type, ...]):

@@ -6,8 +6,13 @@ carries the same id with ``result`` or ``error`` (``code``, ``message``, ``data.
 server also pushes notifications (no id), which are skipped. ``auth.login_with_api_key`` answers
 ``false`` for a wrong key. Snapshots are ``pool.snapshot.*`` from 25.10 and ``zfs.snapshot.*``
 before (the same arguments); a method the server does not have is error -32601.
-``query-options.extra.holds`` adds each snapshot's ``holds`` (empty when none) and
-``extra.properties: ["creation"]`` its creation time (``rawvalue``: seconds since the epoch).
+``query-options.extra.properties: ["creation", "userrefs"]`` adds each snapshot's creation time
+and its number of user holds (``rawvalue``: seconds since the epoch, a count). ``extra.holds``
+lists hold tags, but from 26.0 only the ``truenas`` tag (pool_/snapshot.py
+``_transform_snapshot_entry``): a ``zfs hold keep`` shows only in ``userrefs``, so a snapshot
+counts as held when either says so, and when ``userrefs`` is missing.
+Deleting a held snapshot fails: 25.10 answers a call error ``[EFAULT] ... busy`` (libzfs' message
+in a CallError), 26.0 an invalid-params error whose reason starts ``[EBUSY]``.
 ``replication.query`` lists replication tasks with ``state.last_snapshot``: the snapshot the next
 incremental send starts from.
 
@@ -39,6 +44,12 @@ class RpcError(TrueNasError):
         reason = (error.get("data") or {}).get("reason") if isinstance(error.get("data"), dict) else None
         super().__init__("rpc", f"{method}: {error.get('message')} ({error.get('code')}){': ' + reason if reason else ''}")
         self.code = error.get("code")
+        self.reason = reason if isinstance(reason, str) else ""
+
+    @property
+    def busy(self) -> bool:
+        """The snapshot is held or in use (25.10: ``[EFAULT] ... busy``; 26.0: ``[EBUSY] ...``)."""
+        return self.reason.startswith("[EBUSY]") or (self.reason.startswith("[EFAULT]") and "busy" in self.reason)
 
 
 @dataclass(frozen=True)
@@ -127,15 +138,16 @@ class TrueNas:
 
     def snapshots(self, dataset: str) -> list[Snapshot]:
         entries = self._snapshot_call("query", [[["dataset", "=", dataset]],
-                                                {"extra": {"holds": True, "properties": ["creation"]}}])
+                                                {"extra": {"holds": True, "properties": ["creation", "userrefs"]}}])
         if not isinstance(entries, list):
             raise TrueNasError("shape", f"snapshot query: result is {type(entries).__name__}, not a list")
         out = []
         for entry in entries:
             try:
                 created = int(entry["properties"]["creation"]["rawvalue"])
-                out.append(Snapshot(entry["id"], entry["dataset"], created, int(entry["createtxg"]), bool(entry.get("holds"))))
-            except (KeyError, TypeError, ValueError):
+                out.append(Snapshot(entry["id"], entry["dataset"], created, int(entry["createtxg"]),
+                                    bool(entry.get("holds")) or user_holds(entry) != 0))
+            except (KeyError, TypeError, ValueError, AttributeError):
                 raise TrueNasError("shape", f"snapshot query: entry without id, dataset, createtxg or creation: {str(entry)[:120]}") from None
         return out
 
@@ -148,6 +160,14 @@ class TrueNas:
     def delete_snapshot(self, snapshot_id: str) -> None:
         if self._snapshot_call("delete", [snapshot_id]) is not True:
             raise TrueNasError("shape", f"snapshot delete {snapshot_id}: result is not true")
+
+
+def user_holds(entry: dict) -> int | None:
+    """A snapshot's ``userrefs`` (its number of holds of any tag), None when the answer lacks it."""
+    try:
+        return int(entry["properties"]["userrefs"]["rawvalue"])
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def covers(task: dict, dataset: str) -> bool:

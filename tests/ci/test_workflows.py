@@ -104,7 +104,10 @@ def test_pull_requests_run_the_suite_the_offline_preview_and_a_policy_preview(wo
     doc = workflows["pull-request.yml"]
     assert "pull_request" in doc["on"]
     runs = " ".join(str(s.get("run", "")) for _, _, s in _steps(doc))
-    assert "make test" in runs and "make preview" in runs
+    assert ".ci/run" in runs and "make preview" in runs
+    # .ci/run: the README's two commands in its order, the preview in a venv of requirements.txt alone.
+    ci = [line.split() for line in (ROOT / ".ci" / "run").read_text().splitlines() if line.startswith("make ")]
+    assert ci[:2] == [["make", "preview", 'VENV="$preview_venv/venv"'], ["make", "test"]]
     # The uploaded build/<stack>/ carries what Helm will deploy, not only the values.
     assert "make manifests STACK=homelab" in runs
     [(job, step)] = _pulumi_steps(doc)

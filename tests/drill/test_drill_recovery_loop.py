@@ -20,7 +20,7 @@ def test_a_failure_the_services_rerun_fixes_pages_nobody(tmp_path, homelab):
     (scenario,) = json.loads((tmp_path / "results.json").read_text())["scenarios"]
     assert scenario["verdict"] == "pass" and scenario["incidents_opened"] == 0
     (action,) = scenario["recovery_actions"]
-    assert (action["action"], action["target"], action["result"]) == ("pve-backup-rerun", "backup/homelab/vm/101", "ok")
+    assert (action["action"], action["target"], action["result"]) == ("pve-backup-rerun", "pve-job/backup-nightly", "ok")  # counted per PVE job
     assert 5 * 60 < action["at_s"] < 15 * 60  # after the failure at 5m and the 5m vzdump, well within the grace
     # The room heard the warning from Alertmanager and its recovery, and the service's re-run.
     room = [(n["alertname"], n["status"]) for n in scenario["notifications"] if n["receiver"] == "mattermost-backup-room"]

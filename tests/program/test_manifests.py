@@ -20,11 +20,12 @@ from model.config import Role
 from model.hosts import scheduling_for
 from policy.manifests import containers, pod_spec
 from tests.kubernetes_schemas import CustomResourceSchemas, crd_json_schema, kubernetes_error
+from tests.shared_data import CHARTS
 from tools import manifests
 
-# Subcharts that ../shared/charts lacks (kube-prometheus-stack vendors only `crds`): their
-# objects are not rendered, and say so. Shrinks to nothing once shared/charts carries them.
-KNOWN_NOT_RENDERED = {"kube-prometheus-stack": {"kube-state-metrics", "prometheus-node-exporter"}}
+# Subcharts kube-prometheus-stack switches on, taken from their own directories of the chart mirror
+# (its chart directory carries only `crds`).
+KPS_SUBCHARTS = {"grafana", "kube-state-metrics", "prometheus-node-exporter"}
 # Where each release's pods must run (the design: Grafana shares the metrics host, Tempo the Loki host).
 RELEASE_HOSTS = {"kube-prometheus-stack": Role.PROMETHEUS, "prometheus-snmp-exporter": Role.PROMETHEUS,
                  "prometheus-blackbox-exporter": Role.PROMETHEUS,
@@ -66,20 +67,32 @@ def test_every_release_renders_with_its_recorded_chart_values_and_namespace(stac
             assert m.source.startswith(f"{inputs['chart']}/"), m.label
 
 
-def test_subcharts_missing_from_the_chart_directories_are_named_not_dropped(stack_manifests):
-    not_rendered = {name: {s.name for s in r.not_rendered}
-                    for name, r in stack_manifests.releases.items() if r.not_rendered}
-    assert not_rendered == KNOWN_NOT_RENDERED
-    out = stack_manifests.rendered.out / "manifests"
-    index = json.loads((out / "index.json").read_text())
-    kps = (out / "kube-prometheus-stack.yaml").read_text()
-    for sub in KNOWN_NOT_RENDERED["kube-prometheus-stack"]:
-        assert f"# NOT RENDERED: subchart {sub} " in kps
-        assert sub in {s["subchart"] for s in index["kube-prometheus-stack"]["notRendered"]}
+def test_every_subchart_a_release_switches_on_is_rendered(stack_manifests):
+    assert {name: [s.name for s in r.not_rendered] for name, r in stack_manifests.releases.items() if r.not_rendered} == {}
+    index = json.loads((stack_manifests.rendered.out / "manifests" / "index.json").read_text())
+    assert set(index["kube-prometheus-stack"]["vendored"]) == KPS_SUBCHARTS
+    sources = {m.source.split("/templates/")[0] for m in stack_manifests.releases["kube-prometheus-stack"].manifests}
+    # Grafana is its own release (grafana.enabled: false here); the other two run inside this one.
+    assert {f"kube-prometheus-stack/charts/{sub}" for sub in KPS_SUBCHARTS} & sources == \
+           {"kube-prometheus-stack/charts/kube-state-metrics", "kube-prometheus-stack/charts/prometheus-node-exporter"}
     # Switched off by our values: dropping them renders exactly what Helm renders.
     assert index["loki"]["droppedDisabled"] == ["minio", "rollout-operator"]
-    # grafana 12.11.1 is vendored into kube-prometheus-stack from its own directory.
-    assert set(index["kube-prometheus-stack"]["vendored"]) == {"grafana"}
+
+
+def test_a_subchart_missing_from_the_mirror_is_named_not_dropped(stack_manifests, tmp_path):
+    mirror = tmp_path / "charts"
+    mirror.mkdir()
+    for chart in CHARTS.iterdir():
+        if chart.name != "prometheus-node-exporter-4.56.1":
+            (mirror / chart.name).symlink_to(chart)
+    rendered = manifests.render(stack_manifests.releases["kube-prometheus-stack"].release, mirror)
+    assert [(s.name, s.condition) for s in rendered.not_rendered] == [("prometheus-node-exporter", "nodeExporter.enabled")]
+    assert "# NOT RENDERED: subchart prometheus-node-exporter 4.56.1 (switched on by nodeExporter.enabled)" \
+        in manifests._header(rendered)
+    assert manifests.index_of([rendered])["kube-prometheus-stack"]["notRendered"] == [
+        {"subchart": "prometheus-node-exporter", "version": "4.56.1", "condition": "nodeExporter.enabled"}]
+    assert not [m for m in rendered.manifests if "/charts/prometheus-node-exporter/" in m.source]
+    assert [m for m in rendered.manifests if "/charts/kube-state-metrics/" in m.source]
 
 
 def test_manifest_files_are_the_rendered_objects_with_a_header(stack_manifests):

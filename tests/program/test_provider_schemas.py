@@ -9,6 +9,7 @@ import re
 
 import pytest
 
+from tests.test_requirements import requirement_pins
 from tools import provider_schemas as ps
 
 # What the providers would say about the program: nothing, not even a deprecation.
@@ -122,3 +123,58 @@ func init() {
     assert spec["RequiredInputs"] == ["name"]
     assert spec["InputProperties"]["name"]["Description"] == "a b"
     assert ps.go_spec(spec["InputProperties"]["items"]) == {"type": "array", "items": {"$ref": "#/types/x"}}
+
+
+# --- the vendored files ---------------------------------------------------------------------
+
+def test_every_vendored_schema_is_the_file_its_source_pins_for_the_pinned_sdk():
+    sources = json.loads((ps.SCHEMAS / "SOURCES.json").read_text())
+    pins = requirement_pins(ps.ROOT / "requirements.txt")
+    assert sorted(sources) == sorted(p.name for p in ps.SCHEMAS.glob("*.gz"))
+    for name, source in sources.items():
+        assert re.fullmatch(r"https://github\.com/[\w.-]+/[\w.-]+/blob/[0-9a-f]{40}/\S+", source["source"]), name
+        ps.read_schema_file(name[:-len(".gz")])  # raises unless the sha256 matches
+        # An SDK bump without a look at its schema fails here: re-vendor, then update checkedSdk.
+        sdk, version = source["checkedSdk"].split("==")
+        assert pins.get(sdk) == version, f"{name} was checked against {source['checkedSdk']}, requirements.txt pins {sdk}=={pins.get(sdk)}"
+
+
+def _copy_of_schemas(tmp_path):
+    import shutil
+
+    target = tmp_path / "provider-schemas"
+    shutil.copytree(ps.SCHEMAS, target)
+    return target
+
+
+def test_a_missing_schema_file_is_named(tmp_path):
+    directory = _copy_of_schemas(tmp_path)
+    (directory / "random.json.gz").unlink()
+    with pytest.raises(ps.SchemaDataError, match=r"provider schema .*random\.json\.gz is missing"):
+        ps.check_schema_files(directory)
+
+
+def test_an_altered_schema_file_is_refused(tmp_path):
+    import gzip
+
+    directory = _copy_of_schemas(tmp_path)
+    doc = json.loads(gzip.decompress((directory / "random.json.gz").read_bytes()))
+    doc["resources"].pop("random:index/randomPassword:RandomPassword")
+    (directory / "random.json.gz").write_bytes(gzip.compress(json.dumps(doc).encode()))
+    with pytest.raises(ps.SchemaDataError, match=r"random\.json\.gz is not the file SOURCES\.json pins"):
+        ps.check_schema_files(directory)
+
+
+def test_the_preview_names_a_missing_schema_in_one_line_and_exits_2(tmp_path, monkeypatch, capsys):
+    import functools
+
+    from tools import preview
+
+    directory = _copy_of_schemas(tmp_path)
+    (directory / "k8s-swagger.json.gz").unlink()
+    monkeypatch.setattr(preview, "check_schema_files", functools.partial(ps.check_schema_files, directory))
+    status = preview.main(["--stack", "homelab", "--out", str(tmp_path / "build"), "--quiet"])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err.count("\n") == 1 and err.startswith("error: provider schema ") and "k8s-swagger.json.gz is missing" in err
+    assert not (tmp_path / "build").exists()

@@ -16,9 +16,9 @@ from model.config import Role
 from model.hosts import plan_vms
 from tests.conftest import FAKE_SECRETS
 from tests.configs import homelab_config, problems_of
+from tools.provider_schemas import read_schema_file
 from tools.report.settings import ReportSettings
 
-SWAGGER = Path("/work/shared/provider-schemas/k8s-swagger.json")
 CRONJOB = "kubernetes:batch/v1:CronJob"
 CONFIGMAP = "kubernetes:core/v1:ConfigMap"
 
@@ -155,7 +155,7 @@ def _strict(node):
 
 @pytest.fixture(scope="module")
 def cronjob_schema():
-    definitions = _strict(json.loads(SWAGGER.read_text())["definitions"])
+    definitions = _strict(json.loads(read_schema_file("k8s-swagger.json"))["definitions"])
     return {"$ref": "#/definitions/io.k8s.api.batch.v1.CronJob", "definitions": definitions}
 
 

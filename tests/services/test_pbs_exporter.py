@@ -33,6 +33,7 @@ from tests.fake_pbs import (
     job_worker_id,
     manual_worker_id,
     systemd_escape,
+    verify_new_worker_id,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -937,6 +938,9 @@ WORKER_IDS = [  # worker_type, worker_id, sync job stores, labels or reason
     ("verify_snapshot", manual_worker_id(
         "verify_snapshot", "store1", ns="a/b", group="ct/7",
         snapshot_time=SNAPSHOT), {}, ("verify", "manual", "store1")),
+    # the verification PBS starts itself after a backup (datastore verify-new)
+    ("verify", verify_new_worker_id("store1", "vm/101", SNAPSHOT), {},
+     ("verify", "manual", "store1")),
     ("tape-backup-job", "x:y", {}, "unknown_type"),
     ("reader", "store1:vm/101", {}, "unknown_type"),
     # No PBS writes these.
@@ -947,6 +951,7 @@ WORKER_IDS = [  # worker_type, worker_id, sync job stores, labels or reason
     ("verificationjob", "store1", {}, "malformed"),
     ("garbage_collection", "", {}, "malformed"),
     ("verify_snapshot", "store1:/vm/101", {}, "malformed"),
+    ("verify", "store1:ns/a/vm/101/65A0B0C0", {}, "malformed"),
     ("backup", "store1:vm/" + "9" * 200, {}, "malformed"),  # label too long
 ]
 

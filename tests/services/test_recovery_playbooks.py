@@ -14,7 +14,7 @@ import yaml
 
 from contracts.fallback import inventory
 from services.recovery.notify import dedup_key
-from tests.fake_pve import FALLBACK_TOKEN
+from tests.fake_pve import BACKUP_TOKEN, FALLBACK_TOKEN
 from tests.recovery_world import PD_ROUTE_KEY, ROOT, World, alert, notification, wait_for
 
 NOW = time.time()
@@ -137,15 +137,91 @@ def test_no_pve_job_for_the_guest_is_reported_and_the_service_gives_up(world):
 
 
 def test_a_busy_node_waits_for_its_running_vzdump(world):
-    running = world.pve.add_task("pve1", "vzdump", "150", "root@pam", time.time())
+    # PVE lists the running task as "RUNNING" (a token's with its full id as user); an ended task
+    # waits in the active list until it is archived, with its endtime: that node is not busy (else
+    # the re-run would wait for verifyTimeoutSeconds).
+    ended = world.pve.add_task("pve2", "vzdump", "103", "root@pam", time.time() - 60)
+    world.pve.finish(ended, "OK", archived=False)
+    running = world.pve.add_task("pve1", "vzdump", "150", "ops@pve!nightly", time.time())
     world.pve.vzdump_outcomes["pve1"] = [("OK", 0.1)]
     world.pve.vzdump_outcomes["pve2"] = [("OK", 0.1)]
     world.start()
     world.send(notification(backup_failed()))
-    time.sleep(0.8)
+    time.sleep(1.0)
     assert world.pve.vzdump_posts == []  # one vzdump per node: the service waits
     world.pve.finish(running, "OK")
     wait_for(lambda: any("failed → re-run → OK" in t for t in world.chat_texts()), what="the re-run after the wait")
+
+
+def test_the_kill_switch_engaged_during_the_wait_for_a_running_vzdump_stops_the_start(world):
+    running = world.pve.add_task("pve1", "vzdump", "150", "root@pam", time.time())
+    world.start()
+    world.send(notification(backup_failed()))
+    wait_for(lambda: world.decisions("act", action="pve-backup-rerun"), what="the action to wait for the node")
+    world.kill_switch.write_text("maintenance\n")
+    world.pve.finish(running, "OK")
+    wait_for(lambda: world.decisions("verify", action="pve-backup-rerun"), what="the outcome")
+    outcome = world.decisions("verify", action="pve-backup-rerun")[-1]
+    assert outcome["result"] == "skipped" and "kill switch" in outcome["why"]
+    time.sleep(0.3)
+    assert world.pve.vzdump_posts == []
+
+
+def test_a_lost_vzdump_answer_is_found_by_the_tokens_task_and_verified(world):
+    # The answer to the POST is lost; PVE archives a token's task as user recovery@pve + tokenid backup.
+    world.pve.post_fault = "lost"
+    world.pve.slow_seconds = 2
+    world.pve.vzdump_outcomes["pve1"] = [("OK", 0.1)]
+    world.pve.vzdump_outcomes["pve2"] = [("OK", 0.1)]
+    world.start()
+    world.send(notification(backup_failed()))
+    wait_for(lambda: world.decisions("verify", action="pve-backup-rerun"), timeout=20, what="the verification")
+    outcome = world.decisions("verify", action="pve-backup-rerun")[-1]
+    assert outcome["result"] == "ok", outcome["why"]
+    assert sorted(outcome["upid"].split(",")) == sorted(upid for _, _, upid in world.pve.vzdump_posts)
+    assert len(world.pve.vzdump_posts) == 2  # one per node, never started twice
+    assert not any("gives up" in t for t in world.chat_texts())
+    assert not world.metric("recovery_actions_total", action="pve-backup-rerun", result="unknown")
+
+
+@pytest.mark.parametrize("http_server", [(6, 0), (5, 1)])  # "message" in the body from 5.2; the status line always
+def test_pves_error_reason_reaches_the_log_and_the_room(world, http_server):
+    world.pve.http_server_version = http_server
+    world.pve.tokens[BACKUP_TOKEN] = {"read"}  # no VM.Backup
+    world.start()
+    world.send(notification(backup_failed()))
+    wait_for(lambda: world.decisions("escalate"), what="the give-up")
+    reason = "HTTP 403: Permission check failed (/vms/101, VM.Backup)"
+    assert reason in world.log()
+    assert any(reason in t for t in world.chat_texts())
+
+
+def test_one_rerun_of_a_pve_job_covers_every_guest_that_failed_in_it(world):
+    # Guests 101 (pve1) and 102 (pve2) of backup-nightly failed the same night: one "Run now" of the job.
+    failed = world.pbs.add_task("backup", "homelab:vm/102", NOW - 700, NOW - 650, "backup failed: connection reset")
+    world.pbs.logs[failed] = ["TASK ERROR: backup failed: connection reset"]
+    world.pve.add_task("pve2", "vzdump", "", "root@pam", NOW - 900, NOW - 640, "job errors")
+    world.pve.vzdump_outcomes["pve1"] = [("OK", 0.5)]
+    world.pve.vzdump_outcomes["pve2"] = [("OK", 0.5)]
+    world.start(actions={**world.config()["actions"],
+                         "pve-backup-rerun": {"mode": "enforce", "cooldownSeconds": 0, "maxAttempts": 5, "windowSeconds": DAY}})
+    guest_102 = alert("BackupJobFailed", {**BACKUP, "job_id": "vm/102", "severity": "warning"})
+    world.send(notification(backup_failed(), guest_102))
+    wait_for(lambda: len([t for t in world.chat_texts() if "failed → re-run → OK" in t]) == 2, what="both guests' outcome")
+    assert sorted(node for node, _, _ in world.pve.vzdump_posts) == ["pve1", "pve2"]  # one run of the job
+    covered = [a for a in world.decisions("skip", action="pve-backup-rerun") if "already re-run" in a["why"]]
+    assert len(covered) == 1 and covered[0]["target"] == "pve-job/backup-nightly"
+    # The job ran again after the failure: a re-sent alert of the same failure re-runs nothing.
+    world.send(notification(alert("BackupJobFailed", {**BACKUP, "job_id": "vm/102", "severity": "warning"},
+                                  starts_at="2026-12-01T10:05:00Z")))
+    wait_for(lambda: len([t for t in world.chat_texts() if "failed → re-run → OK" in t]) == 3, what="the third outcome")
+    assert len(world.pve.vzdump_posts) == 2
+    # A failure after that run is a new one: the job runs again.
+    world.pve.vzdump_outcomes["pve1"] = [("OK", 0.1)]
+    world.pve.vzdump_outcomes["pve2"] = [("OK", 0.1)]
+    world.pve.add_task("pve1", "vzdump", "", "root@pam", time.time() + 1, time.time() + 2, "job errors")
+    world.send(notification(backup_failed(starts_at="2026-12-01T12:00:00Z")))
+    wait_for(lambda: len(world.pve.vzdump_posts) == 4, what="the new failure's re-run")
 
 
 # ------------------------------------------------------------------ disk usage: NAS snapshots
@@ -193,6 +269,48 @@ def test_enforce_deletes_exactly_those_and_verifies(nas_world, version):
     assert sorted(nas_world.nas.deleted) == [f"{DATASET}@auto-30d", f"{DATASET}@auto-40d"]
     namespace = "pool.snapshot" if version >= (25, 10) else "zfs.snapshot"
     assert (f"{namespace}.delete", [f"{DATASET}@auto-40d"]) in nas_world.nas.calls
+
+
+ENFORCE_PRUNE = {"mode": "enforce", "cooldownSeconds": 0, "maxAttempts": 3, "windowSeconds": 60}
+NAS_FULL = {"hrStorageDescr": "tank", "severity": "warning", "service": "storage"}
+
+
+@pytest.mark.parametrize("version", [(25, 10), (26, 0)])
+def test_a_snapshot_held_between_plan_and_delete_is_skipped_and_the_prune_carries_on(nas_world, version):
+    nas_world.nas.version = version
+    nas_world.nas.hold_on_delete = {f"{DATASET}@auto-30d": "keep"}  # someone holds it after the query
+    nas_world.start(actions={**nas_world.config()["actions"], "nas-snapshot-prune": ENFORCE_PRUNE})
+    nas_world.send(notification(alert("NasStorageUsageHigh", NAS_FULL)))
+    wait_for(lambda: nas_world.decisions("verify", action="nas-snapshot-prune"), what="the prune")
+    outcome = nas_world.decisions("verify", action="nas-snapshot-prune")[0]
+    assert nas_world.nas.deleted == [f"{DATASET}@auto-40d"]  # the one after the busy one was still deleted
+    assert outcome["result"] == "ok"
+    assert f"deleted 1 of 2 snapshot(s): {DATASET}@auto-40d" in outcome["why"]
+    assert f"skipped 1 busy (held or in use since the plan): {DATASET}@auto-30d" in outcome["why"]
+    assert f"skipping {DATASET}@auto-30d, TrueNAS says it is busy" in nas_world.log()
+    wait_for(lambda: any("deleted 1 of 2" in t for t in nas_world.chat_texts()), what="the room to hear it")
+
+
+def test_a_hold_of_any_tag_keeps_a_snapshot_on_truenas_26(nas_world):
+    # 26.0 lists only the "truenas" hold tag; a `zfs hold keep` shows in userrefs alone.
+    nas_world.nas.version = (26, 0)
+    nas_world.nas.snapshots[f"{DATASET}@auto-30d"]["tags"].append("keep")
+    nas_world.start()
+    nas_world.send(notification(alert("PersistentVolumeUsageHigh", PV_FULL)))
+    wait_for(lambda: nas_world.decisions("dry-run"), what="the dry run")
+    assert nas_world.decisions("dry-run")[0]["why"] == f"would delete 1 snapshot(s) of {DATASET}: {DATASET}@auto-40d"
+
+
+def test_a_connection_lost_mid_prune_is_unknown_and_what_was_deleted_is_read_again(nas_world):
+    nas_world.nas.lose_after_deletes = 0  # the first deletion is carried out, its answer lost
+    nas_world.start(actions={**nas_world.config()["actions"], "nas-snapshot-prune": ENFORCE_PRUNE})
+    nas_world.send(notification(alert("NasStorageUsageHigh", NAS_FULL)))
+    wait_for(lambda: nas_world.decisions("verify", action="nas-snapshot-prune"), what="the prune")
+    outcome = nas_world.decisions("verify", action="nas-snapshot-prune")[0]
+    assert nas_world.nas.deleted == [f"{DATASET}@auto-30d"]
+    assert outcome["result"] == "unknown"
+    assert outcome["why"].startswith(f"deleted 1 of 2 snapshot(s): {DATASET}@auto-30d; stopped after 1 deletion request(s)")
+    assert f"not tried: {DATASET}@auto-40d" in outcome["why"]
 
 
 @pytest.mark.parametrize("fault, expected", [("refuse", "refused: HTTP 403"), ("garbage", "answer is not JSON"),

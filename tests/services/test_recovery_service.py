@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import socket
 import sqlite3
+import struct
 import time
 from datetime import datetime
 
 import pytest
 
-from tests.recovery_world import World, alert, notification, wait_for
+from tests.recovery_world import WEBHOOK_TOKEN, World, alert, notification, wait_for
 
 NOW = time.time()
 # The failures' starts (startsAt of their alerts), as the service exports a give-up.
@@ -173,8 +175,9 @@ def test_api_trouble_is_logged_clearly_and_escalated_without_a_crash(world, faul
     assert expected in world.log()
     wait_for(lambda: any("gives up" in t for t in world.chat_texts()), what="the room to hear it")
     assert expected in json.dumps(world.capture.chat())
-    assert world.metric("recovery_backup_job_gave_up_failure_timestamp_seconds", job_type="sync", job_id="s-offsite",
-                        datastore="homelab") == STARTED_10_00
+    # the gauge follows the state on the worker's next round
+    wait_for(lambda: world.metric("recovery_backup_job_gave_up_failure_timestamp_seconds", job_type="sync",
+                                  job_id="s-offsite", datastore="homelab") == STARTED_10_00, what="the gave-up gauge")
     assert world.pbs.runs == []
     result = world.decisions("verify", action="pbs-job-rerun")[-1]["result"]
     assert result == ("unknown" if fault in ("slow", "garbage") else "failed")
@@ -225,6 +228,88 @@ def test_the_webhook_wants_its_bearer_token_and_a_v4_payload(world):
     time.sleep(0.3)
     assert world.pbs.runs == []
     assert world.metric("recovery_webhook_requests_total", code="401") == 1
+
+
+def raw_post(port: int, body: bytes, headers: dict[str, str], send: bytes | None = None) -> tuple[int, bytes]:
+    """One POST /webhook over a plain socket (``send``: the bytes actually sent, for a truncated body);
+    the status code and body of the answer, or (0, b"") when the service dropped the connection."""
+    head = "".join(f"{k}: {v}\r\n" for k, v in {"Host": "recovery", "Authorization": f"Bearer {WEBHOOK_TOKEN}",
+                                                  "Content-Length": str(len(body)), **headers}.items())
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(f"POST /webhook HTTP/1.1\r\n{head}\r\n".encode() + (body if send is None else send))
+        if send is not None:
+            sock.shutdown(socket.SHUT_WR)
+        answer = b""
+        while b"\r\n\r\n" not in answer or len(answer.partition(b"\r\n\r\n")[2]) < content_length(answer):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    if not answer:
+        return 0, b""
+    return int(answer.split(b" ", 2)[1]), answer.partition(b"\r\n\r\n")[2]
+
+
+def content_length(answer: bytes) -> int:
+    for line in answer.partition(b"\r\n\r\n")[0].split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            return int(line.split(b":")[1])
+    return 0
+
+
+def valid() -> dict:
+    return notification(sync_failed())
+
+
+def with_alert(**changes) -> bytes:
+    document = valid()
+    document["alerts"][0].update(changes)
+    return json.dumps(document).encode()
+
+
+JSON = {"Content-Type": "application/json"}
+HOSTILE = {
+    "wrong content type": (json.dumps(valid()).encode(), {"Content-Type": "text/plain"}, None, 415, "content type 'text/plain'"),
+    "form content type": (json.dumps(valid()).encode(), {"Content-Type": "application/x-www-form-urlencoded"}, None, 415,
+                          "content type 'application/x-www-form-urlencoded'"),
+    "no content type": (json.dumps(valid()).encode(), {}, None, 415, "content type 'none'"),
+    "truncated body": (json.dumps(valid()).encode(), JSON, json.dumps(valid()).encode()[:40], 400, "body ends after 40 of"),
+    "deep nesting": (b"[" * 200000 + b"]" * 200000, JSON, None, 400, "nested too deep"),
+    "not utf-8": (b'{"version": "4", "alerts": ["\xff\xfe"]}', JSON, None, 400, "body is not JSON"),
+    "labels of numbers": (with_alert(labels={"alertname": "BackupMaintenanceJobFailed", "job_id": 7}), JSON, None, 400,
+                          "alerts[0].labels is not an object of strings"),
+    "annotations a list": (with_alert(annotations=["x"]), JSON, None, 400, "alerts[0].annotations is not an object"),
+    "status not firing": (with_alert(status="pending"), JSON, None, 400, "is neither firing nor resolved"),
+    "startsAt not a time": (with_alert(startsAt="yesterday"), JSON, None, 400, "is not an RFC 3339 time"),
+    "alerts an object": (json.dumps({**valid(), "alerts": {"0": {}}}).encode(), JSON, None, 400, "'alerts' is not a list"),
+    "truncatedAlerts true": (json.dumps({**valid(), "truncatedAlerts": True}).encode(), JSON, None, 400, "not a count"),
+    "groupKey a list": (json.dumps({**valid(), "groupKey": [1]}).encode(), JSON, None, 400, "'groupKey' is not a string"),
+    "a JSON string": (b'"version 4"', JSON, None, 400, "body is not a JSON object"),
+    "over a MiB": (b" " * (2**20 + 1), JSON, b"", 413, "body over 1048576 bytes"),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE))
+def test_hostile_webhook_bodies_get_a_4xx_and_a_log_line_never_a_dropped_connection(world, case):
+    body, headers, send, code, why = HOSTILE[case]
+    world.start()
+    status, answer = raw_post(world.port, body, headers, send)
+    assert (status, why in json.loads(answer)["error"]) == (code, True), answer[:300]
+    assert any("webhook from 127.0.0.1 refused: " in line and why in line for line in world.log().splitlines())
+    assert world.healthy() and world.send(valid())[0] == 200  # and the service still takes good ones
+    assert "Traceback" not in world.log()
+
+
+def test_a_client_resetting_its_kept_alive_connection_is_one_line_not_a_traceback(world):
+    world.start()
+    sock = socket.create_connection(("127.0.0.1", world.port), timeout=5)
+    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: recovery\r\n\r\n")
+    assert b" 200 " in sock.recv(4096)
+    sock.sendall(b"GET /heal")  # half a request, then a reset (RST, SO_LINGER 0)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+    wait_for(lambda: "http: connection from 127.0.0.1 ended: ConnectionResetError" in world.log(), what="the log line")
+    assert "Traceback" not in world.log() and world.healthy()
 
 
 def test_state_survives_restarts_with_every_attempt(world):

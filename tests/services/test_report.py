@@ -395,6 +395,26 @@ def test_bad_input_is_one_line_and_leaves_no_pdf(case, tmp_path):
     _bad_run(tmp_path, args, status, message)
 
 
+def test_the_stacks_unreachable_prometheus_names_prometheus_url_and_the_port_forward(monkeypatch, capsys):
+    """`make report` on a laptop: the stack's in-cluster Prometheus has no address there."""
+    from tools.report import PrometheusUnreachable, make
+    from tools.report.__main__ import main
+
+    def unreachable(settings, quarter, now, url=None):
+        with pytest.raises(PrometheusUnreachable):  # what the client raises for a refused connection
+            make.Prometheus("http://127.0.0.1:9").instant("up", now)
+        raise PrometheusUnreachable(f"cannot reach Prometheus at {settings.prometheus_url}: Name or service not known")
+
+    monkeypatch.setattr(make, "make_report", unreachable)
+    assert main(["--stack", "homelab", "--quarter", "2026Q2"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith("pbs-report: error: cannot reach Prometheus at http://kube-prometheus-stack-prometheus.monitoring")
+    assert err.rstrip().endswith("outside the cluster, run `kubectl -n monitoring port-forward "
+                                 "svc/kube-prometheus-stack-prometheus 9090:9090` in another shell, then "
+                                 "`make report PROMETHEUS_URL=http://127.0.0.1:9090`")
+
+
 def _bad_run(tmp_path: Path, args: list[str], status: int, message: str) -> None:
     old = tmp_path / "pbs-2026Q3.pdf"
     old.write_bytes(b"%PDF- the previous report")
