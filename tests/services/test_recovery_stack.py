@@ -3,7 +3,12 @@ preview's build/<stack>/recovery/ (the same files), checked by the service's own
 
 from __future__ import annotations
 
+import base64
+import gzip
+import json
+import os
 import subprocess
+import sys
 
 import pytest
 import yaml
@@ -62,6 +67,29 @@ def test_the_pbs_host_installs_the_service_with_debian_packages(homelab):
     assert "--web.listen-address 127.0.0.1:9115" in paths["/etc/default/prometheus-blackbox-exporter"]["content"]
     # Only the pbs host runs it.
     assert "/etc/recovery/recovery.yml" not in (homelab.out / "hosts" / "prom" / "user-data.yaml").read_text()
+
+
+def test_the_shipped_files_run_as_the_host_runs_them(homelab, tmp_path):
+    """The service as cloud-init lays it out (/usr/local/lib/recovery: recovery/, contracts/), run as the
+    unit runs it (`python3 -m recovery` with only that directory on the path), plans a backup failure."""
+    user_data = yaml.safe_load((homelab.out / "hosts" / "pbs" / "user-data.yaml").read_text())
+    install = tmp_path / "lib"
+    for f in user_data["write_files"]:
+        if f["path"].startswith("/usr/local/lib/recovery/"):
+            target = install / f["path"].removeprefix("/usr/local/lib/recovery/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(gzip.decompress(base64.b64decode(f["content"])))
+    config = tmp_path / "recovery.yml"
+    config.write_text((homelab.out / "recovery" / "recovery.yml").read_text().replace(
+        "/var/lib/recovery/state.sqlite3", str(tmp_path / "state.sqlite3")))
+    alert = tmp_path / "alert.json"
+    alert.write_text(json.dumps({"version": "4", "status": "firing", "truncatedAlerts": 0, "alerts": [{
+        "status": "firing", "startsAt": "2026-12-07T01:00:00Z", "fingerprint": "f1",
+        "labels": {"alertname": "BackupJobFailed", "job_type": "backup", "job_id": "vm/101", "datastore": "homelab"}}]}))
+    done = subprocess.run([sys.executable, "-m", "recovery", "plan", "--config", str(config), "--alert", str(alert)],
+                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(install)}, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "playbook backup-failure" in done.stdout and "pve-backup-rerun [enforce]" in done.stdout
 
 
 def test_systemd_accepts_the_unit(homelab, tmp_path):
