@@ -91,6 +91,7 @@ class GitSource:
 
     url_env: str             # environment variable naming the repository (URL or local git dir)
     default_url: str
+    tag_format: str          # the release tag of a version, e.g. "v{version}-cluster"
     tag: str
     commit: str
     paths: tuple[str, ...]   # what of the tree the build needs (the vendor/ tree is not used)
@@ -168,6 +169,16 @@ def _vm_ldflags(app: str) -> Callable[[Tool, str, str], list[str]]:
     return flags
 
 
+def _loki_ldflags(tool: Tool, version: str, revision: str) -> list[str]:
+    # Loki hands its own build variables to Prometheus' version package.
+    return [f.replace(PROMETHEUS_COMMON_VERSION, "github.com/grafana/loki/v3/pkg/util/build")
+            for f in _prometheus_ldflags(tool, version, revision)]
+
+
+def _tempo_ldflags(tool: Tool, version: str, revision: str) -> list[str]:
+    return [f"-X main.Version={version}", f"-X main.Revision={revision[:10]}", "-X main.Branch=HEAD"]
+
+
 KPS = helm.KUBE_PROMETHEUS_STACK_CHART
 VM_CLUSTER = helm.VICTORIA_METRICS_CLUSTER_CHART
 
@@ -199,8 +210,24 @@ TOOLS: tuple[Tool, ...] = (
                for app in ("vminsert", "vmselect", "vmstorage")),
          _vm_ldflags("vm-cluster"),
          git=GitSource("HOMELAB_VICTORIAMETRICS_GIT", "https://github.com/VictoriaMetrics/VictoriaMetrics.git",
-                       "v1.150.0-cluster", "31a38f2c38c2117442fb82b7dad49cd1de576840",
+                       "v{version}-cluster", "v1.150.0-cluster", "31a38f2c38c2117442fb82b7dad49cd1de576840",
                        ("app", "lib", "go.mod", "go.sum"))),
+    # Logs and traces (issue 25): built in the background after the metrics binaries, they take long.
+    Tool("loki", helm.LOKI_CHART, lambda: app_version(helm.LOKI_CHART), "github.com/grafana/loki/v3",
+         (Binary("loki", "github.com/grafana/loki/v3/cmd/loki", "-version"),),
+         _loki_ldflags, group="logs-traces"),
+    # Tempo's module path has no /v2: its release tags are no module versions. The module proxy
+    # serves none of its commits here, so it is built from the tag's tree like the VM cluster.
+    Tool("tempo", helm.TEMPO_CHART, lambda: app_version(helm.TEMPO_CHART), "github.com/grafana/tempo",
+         (Binary("tempo", "github.com/grafana/tempo/cmd/tempo", "-version"),), _tempo_ldflags,
+         git=GitSource("HOMELAB_TEMPO_GIT", "https://github.com/grafana/tempo.git", "v{version}", "v2.10.8",
+                       "f0f3ed59197bfe9f54f3b0f8015ccca112f9e544", ("cmd", "pkg", "modules", "tempodb", "go.mod", "go.sum")),
+         group="logs-traces"),
+    # The Collector: its builder (ocb) at the chart's version, with exactly the components the rendered
+    # config names (upstream/otelcol/builder-config.yaml, tools/collector_distribution.py).
+    Tool("otelcol", helm.COLLECTOR_CHART, lambda: app_version(helm.COLLECTOR_CHART),
+         "go.opentelemetry.io/collector/cmd/builder", (Binary("otelcol-homelab", "", "--version"),),
+         lambda tool, version, revision: [], group="logs-traces"),
 )
 
 
@@ -216,7 +243,7 @@ def version_problems(selected: list[Tool]) -> list[str]:
     for tool in selected:
         version = tool.version()
         if tool.git is not None:
-            expected = f"v{version}-cluster"
+            expected = tool.git.tag_format.format(version=version)
         else:
             expected = tool.module_version(version)
         pinned = tool.pinned_module_version()
@@ -269,6 +296,18 @@ def _alertmanager_overlay(module_dir: Path, work: Path) -> list[str]:
     overlay = work / "overlay.json"
     overlay.write_text(json.dumps({"Replace": {str(original): str(copy)}}))
     return [f"-overlay={overlay}"]
+
+
+def _build_collector(staging: Path, bin_dir: Path, log) -> subprocess.CompletedProcess:
+    """ocb generates the distribution's sources (go.mod resolved from the proxy) and compiles them."""
+    config = yaml.safe_load((PINS / "otelcol" / "builder-config.yaml").read_text())
+    config["dist"]["output_path"] = str(staging / "distribution")
+    generated = staging / "builder-config.yaml"
+    generated.write_text(yaml.safe_dump(config, sort_keys=False))
+    done = _go(["tool", "builder", f"--config={generated}"], PINS / "otelcol", log=log)
+    if done.returncode == 0:
+        shutil.copy2(staging / "distribution" / config["dist"]["name"], bin_dir / config["dist"]["name"])
+    return done
 
 
 def _git_tree(tool: Tool, work: Path) -> tuple[Path, str]:
@@ -327,8 +366,11 @@ def build(tool: Tool, log=sys.stdout) -> float:
         bin_dir.mkdir()
         ldflags = " ".join(tool.ldflags(tool, version, revision))
         print(f"  go build {tool.name} {version} ({tool.pinned_module_version()}) ...", file=log, flush=True)
-        done = _go(["build", *flags, f"-ldflags={ldflags}", "-o", f"{bin_dir}/", *packages], cwd, tool.extra_env,
-                   log=log)
+        if tool.name == "otelcol":
+            done = _build_collector(staging, bin_dir, log)
+        else:
+            done = _go(["build", *flags, f"-ldflags={ldflags}", "-o", f"{bin_dir}/", *packages], cwd, tool.extra_env,
+                       log=log)
         if done.returncode != 0:
             raise UpstreamError(f"go build of {tool.name} failed (exit {done.returncode}); output above")
         for binary in tool.binaries:
@@ -392,18 +434,46 @@ def versions(group: str | None = "metrics") -> dict[str, str]:
     return {b.name: t.version() for t in tools(group) for b in t.binaries}
 
 
+def reported_versions(names: list[str]) -> dict[str, str]:
+    """binary name -> the first line of what it says its version is (for the drill's report)."""
+    found = {b.name: (t, b) for t in TOOLS for b in t.binaries}
+    return {name: reported_version(found[name][0].bin_dir(), found[name][1]).splitlines()[0] for name in names}
+
+
 def listing(selected: list[Tool]) -> list[str]:
     return [f"{b.name:18} {t.version():9} {t.bin_dir() / b.name}" for t in selected for b in t.binaries]
+
+
+def build_in_background(group: str) -> Path | None:
+    """Start `python -m tools.upstream --group <group>` detached and niced, unless it is built or
+    already building; the path of its log."""
+    if not missing(group):
+        return None
+    log = cache_root() / f"{group}.log"
+    lock = cache_root() / f"{group}.lock"
+    try:
+        pid = int(lock.read_text())
+        os.kill(pid, 0)
+        return log  # already building
+    except (OSError, ValueError):
+        pass
+    with open(log, "ab") as out:
+        process = subprocess.Popen(["nice", "-n", "10", sys.executable, "-m", "tools.upstream", "--group", group],
+                                   cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   start_new_session=True)
+    lock.write_text(str(process.pid))
+    return log
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.upstream", description=__doc__.split("\n\n")[0])
     parser.add_argument("--group", choices=sorted({t.group for t in TOOLS}), action="append",
-                        help="only this group of tools (repeatable; default: all)")
+                        help="only this group of tools (repeatable; default: the metrics binaries, then the "
+                             "logs and traces ones in the background)")
     parser.add_argument("--check", action="store_true", help="compare the pins with the charts, build nothing")
     parser.add_argument("--path", action="store_true", help="print the bin directories as a PATH prefix")
     args = parser.parse_args(argv)
-    selected = [t for t in TOOLS if not args.group or t.group in args.group]
+    selected = [t for t in TOOLS if t.group in (args.group or ["metrics"])]
     try:
         if args.path:
             print(os.pathsep.join(str(t.bin_dir()) for t in selected))
@@ -414,10 +484,14 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"error: {problem}", file=sys.stderr)
             return 1 if problems else 0
         ensure(selected)
+        background = [] if args.group else [(g, build_in_background(g)) for g in ("logs-traces",)]
     except UpstreamError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print("\n".join(listing(selected)))
+    for group, log in background:
+        if log is not None:
+            print(f"{group}: building in the background ({', '.join(missing(group))}), log {log}")
     return 0
 
 
