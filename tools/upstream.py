@@ -285,17 +285,24 @@ def _revision(info: dict) -> str:
     return "unknown"
 
 
-def _alertmanager_overlay(module_dir: Path, work: Path) -> list[str]:
-    """Alertmanager's ui/web.go embeds app/dist, which the module zip lacks: compile a copy without it."""
-    original = module_dir / "ui" / "web.go"
-    source = original.read_text()
+def _alertmanager_without_ui(module_dir: Path, work: Path, tool: Tool) -> list[str]:
+    """Alertmanager's ui/web.go embeds app/dist, the built web UI, which the module zip lacks (it
+    is built by npm in a release). Go refuses overlays of the module cache, so the build uses a
+    copy of the verified module with that one line removed, through a go.mod of its own (-modfile)
+    that replaces the module by the copy: the API is complete, the web UI is not built."""
+    copy = work / "alertmanager-module"
+    shutil.copytree(module_dir, copy)
+    for path in [copy, *copy.rglob("*")]:
+        path.chmod(path.stat().st_mode | 0o200)
+    web = copy / "ui" / "web.go"
+    source = web.read_text()
     if "//go:embed app/dist\n" not in source:
-        raise UpstreamError(f"{original}: the embed line the overlay removes is gone; review the overlay")
-    copy = work / "web.go"
-    copy.write_text(source.replace("//go:embed app/dist\n", ""))
-    overlay = work / "overlay.json"
-    overlay.write_text(json.dumps({"Replace": {str(original): str(copy)}}))
-    return [f"-overlay={overlay}"]
+        raise UpstreamError(f"{module_dir / 'ui' / 'web.go'}: the embed line the build removes is gone; review it")
+    web.write_text(source.replace("//go:embed app/dist\n", ""))
+    modfile = work / "go.mod"
+    modfile.write_text((tool.pin_dir / "go.mod").read_text() + f"\nreplace {tool.module} => {copy}\n")
+    shutil.copy2(tool.pin_dir / "go.sum", work / "go.sum")
+    return [f"-modfile={modfile}"]
 
 
 def _build_collector(staging: Path, bin_dir: Path, log) -> subprocess.CompletedProcess:
@@ -361,7 +368,7 @@ def build(tool: Tool, log=sys.stdout) -> float:
             info = _module_info(tool)
             revision = _revision(info)
             if tool.name == "alertmanager":
-                flags += _alertmanager_overlay(Path(info["Dir"]), staging)
+                flags += _alertmanager_without_ui(Path(info["Dir"]), staging, tool)
         bin_dir = staging / "bin"
         bin_dir.mkdir()
         ldflags = " ".join(tool.ldflags(tool, version, revision))
