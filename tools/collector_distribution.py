@@ -26,7 +26,7 @@ CORE = "go.opentelemetry.io/collector"
 CONTRIB = "github.com/open-telemetry/opentelemetry-collector-contrib"
 # Component type -> its Go module, per kind (the contrib distribution's, which the chart's image runs).
 MODULES: dict[str, dict[str, str]] = {
-    "receivers": {"otlp": f"{CORE}/receiver/otlpreceiver", "filelog": f"{CONTRIB}/receiver/filelogreceiver",
+    "receivers": {"otlp": f"{CORE}/receiver/otlpreceiver", "file_log": f"{CONTRIB}/receiver/filelogreceiver",
                   "syslog": f"{CONTRIB}/receiver/syslogreceiver", "jaeger": f"{CONTRIB}/receiver/jaegerreceiver",
                   "zipkin": f"{CONTRIB}/receiver/zipkinreceiver",
                   "prometheus": f"{CONTRIB}/receiver/prometheusreceiver"},
