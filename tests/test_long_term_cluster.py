@@ -45,9 +45,11 @@ class ClusterWorld(LongTermWorld):
         super().__init__(rendered, work)
         values = yaml.safe_load((rendered / "helm" / "victoria-metrics-cluster.values.yaml").read_text())
         self.args = {c: dict(values[c].get("extraArgs", {})) for c in ("vminsert", "vmselect", "vmstorage")}
-        # Deduplication keeps one sample per scrape interval: the test scrapes every second.
+        # The stack deduplicates to one sample per scrape interval (an HA pair writes each twice). This
+        # test counts samples one by one, and a starved Prometheus may scrape twice within a second:
+        # deduplication here only merges a sample with its own replica.
         for component in ("vmselect", "vmstorage"):
-            self.args[component]["dedup.minScrapeInterval"] = f"{SCRAPE_INTERVAL:g}s"
+            self.args[component]["dedup.minScrapeInterval"] = "1ms"
         self.retention = values["vmstorage"]["retentionPeriod"]
         self.storage_ports = [{"http": free_port(), "insert": free_port(), "select": free_port()}
                               for _ in range(values["vmstorage"]["replicaCount"])]
@@ -101,12 +103,14 @@ def test_a_vmstorage_stopped_mid_write_loses_nothing_and_queries_keep_answering(
     with ClusterWorld(rendered.out, tmp_path) as world:
         assert world.wait(lambda: world.vm_query(f"rate({APP_METRIC}[10s])"), 30), \
             (tmp_path / "prometheus.log").read_text()[-2000:]
-        before = time.time() - 5
+        # Samples from 15s to 5s before the stop were sent to both (the queue sends within 5s).
+        time.sleep(10)
+        before = time.time() - 15
         world.storages[1].stop()
         answers = []
         down_until = time.monotonic() + OUTAGE_S
         while time.monotonic() < down_until:
-            answers.append(world.answer(f"count_over_time({APP_METRIC}[5s])"))
+            answers.append(world.answer(f"count_over_time({APP_METRIC}[1m])"))
             time.sleep(1)
         # With two copies of every sample, one vmstorage away: full answers, not partial ones.
         assert all(a["status"] == "success" and a["data"]["result"] for a in answers), answers[-1]
@@ -114,13 +118,15 @@ def test_a_vmstorage_stopped_mid_write_loses_nothing_and_queries_keep_answering(
         world.storages[1] = world.start_storage(1)
         time.sleep(3)
         after = time.time()
-        assert world.wait(lambda: (ts := world.vm_timestamps(before, after)) and ts[-1] > after - 1.5, 30)
+        scraped = world.prom_timestamps(before, after)
         # No sample lost: the store holds every sample Prometheus scraped, before, during and after.
-        stored, scraped = world.vm_timestamps(before, after), world.prom_timestamps(before, after)
+        world.wait(lambda: len(world.vm_timestamps(before, after)) >= len(scraped), 30)
+        stored = world.vm_timestamps(before, after)
         assert len(scraped) > OUTAGE_S / SCRAPE_INTERVAL
         assert [round(t, 3) for t in stored] == [round(t, 3) for t in scraped]
         # And what was written while both ran has its second copy on the node that stayed: the
         # first node away, the samples from before the outage still answer in full.
         world.storages[0].stop()
-        kept = world.vm_timestamps(before, before + 4)
-        assert [round(t, 3) for t in kept] == [round(t, 3) for t in scraped if t <= before + 4]
+        kept = world.vm_timestamps(before, before + 10)
+        assert len(kept) >= 8
+        assert [round(t, 3) for t in kept] == [round(t, 3) for t in scraped if t <= before + 10]
