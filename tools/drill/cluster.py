@@ -23,7 +23,7 @@ from tools.drill import durations
 from tools.drill.processes import ManagedProcess, ProcessSupervisor, free_port, wait_ready
 
 ALERTMANAGER = "alertmanager"  # built by `make upstream` at the chart's version (tools/upstream.py)
-# Alertmanager 0.25's defaults, in real seconds, and the drill's floors in wall seconds.
+# Alertmanager's defaults (0.25 to 0.34 alike), in real seconds, and the drill's floors in wall seconds.
 PEER_TIMEOUT_S, PEER_TIMEOUT_FLOOR = 15.0, 0.5
 PUSHPULL_INTERVAL_S, PUSHPULL_FLOOR = 60.0, 0.5
 # Gossip rounds (default 200ms) are not a duration of the stack; 20 ms gives the log ~25 rounds
