@@ -94,7 +94,10 @@ class GitSource:
     tag_format: str          # the release tag of a version, e.g. "v{version}-cluster"
     tag: str
     commit: str
-    paths: tuple[str, ...]   # what of the tree the build needs (the vendor/ tree is not used)
+    paths: tuple[str, ...]   # what of the tree the build needs
+    # Build from the tree's vendor/ (checked against its go.mod by Go, pinned by the commit's hash):
+    # for dependencies the module proxy does not serve (Tempo's memberlist fork).
+    vendored: bool = False
 
 
 @dataclass(frozen=True)
@@ -221,7 +224,8 @@ TOOLS: tuple[Tool, ...] = (
     Tool("tempo", helm.TEMPO_CHART, lambda: app_version(helm.TEMPO_CHART), "github.com/grafana/tempo",
          (Binary("tempo", "github.com/grafana/tempo/cmd/tempo", "-version"),), _tempo_ldflags,
          git=GitSource("HOMELAB_TEMPO_GIT", "https://github.com/grafana/tempo.git", "v{version}", "v2.10.8",
-                       "f0f3ed59197bfe9f54f3b0f8015ccca112f9e544", ("cmd", "pkg", "modules", "tempodb", "go.mod", "go.sum")),
+                       "f0f3ed59197bfe9f54f3b0f8015ccca112f9e544",
+                       ("cmd", "pkg", "modules", "tempodb", "vendor", "go.mod", "go.sum"), vendored=True),
          group="logs-traces"),
     # The Collector: its builder (ocb) at the chart's version, with exactly the components the rendered
     # config names (upstream/otelcol/builder-config.yaml, tools/collector_distribution.py).
@@ -363,6 +367,7 @@ def build(tool: Tool, log=sys.stdout) -> float:
         if tool.git is not None:
             cwd, revision = _git_tree(tool, staging)
             packages = [f"./{b.package.removeprefix(tool.module + '/')}" for b in tool.binaries]
+            flags += ["-mod=vendor"] if tool.git.vendored else []
         else:
             cwd, packages = tool.pin_dir, ["tool"]
             info = _module_info(tool)
