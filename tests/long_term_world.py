@@ -5,7 +5,7 @@ compresses them). Single-node VictoriaMetrics speaks the same remote-write and P
 API as the cluster's vminsert and vmselect; only the URL differs (no /insert/0/prometheus, no
 /select/0/prometheus), and that is the one change made to the rendered remote-write.
 
-Used by tests/test_long_term_metrics.py, tests/test_report.py (the report read from the store) and
+Used by tests/values/test_long_term_metrics.py, tests/services/test_report.py (the report read from the store) and
 benchmarks/bench_remote_write_catch_up.py.
 """
 

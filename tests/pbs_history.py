@@ -1,7 +1,7 @@
 """A generated history of PBS job runs, and the series the PBS job exporter would have exposed for it.
 
 The runs are the truth the tests count against. `exporter_series` plays the exporter
-(exporters/pbs_job_exporter.py, README "Metrics"): a run is counted at the first poll after it
+(services/pbs_exporter/pbs_job_exporter.py, README "Metrics"): a run is counted at the first poll after it
 ended; counters, last-run values and durations persist across restarts, except after a lost
 state file, when the exporter starts again from zero and re-reads the tasks of its initial
 look-back window (default 7 days) from PBS. Configured sync, verify and prune jobs have series

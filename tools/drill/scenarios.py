@@ -14,7 +14,7 @@ import dataclasses
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
-from model import recovery_alerts
+from model.rules import recovery as recovery_alerts
 from tools.drill.timeline import Counter, Ramp, Series, Steps, Timestamp
 
 
@@ -45,7 +45,7 @@ ALERT_NODE_DISK = "NodeDiskUsageHigh"  # service=nodes: warning > 85%, critical 
 ALERT_DATASTORE = "PbsDatastoreUsageHigh"  # service=backups: warning > 85%, critical > 95%, for 15m
 ALERT_WATCHDOG = "Watchdog"
 
-JOB_PBS = "pbs-exporter"  # the PBS job exporter (exporters/pbs_job_exporter.py)
+JOB_PBS = "pbs-exporter"  # the PBS job exporter (services/pbs_exporter/pbs_job_exporter.py)
 JOB_NODE = "pbs-node"  # node_exporter on the PBS host
 JOB_SPANS = "otel-collector-spanmetrics"
 # Scraped in production through a ServiceMonitor (otel-collector chart, port spanmetrics), so not in
@@ -275,7 +275,7 @@ LAST_NIGHT = (Run(-h(20) - m(5), -h(20), True),)  # last night's run succeeded
 def backup_job(runs: tuple[Run, ...], labels: tuple[tuple[str, str], ...] = PBS_LABELS,
                history: tuple[Run, ...] = LAST_NIGHT) -> tuple[Series, ...]:
     """The PBS job exporter's series for one job: the attempt/success counters, the last-run and
-    last-success timestamps and pbs_job_running, as exporters/README.md describes them."""
+    last-success timestamps and pbs_job_running, as services/pbs_exporter/README.md describes them."""
     everything = history + runs
     origin = -h(24 * 30)
     last_run, last_success, running = [(origin, origin)], [(origin, origin)], [(origin, 0.0)]
