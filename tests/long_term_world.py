@@ -1,4 +1,4 @@
-"""Debian's Prometheus remote-writing to Debian's single-node VictoriaMetrics on 127.0.0.1, with the
+"""Prometheus remote-writing to single-node VictoriaMetrics (both from `make upstream`) on 127.0.0.1, with the
 stack's rendered remote-write (build/<stack>/prometheus/remote-write.yaml) and its rendered
 long-term alerts (prometheus/rules/long-term.yaml, durations compressed by `factor` as the drill
 compresses them). Single-node VictoriaMetrics speaks the same remote-write and Prometheus query
@@ -44,7 +44,7 @@ class _Counter(BaseHTTPRequestHandler):
 
 
 def start_victoria_metrics(supervisor: ProcessSupervisor, data: Path, port: int, log: Path) -> ManagedProcess:
-    """Debian's single-node VictoriaMetrics on 127.0.0.1:`port`, ready."""
+    """Single-node VictoriaMetrics on 127.0.0.1:`port`, ready."""
     # latencyOffset: make just-written samples visible to /api/v1/query at once (default 30s).
     process = supervisor.start(ManagedProcess("victoria-metrics", [
         "victoria-metrics", f"-storageDataPath={data}", f"-httpListenAddr=127.0.0.1:{port}",

@@ -69,9 +69,12 @@ def backup_rules(cfg: StackConfig) -> list[AlertRule]:
     # earlier one a run has fixed since): the page waits for the automation, and only for it
     # (model/rules/recovery.py).
     automation = f"    or\n    {recovery_alerts.gave_up(IS_BACKUP)}\n" if cfg.recovery else ""
+    # Failed throughout the grace: Prometheus 3's range is left-open, (t - window, t], so the window
+    # reaches one scrape further back to hold the sample taken when the grace began (2.x's [t - grace, t]).
+    throughout = f"{duration_seconds(grace) + duration_seconds(cfg.metrics.scrape_interval):g}s"
     opens = (
         f"(\n  {failed_now.format(types=IS_BACKUP)}\n  and {ON_JOB}\n  (\n"
-        f"    min_over_time({LAST_RUN_FAILED}{IS_BACKUP}[{grace}]) == 1\n"
+        f"    min_over_time({LAST_RUN_FAILED}{IS_BACKUP}[{throughout}]) == 1\n"
         f"    or\n"
         f"    (changes({PBS_JOB_LAST_RUN}{IS_BACKUP}[{grace}]) >= 2\n"
         f"      unless {ON_JOB} changes({PBS_JOB_LAST_SUCCESS}{IS_BACKUP}[{grace}]) > 0)\n"

@@ -18,7 +18,7 @@ from model.hosts import K3S_LOCAL_PATH_STORAGE_CLASS, scheduling_for
 TENANT_HEADER = "X-Scope-OrgID"
 
 # Loki's OTLP ingestion turns the resource attribute k8s.namespace.name into this index
-# label; the retention rules select on it and the collector's filelog receiver sets it.
+# label; the retention rules select on it and the collector's file_log receiver sets it.
 NAMESPACE_LABEL = "k8s_namespace_name"
 
 # The object storage credentials reach Loki as environment variables from this Secret;

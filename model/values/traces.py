@@ -5,7 +5,7 @@ can only be read on the node that writes them:
 - OTLP gRPC/HTTP (the API gateway's spans, and logs workloads push) on each node's hostPort;
 - spans go to Tempo, and through the `spanmetrics` connector (before any sampling) become
   request, error and latency series that Prometheus scrapes;
-- pod logs (filelog) go to Loki with the kubernetes tenant's X-Scope-OrgID, the NAS' syslog
+- pod logs (file_log) go to Loki with the kubernetes tenant's X-Scope-OrgID, the NAS' syslog
   (hostPort on every node) with the syslog tenant's.
 Pure: plain dicts, no Pulumi.
 """
@@ -41,7 +41,7 @@ TEMPO_OBJECT_STORAGE_ENV = {TEMPO_ACCESS_KEY_ENV: secrets.TEMPO_S3_ACCESS_KEY_ID
                             TEMPO_SECRET_KEY_ENV: secrets.TEMPO_S3_SECRET_ACCESS_KEY}
 
 POD_LOGS_DIR = "/var/log/pods"
-# filelog's read offsets survive a collector restart here: no gap, no duplicates.
+# file_log (Collector 0.158's name for filelog) keeps its read offsets here: no gap, no duplicates on restart.
 CHECKPOINT_DIR = "/var/lib/otelcol"
 
 
@@ -60,7 +60,7 @@ def collector_config(cfg: StackConfig) -> dict:
     receivers: dict = {
         "otlp": {"protocols": {"grpc": {"endpoint": f"{pod_ip}:{OTLP_GRPC_PORT}"},
                                "http": {"endpoint": f"{pod_ip}:{OTLP_HTTP_PORT}"}}},
-        "filelog": {
+        "file_log": {
             "include": [f"{POD_LOGS_DIR}/*/*/*.log"],
             # Its own logs would loop: an export error logged, shipped, failing again.
             "exclude": [f"{POD_LOGS_DIR}/{endpoints.collector.namespace}_{endpoints.collector.name}-*/*/*.log"],
@@ -94,7 +94,7 @@ def collector_config(cfg: StackConfig) -> dict:
                    "exporters": ["otlp/tempo", "spanmetrics"]},
         "metrics": {"receivers": ["spanmetrics"], "processors": ["memory_limiter", "batch"],
                                 "exporters": ["prometheus"]},
-        "logs": {"receivers": ["filelog", "otlp"],
+        "logs": {"receivers": ["file_log", "otlp"],
                             "processors": ["memory_limiter", "resource/kubernetes", "batch"],
                             "exporters": [loki_exporter_name(kubernetes_tenant)]},
     }

@@ -16,7 +16,7 @@ LABEL_SETS = [{"severity": "critical", "service": "backups-offsite", "summary": 
               {}]
 
 
-def amtool_matches(matcher: str, labels: dict[str, str], tmp_path) -> bool:
+def amtool_matches(matcher: str, labels: dict[str, str], tmp_path, strict: bool = False) -> bool:
     config = {"route": {"receiver": "no", "routes": [{"receiver": "yes", "matchers": [matcher]}]},
               "receivers": [{"name": "no"}, {"name": "yes"}]}
     path = tmp_path / "alertmanager.yml"
@@ -25,7 +25,11 @@ def amtool_matches(matcher: str, labels: dict[str, str], tmp_path) -> bool:
                              *(str(Matcher(k, "=", v)) for k, v in labels.items())],
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
-    return result.stdout.strip() == "yes"
+    # Alertmanager 0.27+ logs (on stdout) when its UTF-8 matchers parser refused the input and the
+    # classic parser took it: the answer is the last line.
+    fallback = "classic matchers parser as a fallback" in result.stdout
+    assert not (fallback and strict), f"Alertmanager needed its classic parser for {matcher!r}: {result.stdout}"
+    return result.stdout.strip().splitlines()[-1] == "yes"
 
 
 @pytest.mark.parametrize("text", MATCHERS)
@@ -33,7 +37,9 @@ def test_written_matchers_route_in_alertmanager_as_they_match_here(text, tmp_pat
     matcher = parse_matcher(text)
     assert parse_matcher(str(matcher)) == matcher, "writing and reading back is lossless"
     for labels in LABEL_SETS:
-        assert amtool_matches(str(matcher), labels, tmp_path) == matcher.matches(labels), (str(matcher), labels)
+        # What the stack writes, Alertmanager's UTF-8 parser reads (no fallback to the classic one).
+        assert amtool_matches(str(matcher), labels, tmp_path, strict=True) == matcher.matches(labels), \
+            (str(matcher), labels)
         assert amtool_matches(text, labels, tmp_path) == matcher.matches(labels), (text, labels)
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import yaml
 
+from tools import upstream
 from tools.drill import scenarios
 
 import pytest
@@ -48,8 +49,15 @@ def test_short_drill_passes_and_reports(tmp_path, rendered):
     # results.json, in the shape later drill work and CI read
     results = json.loads((tmp_path / "results.json").read_text())
     assert [s["name"] for s in results["scenarios"]] == list(scenarios.SHORT_DRILL)
+    # the binaries it ran, at the versions the charts deploy
+    versions = upstream.versions()
+    for name in ("prometheus", "promtool", "alertmanager", "amtool", "blackbox_exporter"):
+        assert f"version {versions[name]} " in results["binaries"][name], results["binaries"]
+        assert f"`{name}`: {results['binaries'][name]}" in report
     for scenario in results["scenarios"]:
-        assert set(scenario) == {"name", "verdict", "notifications", "incidents_expected", "incidents_opened", "recovery_actions"}
+        assert set(scenario) == {"name", "verdict", "attempts", "starved", "notifications", "incidents_expected",
+                                 "incidents_opened", "recovery_actions"}
+        assert scenario["starved"] == []
         assert scenario["recovery_actions"] == []  # the recovery service is in the loop of its own scenarios only
         assert scenario["verdict"] == "pass"
         assert scenario["incidents_opened"] == scenario["incidents_expected"]

@@ -178,11 +178,13 @@ def _burn(window: str, slo: str, value: float, at: str) -> dict:
 def test_burn_rates_and_budget_for_a_steady_error_ratio(homelab, tmp_path):
     # A day clean, then a day at 1% errors: burn 2 (1% of a 0.5% budget); over both days
     # the error ratio is 0.5%, exactly the budget: nothing remains.
+    # Sampled every minute: under Prometheus 3 a range is left-open, so [5m] over 5-minute samples
+    # holds one sample and rate() has nothing (2.x's closed range held two).
     _unit_test(homelab, tmp_path, {
-        "interval": "5m",
+        "interval": "1m",
         "input_series": [
-            {"series": BACKUPS.total, "values": "0+100x576"},
-            {"series": BACKUPS.good, "values": "0+100x288 28899+99x287"},
+            {"series": BACKUPS.total, "values": "0+20x2880"},
+            {"series": BACKUPS.good, "values": "0+20x1440 28819.8+19.8x1439"},
         ],
         "promql_expr_test": [
             _burn("1h", "backup-success", 2, "2d"),
@@ -197,8 +199,8 @@ def test_burn_rates_and_budget_for_a_steady_error_ratio(homelab, tmp_path):
 def test_zero_traffic_is_a_clean_zero_not_nan_and_never_pages(homelab, tmp_path):
     # Counters exist but do not move (no requests at night); the good-events bucket never appeared.
     _unit_test(homelab, tmp_path, {
-        "interval": "5m",
-        "input_series": [{"series": LATENCY.total, "values": "500x400"}],
+        "interval": "1m",  # [5m] must hold two samples (see above)
+        "input_series": [{"series": LATENCY.total, "values": "500x1500"}],
         "promql_expr_test": [
             _burn("5m", "api-gateway-latency", 0, "1d"),
             _burn("3d", "api-gateway-latency", 0, "1d"),

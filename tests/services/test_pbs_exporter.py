@@ -1,7 +1,7 @@
 """The PBS job exporter, run as a real process against a fake PBS API.
 
 Every wait polls with a deadline; nothing sleeps a fixed time or asserts on
-speed.  Needs promtool on PATH (Debian package ``prometheus``).
+speed.  Needs promtool on PATH (`make upstream`).
 """
 
 import collections

@@ -34,7 +34,7 @@ def test_dedup_key_matches_a_real_alertmanager(tmp_path):
                       {"name": "pager", "pagerduty_configs": [{"routing_key": "k", "url": f"{capture.url}/v2/enqueue"}]}],
     }
     (tmp_path / "am.yml").write_text(yaml.safe_dump(config))
-    am = ManagedProcess("alertmanager", ["prometheus-alertmanager", f"--config.file={tmp_path / 'am.yml'}",
+    am = ManagedProcess("alertmanager", ["alertmanager", f"--config.file={tmp_path / 'am.yml'}",
                                          f"--storage.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
                                          "--cluster.listen-address="], tmp_path / "am.log").start()
     try:
@@ -69,7 +69,7 @@ def test_the_rendered_route_key_gives_the_dedup_key_of_the_rendered_alertmanager
     (tmp_path / "am.yml").write_text(yaml.safe_dump(drill.doc))
     service = yaml.safe_load((homelab.out / "recovery" / "recovery.yml").read_text())["pagerduty"]
     port = free_port()
-    am = ManagedProcess("alertmanager", ["prometheus-alertmanager", f"--config.file={tmp_path / 'am.yml'}",
+    am = ManagedProcess("alertmanager", ["alertmanager", f"--config.file={tmp_path / 'am.yml'}",
                                          f"--storage.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
                                          "--cluster.listen-address="], tmp_path / "am.log").start()
     try:

@@ -1,4 +1,4 @@
-"""The quarterly PBS job report against Debian's Prometheus holding a generated quarter.
+"""The quarterly PBS job report against Prometheus holding a generated quarter.
 
 The expected figures are counted here from the generated runs (tests/pbs_history.py), never
 taken from tools/report; the report itself is read back from its PDF with poppler's pdftotext.
@@ -588,8 +588,8 @@ def _without_source(doc: dict) -> dict:
 
 
 def test_the_report_from_victoria_metrics_is_the_report_from_prometheus(berlin, tmp_path):
-    """With metrics.longTerm the report reads vmselect's Prometheus API (model/reports.py): Debian's
-    VictoriaMetrics, holding the same history, must give the same figures."""
+    """With metrics.longTerm the report reads vmselect's Prometheus API (model/reports.py): single-node
+    VictoriaMetrics at the chart's version, holding the same history, must give the same figures."""
     from tests.long_term_world import import_openmetrics, start_victoria_metrics
     from tools.drill.processes import ProcessSupervisor, free_port
 

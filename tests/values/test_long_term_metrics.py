@@ -1,5 +1,5 @@
-"""Long-term metrics for real: Debian's Prometheus remote-writes with the stack's rendered
-remote-write config to Debian's VictoriaMetrics (tests/long_term_world.py); the store goes away and
+"""Long-term metrics for real: Prometheus remote-writes with the stack's rendered
+remote-write config to single-node VictoriaMetrics (tests/long_term_world.py); the store goes away and
 comes back, the WAL catches up without a gap, and the rendered remote-write alert fires meanwhile.
 The alerts' thresholds are also unit-tested with promtool on the rendered rule file."""
 

@@ -165,11 +165,11 @@ def exporter(homelab, tmp_path_factory):
     modules = yaml.safe_load(rendered)["modules"]
     assert {k: v for k, v in modules.items() if k != "http_2xx"} == probes.blackbox_config(CFG)["modules"]
     config.write_text(rendered)
-    check = run_tool("prometheus-blackbox-exporter", f"--config.file={config}", "--config.check")
+    check = run_tool("blackbox_exporter", f"--config.file={config}", "--config.check")
     assert check.returncode == 0, check.stdout + check.stderr
     port = _free_port()
     log = (work / "exporter.log").open("w")
-    proc = subprocess.Popen(["prometheus-blackbox-exporter", f"--config.file={config}",
+    proc = subprocess.Popen(["blackbox_exporter", f"--config.file={config}",
                              f"--web.listen-address=127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:

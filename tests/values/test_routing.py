@@ -20,6 +20,8 @@ def test_amtool_accepts_the_config(am_config):
     assert result.returncode == 0, result.stdout + result.stderr
     # the stack config's five, and the recovery service's (model/recovery.py)
     assert "6 receivers" in result.stdout
+    # Alertmanager 0.27+ reads every matcher with its UTF-8 parser, no fallback to the classic one
+    assert "classic matchers parser" not in result.stdout + result.stderr
 
 
 @pytest.mark.parametrize("labels,receivers", [

@@ -136,13 +136,13 @@ def test_logs_reach_loki_with_the_right_tenant(otel):
             tenant = exporter["headers"]["X-Scope-OrgID"]
             for receiver in pipeline["receivers"]:
                 tenant_of_receiver.setdefault(receiver, set()).add(tenant)
-    assert tenant_of_receiver["filelog"] == {"homelab"}
+    assert tenant_of_receiver["file_log"] == {"homelab"}
     assert tenant_of_receiver["otlp"] == {"homelab"}
     assert tenant_of_receiver["syslog/udp"] == tenant_of_receiver["syslog/tcp"] == {"nas"}
 
 
 def test_pod_logs_carry_the_namespace_loki_retains_by(otel):
-    filelog = otel["receivers"]["filelog"]
+    filelog = otel["receivers"]["file_log"]
     # The container parser sets k8s.namespace.name from the /var/log/pods/<ns>_<pod>_<uid>/ path.
     assert {"type": "container", "id": "container-parser"} in filelog["operators"]
     assert filelog["include"] == ["/var/log/pods/*/*/*.log"]
