@@ -98,21 +98,6 @@ class Binary:
 
 
 @dataclass(frozen=True)
-class GitSource:
-    """A tag the module proxy does not serve: its tree at a pinned commit, built with its own go.sum."""
-
-    url_env: str             # environment variable naming the repository (URL or local git dir)
-    default_url: str
-    tag_format: str          # the release tag of a version, e.g. "v{version}-cluster"
-    tag: str
-    commit: str
-    paths: tuple[str, ...]   # what of the tree the build needs
-    # Build from the tree's vendor/ (checked against its go.mod by Go, pinned by the commit's hash):
-    # for dependencies the module proxy does not serve (Tempo's memberlist fork).
-    vendored: bool = False
-
-
-@dataclass(frozen=True)
 class Tool:
     name: str                                  # upstream/<name>/ and the cache directory
     chart: HelmChart
@@ -121,7 +106,6 @@ class Tool:
     binaries: tuple[Binary, ...]
     ldflags: Callable[["Tool", str, str], list[str]]
     module_version: Callable[[str], str] = lambda v: f"v{v}"
-    git: GitSource | None = None
     group: str = "metrics"
     note: str = ""
     extra_env: dict = field(default_factory=dict)
@@ -134,8 +118,6 @@ class Tool:
         return self.chart_version()
 
     def pinned_module_version(self) -> str:
-        if self.git is not None:
-            return self.git.tag
         text = (self.pin_dir / "go.mod").read_text()
         found = re.search(rf"^\s*(?:require\s+)?{re.escape(self.module)}\s+(\S+)", text, re.M)
         if found is None:
@@ -144,8 +126,6 @@ class Tool:
 
     def pin_hash(self) -> str:
         digest = hashlib.sha256(RECIPE.encode())
-        if self.git is not None:
-            digest.update(self.git.commit.encode())
         for name in ("go.mod", "go.sum", "pin.json", "builder-config.yaml"):
             path = self.pin_dir / name
             if path.is_file():
@@ -179,8 +159,7 @@ def _prometheus_ldflags(tool: Tool, version: str, revision: str) -> list[str]:
 def _vm_ldflags(app: str) -> Callable[[Tool, str, str], list[str]]:
     def flags(tool: Tool, version: str, revision: str) -> list[str]:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-        suffix = "-cluster" if tool.git is not None else ""
-        return [f"-X {VM_BUILDINFO}={app}-{stamp}-tags-v{version}{suffix}-0-g{revision[:10]}"]
+        return [f"-X {VM_BUILDINFO}={app}-{stamp}-tags-v{version}-0-g{revision[:10]}"]
     return flags
 
 
@@ -188,10 +167,6 @@ def _loki_ldflags(tool: Tool, version: str, revision: str) -> list[str]:
     # Loki hands its own build variables to Prometheus' version package.
     return [f.replace(PROMETHEUS_COMMON_VERSION, "github.com/grafana/loki/v3/pkg/util/build")
             for f in _prometheus_ldflags(tool, version, revision)]
-
-
-def _tempo_ldflags(tool: Tool, version: str, revision: str) -> list[str]:
-    return [f"-X main.Version={version}", f"-X main.Revision={revision[:10]}", "-X main.Branch=HEAD"]
 
 
 KPS = helm.KUBE_PROMETHEUS_STACK_CHART
@@ -219,26 +194,10 @@ TOOLS: tuple[Tool, ...] = (
          "github.com/VictoriaMetrics/VictoriaMetrics",
          (Binary("victoria-metrics", "github.com/VictoriaMetrics/VictoriaMetrics/app/victoria-metrics",
                  "-version"),), _vm_ldflags("victoria-metrics")),
-    Tool("victoriametrics-cluster", VM_CLUSTER, lambda: app_version(VM_CLUSTER),
-         "github.com/VictoriaMetrics/VictoriaMetrics",
-         tuple(Binary(app, f"github.com/VictoriaMetrics/VictoriaMetrics/app/{app}", "-version")
-               for app in ("vminsert", "vmselect", "vmstorage")),
-         _vm_ldflags("vm-cluster"),
-         git=GitSource("HOMELAB_VICTORIAMETRICS_GIT", "https://github.com/VictoriaMetrics/VictoriaMetrics.git",
-                       "v{version}-cluster", "v1.150.0-cluster", "31a38f2c38c2117442fb82b7dad49cd1de576840",
-                       ("app", "lib", "go.mod", "go.sum"))),
     # Logs and traces (issue 25): built in the background after the metrics binaries, they take long.
     Tool("loki", helm.LOKI_CHART, lambda: app_version(helm.LOKI_CHART), "github.com/grafana/loki/v3",
          (Binary("loki", "github.com/grafana/loki/v3/cmd/loki", "-version"),),
          _loki_ldflags, group="logs-traces"),
-    # Tempo's module path has no /v2: its release tags are no module versions. The module proxy
-    # serves none of its commits here, so it is built from the tag's tree like the VM cluster.
-    Tool("tempo", helm.TEMPO_CHART, lambda: app_version(helm.TEMPO_CHART), "github.com/grafana/tempo",
-         (Binary("tempo", "github.com/grafana/tempo/cmd/tempo", "-version"),), _tempo_ldflags,
-         git=GitSource("HOMELAB_TEMPO_GIT", "https://github.com/grafana/tempo.git", "v{version}", "v2.10.8",
-                       "f0f3ed59197bfe9f54f3b0f8015ccca112f9e544",
-                       ("cmd", "pkg", "modules", "tempodb", "vendor", "go.mod", "go.sum"), vendored=True),
-         group="logs-traces"),
     # The Collector: its builder (ocb) at the chart's version, with exactly the components the rendered
     # config names (upstream/otelcol/builder-config.yaml, tools/collector_distribution.py).
     Tool("otelcol", helm.COLLECTOR_CHART, lambda: app_version(helm.COLLECTOR_CHART),
@@ -258,10 +217,7 @@ def version_problems(selected: list[Tool]) -> list[str]:
     problems = []
     for tool in selected:
         version = tool.version()
-        if tool.git is not None:
-            expected = tool.git.tag_format.format(version=version)
-        else:
-            expected = tool.module_version(version)
+        expected = tool.module_version(version)
         pinned = tool.pinned_module_version()
         if pinned != expected:
             problems.append(f"{tool.name}: the chart {tool.chart.name} {tool.chart.version} deploys {version}, "
@@ -333,40 +289,6 @@ def _build_collector(staging: Path, bin_dir: Path, log) -> subprocess.CompletedP
     return done
 
 
-def _git_tree(tool: Tool, work: Path) -> tuple[Path, str]:
-    """The tag's tree at the pinned commit, checked: the tag must still name that commit."""
-    src = tool.git
-    url = os.environ.get(src.url_env, src.default_url)
-    # A stable directory: the compiled packages of a source tree are cached by its path.
-    tree = cache_root() / f".src-{tool.name}-{src.commit[:12]}"
-    if (tree / "go.mod").is_file():
-        return tree, src.commit
-    extracted = work / "src"
-    extracted.mkdir()
-    if Path(url).is_dir():
-        git_dir = url
-    else:
-        git_dir = str(work / "repo.git")
-        subprocess.run(["git", "init", "--quiet", "--bare", git_dir], check=True)
-        fetched = subprocess.run(["git", "--git-dir", git_dir, "fetch", "--quiet", "--depth=1", url,
-                                  f"refs/tags/{src.tag}:refs/tags/{src.tag}"], capture_output=True, text=True)
-        if fetched.returncode != 0:
-            raise UpstreamError(f"{tool.name}: cannot fetch {src.tag} from {url} (set {src.url_env} to a clone "
-                                f"of the repository): {fetched.stderr.strip()}")
-    commit = subprocess.run(["git", "--git-dir", git_dir, "rev-parse", f"{src.tag}^{{commit}}"],
-                            capture_output=True, text=True).stdout.strip()
-    if commit != src.commit:
-        raise UpstreamError(f"{tool.name}: tag {src.tag} at {url} is {commit or 'missing'}, pinned {src.commit}")
-    archive = subprocess.Popen(["git", "--git-dir", git_dir, "archive", src.commit, *src.paths],
-                               stdout=subprocess.PIPE)
-    subprocess.run(["tar", "-x", "-C", str(extracted)], stdin=archive.stdout, check=True)
-    if archive.wait() != 0:
-        raise UpstreamError(f"{tool.name}: git archive of {src.commit} failed")
-    shutil.rmtree(tree, ignore_errors=True)
-    extracted.rename(tree)
-    return tree, commit
-
-
 def build(tool: Tool, log=sys.stdout) -> float:
     """Build the tool's binaries into its cache directory; the seconds it took."""
     started = time.monotonic()
@@ -376,16 +298,11 @@ def build(tool: Tool, log=sys.stdout) -> float:
     staging.chmod(0o755)
     try:
         flags: list[str] = []
-        if tool.git is not None:
-            cwd, revision = _git_tree(tool, staging)
-            packages = [f"./{b.package.removeprefix(tool.module + '/')}" for b in tool.binaries]
-            flags += ["-mod=vendor"] if tool.git.vendored else []
-        else:
-            cwd, packages = tool.pin_dir, ["tool"]
-            info = _module_info(tool)
-            revision = _revision(info)
-            if tool.name == "alertmanager":
-                flags += _alertmanager_without_ui(Path(info["Dir"]), staging, tool)
+        cwd, packages = tool.pin_dir, ["tool"]
+        info = _module_info(tool)
+        revision = _revision(info)
+        if tool.name == "alertmanager":
+            flags += _alertmanager_without_ui(Path(info["Dir"]), staging, tool)
         bin_dir = staging / "bin"
         bin_dir.mkdir()
         ldflags = " ".join(tool.ldflags(tool, version, revision))
