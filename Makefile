@@ -48,7 +48,7 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
-# prometheus-pve-exporter's own venv, the pinned set the pbs host installs (tests/test_pve.py runs it).
+# prometheus-pve-exporter's own venv, the pinned set the pbs host installs (tests/services/test_pve.py runs it).
 PVE_EXPORTER_VENV := .venv-pve-exporter
 $(PVE_EXPORTER_VENV)/.requirements-sha256: services/pve_exporter/pve-exporter-requirements.txt
 	$(PYTHON) -m venv --clear $(PVE_EXPORTER_VENV)

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Installs the Debian tools the tests drive (Prometheus, Alertmanager, the exporters and VictoriaMetrics
 # come from `make upstream` at the charts' versions instead): Debian's blackbox exporter, which the
-# recovery service's pbs host installs (tests/test_recovery_probes.py runs it as deployed),
+# recovery service's pbs host installs (tests/services/test_recovery_probes.py runs it as deployed),
 # cloud-init's schema validator, systemd-escape (systemd) and openssl for the PBS exporter tests,
 # and pdftotext (poppler-utils, reads the PBS report's PDF back).
 # nginx serves the rendered runbook hub with its own server block in a test.
