@@ -104,7 +104,7 @@ def test_make_manifests_without_a_mirror_exits_2_with_that_line(pins, tmp_path, 
 
 
 def test_every_chart_the_stack_installs_is_pinned_or_a_known_gap():
-    from model import helm
+    from model.values import helm
 
     installed = {f"{c.name}-{c.version}.tgz" for c in vars(helm).values() if isinstance(c, helm.HelmChart)}
     pinned = set(json.loads(manifests.CHART_DIGESTS.read_text()))
