@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import random
 import socket
+import subprocess
 import time
 import urllib.error
 import urllib.parse
@@ -39,6 +40,10 @@ def upstream_binary(name: str) -> str:
                                 f"(cache {tool.install_dir()})")
                 return str(tool.bin_dir() / name)
     raise KeyError(name)
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=120)
 
 
 def rendered_release(homelab, name: str) -> manifests.RenderedRelease:
@@ -105,15 +110,18 @@ class Loki:
             headers["X-Scope-OrgID"] = tenant
         return http("POST", f"{self.url}/loki/api/v1/push", json.dumps({"streams": streams}).encode(), headers)
 
-    def query(self, tenant: str | None, logql: str, since: float = 3600, limit: int = 5000) -> Reply:
+    def query(self, tenant: str | None, logql: str, window: tuple[float, float] | None = None,
+              limit: int = 5000) -> Reply:
+        """query_range over `window` (seconds since the epoch), the last hour by default."""
         now = time.time()
-        params = urllib.parse.urlencode({"query": logql, "start": int((now - since) * 1e9),
-                                         "end": int((now + 60) * 1e9), "limit": limit, "direction": "forward"})
+        start, end = window or (now - 3600, now + 60)
+        params = urllib.parse.urlencode({"query": logql, "start": int(start * 1e9), "end": int(end * 1e9),
+                                         "limit": limit, "direction": "forward"})
         headers = {"X-Scope-OrgID": tenant} if tenant is not None else {}
         return http("GET", f"{self.url}/loki/api/v1/query_range?{params}", headers=headers)
 
-    def lines(self, tenant: str, logql: str, since: float = 3600) -> list[str]:
-        reply = self.query(tenant, logql, since)
+    def lines(self, tenant: str, logql: str, window: tuple[float, float] | None = None) -> list[str]:
+        reply = self.query(tenant, logql, window)
         assert reply.status == 200, reply.body
         return [v[1] for s in reply.json()["data"]["result"] for v in s["values"]]
 
@@ -159,6 +167,9 @@ class Collector:
     def stop(self) -> None:
         self.process.stop()
 
+    def telemetry(self, port: int) -> str:
+        return http("GET", f"http://127.0.0.1:{port}/metrics").body.decode()
+
 
 def stack_collector(rendered, directory: Path, loki_url: str, traces_endpoint: str,
                     span_metrics_flush: str | None = None) -> tuple[Collector, local.LocalCollector]:
@@ -166,20 +177,34 @@ def stack_collector(rendered, directory: Path, loki_url: str, traces_endpoint: s
     return Collector("otelcol", configured.config, directory, configured.env), configured
 
 
-def backend_collector(directory: Path) -> tuple[Collector, int, int, int]:
-    """The traces backend in Tempo's place: a real Collector receiving OTLP gRPC and counting spans
-    (its own otelcol_receiver_accepted_spans), exporting them to debug at basic verbosity."""
-    grpc, health, telemetry = free_port(), free_port(), free_port()
-    config = {
-        "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": f"127.0.0.1:{grpc}"}}}},
-        "exporters": {"debug": {"verbosity": "basic"}},
-        "extensions": {"health_check": {"endpoint": f"127.0.0.1:{health}"}},
-        "service": {"extensions": ["health_check"],
-                    "pipelines": {"traces": {"receivers": ["otlp"], "exporters": ["debug"]}},
-                    "telemetry": {"metrics": {"readers": [{"pull": {"exporter": {"prometheus": {
-                        "host": "127.0.0.1", "port": telemetry}}}}]}}},
-    }
-    return Collector("tempo-stand-in", config, directory), grpc, health, telemetry
+class TracesBackend(Collector):
+    """The traces backend in Tempo's place: a real Collector receiving OTLP gRPC at a fixed port
+    across restarts, counting what it accepted (its own otelcol_receiver_accepted_spans)."""
+
+    def __init__(self, directory: Path):
+        self.grpc, self.health, self.telemetry_port = free_port(), free_port(), free_port()
+        config = {
+            "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": f"127.0.0.1:{self.grpc}"}}}},
+            "exporters": {"debug": {"verbosity": "basic"}},
+            "extensions": {"health_check": {"endpoint": f"127.0.0.1:{self.health}"}},
+            "service": {"extensions": ["health_check"],
+                        "pipelines": {"traces": {"receivers": ["otlp"], "exporters": ["debug"]}},
+                        "telemetry": {"metrics": {"readers": [{"pull": {"exporter": {"prometheus": {
+                            "host": "127.0.0.1", "port": self.telemetry_port}}}}]}}},
+        }
+        super().__init__("tempo-stand-in", config, directory)
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.grpc}"
+
+    def start(self, timeout: float = 60) -> "TracesBackend":
+        super().start(f"http://127.0.0.1:{self.health}/", timeout)
+        return self
+
+    def accepted_spans(self) -> float:
+        """Since this process started."""
+        return metric_value(self.telemetry(self.telemetry_port), "otelcol_receiver_accepted_spans_total")
 
 
 # --- OTLP/HTTP JSON ---------------------------------------------------------------------------------
