@@ -127,7 +127,7 @@ def test_requests_without_a_tenant_are_refused(loki):
     reply = loki.query(None, '{service_name=~".+"}')
     assert reply.status == 401, reply.body
     # A tenant that exists nowhere sees nothing of the real ones.
-    assert world.Loki.lines(loki, "intruder", '{service_name=~".+"}') == []
+    assert loki.lines("intruder", '{service_name=~".+"}') == []
 
 
 # --- spans -> span metrics -> the latency SLO -----------------------------------------------------------
