@@ -253,7 +253,7 @@ def _line(size: int, tag: str) -> str:
     return (tag + " " + "x" * size)[:size]
 
 
-def test_a_nas_burst_gets_429_at_the_configured_burst_and_homelab_is_unaffected(loki, collector, homelab):
+def test_a_nas_burst_gets_429_at_the_configured_burst_and_homelab_is_unaffected(loki):
     limits = loki.local.runtime["overrides"]["nas"]
     burst, rate = limits["ingestion_burst_size_mb"] * MB, limits["ingestion_rate_mb"] * MB
     run = uuid.uuid4().hex[:8]

@@ -7,9 +7,10 @@ change, in this one place:
 
 Loki
   - server: HTTP and gRPC on 127.0.0.1 at free ports (the chart: 3100 and 9095 on the pod IP);
-  - memberlist: bound to 127.0.0.1 at a free port, no members to join (the chart joins the
+  - memberlist: bound to 127.0.0.1 at a free port, joining itself (the chart joins the
     loki-memberlist Service); common.instance_addr and -memberlist.advertise-addr are 127.0.0.1
-    (the pod IP in Kubernetes);
+    (the pod IP in Kubernetes), and so common.ring.kvstore.store is memberlist (an instance_addr
+    makes Loki apply the common ring config, Consul by default, to every ring);
   - common.compactor_grpc_address: this Loki's gRPC port (the chart: the loki Service);
   - /var/loki (path_prefix, chunks, rules, compactor, ruler WAL, bloom shipper) and
     /etc/loki (config, runtime config): directories of the run;
@@ -123,9 +124,13 @@ def local_loki(rendered: RenderedRelease, directory: Path, ports: tuple[int, int
     config["server"].update({"http_listen_address": LOCALHOST, "http_listen_port": http_port,
                              "grpc_listen_address": LOCALHOST, "grpc_listen_port": grpc_port})
     config["memberlist"].update({"bind_addr": [LOCALHOST], "bind_port": memberlist_port,
-                                 "advertise_port": memberlist_port, "join_members": []})
+                                 "advertise_port": memberlist_port,
+                                 "join_members": [f"{LOCALHOST}:{memberlist_port}"]})
     common = config["common"]
+    # The pod IP in Kubernetes. Setting it makes Loki take the common ring config for every ring,
+    # whose store must then be said: memberlist, as the chart's memberlist section has it.
     common["instance_addr"] = LOCALHOST
+    common["ring"] = {"kvstore": {"store": "memberlist"}}
     common["compactor_grpc_address"] = f"{LOCALHOST}:{grpc_port}"
     common["path_prefix"] = _rebase(common["path_prefix"], "/var/loki", data)
     for key, path in common["storage"]["filesystem"].items():
