@@ -16,8 +16,8 @@ Loki
     /etc/loki (config, runtime config): directories of the run;
   - the memcached chunk and results caches are dropped: the chart's memcached StatefulSets do
     not run here;
-  - only when a test asks (`LokiTuning`): a shorter compaction interval, retention delete delay
-    and runtime-config reload period, and an older reject_old_samples_max_age, so retention can
+  - only when a test asks (`LokiTuning`): a shorter compaction interval and retention delete
+    delay, and an older reject_old_samples_max_age, so retention can
     be seen working in seconds on lines older than the shortest retention rule.
 The Collector
   - every `${env:MY_POD_IP}:<port>` (receivers, the span-metrics Prometheus exporter,
@@ -83,7 +83,6 @@ class LokiTuning:
 
     compaction_interval: str = "10m"
     retention_delete_delay: str | None = None
-    runtime_reload_period: str | None = None
     reject_old_samples_max_age: str | None = None
 
 
@@ -145,8 +144,6 @@ def local_loki(rendered: RenderedRelease, directory: Path, ports: tuple[int, int
     config["compactor"]["compaction_interval"] = tuning.compaction_interval
     if tuning.retention_delete_delay:
         config["compactor"]["retention_delete_delay"] = tuning.retention_delete_delay
-    if tuning.runtime_reload_period:
-        config["runtime_config"]["period"] = tuning.runtime_reload_period
     if tuning.reject_old_samples_max_age:
         config["limits_config"]["reject_old_samples_max_age"] = tuning.reject_old_samples_max_age
     args = []
