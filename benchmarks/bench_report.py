@@ -3,11 +3,14 @@
 Not a test: it prints figures. It generates what the PBS job exporter would have exposed for
 2026 Q3 (50 jobs: 40 daily backups, 4 weekly syncs, 3 weekly verifies, 2 daily prunes, one GC;
 about 1% of the runs fail) at the stack's 30 s scrape interval and Prometheus' default 5 min
-look-back, backfills Debian's Prometheus with it (promtool, one file per block), then times the
+look-back, backfills Prometheus with it (promtool, one file per block), then times the
 whole report (`python -m tools.report`, a fresh process: queries, figures, PDF, JSON, CSV) three
 times and prints the median. The set-up takes a few minutes and 2 GB of temporary disk at a time.
 
-    python -m benchmarks.bench_report [--runs 3] [--jobs 50] [--keep DIR]
+    python -m benchmarks.bench_report [--runs 3] [--jobs 50] [--keep DIR] [--out DIR]
+
+`make report-demo` runs it small (8 jobs, one run) with --out: the sample report of a generated
+quarter, no cluster needed.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tools import upstream  # noqa: E402
 from tests.pbs_history import BLOCK_SECONDS, POLL_LAG, TARGET_LABELS, backfill, start_prometheus  # noqa: E402
 
 SCRAPE = 30
@@ -140,9 +144,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--jobs", type=int, default=50)
     parser.add_argument("--keep", type=Path, help="keep the TSDB here (and reuse it if it exists)")
+    parser.add_argument("--out", type=Path, help="keep the report's PDF, JSON and CSV here")
     args = parser.parse_args()
+    upstream.put_on_path()  # Prometheus, promtool, VictoriaMetrics at the charts' versions
     work = Path(tempfile.mkdtemp(prefix="bench-report-"))
     tsdb = args.keep or work / "tsdb"
+    out = (args.out or work / "out").resolve()
     try:
         started = time.perf_counter()
         if not (tsdb / "meta.json").exists() and not any(tsdb.glob("*/meta.json")):
@@ -163,13 +170,13 @@ def main() -> None:
             for _ in range(args.runs):
                 began = time.perf_counter()
                 result = subprocess.run([sys.executable, "-m", "tools.report", "--settings", str(settings),
-                                         "--quarter", "2026Q3", "--prometheus-url", url, "--out", str(work / "out")],
+                                         "--quarter", "2026Q3", "--prometheus-url", url, "--out", str(out)],
                                         cwd=ROOT, capture_output=True, text=True)
                 times.append(time.perf_counter() - began)
                 if result.returncode:
                     raise SystemExit(result.stderr)
             print(result.stdout.strip())
-            pages = subprocess.run(["pdfinfo", str(work / "out" / "pbs-2026Q3.pdf")], capture_output=True,
+            pages = subprocess.run(["pdfinfo", str(out / "pbs-2026Q3.pdf")], capture_output=True,
                                    text=True).stdout
             print(next((line for line in pages.splitlines() if line.startswith("Pages:")), "Pages: ?"))
             print(f"report of {args.jobs} jobs, 2026 Q3 at {SCRAPE} s scrapes: median {statistics.median(times):.2f} s "

@@ -17,8 +17,8 @@ from model.grafana.alerting import alert_routing_tree, contact_points, notificat
 from model.grafana.dashboards import Dashboard, folders, load_dashboards, render_dashboard
 from model.grafana.data_sources import data_sources
 from model.grafana.runbooks import Runbook, list_runbooks
-from model.secrets import GRAFANA_TLS_CERTIFICATE, GRAFANA_TLS_PRIVATE_KEY, SecretRef
-from model.helm import GRAFANA_CHART
+from model.facts.secrets import GRAFANA_TLS_CERTIFICATE, GRAFANA_TLS_PRIVATE_KEY, SecretRef
+from model.values.helm import GRAFANA_CHART
 from model.config import Grafana as GrafanaConfig, StackConfig
 
 

@@ -15,7 +15,7 @@ import pulumi
 from pulumi_kubernetes.helm.v3 import Release
 
 from components.kubernetes_objects import Namespace, Secret
-from model.helm import HelmChart
+from model.values.helm import HelmChart
 
 
 def child_name(component: str, part: str) -> str:

@@ -3,7 +3,7 @@
 pulumi_kubernetes.core.v1 builds every core/v1 type of the API on import: about 0.7 s, a third
 of the offline preview's budget, for three kinds. These classes register exactly what the
 SDK's Namespace, Secret and PersistentVolumeClaim register (type token, camelCase inputs,
-provider version, secret outputs, aliases); tests/test_kubernetes_objects.py proves it against
+provider version, secret outputs, aliases); tests/program/test_kubernetes_objects.py proves it against
 the SDK classes on the mock engine. The report's CronJob is the same story for batch/v1, and
 CustomObject (cert-manager's Certificate) for apiextensions.CustomResource, the runbook hub's
 Deployment, Service and Ingress for apps/v1, core/v1 and networking.k8s.io/v1.

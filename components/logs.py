@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import pulumi
 
 from components.helm import Cluster, ReleaseNamespace
-from model import logs as loki
+from model.values import logs as loki
 from model.config import LogsMode, StackConfig
-from model.helm import LOKI_CHART
+from model.values.helm import LOKI_CHART
 
 
 @dataclass(frozen=True)

@@ -7,12 +7,13 @@ from dataclasses import dataclass
 import pulumi
 
 from components.helm import Cluster, ReleaseNamespace
-from model import long_term, metrics, probes
-from model.alerts import rule_files
+from model.values import long_term, probes
+from model.values import metrics
+from model.rules.registry import rule_files
 from model.config import StackConfig, required_secrets
-from model.helm import (BLACKBOX_EXPORTER_CHART, KUBE_PROMETHEUS_STACK_CHART, SNMP_EXPORTER_CHART,
+from model.values.helm import (BLACKBOX_EXPORTER_CHART, KUBE_PROMETHEUS_STACK_CHART, SNMP_EXPORTER_CHART,
                         VICTORIA_METRICS_CLUSTER_CHART)
-from model.routing import SECRET_FILES, alertmanager_config
+from model.values.routing import SECRET_FILES, alertmanager_config
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import pulumi
 from pulumi.runtime import config as runtime_config
 
 from model.config import ConfigError, Problem, StackConfig, load_stack_config, required_secrets
-from model.secrets import SECRETS
+from model.facts.secrets import SECRETS
 
 
 def _decode(value: Any) -> Any:

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import pulumi
 
 from components.helm import Cluster, ReleaseNamespace
-from model import traces
+from model.values import traces
 from model.config import Role, StackConfig, TracesMode
-from model.helm import COLLECTOR_CHART, TEMPO_CHART, TEMPO_DISTRIBUTED_CHART
+from model.values.helm import COLLECTOR_CHART, TEMPO_CHART, TEMPO_DISTRIBUTED_CHART
 
 
 @dataclass(frozen=True)

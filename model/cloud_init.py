@@ -16,7 +16,7 @@ import yaml
 
 from model import probes, pve, recovery
 from model.config import Role, StackConfig
-from model.secrets import K3S_TOKEN, PVE_EXPORTER_TOKEN
+from model.facts.secrets import K3S_TOKEN, PVE_EXPORTER_TOKEN
 from model.hosts import DATA_DISK_DEVICE, VmPlan, scheduling_for
 
 PBS_SUITE = "bookworm"
@@ -29,13 +29,14 @@ PROXMOX_KEY_SHA512 = (
 )
 PBS_REPOSITORY = f"deb http://download.proxmox.com/debian/pbs {PBS_SUITE} pbs-no-subscription"
 
-EXPORTER_SOURCE = Path(__file__).resolve().parent.parent / "exporters"
+EXPORTER_SOURCE = Path(__file__).resolve().parent.parent / "services" / "pbs_exporter"
 EXPORTER_DIR = "/usr/local/lib/pbs-job-exporter"
 EXPORTER_TOKEN_PATH = "/etc/pbs-job-exporter/token"
 EXPORTER_AUTH_ID = "pbs-exporter@pbs"
 EXPORTER_TOKEN_NAME = "metrics"
 
-RECOVERY_SOURCE = Path(__file__).resolve().parent.parent / "recovery"
+RECOVERY_SOURCE = Path(__file__).resolve().parent.parent / "services" / "recovery"
+CONTRACTS_SOURCE = Path(__file__).resolve().parent.parent / "contracts"  # the names the service shares
 
 K3S_CONFIG_PATH = "/etc/rancher/k3s/config.yaml"
 K3S_TOKEN_PATH = "/etc/rancher/k3s/agent-token"
@@ -109,7 +110,7 @@ def _pbs(cfg: StackConfig, vm: VmPlan, doc: dict) -> None:
 
 
 def _pbs_job_exporter(cfg: StackConfig, doc: dict) -> None:
-    """Installs exporters/pbs_job_exporter.py with its systemd unit and a read-only API token.
+    """Installs services/pbs_exporter/pbs_job_exporter.py with its systemd unit and a read-only API token.
 
     PBS generates a token's secret itself, and only once PBS runs: so the token is created
     on the host at first boot and written straight to a root-only file. Its value never
@@ -137,7 +138,7 @@ def _pbs_job_exporter(cfg: StackConfig, doc: dict) -> None:
     )
     doc["packages"].append("python3-prometheus-client")
     doc["write_files"] += [
-        # Compressed: reviewers read the exporter in exporters/, not inside the user-data.
+        # Compressed: reviewers read the exporter in services/pbs_exporter/, not inside the user-data.
         {"path": f"{EXPORTER_DIR}/pbs_job_exporter.py", "encoding": "gz+b64", "permissions": "0755",
          "content": base64.b64encode(gzip.compress(exporter, mtime=0)).decode()},
         {"path": "/etc/systemd/system/pbs-job-exporter.service", "content": unit, "permissions": "0644"},
@@ -185,10 +186,12 @@ def _recovery_service(cfg: StackConfig, vm: VmPlan, doc: dict, secrets: Mapping[
     Debian packages only; the PBS tokens are made on the host like the exporter's, the other
     secrets come from the stack and are written to root-only files that systemd hands over."""
     doc["packages"] += ["python3-websocket", "python3-yaml", "python3-jsonschema", "ansible-core"]
-    root = RECOVERY_SOURCE.parent
-    files = sorted(RECOVERY_SOURCE.glob("*.py")) + [root / "playbooks" / "backup-fallback.yml", root / "docs" / "recovery.md"]
-    for source in files:
-        relative = source.relative_to(root)
+    root = RECOVERY_SOURCE.parent.parent
+    # On the host the package is `recovery` (python3 -m recovery), beside the playbook and the docs.
+    files = [(f"recovery/{source.name}", source) for source in sorted(RECOVERY_SOURCE.glob("*.py"))]
+    files += [(f"contracts/{source.name}", source) for source in sorted(CONTRACTS_SOURCE.glob("*.py"))]
+    files += [(str(source.relative_to(root)), source) for source in (root / "playbooks" / "backup-fallback.yml", root / "docs" / "recovery.md")]
+    for relative, source in files:
         doc["write_files"].append(_embedded(f"{recovery.INSTALL_DIR}/{relative}", source.read_bytes(), "0644"))
     credentials = recovery.credentials(cfg)
     unit = (RECOVERY_SOURCE / "recovery.service").read_text().replace(

@@ -5,7 +5,7 @@ section below. Keys are written in camelCase in Pulumi.<stack>.yaml and every pr
 reported by the key path the user wrote (`hosts.pbs.memoryMb: must be >= 2048`), all of them
 at once, before any resource exists.
 
-Secrets never live in these models: model/secrets.py names each secret key and what it is for;
+Secrets never live in these models: model/facts/secrets.py names each secret key and what it is for;
 the program reads them as Pulumi secrets and `required_secrets` says which ones a stack needs.
 """
 
@@ -22,11 +22,13 @@ from typing import Annotated, Any, Iterable, Mapping, Union, get_args, get_origi
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
-from model import secrets
-from model.durations import parse_seconds
-from model.endpoints import Endpoints
-from model.links import BACKUP_SERVICE, FOLDERS
-from model.matchers import Matcher, parse_matcher
+from contracts import recovery as recovery_catalog
+from contracts import services
+from model.facts import secrets
+from model.facts.durations import format_seconds, parse_seconds
+from model.facts.endpoints import Endpoints
+from model.facts.links import FOLDERS
+from model.facts.matchers import Matcher, parse_matcher
 
 
 class ConfigModel(BaseModel):
@@ -409,7 +411,6 @@ class Traces(ConfigModel):
         return found
 
 
-
 HTTP_URL = r"^https?://[A-Za-z0-9.-]+(:\d+)?(/[^\s]*)?$"
 
 
@@ -502,7 +503,7 @@ class Grafana(ConfigModel):
 
 
 class PbsExporter(ConfigModel):
-    """The PBS job exporter on each pbs host (exporters/pbs_job_exporter.py)."""
+    """The PBS job exporter on each pbs host (services/pbs_exporter/pbs_job_exporter.py)."""
 
     port: int = Field(default=9797, ge=1024, le=65535)
     poll_interval_seconds: int = Field(default=30, ge=5, le=600)
@@ -547,7 +548,7 @@ class PrometheusSettings(ConfigModel):
     storage_gb: int = Field(default=50, ge=5)
     storage_class: str | None = None
     # 2: an HA pair scraping and evaluating the same; each carries its own `prometheus_replica`
-    # external label, dropped from alerts so Alertmanager sees one alert (model/metrics.py).
+    # external label, dropped from alerts so Alertmanager sees one alert (model/values/metrics.py).
     replicas: int = Field(default=1, ge=1)
 
 
@@ -718,6 +719,11 @@ class Slo(ConfigModel):
     # already page one by one (the backup jobs).
     alerts: bool = True
 
+    @property
+    def alert_name(self) -> str:
+        """The name of this SLO's burn-rate alerts (model/rules/slo.py); the recovery service's trigger too."""
+        return "".join(part.capitalize() for part in self.name.split("-")) + "BudgetBurn"
+
     def problems(self, at: str) -> list[Problem]:
         found = []
         if not self.alerts and self.min_bad_events > 1:
@@ -840,12 +846,22 @@ class Alerting(ConfigModel):
 # --- recovery automation ------------------------------------------------------------------
 
 class RecoveryAction(ConfigModel):
-    """One action of the recovery service (recovery/config.py ACTIONS): its mode and its guard."""
+    """One action of the recovery service (contracts/recovery.py ACTIONS): its mode and its guard."""
 
-    mode: str = Field(default="dry-run", pattern=r"^(off|dry-run|enforce)$")
-    cooldown: PromDuration = "1h"
-    max_attempts: int = Field(default=2, ge=1, le=20)
-    window: PromDuration = "24h"
+    mode: str = Field(default=recovery_catalog.ACTION_DEFAULTS["mode"], pattern=f"^({'|'.join(recovery_catalog.MODES)})$")
+    cooldown: PromDuration = format_seconds(recovery_catalog.ACTION_DEFAULTS["cooldownSeconds"])
+    max_attempts: int = Field(default=recovery_catalog.ACTION_DEFAULTS["maxAttempts"], ge=1, le=20)
+    window: PromDuration = format_seconds(recovery_catalog.ACTION_DEFAULTS["windowSeconds"])
+
+
+def _value_at(section: BaseModel | None, path: str):
+    """The value at a key path as the stack config writes it (``recovery.prometheusUrl``); None where unset."""
+    for key in path.split("."):
+        if section is None:
+            return None
+        name = next((n for n, f in type(section).model_fields.items() if key in (n, f.alias)), key)
+        section = getattr(section, name, None)
+    return section
 
 
 class RecoveryPve(ConfigModel):
@@ -871,7 +887,7 @@ class RecoveryNas(ConfigModel):
     fallback_storage: str = Field(default="nas-fallback", pattern=r"^[a-z][a-z0-9_-]*$")
 
 
-# The routing table's receiver for the recovery service, added beside alerting.receivers (model/routing.py).
+# The routing table's receiver for the recovery service, added beside alerting.receivers (model/values/routing.py).
 RECOVERY_RECEIVER = "recovery-service"
 
 
@@ -890,19 +906,14 @@ class Recovery(ConfigModel):
         return self.actions[action].mode if action in self.actions else "off"
 
     def problems(self, root: "StackConfig") -> list[Problem]:
-        from recovery.config import ACTIONS
-
+        known = recovery_catalog.ACTIONS
         found = []
         for name in self.actions:
-            if name not in ACTIONS:
-                found.append(Problem(f"recovery.actions.{name}", f"unknown action (known: {', '.join(sorted(ACTIONS))})"))
-        needs = {"nas-snapshot-prune": ("nas", self.nas), "backup-fallback": ("nas", self.nas),
-                 "loki-compactor-report": ("prometheusUrl", self.prometheus_url)}
-        for action, (key, value) in needs.items():
-            if self.mode(action) != "off" and value is None:
-                found.append(Problem(f"recovery.{key}", f"is required while recovery.actions.{action} is not off"))
-        if self.mode("customer-impact-probe") != "off" and root.probes is None:
-            found.append(Problem("probes", "is required while recovery.actions.customer-impact-probe is not off"))
+            if name not in known:
+                found.append(Problem(f"recovery.actions.{name}", f"unknown action (known: {', '.join(sorted(known))})"))
+        for action in known.values():
+            if action.stack_needs and self.mode(action.name) != "off" and _value_at(root, action.stack_needs) is None:
+                found.append(Problem(action.stack_needs, f"is required while recovery.actions.{action.name} is not off"))
         if not root.hosts_with_role(Role.PBS):
             found.append(Problem("recovery", "needs a pbs host: the service runs there"))
         if root.alerting is None:
@@ -1080,7 +1091,7 @@ class StackConfig(ConfigModel):
         for route in alerting.routes:
             receiver = alerting.receiver_named(route.receiver)
             if receiver and receiver.mattermost and any(
-                    (m.label, m.op, m.value) == ("service", "=", BACKUP_SERVICE) for m in route.matchers):
+                    (m.label, m.op, m.value) == ("service", "=", services.BACKUPS) for m in route.matchers):
                 return receiver
         return None
 
@@ -1198,12 +1209,7 @@ def required_secrets(cfg: StackConfig) -> list[str]:
         needed.append(secrets.PVE_EXPORTER_TOKEN)
     if cfg.recovery:
         needed += [secrets.RECOVERY_WEBHOOK_TOKEN, secrets.RECOVERY_PVE_READ_TOKEN]
-        if cfg.recovery.mode("pve-backup-rerun") != "off":
-            needed.append(secrets.RECOVERY_PVE_BACKUP_TOKEN)
-        if cfg.recovery.mode("backup-fallback") != "off":
-            needed.append(secrets.RECOVERY_PVE_FALLBACK_TOKEN)
-        if cfg.recovery.mode("nas-snapshot-prune") != "off":
-            needed.append(secrets.RECOVERY_TRUENAS_API_KEY)
+        needed += [a.secret.key for a in recovery_catalog.ACTIONS.values() if a.secret and cfg.recovery.mode(a.name) != "off"]
     return sorted(set(needed), key=needed.index)
 
 

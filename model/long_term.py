@@ -12,17 +12,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from model.config import LongTermMetrics, Role, StackConfig, duration_seconds
-from model.helm import resources
-from model.hosts import scheduling_for
-from model.rules import alert
+from model.config import StackConfig
 
 # The external label each replica of an HA Prometheus pair carries (the operator's default name).
 REPLICA_LABEL = "prometheus_replica"
 # vmstorage's volume claim name (the chart's default): PVC names must never change.
 VMSTORAGE_VOLUME = "vmstorage-volume"
-# More than this share of samples refused by the store (the mixin's PrometheusRemoteStorageFailures: 1%).
-REMOTE_WRITE_FAILED_RATIO = 0.01
 
 
 def remote_write(cfg: StackConfig) -> list[dict[str, Any]]:
@@ -70,69 +65,3 @@ def remote_write_spec(cfg: StackConfig) -> list[dict[str, Any]]:
 def prometheus_remote_write(spec: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """A RemoteWriteSpec list back in prometheus.yml's keys: what the operator writes for it."""
     return _rekey(spec, _snake)
-
-
-def _component(cfg: StackConfig, replicas: int, cpu: str, memory: str, memory_limit: str, **extra: Any) -> dict:
-    s = scheduling_for(Role.PROMETHEUS)
-    return {"replicaCount": replicas, "nodeSelector": s.node_selector(), "tolerations": s.tolerations(),
-            "resources": resources(cpu, memory, memory_limit), **extra}
-
-
-def _spread(cfg: StackConfig, component: str) -> dict:
-    """Preferred, not required: the homelab may have one metrics host, a larger site several."""
-    labels = {"app.kubernetes.io/instance": cfg.endpoints().victoria_metrics.name, "app.kubernetes.io/component": component}
-    return {"affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
-        "weight": 100, "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname",
-                                           "labelSelector": {"matchLabels": labels}}}]}}}
-
-
-def victoria_metrics_values(cfg: StackConfig) -> dict:
-    """Values of the victoria-metrics-cluster chart for metrics.longTerm."""
-    lt: LongTermMetrics = cfg.metrics.long_term  # type: ignore[assignment]
-    # Both replicas of a pair write every sample: one per scrape interval is kept.
-    dedup = {"dedup.minScrapeInterval": f"{duration_seconds(cfg.metrics.scrape_interval)}s"}
-    volume: dict[str, Any] = {"enabled": True, "name": VMSTORAGE_VOLUME, "size": f"{lt.storage.size_gb}Gi"}
-    if lt.storage.storage_class:
-        volume["storageClassName"] = lt.storage.storage_class
-    return {
-        "vminsert": _component(cfg, lt.vminsert_replicas, "100m", "256Mi", "1Gi",
-                               extraArgs={"replicationFactor": lt.replication_factor}, **_spread(cfg, "vminsert")),
-        "vmselect": _component(cfg, lt.vmselect_replicas, "100m", "256Mi", "2Gi",
-                               extraArgs={**dedup, "replicationFactor": lt.replication_factor},
-                               **_spread(cfg, "vmselect")),
-        "vmstorage": _component(
-            cfg, lt.vmstorage_replicas, "250m", "1Gi", "4Gi", retentionPeriod=lt.retention,
-            persistentVolume=volume, extraArgs=dedup,
-            # One vmstorage at a time during node drains: with replicationFactor 1 its series are
-            # unreadable meanwhile, but never lost (the data stays on its volume).
-            podDisruptionBudget={"enabled": True, "maxUnavailable": 1},
-            **_spread(cfg, "vmstorage")),
-    }
-
-
-def rule_groups(cfg: StackConfig, service: str) -> list[dict]:
-    """Alerts on the remote-write to the long-term store, after the Prometheus mixin's ([] without it)."""
-    lt = cfg.metrics.long_term
-    if lt is None:
-        return []
-    return [{"name": "long-term-metrics", "interval": cfg.metrics.evaluation_interval, "rules": [
-        alert("PrometheusRemoteWriteBehind",
-              # The mixin's: how far the newest sample sent lags the newest sample appended.
-              "(max_over_time(prometheus_remote_storage_highest_timestamp_in_seconds[5m])\n"
-              "  - ignoring(remote_name, url) group_right\n"
-              "max_over_time(prometheus_remote_storage_queue_highest_sent_timestamp_seconds[5m]))\n"
-              f"> {duration_seconds(lt.max_lag)}",
-              "warning", service, "Remote-write to the long-term store falls behind",
-              "Prometheus {{ $labels.instance }} is {{ $value | humanizeDuration }} behind in writing to "
-              "{{ $labels.remote_name }} ({{ $labels.url }}). Its WAL keeps the samples (about 2 hours) until "
-              "the store takes them again; beyond that they are missing from long-range dashboards and the "
-              "quarterly report.", for_="15m"),
-        alert("PrometheusRemoteWriteFailing",
-              "rate(prometheus_remote_storage_samples_failed_total[5m])\n"
-              "  / (rate(prometheus_remote_storage_samples_failed_total[5m]) + rate(prometheus_remote_storage_samples_total[5m]))\n"
-              f"> {REMOTE_WRITE_FAILED_RATIO:g}",
-              "warning", service, "Remote-write to the long-term store drops samples",
-              "Prometheus {{ $labels.instance }} gives up on {{ $value | humanizePercentage }} of the samples for "
-              "{{ $labels.remote_name }} ({{ $labels.url }}): the store refuses them, so retrying would not help; "
-              "they are missing from the long-term data for good.", for_="15m"),
-    ]}]

@@ -14,11 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from model.config import ProbeTarget, Probes, Role, StackConfig, duration_seconds
-from model.endpoints import BLACKBOX_EXPORTER_PORT
-from model.helm import resources
-from model.hosts import scheduling_for
-from model.rules import alert
+from model.config import ProbeTarget, StackConfig, duration_seconds
 
 JOB_PREFIX = "probe-"
 PROBE_JOBS = f'job=~"{JOB_PREFIX}.+"'
@@ -94,44 +90,3 @@ def probe_targets(cfg: StackConfig) -> list[OnDemandProbe]:
     """Every probe the recovery service may run: the configured targets, nothing else."""
     targets = cfg.probes.targets if cfg.probes else []
     return [OnDemandProbe(t.name, t.service, t.url, module_name(t)) for t in targets]
-
-
-def alert_rules(p: Probes) -> list[dict]:
-    expiry = f"(probe_ssl_earliest_cert_expiry{{{PROBE_JOBS}}} - time()) / 86400"
-    rules = [
-        alert("SyntheticProbeFailing", f"probe_success{{{PROBE_JOBS}}} == 0", "critical", "{{ $labels.service }}",
-              "A synthetic API check fails: customers are likely affected",
-              "Probe {{ $labels.probe }} of {{ $labels.instance }} has failed for " + p.failing_for
-              + " (wrong status, body, TLS or no answer): customers of {{ $labels.service }} see the same.",
-              for_=p.failing_for),
-    ]
-    for severity, days in (("warning", p.certificate_warning_days), ("critical", p.certificate_critical_days)):
-        rules.append(alert(
-            "ProbeCertificateExpiring", f"{expiry} < {days}", severity, "{{ $labels.service }}",
-            "A probed endpoint's TLS certificate is about to expire",
-            "The earliest certificate in the chain of {{ $labels.instance }} (probe {{ $labels.probe }}) expires in "
-            f"{{{{ $value | printf \"%.1f\" }}}} days (threshold {days} days).",
-            for_="15m"))
-    return rules
-
-
-def rule_groups(cfg: StackConfig) -> list[dict]:
-    if not cfg.probes:
-        return []
-    return [{"name": "synthetic-probes", "interval": cfg.metrics.evaluation_interval, "rules": alert_rules(cfg.probes)}]
-
-
-def blackbox_exporter_values(cfg: StackConfig) -> dict:
-    """The chart's values: our modules, beside Prometheus on the observability nodes."""
-    s = scheduling_for(Role.PROMETHEUS)
-    return {
-        "nodeSelector": s.node_selector(),
-        "tolerations": s.tolerations(),
-        # Helm merges maps, so the chart's own http_2xx (ip4 too) stays beside ours; a null
-        # would remove it, but Pulumi drops nulls from a release's values before Helm sees them.
-        "config": blackbox_config(cfg),
-        "service": {"port": BLACKBOX_EXPORTER_PORT},
-        # Scraped through the probe jobs above (one per target); no ServiceMonitor needed.
-        "serviceMonitor": {"enabled": False, "selfMonitor": {"enabled": False}},
-        "resources": resources("10m", "32Mi", "64Mi"),
-    }

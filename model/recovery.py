@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from model import probes, secrets
-from model import slo as slo_engine
+from contracts import recovery as catalog
+from contracts.alerts import PERSISTENT_VOLUME_USAGE_HIGH
+from contracts.fallback import inventory
+from model import probes
+from model.facts import secrets
 from model.config import RECOVERY_RECEIVER, Role, Route, StackConfig
-from model.durations import parse_seconds
-from model.endpoints import BLACKBOX_EXPORTER_PORT, LOGS_NAMESPACE
-from recovery.fallback import inventory
+from model.facts.durations import parse_seconds
+from model.facts.endpoints import BLACKBOX_EXPORTER_PORT, LOGS_NAMESPACE
 
 CONFIG_PATH = "/etc/recovery/recovery.yml"
 INVENTORY_PATH = "/etc/recovery/fallback-inventory.yml"
@@ -26,13 +28,12 @@ STATE_DIR = "/var/lib/recovery"
 PBS_AUTH_ID = "recovery@pbs"
 WEBHOOK_PATH = "/webhook"
 
+# The label matchers that narrow a trigger alert of the catalog: only the Loki volume's usage
+# starts the disk playbook, not every persistent volume's.
+TRIGGER_MATCHERS = {PERSISTENT_VOLUME_USAGE_HIGH.name: {"namespace": LOGS_NAMESPACE}}
 # Alerts the service acts on: (alertname, label matchers, playbook); see triggers() for the SLO pages.
-TRIGGERS = [
-    ("BackupJobFailed", {}, "backup-failure"),
-    ("BackupMaintenanceJobFailed", {}, "backup-failure"),
-    ("PersistentVolumeUsageHigh", {"namespace": LOGS_NAMESPACE}, "disk-usage"),
-    ("NasStorageUsageHigh", {}, "disk-usage"),
-]
+TRIGGERS = [(alert, TRIGGER_MATCHERS.get(alert, {}), playbook.name)
+            for playbook in catalog.PLAYBOOKS.values() for alert in playbook.alerts]
 # The route key of the routing table's routes: below the root ({}) and the route holding them ({}).
 SEED_ROUTES_KEY = "{}/{}"
 RECEIVER = RECOVERY_RECEIVER
@@ -74,10 +75,7 @@ def credentials(cfg: StackConfig) -> list[Credential]:
     out = [Credential("webhook-token", secrets.RECOVERY_WEBHOOK_TOKEN), Credential("pve-read-token", secrets.RECOVERY_PVE_READ_TOKEN),
            Credential("pbs-ca.pem", source="/etc/proxmox-backup/proxy.pem")]
     out += [Credential(f"pbs-{kind}-token") for kind in PBS_KINDS]
-    optional = [("pve-backup-rerun", "pve-backup-token", secrets.RECOVERY_PVE_BACKUP_TOKEN),
-                ("backup-fallback", "pve-fallback-token", secrets.RECOVERY_PVE_FALLBACK_TOKEN),
-                ("nas-snapshot-prune", "truenas-api-key", secrets.RECOVERY_TRUENAS_API_KEY)]
-    out += [Credential(name, key) for action, name, key in optional if rec.mode(action) != "off"]
+    out += [Credential(a.secret.credential, a.secret.key) for a in catalog.ACTIONS.values() if a.secret and rec.mode(a.name) != "off"]
     receivers = cfg.alerting.receivers if cfg.alerting else []
     if any(r.mattermost for r in receivers):
         out.append(Credential("mattermost-webhook-url", secrets.MATTERMOST_WEBHOOK_URL))
@@ -89,11 +87,10 @@ def credentials(cfg: StackConfig) -> list[Credential]:
 # The blackbox exporter beside the service on the pbs host (Debian's), with the stack's probe modules.
 BLACKBOX_LISTEN = f"127.0.0.1:{BLACKBOX_EXPORTER_PORT}"
 BLACKBOX_CONFIG_PATH = "/etc/prometheus/blackbox.yml"
-CUSTOMER_IMPACT = "customer-impact-probe"
 
 
 def probing(cfg: StackConfig) -> bool:
-    return bool(cfg.recovery and cfg.probes and cfg.recovery.mode(CUSTOMER_IMPACT) != "off")
+    return bool(cfg.recovery and cfg.probes and cfg.recovery.mode(catalog.CUSTOMER_IMPACT_PROBE) != "off")
 
 
 def triggers(cfg: StackConfig) -> list[tuple[str, dict, str]]:
@@ -102,7 +99,7 @@ def triggers(cfg: StackConfig) -> list[tuple[str, dict, str]]:
     out = list(TRIGGERS)
     if probing(cfg):
         probed = {p.service for p in probes.probe_targets(cfg)}
-        out += [(slo_engine.alert_name(s), {"severity": "critical"}, "customer-impact")
+        out += [(s.alert_name, {"severity": "critical"}, catalog.CUSTOMER_IMPACT)
                 for s in cfg.slos if s.alerts and s.service in probed and s.sli.probe is None]
     return out
 
@@ -114,7 +111,7 @@ def _cred(cfg: StackConfig, name: str) -> str:
 def pagerduty_route(cfg: StackConfig) -> tuple[Route, str] | None:
     """The first of the stack config's routes to a pagerduty receiver and its Alertmanager route key
     (dispatch/route.go Key: the matchers from the root, each ``name="value"``). With the service,
-    the stack config's routes sit below a route without matchers (model/routing.py): ``{}/{}/...``."""
+    the stack config's routes sit below a route without matchers (model/values/routing.py): ``{}/{}/...``."""
     alerting = cfg.alerting
     for route in alerting.routes:
         receiver = alerting.receiver_named(route.receiver)
@@ -144,7 +141,7 @@ def service_config(cfg: StackConfig) -> dict:
         "webhookTokenFile": _cred(cfg, "webhook-token"),
         "stateFile": f"{STATE_DIR}/state.sqlite3",
         "auditLog": "/var/log/recovery/audit.jsonl",
-        "killSwitchFile": "/etc/recovery/disabled",
+        "killSwitchFile": catalog.DEFAULTS["killSwitchFile"],
         "enabled": rec.enabled,
         "actions": {name: {"mode": a.mode, "cooldownSeconds": parse_seconds(a.cooldown), "maxAttempts": a.max_attempts,
                            "windowSeconds": parse_seconds(a.window)} for name, a in sorted(rec.actions.items())},
@@ -158,12 +155,12 @@ def service_config(cfg: StackConfig) -> dict:
     }
     if rec.pve.pbs_server:
         doc["pve"]["pbsServer"] = rec.pve.pbs_server
-    if rec.mode("pve-backup-rerun") != "off":
+    if rec.mode(catalog.PVE_BACKUP_RERUN) != "off":
         doc["pve"]["backupTokenFile"] = _cred(cfg, "pve-backup-token")
-    if rec.mode("backup-fallback") != "off":
+    if rec.mode(catalog.BACKUP_FALLBACK) != "off":
         doc["fallback"] = {"playbook": f"{INSTALL_DIR}/playbooks/backup-fallback.yml", "inventory": INVENTORY_PATH,
                            "ansiblePlaybook": "/usr/bin/ansible-playbook", "resultDir": f"{STATE_DIR}/fallback"}
-    if rec.nas and rec.mode("nas-snapshot-prune") != "off":
+    if rec.nas and rec.mode(catalog.NAS_SNAPSHOT_PRUNE) != "off":
         doc["truenas"] = {"url": rec.nas.url, "verifyTls": rec.nas.verify_tls, "apiKeyFile": _cred(cfg, "truenas-api-key"),
                           "dataset": rec.nas.dataset, "retentionDays": parse_seconds(rec.nas.retention) / 86400,
                           "keepNewest": rec.nas.keep_newest}
@@ -176,9 +173,10 @@ def service_config(cfg: StackConfig) -> dict:
     names = {c.name for c in credentials(cfg)}
     if "mattermost-webhook-url" in names:
         backup_room = cfg.backup_room()
-        channels = {"backup-failure": backup_room.mattermost.channel if backup_room else None, "disk-usage": _ops_room(cfg),
-                    "customer-impact": _ops_room(cfg)}
-        doc["mattermost"] = {"webhookUrlFile": _cred(cfg, "mattermost-webhook-url"), "username": "recovery",
+        rooms = {"backup": backup_room.mattermost.channel if backup_room else None, "ops": _ops_room(cfg)}
+        channels = {name: rooms[playbook.room] for name, playbook in catalog.PLAYBOOKS.items()}
+        doc["mattermost"] = {"webhookUrlFile": _cred(cfg, "mattermost-webhook-url"),
+                             "username": catalog.SECTION_DEFAULTS["mattermost"]["username"],
                              "channels": {k: v for k, v in channels.items() if v}}
     pd = pagerduty_route(cfg)
     if pd and "pagerduty-routing-key" in names:
@@ -191,7 +189,7 @@ def service_config(cfg: StackConfig) -> dict:
 
 def fallback_inventory(cfg: StackConfig) -> dict | None:
     rec = cfg.recovery
-    if rec is None or rec.nas is None or rec.mode("backup-fallback") == "off":
+    if rec is None or rec.nas is None or rec.mode(catalog.BACKUP_FALLBACK) == "off":
         return None
     return inventory(pve_url=rec.pve.url, token_file=_cred(cfg, "pve-fallback-token"), verify_tls=rec.pve.verify_tls,
                      storage=rec.nas.fallback_storage, nas_server=rec.nas.nfs_server, nas_export=rec.nas.fallback_export)

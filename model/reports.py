@@ -19,13 +19,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from model import secrets
-from model.alerts import backup_recording_rule
+from contracts import services
+from contracts.metrics import PBS_JOB_ATTEMPT
+from model.facts import secrets
+from model.rules.backups import backup_recording_rule
 from model.config import Role, StackConfig, duration_seconds
 from model.hosts import scheduling_for
-from model.links import BACKUP_SERVICE
-from model.metrics import ALERTMANAGER_SECRET
-from model.routing import SECRET_FILES
+from model.values.metrics import ALERTMANAGER_SECRET
+from model.values.routing import SECRET_FILES
 
 NAME = "pbs-report"
 IMAGE = "python:3.11-slim-bookworm"  # the CPython the pinned wheels are built for
@@ -42,7 +43,7 @@ STARTING_DEADLINE_SECONDS = 12 * 3600
 
 
 def prometheus_url(cfg: StackConfig) -> str:
-    """The stack's Prometheus as seen from inside the cluster (model/endpoints.py); with
+    """The stack's Prometheus as seen from inside the cluster (model/facts/endpoints.py); with
     metrics.longTerm the long-term store's query API, which keeps a whole quarter whatever
     Prometheus' own retention, and deduplicates an HA pair's samples."""
     if cfg.metrics.long_term:
@@ -53,7 +54,7 @@ def prometheus_url(cfg: StackConfig) -> str:
 def slo_objective_percent(cfg: StackConfig) -> float:
     """The objective of the SLO on the PBS job counters; without one, the design's recording rule's."""
     for slo in cfg.slos:
-        if slo.service == BACKUP_SERVICE and (slo.sli.total_events or "").startswith("pbs_job_attempt_total"):
+        if slo.service == services.BACKUPS and (slo.sli.total_events or "").startswith(PBS_JOB_ATTEMPT):
             return slo.objective
     return float(backup_recording_rule()["labels"]["slo"])
 
@@ -67,7 +68,7 @@ def report_settings(cfg: StackConfig, stack: str, scheduled: bool = False) -> di
         "prometheus_url": prometheus_url(cfg),
         "slo_objective_percent": slo_objective_percent(cfg),
         "evaluation_interval_seconds": duration_seconds(cfg.metrics.evaluation_interval),
-        "incident_selector": f'ALERTS{{alertstate="firing",service="{BACKUP_SERVICE}"}}',
+        "incident_selector": f'ALERTS{{alertstate="firing",service="{services.BACKUPS}"}}',
     }
     if scheduled and cfg.reports:
         nfs = cfg.reports.archive.nfs

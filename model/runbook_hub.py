@@ -1,13 +1,13 @@
 """The runbook hub: runbooks/*.md rendered to HTML and served by nginx at site.runbookHubUrl.
 
-Every alert's runbook_url is `<hub>/runbooks/<AlertName>.md` (model/links.py), the path a forge
+Every alert's runbook_url is `<hub>/runbooks/<AlertName>.md` (model/facts/links.py), the path a forge
 would render the Markdown at. The stack serves the same URLs: each runbook becomes
 runbooks/<AlertName>.html, and nginx answers `<path>/runbooks/<AlertName>.md` with that page,
 so alerts link the same whether the hub is served here or by a forge (`serve: false`).
 
 Pages are rendered by markdown-it-py (CommonMark with tables; raw HTML in a runbook is shown
 as text, not passed through). Each page links its alert's Grafana dashboard (the one its
-`service` label selects, model/links.py) and, for every rule of the alert this stack defines,
+`service` label selects, model/facts/links.py) and, for every rule of the alert this stack defines,
 Grafana Explore running the rule's expression on the Prometheus data source. All links
 between pages are relative, so build/<stack>/runbook-hub/ reads the same in a browser.
 
@@ -24,13 +24,13 @@ from urllib.parse import urlparse
 
 from markdown_it import MarkdownIt
 
-from model.alerts import rule_files as stack_rule_files
+from model.rules.registry import rule_files as stack_rule_files
 from model.config import Role, StackConfig
 from model.grafana.dashboards import load_dashboards
 from model.grafana.runbooks import Runbook, list_runbooks
-from model.helm import resources
+from model.values.helm import resources
 from model.hosts import scheduling_for
-from model.links import SERVICE_DASHBOARDS, dashboard_url, explore_url
+from model.facts.links import SERVICE_DASHBOARDS, dashboard_url, explore_url
 
 NAME = "runbook-hub"
 # nginxinc's build of nginx runs as uid 101 on 8080, with its temp files under /tmp.
@@ -216,7 +216,7 @@ def nginx_conf(cfg: StackConfig) -> str:
         "    location = /healthz { access_log off; default_type text/plain; return 200 \"ok\\n\"; }\n"
         f"{redirect}"
         f"    location {prefix}/ {{ index index.html; }}\n"
-        # The alerts' runbook_url (model/links.py): <hub>/runbooks/<AlertName>.md.
+        # The alerts' runbook_url (model/facts/links.py): <hub>/runbooks/<AlertName>.md.
         f"    location ~ ^({prefix}/{PAGES_DIR}/[A-Za-z0-9_-]+)\\.md$ {{ try_files $1.html =404; }}\n"
         "}\n"
     )

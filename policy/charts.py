@@ -1,7 +1,7 @@
 """What the policy pack knows about the Helm charts this stack deploys.
 
 The tables below are derived from the default values.yaml of the chart versions we target
-(shared/charts/<chart>-<version>/values.yaml); tests/test_policy_charts.py checks every path
+(shared/charts/<chart>-<version>/values.yaml); tests/policy/test_policy_charts.py checks every path
 and every default here against those files, so a chart upgrade that moves a key fails the
 suite instead of silently weakening a policy.
 

@@ -28,7 +28,7 @@ from pulumi_policy import (
 )
 from pulumi_policy import proxy as _proxy
 
-from model.durations import parse_seconds
+from model.facts.durations import parse_seconds
 from policy import credentials
 from sdk.internals import policy_proxy_target
 from policy.charts import CHARTS, DEFAULT_ALLOWED_REPOSITORIES, KUBE_PROMETHEUS_STACK, MISSING, ChartFacts, lookup

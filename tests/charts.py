@@ -8,7 +8,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from model.helm import HelmChart
+from model.values.helm import HelmChart
 from tools.manifests import coalesce
 
 from tests.shared_data import CHARTS

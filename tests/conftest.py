@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tools import upstream
 from tools.offline_engine import ROOT, Recording, run_program
 
 # Values no rendered file may contain.
@@ -25,6 +26,14 @@ FAKE_SECRETS = {
     "pveExporterToken": "fake-pve-exporter-token-4d7a",
     "virtualizationPagerdutyRoutingKey": "pd-virtualization-key-2c8e5f1a",
 }
+
+
+def pytest_configure(config):
+    """Tests run promtool, amtool, Prometheus, Alertmanager... at the charts' versions, by name."""
+    try:
+        upstream.put_on_path()
+    except upstream.UpstreamError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 @dataclass

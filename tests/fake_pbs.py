@@ -146,6 +146,13 @@ def manual_worker_id(worker_type, store, ns="", group=None,
     raise ValueError(worker_type)
 
 
+def verify_new_worker_id(store, group, snapshot_time):
+    """The verification PBS starts after a backup on a datastore with
+    ``verify-new`` (src/api2/backup/environment.rs verify_after_complete):
+    worker type ``verify``, no namespace in the id."""
+    return f"{store}:{group}/{snapshot_time:08X}"
+
+
 def status_type(status):
     if status == "OK":
         return "ok"

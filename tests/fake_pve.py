@@ -3,10 +3,16 @@
 Shaped from pve-manager (PVE/API2/*.pm) and pve-common:
 
 * Auth: ``Authorization: PVEAPIToken=<user>@<realm>!<token>=<uuid>``; anything else 401.
-* Answers ``{"data": ...}``; errors carry their message in the HTTP reason phrase, a parameter
-  error is 400 with ``{"errors": {param: message}, "data": null}`` (additionalProperties => 0
-  everywhere: an unknown parameter is refused).
-* UPIDs ``UPID:node:pid:pstart:starttime:type:id:user:`` (PVE::Tools upid_encode).
+* Answers ``{"data": ...}``. An error (pve-manager PVE/HTTPServer.pm rest_handler, pve-http-server
+  Formatter/Standard.pm and AnyEvent.pm ``response``) has its message's first line as the HTTP
+  reason phrase and ``{"data": null}`` as body, plus ``"message"`` (the whole message, with its
+  newline) from pve-http-server 5.2 (``http_server_version``), plus ``"errors": {param: message}``
+  for a parameter error (400 "Parameter verification failed.", pve-common PVE/Exception.pm
+  raise_param_exc; additionalProperties => 0 everywhere: an unknown parameter is refused). A
+  permission error is 403 "Permission check failed (<path>, <privilege>)" (raise_perm_exc); a
+  refused token 401 with the reason in the status line and no body (AnyEvent.pm auth_handler).
+* UPIDs ``UPID:node:pid:pstart:starttime:type:id:user:`` (pve-common PVE/UPID.pm encode); ``user``
+  is the token's full id (``recovery@pve!backup``) for a task a token started.
 * ``GET /cluster/backup``, ``/cluster/backup/{id}`` (jobs.cfg: id, type vzdump, schedule,
   enabled, storage, mode, vmid/all/exclude/pool, comment, next-run in the list...),
   ``/cluster/resources`` (``type``: vm or node), ``/storage`` (``type``), ``GET/POST /storage``.
@@ -15,13 +21,20 @@ Shaped from pve-manager (PVE/API2/*.pm) and pve-common:
   guest when it is only one. Needs VM.Backup on the guests and Datastore.AllocateSpace on the
   storage: a token without ``backup`` rights gets 403. A backup to a storage of type ``nfs`` adds
   a ``vzdump-<type>-<vmid>-<time>.vma.zst`` volume to ``/nodes/{node}/storage/{id}/content``.
-* ``GET /nodes/{node}/tasks`` (PVE/API2/Tasks.pm): ``source`` archive|active|all, ``typefilter``
-  (exact), ``vmid``, ``errors``, ``userfilter``, ``since``, ``until``, ``start``, ``limit``;
-  ``.../{upid}/status`` and ``.../{upid}/log`` (``start`` is the 0-based first line, ``n`` counts
-  from start + 1, ``total`` every line).
+* ``GET /nodes/{node}/tasks`` (PVE/API2/Tasks.pm node_tasks): ``source`` archive|active|all,
+  ``typefilter`` (exact), ``vmid``, ``errors``, ``userfilter`` (case-insensitive substring of
+  ``user``), ``since``, ``until``, ``start``, ``limit``; the active ones first (pve-common
+  INotify.pm read_active_workers: ``saved`` "0", a running one ``"status": "RUNNING"`` and no
+  ``endtime``, ``user`` as in the UPID), then the archive newest first (``endtime``, ``status``; a
+  token's task as ``user`` + ``tokenid``, convert_token_task); ``total`` counts every match.
+  ``.../{upid}/status`` (``status`` running|stopped, ``exitstatus`` once stopped, ``user`` +
+  ``tokenid``) and ``.../{upid}/log`` (``start`` is the 0-based first line, ``n`` counts from
+  start + 1, ``total`` every line). An ended task stays in the active list, unarchived, until
+  ``archive`` (``finish(..., archived=False)``).
 
 ``vzdump_outcomes[node]``: (exitstatus, seconds) per started vzdump; none left: it stays running
-until ``finish``. ``fault`` = "403", "500", "slow", "garbage" for every request.
+until ``finish``. ``fault`` = "403", "500", "slow", "garbage" for every request; ``post_fault``
+= "lost" carries a POST out but answers only after ``slow_seconds``.
 """
 
 from __future__ import annotations
@@ -72,6 +85,8 @@ class FakePVE:
         self.vzdump_posts = []  # (node, params, answer)
         self.requests = []
         self.fault = None
+        self.http_server_version = (6, 0)  # libpve-http-server-perl: "message" in error bodies from 5.2
+        self.post_fault = None
         self.slow_seconds = 5.0
         self.release = threading.Event()
         self.pid = 9000
@@ -102,10 +117,10 @@ class FakePVE:
                 self.finish(upid, status, end)
             return upid
 
-    def finish(self, upid: str, status: str = "OK", end: float | None = None):
+    def finish(self, upid: str, status: str = "OK", end: float | None = None, archived: bool = True):
         with self.lock:
             task = self.tasks[upid]
-            task.update(endtime=int(end or time.time()), status=status)
+            task.update(endtime=int(end or time.time()), status=status, archived=archived)
             self.logs[upid].append("INFO: Backup job finished successfully" if status == "OK" else f"TASK ERROR: {status}")
             if (status == "OK" or status.startswith("WARNINGS")) and task.get("storage") in self.storages and self.storages[task["storage"]]["type"] == "nfs":
                 for vmid in task["vmids"]:
@@ -146,7 +161,8 @@ class FakePVE:
             raise PveError(400, "Parameter verification failed.", {
                 p: "property is not defined in schema and the schema does not allow additional properties" for p in sorted(unknown)})
         if "backup" not in rights:
-            raise PveError(403, f"Permission check failed (/vms/{params.get('vmid', '')}, VM.Backup)")
+            first = (self.included(params) or [""])[0]
+            raise PveError(403, f"Permission check failed (/vms/{first}, VM.Backup)")
         storage = params.get("storage", "local")
         if storage not in self.storages:
             raise PveError(500, f"storage '{storage}' does not exist")
@@ -167,36 +183,52 @@ class FakePVE:
         return upid
 
     def list_tasks(self, node: str, q):
+        """PVE/API2/Tasks.pm node_tasks: the active list first (unsorted there; here by start), then the archive."""
         source = q.get("source", ["archive"])[0]
-        out = []
-        for task in sorted(self.tasks.values(), key=lambda t: (t["starttime"], t["upid"]), reverse=True):
-            running = "endtime" not in task
-            if task["node"] != node or (source == "archive" and running) or (source == "active" and not running):
-                continue
-            if "typefilter" in q and task["type"] != q["typefilter"][0]:
-                continue
-            if "vmid" in q and task["id"] != q["vmid"][0]:
-                continue
-            if "userfilter" in q and q["userfilter"][0].lower() not in task["user"].lower():
-                continue
-            if q.get("errors", ["0"])[0] in ("1", "true") and (running or task["status"] == "OK"):
-                continue
-            if "since" in q and task["starttime"] < int(q["since"][0]):
-                continue
-            if "until" in q and task["starttime"] > int(q["until"][0]):
-                continue
-            item = {k: task[k] for k in ("upid", "node", "pid", "pstart", "starttime", "type", "id", "user")}
-            if not running:
-                item.update(endtime=task["endtime"], status=task["status"])
-            out.append(item)
+        errors = q.get("errors", ["0"])[0] in ("1", "true")
         start, limit = int(q.get("start", ["0"])[0]), int(q.get("limit", ["50"])[0])
-        return out[start:start + limit]
+        ordered = sorted((t for t in self.tasks.values() if t["node"] == node), key=lambda t: (t["starttime"], t["upid"]),
+                         reverse=True)
+        active = [self.entry(t, archived=False) for t in ordered if not t.get("archived")] if source in ("active", "all") else []
+        archive = [self.entry(t, archived=True) for t in ordered if t.get("archived")] if source != "active" else []
+        matches = []
+        for item in active + archive:
+            if "userfilter" in q and q["userfilter"][0].lower() not in item["user"].lower():
+                continue
+            if "typefilter" in q and item["type"] != q["typefilter"][0]:
+                continue
+            if "vmid" in q and item["id"] != q["vmid"][0]:
+                continue
+            if "since" in q and item["starttime"] < int(q["since"][0]):
+                continue
+            if "until" in q and item["starttime"] > int(q["until"][0]):
+                continue
+            if errors and item.get("status") == "OK":  # a running task has no status yet: "unknown", kept
+                continue
+            matches.append(item)
+        for item in matches:
+            if "endtime" not in item:
+                item["status"] = "RUNNING"  # set after the filter, as node_tasks does
+        return matches[start:start + limit], len(matches)
+
+    def entry(self, task: dict, archived: bool) -> dict:
+        """A task list entry: upid_decode's fields and upid; the archive's splits a token's user."""
+        item = {k: task[k] for k in ("upid", "node", "pid", "pstart", "starttime", "type", "id", "user")}
+        if not archived:
+            item["saved"] = "0"
+        if "endtime" in task:
+            item.update(endtime=task["endtime"], status=task["status"])
+        if archived and "!" in item["user"]:
+            item["user"], item["tokenid"] = item["user"].split("!", 1)
+        return item
 
     def task_status(self, upid: str):
         task = self.tasks.get(upid)
         if task is None:
             raise PveError(400, "Parameter verification failed.", {"upid": "no such task"})
-        out = {k: task[k] for k in ("upid", "node", "pid", "pstart", "starttime", "type", "id", "user")}
+        out = self.entry(task, archived=True)
+        out.pop("endtime", None)
+        out.pop("status", None)
         if "endtime" in task:
             out.update(status="stopped", exitstatus=task["status"])
         else:
@@ -279,27 +311,36 @@ class FakePVE:
             fault = self.fault
         token = (auth or "").removeprefix("PVEAPIToken=")
         if token not in self.tokens:
-            return 401, "invalid token value!", b'{"data":null}'
+            return 401, "invalid token value!", b""
         if fault == "slow":
             self.release.wait(self.slow_seconds)
         if fault == "403":
-            return 403, "Permission check failed (/, Sys.Audit)", b'{"data":null}'
+            return self.error(PveError(403, "Permission check failed (/, Sys.Audit)\n"))
         if fault == "500":
-            return 500, "internal error", b'{"data":null}'
+            return self.error(PveError(500, "internal error\n"))
         if fault == "garbage":
             return 200, "OK", b'{"data": [{"upid": "UPID:pve1'
         with self.lock:
             try:
                 data = self.route(method, path, q, form, token)
             except PveError as exc:
-                document = {"data": None}
-                if exc.errors:
-                    document["errors"] = exc.errors
-                return exc.code, exc.reason, json.dumps(document).encode()
+                return self.error(exc)
+        if method == "POST" and self.post_fault == "lost":
+            self.release.wait(self.slow_seconds)  # done, but the answer comes after the client gave up
         document = {"data": data}
-        if isinstance(data, tuple):  # a task log: lines and total
-            document = {"data": data[0], "total": data[1]}
+        if isinstance(data, tuple):  # a task list or log: the items and rpcenv's 'total' (only when not 0)
+            document = {"data": data[0], **({"total": data[1]} if data[1] else {})}
         return 200, "OK", json.dumps(document).encode()
+
+    def error(self, exc: PveError) -> tuple[int, str, bytes]:
+        """The status line takes the message's first line; the body its whole text from 5.2 on."""
+        message = exc.reason if exc.reason.endswith("\n") else exc.reason + "\n"
+        document = {"data": None}
+        if self.http_server_version >= (5, 2):
+            document["message"] = message
+        if exc.errors:
+            document["errors"] = exc.errors
+        return exc.code, message.splitlines()[0], json.dumps(document).encode()
 
     # --- server
     def start(self, port: int = 0) -> int:

@@ -5,9 +5,22 @@ Shaped from truenas/middleware: api/base/server/ws_handler/rpc.py (requests, res
 exist", -32602 "Invalid params", -32001 "Method call error"), plugins/auth.py
 (``auth.login_with_api_key`` answers false for an unknown key; other calls before a login fail
 with ENOTAUTHENTICATED), plugins/pool_/snapshot.py (``pool.snapshot.query`` with
-``query-filters`` and ``extra.holds``/``extra.properties``; ``pool.snapshot.delete`` of a held
-snapshot fails with EBUSY unless ``defer``), ``replication.query`` (``state.last_snapshot``).
-Before 25.10 the snapshot methods are ``zfs.snapshot.*``: ``version=(25, 4)``.
+``query-filters`` and ``extra.holds``/``extra.properties``), ``replication.query``
+(``state.last_snapshot``). Before 25.10 the snapshot methods are ``zfs.snapshot.*``:
+``version=(25, 4)``. Where the versions differ (tags TS-25.04.2.6, TS-25.10.6, TS-26.0.0-BETA.3):
+
+* ``holds``: every hold tag up to 25.10 (libzfs ``snapshots_serialized``); from 26.0 only
+  ``{"truenas": 1}`` or ``{}`` (pool_/snapshot.py ``_transform_snapshot_entry``). ``userrefs``
+  (asked in ``extra.properties``) counts the holds of any tag in every version.
+* deleting a held snapshot: up to 25.10 a call error (-32001) with errno EFAULT and reason
+  ``[EFAULT] pool or dataset is busy`` (zfs_/snapshot.py ``delete``: ``CallError(str(e))`` of the
+  libzfs error); from 26.0 an invalid-params error (-32602, errno EINVAL) whose reason is
+  ``[EBUSY] zfs.resource.snapshot.destroy: ...`` (zfs/snapshot_crud.py ``destroy``,
+  ``ValidationError``, rendered by ws_handler/rpc.py). ``defer`` deletes it once released.
+
+``hold_on_delete``: snapshot id -> tag, a hold someone places between the query and the delete;
+``lose_after_deletes``: after that many deletions the next one is done but its answer is lost
+(the connection closes).
 
 Faults: ``fault`` = "garbage" (a frame that is not JSON), "slow" (no answer for
 ``slow_seconds``), "close" (drops the connection), "refuse" (handshake answered 403). The fake also
@@ -36,6 +49,8 @@ class FakeTrueNAS:
         self.deleted = []
         self.calls = []
         self.fault = None
+        self.hold_on_delete = {}
+        self.lose_after_deletes = None
         self.slow_seconds = 5.0
         self.loop = None
         self.port = None
@@ -46,11 +61,12 @@ class FakeTrueNAS:
     def namespace(self) -> str:
         return "pool.snapshot" if self.version >= (25, 10) else "zfs.snapshot"
 
-    def add_snapshot(self, dataset: str, name: str, created: int, txg: int, held: bool = False):
+    def add_snapshot(self, dataset: str, name: str, created: int, txg: int, held: bool = False, tags: tuple = ()):
+        """``held``: the ``truenas`` hold tag (what the UI sets); ``tags``: other tags (``zfs hold keep``)."""
         snapshot_id = f"{dataset}@{name}"
         self.snapshots[snapshot_id] = {
             "id": snapshot_id, "name": snapshot_id, "pool": dataset.split("/")[0], "type": "SNAPSHOT", "snapshot_name": name,
-            "dataset": dataset, "createtxg": str(txg), "held": held,
+            "dataset": dataset, "createtxg": str(txg), "tags": (["truenas"] if held else []) + list(tags),
             "properties": {"creation": {"value": str(created), "rawvalue": str(created), "source": "NONE", "parsed": created}}}
 
     def add_replication(self, name: str, sources: list[str], last_snapshot: str | None, recursive: bool = False):
@@ -62,14 +78,20 @@ class FakeTrueNAS:
         filters = params[0] if params else []
         options = params[1] if len(params) > 1 else {}
         extra = options.get("extra", {})
+        wanted = extra.get("properties", [])
         out = []
         for entry in self.snapshots.values():
             if all(op == "=" and entry.get(field) == value for field, op, value in filters):
-                item = {k: v for k, v in entry.items() if k != "held"}
+                item = {k: v for k, v in entry.items() if k not in ("tags", "properties")}
                 if extra.get("holds"):
-                    item["holds"] = {"truenas": 1} if entry["held"] else {}
-                if "creation" not in extra.get("properties", []):
-                    item["properties"] = {}
+                    if self.version >= (26, 0):
+                        item["holds"] = {"truenas": 1} if "truenas" in entry["tags"] else {}
+                    else:
+                        item["holds"] = {tag: 1 for tag in entry["tags"]}
+                item["properties"] = {k: v for k, v in entry["properties"].items() if k in wanted}
+                if "userrefs" in wanted:
+                    refs = len(entry["tags"])
+                    item["properties"]["userrefs"] = {"value": str(refs), "rawvalue": str(refs), "source": "NONE", "parsed": refs}
                 out.append(item)
         return out
 
@@ -78,8 +100,14 @@ class FakeTrueNAS:
         options = params[1] if len(params) > 1 else {}
         if snapshot_id not in self.snapshots:
             raise CallError(errno.ENOENT, f"[ENOENT] {snapshot_id} not found")
-        if self.snapshots[snapshot_id]["held"] and not options.get("defer"):
-            raise CallError(errno.EBUSY, f"[EBUSY] cannot destroy snapshot {snapshot_id}: dataset is busy")
+        if snapshot_id in self.hold_on_delete:
+            self.snapshots[snapshot_id]["tags"].append(self.hold_on_delete.pop(snapshot_id))
+        if self.snapshots[snapshot_id]["tags"] and not options.get("defer"):
+            if self.version >= (26, 0):  # the text after the prefix is truenas_pylibzfs', not in the middleware
+                message = f"cannot destroy snapshot {snapshot_id}: it has holds"
+                raise InvalidParams(f"[EBUSY] zfs.resource.snapshot.destroy: {message}",
+                                    [["zfs.resource.snapshot.destroy", message, errno.EBUSY]])
+            raise CallError(errno.EFAULT, "[EFAULT] pool or dataset is busy")
         del self.snapshots[snapshot_id]
         self.deleted.append(snapshot_id)
         return True
@@ -116,10 +144,19 @@ class FakeTrueNAS:
                 reply["result"] = self.dispatch(session, message["method"], message.get("params", []))
             except MethodNotFound:
                 reply["error"] = {"code": -32601, "message": "Method does not exist"}
+            except InvalidParams as exc:
+                reply["error"] = {"code": -32602, "message": "Invalid params",
+                                  "data": {"error": errno.EINVAL, "errname": "EINVAL", "reason": exc.reason, "trace": None,
+                                           "extra": exc.extra}}
             except CallError as exc:
                 reply["error"] = {"code": -32001, "message": "Method call error",
                                   "data": {"error": exc.errno, "errname": errno.errorcode.get(exc.errno, "ENOTAUTHENTICATED"),
                                            "reason": exc.reason, "trace": None, "extra": None}}
+            if message.get("method", "").endswith("snapshot.delete") and self.lose_after_deletes is not None \
+                    and len(self.deleted) > self.lose_after_deletes:
+                self.lose_after_deletes = None
+                await ws.close()  # the deletion happened; its answer never arrives
+                return
             await ws.send(json.dumps(reply))
 
     async def _process_request(self, path, headers):
@@ -169,3 +206,11 @@ class CallError(Exception):
     def __init__(self, code: int, reason: str):
         super().__init__(reason)
         self.errno, self.reason = code, reason
+
+
+class InvalidParams(Exception):
+    """A middleware ValidationError: JSON-RPC -32602 with errno EINVAL and the errors in ``extra``."""
+
+    def __init__(self, reason: str, extra: list):
+        super().__init__(reason)
+        self.reason, self.extra = reason, extra

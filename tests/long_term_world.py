@@ -1,11 +1,11 @@
-"""Debian's Prometheus remote-writing to Debian's single-node VictoriaMetrics on 127.0.0.1, with the
+"""Prometheus remote-writing to single-node VictoriaMetrics (both from `make upstream`) on 127.0.0.1, with the
 stack's rendered remote-write (build/<stack>/prometheus/remote-write.yaml) and its rendered
 long-term alerts (prometheus/rules/long-term.yaml, durations compressed by `factor` as the drill
 compresses them). Single-node VictoriaMetrics speaks the same remote-write and Prometheus query
 API as the cluster's vminsert and vmselect; only the URL differs (no /insert/0/prometheus, no
 /select/0/prometheus), and that is the one change made to the rendered remote-write.
 
-Used by tests/test_long_term_metrics.py, tests/test_report.py (the report read from the store) and
+Used by tests/values/test_long_term_metrics.py, tests/services/test_report.py (the report read from the store) and
 benchmarks/bench_remote_write_catch_up.py.
 """
 
@@ -44,7 +44,7 @@ class _Counter(BaseHTTPRequestHandler):
 
 
 def start_victoria_metrics(supervisor: ProcessSupervisor, data: Path, port: int, log: Path) -> ManagedProcess:
-    """Debian's single-node VictoriaMetrics on 127.0.0.1:`port`, ready."""
+    """Single-node VictoriaMetrics on 127.0.0.1:`port`, ready."""
     # latencyOffset: make just-written samples visible to /api/v1/query at once (default 30s).
     process = supervisor.start(ManagedProcess("victoria-metrics", [
         "victoria-metrics", f"-storageDataPath={data}", f"-httpListenAddr=127.0.0.1:{port}",

@@ -1,4 +1,4 @@
-"""Run inside a private network namespace (tests/test_pve.py): listens on two ports on every address,
+"""Run inside a private network namespace (tests/services/test_pve.py): listens on two ports on every address,
 then connects to each from each source address given; prints JSON {"<source>-><port>": open|dropped|error}."""
 import json
 import socket

@@ -1,7 +1,7 @@
 """A generated history of PBS job runs, and the series the PBS job exporter would have exposed for it.
 
 The runs are the truth the tests count against. `exporter_series` plays the exporter
-(exporters/pbs_job_exporter.py, README "Metrics"): a run is counted at the first poll after it
+(services/pbs_exporter/pbs_job_exporter.py, README "Metrics"): a run is counted at the first poll after it
 ended; counters, last-run values and durations persist across restarts, except after a lost
 state file, when the exporter starts again from zero and re-reads the tasks of its initial
 look-back window (default 7 days) from PBS. Configured sync, verify and prune jobs have series
@@ -9,7 +9,7 @@ from the start (at 0); a backup group appears with its first counted run. Promet
 every `scrape_interval`; while the exporter is down there are no samples.
 
 `write_openmetrics` writes what `promtool tsdb create-blocks-from openmetrics` reads, `backfill`
-turns it into TSDB blocks and `start_prometheus` starts Debian's Prometheus on them.
+turns it into TSDB blocks and `start_prometheus` starts Prometheus (`make upstream`) on them.
 """
 
 from __future__ import annotations
@@ -173,7 +173,7 @@ def backfill(files: list[Path], tsdb: Path, parallel: int = 2) -> None:
 
 
 def start_prometheus(tsdb: Path, workdir: Path, extra_flags: Iterable[str] = ()) -> tuple[ManagedProcess, str]:
-    """Debian's Prometheus on `tsdb`, with a retention long enough that it keeps the old blocks."""
+    """Prometheus on `tsdb`, with a retention long enough that it keeps the old blocks."""
     config = workdir / "prometheus.yml"
     config.write_text("global:\n  scrape_interval: 1m\n")
     port = free_port()

@@ -149,7 +149,7 @@ class World:
         if not self.config_path.exists() or overrides:
             self.write_config(**overrides)
         handle = open(self.log_path, "a")
-        self.proc = subprocess.Popen([sys.executable, "-m", "recovery", "serve", "--config", str(self.config_path)],
+        self.proc = subprocess.Popen([sys.executable, "-m", "services.recovery", "serve", "--config", str(self.config_path)],
                                      cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         handle.close()
         wait_for(self.healthy, 10, "the service to answer /healthz")

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import yaml
 
-from model import helm
-from tools.manifests import CHARTS, coalesce
+from model.values import helm
+from tools.manifests import coalesce
+from tools.upstream import app_version, chart_file
 from tools.offline_engine import ROOT
 
 BUILDER_CONFIG = ROOT / "upstream" / "otelcol" / "builder-config.yaml"
@@ -26,7 +27,7 @@ CORE = "go.opentelemetry.io/collector"
 CONTRIB = "github.com/open-telemetry/opentelemetry-collector-contrib"
 # Component type -> its Go module, per kind (the contrib distribution's, which the chart's image runs).
 MODULES: dict[str, dict[str, str]] = {
-    "receivers": {"otlp": f"{CORE}/receiver/otlpreceiver", "filelog": f"{CONTRIB}/receiver/filelogreceiver",
+    "receivers": {"otlp": f"{CORE}/receiver/otlpreceiver", "file_log": f"{CONTRIB}/receiver/filelogreceiver",
                   "syslog": f"{CONTRIB}/receiver/syslogreceiver", "jaeger": f"{CONTRIB}/receiver/jaegerreceiver",
                   "zipkin": f"{CONTRIB}/receiver/zipkinreceiver",
                   "prometheus": f"{CONTRIB}/receiver/prometheusreceiver"},
@@ -49,8 +50,7 @@ class UnknownComponent(Exception):
 
 def rendered_config(values_file: Path) -> dict:
     """The Collector config of the release: its values' `config` over the chart's default one."""
-    chart = CHARTS / f"{helm.COLLECTOR_CHART.name}-{helm.COLLECTOR_CHART.version}" / "values.yaml"
-    return coalesce(yaml.safe_load(chart.read_text()), yaml.safe_load(values_file.read_text()))["config"]
+    return coalesce(chart_file(helm.COLLECTOR_CHART, "values.yaml"), yaml.safe_load(values_file.read_text()))["config"]
 
 
 def components(config: dict) -> dict[str, set[str]]:
@@ -87,8 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.collector_distribution", description=__doc__.split("\n\n")[0])
     parser.add_argument("values", type=Path, help="the rendered values of the Collector release")
     args = parser.parse_args(argv)
-    version = str(yaml.safe_load((CHARTS / f"{helm.COLLECTOR_CHART.name}-{helm.COLLECTOR_CHART.version}"
-                                  / "Chart.yaml").read_text())["appVersion"])
+    version = app_version(helm.COLLECTOR_CHART)
     try:
         doc = builder_config(rendered_config(args.values), version)
     except UnknownComponent as exc:

@@ -1,13 +1,15 @@
 """What Helm will deploy: `helm template` of every release the offline preview recorded.
 
     python -m tools.manifests --stack-file Pulumi.homelab.yaml     # after tools.preview
-    python -m tools.manifests --stack homelab --charts ../shared/charts
+    python -m tools.manifests --stack homelab --charts path/to/chart-mirror
 
 Reads the releases (chart, version, repository, release name, namespace, values) from
 build/<stack>/resources.json, the one record of what the program registers, and writes
 build/<stack>/manifests/<release>.yaml plus index.json (objects per kind, subcharts that could
-not be rendered). A chart is taken from --charts/<chart>-<version>/ when that directory
-exists, else Helm fetches it from the release's repository (`--repo`, needs the network).
+not be rendered). A chart is taken from the chart mirror, <mirror>/<chart>-<version>/, when that
+directory exists (--charts, else $CHART_MIRROR, else ../shared/charts beside the repository when
+present); otherwise `helm pull` fetches the release's version from its repository into
+build/charts/ and the archive must carry the sha256 vendor/charts.json pins.
 
 A local chart whose Chart.yaml names a subchart that is not vendored under charts/ is rendered
 from a copy: the subchart is vendored from --charts/<name>-<version>/ when that exists, else
@@ -23,6 +25,7 @@ import argparse
 import copy
 import fnmatch
 import functools
+import hashlib
 import json
 import os
 import re
@@ -39,7 +42,11 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+# The chart mirror of this team's machines, used when present; CHART_MIRROR names another.
 CHARTS = ROOT.parent / "shared" / "charts"
+# sha256 of each chart archive, as its repository's index.yaml publishes it: what `helm pull` must bring.
+CHART_DIGESTS = ROOT / "vendor" / "charts.json"
+PULLED_CHARTS = ROOT / "build" / "charts"
 HELM_RELEASE_TYPE = "kubernetes:helm.sh/v3:Release"
 # The Kubernetes version the manifests are rendered (Capabilities.KubeVersion) and validated for.
 KUBERNETES_VERSION = "1.35.0"
@@ -64,6 +71,54 @@ def helm_binary() -> str:
 
 class RenderError(Exception):
     pass
+
+
+class ChartUnavailable(RenderError):
+    """A chart is in no mirror and cannot be pulled (or is not the archive pinned): one line, how to get it."""
+
+
+def default_mirror() -> Path | None:
+    """$CHART_MIRROR when set, else ../shared/charts when it exists, else none (charts are pulled)."""
+    if os.environ.get("CHART_MIRROR"):
+        return Path(os.environ["CHART_MIRROR"])
+    return CHARTS if CHARTS.is_dir() else None
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def pulled_chart(release: "Release", cache: Path | None = None) -> Path:
+    """The release's chart archive, pulled once by Helm into `cache` (build/charts/) and checked
+    against its pinned digest."""
+    cache = cache or PULLED_CHARTS
+    archive = f"{release.chart}-{release.version}.tgz"
+    how = f"set CHART_MIRROR to a directory holding {release.chart}-{release.version}/"
+    pinned = json.loads(CHART_DIGESTS.read_text()).get(archive)
+    if pinned is None:
+        raise ChartUnavailable(f"chart {archive} is in no chart mirror and has no digest pinned in "
+                               f"{CHART_DIGESTS.relative_to(ROOT)} to verify a pull against: {how}, or pin the "
+                               f"sha256 its repository's index.yaml publishes")
+    target = cache / archive
+    if target.is_file() and _sha256(target) == pinned:
+        return target
+    cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache, prefix="pull-") as workdir:
+        result = subprocess.run([helm_binary(), "pull", release.chart, "--repo", str(release.repository),
+                                 "--version", release.version, "--destination", workdir],
+                                capture_output=True, text=True, timeout=300)
+        if result.returncode != 0:
+            reason = (result.stderr.strip().splitlines() or [f"exit status {result.returncode}"])[-1]
+            raise ChartUnavailable(f"chart {release.chart} {release.version} is in no chart mirror and `helm pull` "
+                                   f"from {release.repository} failed ({reason.removeprefix('Error: ')}): {how}, "
+                                   f"or let this machine reach the repository")
+        pulled = Path(workdir) / archive
+        digest = _sha256(pulled) if pulled.is_file() else "no archive"
+        if digest != pinned:
+            raise ChartUnavailable(f"chart {archive} from {release.repository} is not the archive pinned in "
+                                   f"{CHART_DIGESTS.relative_to(ROOT)} (sha256 {digest}, pinned {pinned}): refusing it")
+        os.replace(pulled, target)
+    return target
 
 
 # --- Helm's values semantics ----------------------------------------------------------------
@@ -293,21 +348,21 @@ def _display(command: list[str], workdir: str) -> list[str]:
 
 
 @functools.lru_cache(maxsize=64)
-def render(release: Release, charts: Path = CHARTS, fetch: bool = False,
+def render(release: Release, charts: Path | None = CHARTS, fetch: bool = False,
            kube_version: str = KUBERNETES_VERSION) -> RenderedRelease:
     """`helm template` of one release as Helm would install it (CRDs included, test hooks not).
 
-    A chart not under `charts` is fetched from the release's repository only when `fetch`
-    (the network); offline callers get a RenderError instead. Cached per release.
+    A chart not in the mirror `charts` is pulled from the release's repository and verified
+    (pulled_chart) only when `fetch`; offline callers get a RenderError instead. Cached per release.
     """
     helm = helm_binary()
     with tempfile.TemporaryDirectory(prefix=f"manifests-{release.name}-") as workdir:
         values_file = Path(workdir) / "values.json"  # JSON is YAML: the values exactly as recorded
         values_file.write_text(release.values_json)
-        local = charts / f"{release.chart}-{release.version}"
+        local = charts / f"{release.chart}-{release.version}" if charts else None
         subcharts: list[Subchart] = []
         overrides: dict = {}
-        if local.is_dir():
+        if local is not None and local.is_dir():
             chart_ref, chart_source = str(local), os.path.relpath(local, ROOT)
             subcharts = missing_subcharts(local, release.values, charts)
             if subcharts:
@@ -317,10 +372,11 @@ def render(release: Release, charts: Path = CHARTS, fetch: bool = False,
                     overrides = coalesce(overrides, _nested(sub.condition.split(",")[0].strip(), False))
             extra: list[str] = []
         elif release.repository and fetch:
-            chart_ref, chart_source = release.chart, f"{release.repository} (fetched by helm)"
-            extra = ["--repo", release.repository, "--version", release.version]
+            archive = pulled_chart(release)
+            chart_ref, chart_source = str(archive), f"{release.repository} (helm pull, sha256 verified)"
+            extra = []
         else:
-            raise RenderError(f"release {release.name}: no chart directory {local}"
+            raise RenderError(f"release {release.name}: no chart directory {local or 'in a chart mirror'}"
                               + ("" if release.repository else " and no repository to fetch it from")
                               + ("" if fetch else " (fetching from the repository is off)"))
         command = [helm, "template", release.name, chart_ref, "--namespace", release.namespace,
@@ -338,7 +394,7 @@ def render(release: Release, charts: Path = CHARTS, fetch: bool = False,
         return RenderedRelease(release, result.stdout, _display(command, workdir), chart_source, subcharts)
 
 
-def render_all(releases: list[Release], charts: Path = CHARTS, fetch: bool = False,
+def render_all(releases: list[Release], charts: Path | None = CHARTS, fetch: bool = False,
                jobs: int | None = None) -> list[RenderedRelease]:
     """Every release, Helm processes in parallel (one per core); results in the releases' order."""
     with ThreadPoolExecutor(max_workers=jobs or os.cpu_count() or 2) as pool:
@@ -387,8 +443,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stack", default="homelab", help="stack name (build/<stack>/)")
     parser.add_argument("--stack-file", type=Path, help="Pulumi.<stack>.yaml: takes the stack name from it")
     parser.add_argument("--build", type=Path, default=ROOT / "build", help="build directory (default: build/)")
-    parser.add_argument("--charts", type=Path, default=CHARTS, help=f"local chart directories (default: {CHARTS})")
-    parser.add_argument("--offline", action="store_true", help="never fetch a chart that is not under --charts")
+    parser.add_argument("--charts", type=Path, default=default_mirror(),
+                        help="chart mirror: <chart>-<version>/ directories (default: $CHART_MIRROR, else "
+                             "../shared/charts when it exists, else none: every chart is pulled)")
+    parser.add_argument("--offline", action="store_true", help="never pull a chart that is not in the mirror")
     args = parser.parse_args(argv)
     stack = args.stack_file.name[len("Pulumi."):-len(".yaml")] if args.stack_file else args.stack
     out = args.build / stack
@@ -396,9 +454,15 @@ def main(argv: list[str] | None = None) -> int:
     if not resources.is_file():
         print(f"error: {resources} is missing: run the offline preview first (make manifests does)", file=sys.stderr)
         return 2
+    if args.charts is not None and not args.charts.is_dir():
+        print(f"error: chart mirror {args.charts} does not exist (CHART_MIRROR or --charts)", file=sys.stderr)
+        return 2
     started = time.perf_counter()
     try:
         rendered = render_all(releases_of(json.loads(resources.read_text())), args.charts, fetch=not args.offline)
+    except ChartUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except RenderError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -99,7 +99,7 @@ class StackFile:
     def stack_config(self):
         """The typed StackConfig of this file's plain (non-secret) sections, as the program reads them."""
         from model.config import load_stack_config
-        from model.secrets import SECRETS
+        from model.facts.secrets import SECRETS
 
         prefix = f"{self.project}:"
         sections = {}
@@ -216,7 +216,7 @@ def run_program(stack_file: Path, secret_values: dict[str, str] | None = None,
     stack = StackFile.load(Path(stack_file))
     config = dict(stack.config)
     secret_keys = list(stack.secret_keys)
-    from model.secrets import SECRETS
+    from model.facts.secrets import SECRETS
 
     # Secrets the stack file lacks get a marked placeholder, so the preview shows the shape.
     provided = {key: secret_placeholder(key) for key in SECRETS if f"{stack.project}:{key}" not in config}

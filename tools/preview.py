@@ -24,6 +24,7 @@ import yaml
 from tools.grafana_artifacts import write_grafana
 from tools.hub_artifacts import write_runbook_hub
 from tools.offline_engine import ROOT, ProviderCheckError, RecordedResource, Recording, StackFileError, run_program
+from tools.provider_schemas import SchemaDataError, check_schema_files
 
 VM_TYPE = "proxmoxve:index/vmLegacy:VmLegacy"
 SNIPPET_TYPE = "proxmoxve:index/fileLegacy:FileLegacy"
@@ -148,7 +149,7 @@ def write_helm_values(recording: Recording, out: Path) -> None:
 
 def write_prometheus_config(recording: Recording, out: Path) -> None:
     """Rule files, scrape configs and alertmanager.yml exactly as the kube-prometheus-stack release gets them."""
-    from model.endpoints import KUBE_PROMETHEUS_RELEASE
+    from model.facts.endpoints import KUBE_PROMETHEUS_RELEASE
 
     values = _helm_values(recording).get(KUBE_PROMETHEUS_RELEASE)
     if values is None:
@@ -198,8 +199,14 @@ def render(recording: Recording, build_dir: Path) -> Path:
     return out
 
 
+def version() -> str:
+    """The project's version: VERSION, the one place it is written (CHANGELOG.md names it too)."""
+    return (ROOT / "VERSION").read_text().strip()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"homelab-observability {version()}")
     parser.add_argument("--stack", default="homelab", help="stack name; reads Pulumi.<stack>.yaml")
     parser.add_argument("--stack-file", type=Path, help="any Pulumi.<stack>.yaml (overrides --stack)")
     parser.add_argument("--out", type=Path, default=ROOT / "build", help="build directory (default: build/)")
@@ -214,11 +221,12 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     try:
+        check_schema_files()
         recording = run_program(stack_file)
     except pulumi.RunError as exc:
         print(str(exc), file=sys.stderr)
         return 2
-    except (StackFileError, ProviderCheckError) as exc:
+    except (StackFileError, ProviderCheckError, SchemaDataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for warning in recording.warnings():
@@ -226,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     out = render(recording, args.out)
     if not args.quiet:
         print_table(recording)
-    print(f"Rendered artifacts to {out} in {time.perf_counter() - started:.2f} s.")
+    print(f"Rendered artifacts of homelab-observability {version()} to {out} in {time.perf_counter() - started:.2f} s.")
     return 0
 
 

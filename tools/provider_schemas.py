@@ -2,7 +2,8 @@
 
 The mock engine accepts any input; a provider does not. `check_registration` judges one
 registration (type token, name, inputs as the SDK sends them: camelCase names, plain values)
-against the published schema of its provider, from ../shared/provider-schemas (see its README):
+against the published schema of its provider, vendored in vendor/provider-schemas/ (gzip, each
+pinned by source commit and sha256 in its SOURCES.json; see vendor/README.md):
 - proxmoxve, grafana, random: the Pulumi package schemas (`resources.<token>.inputProperties`,
   `requiredInputs`, `types`, the provider's own inputs for `pulumi:providers:<pkg>`);
 - kubernetes core/v1 kinds: the Kubernetes OpenAPI document pulumi-kubernetes generates from
@@ -14,12 +15,14 @@ It reports unknown property names, missing required inputs, wrong types, values 
 enum or const, resource types the provider does not have, and deprecated resources and
 properties (a `deprecationMessage`, or a description that opens with "**Deprecated:**", as
 the Terraform-bridged providers publish it). Pure: no Pulumi import, no I/O beyond reading
-the schema files once.
+the schema files once; a missing or altered file is a SchemaDataError naming it.
 """
 
 from __future__ import annotations
 
 import functools
+import gzip
+import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -27,7 +30,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 ROOT = Path(__file__).resolve().parent.parent
-SCHEMAS = ROOT.parent / "shared" / "provider-schemas"
+SCHEMAS = ROOT / "vendor" / "provider-schemas"
 PACKAGE_FILES = {"proxmoxve": "proxmoxve.json", "grafana": "grafana.json", "random": "random.json"}
 # What the offline engine writes for a Pulumi secret in build/<stack>/resources.json: any type.
 REDACTED = "[secret]"
@@ -58,6 +61,35 @@ class Problem:
 
 # --- the schemas ----------------------------------------------------------------------------
 
+class SchemaDataError(Exception):
+    """A vendored schema file is missing, or is not the one its SOURCES.json pins."""
+
+
+def read_schema_file(name: str, directory: Path = SCHEMAS) -> str:
+    """`<name>.gz` as vendored, checked against the sha256 SOURCES.json pins (else `<name>` as is)."""
+    packed = directory / f"{name}.gz"
+    if not packed.is_file():
+        if (directory / name).is_file():
+            return (directory / name).read_text()
+        raise SchemaDataError(f"provider schema {packed} is missing: restore it from the repository "
+                              f"(`git checkout -- {packed.relative_to(ROOT) if packed.is_relative_to(ROOT) else packed}`)")
+    data = gzip.decompress(packed.read_bytes())
+    sources = directory / "SOURCES.json"
+    if sources.is_file():
+        pinned = json.loads(sources.read_text()).get(packed.name, {}).get("sha256")
+        if hashlib.sha256(data).hexdigest() != pinned:
+            raise SchemaDataError(f"provider schema {packed} is not the file {sources.name} pins (sha256 "
+                                  f"{pinned}): re-vendor it as vendor/README.md says")
+    return data.decode()
+
+
+def check_schema_files(directory: Path = SCHEMAS) -> None:
+    """Reads every schema once, so a missing or altered file fails before the program runs."""
+    for package in PACKAGE_FILES:
+        package_schema(package, directory)
+    kubernetes_schema(directory)
+
+
 def _deprecation(spec: dict) -> str | None:
     if spec.get("deprecationMessage"):
         return spec["deprecationMessage"]
@@ -81,7 +113,7 @@ class Schema:
 
 @functools.lru_cache(maxsize=None)
 def package_schema(package: str, directory: Path = SCHEMAS) -> Schema:
-    doc = json.loads((directory / PACKAGE_FILES[package]).read_text())
+    doc = json.loads(read_schema_file(PACKAGE_FILES[package], directory))
     resources = {token: {"properties": spec.get("inputProperties") or {}, "required": spec.get("requiredInputs") or [],
                          "deprecation": _deprecation(spec)}
                  for token, spec in doc.get("resources", {}).items()}
@@ -101,7 +133,7 @@ _K8S_SPECIAL = {
 
 @functools.lru_cache(maxsize=None)
 def kubernetes_schema(directory: Path = SCHEMAS) -> Schema:
-    definitions = json.loads((directory / "k8s-swagger.json").read_text())["definitions"]
+    definitions = json.loads(read_schema_file("k8s-swagger.json", directory))["definitions"]
     resources: dict[str, dict] = {}
     for name, spec in definitions.items():
         for gvk in spec.get("x-kubernetes-group-version-kind") or []:
@@ -111,7 +143,7 @@ def kubernetes_schema(directory: Path = SCHEMAS) -> Schema:
                                 "deprecation": _deprecation(spec), "const": {
                                     "apiVersion": f"{gvk['group']}/{gvk['version']}".lstrip("/"),
                                     "kind": gvk["kind"]}}
-    overlays = parse_overlays((directory / "k8s-overlays.go").read_text())
+    overlays = parse_overlays(read_schema_file("k8s-overlays.go", directory))
     types = {token: go_spec(spec) for token, spec in overlays["TypeOverlays"].items()}
     for token, spec in overlays["ResourceOverlays"].items():
         resources[token] = {"properties": {k: go_spec(v) for k, v in (spec.get("InputProperties") or {}).items()},

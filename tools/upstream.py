@@ -5,8 +5,8 @@
     python -m tools.upstream --path       # print the PATH prefix (the bin directories), build nothing
 
 Each tool has a pinning module in upstream/<tool>/ (go.mod with Go's `tool` directive, go.sum).
-The version comes from the chart the stack installs (model/helm.py names it, ../shared/charts
-holds it): a pin that disagrees with its chart stops the build and fails tests/test_upstream.py.
+The version comes from the chart the stack installs (model/values/helm.py names it; the chart
+mirror or a digest-checked `helm pull` holds it): a pin that disagrees with its chart stops the build and fails tests/test_upstream.py.
 Builds land in ${XDG_CACHE_HOME:-~/.cache}/homelab-observability/upstream/<tool>-<version>-<pin>/,
 keyed by the version and the pinning module's hash, so nothing is rebuilt until one of them moves.
 """
@@ -21,6 +21,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -30,9 +31,9 @@ from typing import Callable
 
 import yaml
 
-from model import helm
-from model.helm import HelmChart
-from tools.manifests import CHARTS
+from model.values import helm
+from model.values.helm import HelmChart
+from tools import manifests
 from tools.offline_engine import ROOT
 
 PINS = ROOT / "upstream"
@@ -55,21 +56,32 @@ def cache_root() -> Path:
 
 # --- where each version comes from: the chart -------------------------------------------------
 
-def _chart_file(chart: HelmChart, name: str) -> dict:
-    path = CHARTS / f"{chart.name}-{chart.version}" / name
-    if not path.is_file():
-        raise UpstreamError(f"{path} missing: the chart {chart.name} {chart.version} is where the version is read")
-    return yaml.safe_load(path.read_text())
+def chart_file(chart: HelmChart, name: str) -> dict:
+    """A file of the chart: from the chart mirror when it holds the chart, else from the archive
+    `helm pull` fetches and checks against its pinned digest (tools/manifests.py)."""
+    mirror = manifests.default_mirror()
+    path = mirror / f"{chart.name}-{chart.version}" / name if mirror else None
+    if path is not None and path.is_file():
+        return yaml.safe_load(path.read_text())
+    try:
+        archive = manifests.pulled_chart(manifests.Release.of(chart.name, chart.name, chart.version,
+                                                              chart.repository, "default", None))
+    except manifests.ChartUnavailable as exc:
+        raise UpstreamError(f"the chart {chart.name} {chart.version}, where its version is read: {exc}") from None
+    with tarfile.open(archive) as tar:
+        member = tar.extractfile(f"{chart.name}/{name}")
+        assert member is not None
+        return yaml.safe_load(member.read())
 
 
 def app_version(chart: HelmChart) -> str:
-    return str(_chart_file(chart, "Chart.yaml")["appVersion"]).removeprefix("v")
+    return str(chart_file(chart, "Chart.yaml")["appVersion"]).removeprefix("v")
 
 
 def image_tag(chart: HelmChart, *keys: str) -> Callable[[], str]:
     """The default image tag at values.yaml's keys, e.g. v3.14.0-distroless -> 3.14.0."""
     def read() -> str:
-        node = _chart_file(chart, "values.yaml")
+        node = chart_file(chart, "values.yaml")
         for key in keys:
             node = node[key]
         return str(node["tag"]).removeprefix("v").split("-")[0]
@@ -94,7 +106,10 @@ class GitSource:
     tag_format: str          # the release tag of a version, e.g. "v{version}-cluster"
     tag: str
     commit: str
-    paths: tuple[str, ...]   # what of the tree the build needs (the vendor/ tree is not used)
+    paths: tuple[str, ...]   # what of the tree the build needs
+    # Build from the tree's vendor/ (checked against its go.mod by Go, pinned by the commit's hash):
+    # for dependencies the module proxy does not serve (Tempo's memberlist fork).
+    vendored: bool = False
 
 
 @dataclass(frozen=True)
@@ -221,7 +236,8 @@ TOOLS: tuple[Tool, ...] = (
     Tool("tempo", helm.TEMPO_CHART, lambda: app_version(helm.TEMPO_CHART), "github.com/grafana/tempo",
          (Binary("tempo", "github.com/grafana/tempo/cmd/tempo", "-version"),), _tempo_ldflags,
          git=GitSource("HOMELAB_TEMPO_GIT", "https://github.com/grafana/tempo.git", "v{version}", "v2.10.8",
-                       "f0f3ed59197bfe9f54f3b0f8015ccca112f9e544", ("cmd", "pkg", "modules", "tempodb", "go.mod", "go.sum")),
+                       "f0f3ed59197bfe9f54f3b0f8015ccca112f9e544",
+                       ("cmd", "pkg", "modules", "tempodb", "vendor", "go.mod", "go.sum"), vendored=True),
          group="logs-traces"),
     # The Collector: its builder (ocb) at the chart's version, with exactly the components the rendered
     # config names (upstream/otelcol/builder-config.yaml, tools/collector_distribution.py).
@@ -363,6 +379,7 @@ def build(tool: Tool, log=sys.stdout) -> float:
         if tool.git is not None:
             cwd, revision = _git_tree(tool, staging)
             packages = [f"./{b.package.removeprefix(tool.module + '/')}" for b in tool.binaries]
+            flags += ["-mod=vendor"] if tool.git.vendored else []
         else:
             cwd, packages = tool.pin_dir, ["tool"]
             info = _module_info(tool)

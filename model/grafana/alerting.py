@@ -1,22 +1,24 @@
 """Grafana alerting from the routing table: a contact point per receiver and the notification policy.
 
 Grafana-managed alerts reach the same people as Prometheus' through Alertmanager: the policy
-tree is Alertmanager's route tree converted field by field (model/routing.py renders it).
+tree is Alertmanager's route tree converted field by field (model/values/routing.py renders it).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from model import recovery, secrets
+from model import recovery
+
+from model.facts import secrets
 from model.config import StackConfig
-from model.matchers import Matcher, parse_matcher
-from model.routing import PAGERDUTY_SUMMARY, alertmanager_config
-from model.secrets import SecretRef
+from model.facts.matchers import Matcher, parse_matcher
+from model.values.routing import PAGERDUTY_SUMMARY, alertmanager_config
+from model.facts.secrets import SecretRef
 
 
 def alert_routing_tree(stack: StackConfig) -> dict[str, Any]:
-    """The route tree of the routing table, exactly as Alertmanager gets it (model/routing.py)."""
+    """The route tree of the routing table, exactly as Alertmanager gets it (model/values/routing.py)."""
     return alertmanager_config(stack)["route"]
 
 

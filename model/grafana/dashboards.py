@@ -1,7 +1,7 @@
 """Grafana's folders and the dashboards of dashboards/, with the PromQL they run.
 
 The files are the truth; the folder and dashboard UIDs they are filed and linked under live in
-model/links.py, so alerts, runbooks and the config name them without reading a dashboard.
+model/facts/links.py, so alerts, runbooks and the config name them without reading a dashboard.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any, Iterator
 
 from model.config import Grafana
 from model.grafana.runbooks import Runbook, runbook_index_markdown, RUNBOOK_INDEX_MARKER
-from model.links import DASHBOARD_FOLDERS, FOLDERS, LONG_RANGE_DASHBOARDS, LONG_TERM_METRICS_UID, PROMETHEUS_UID
+from model.facts.links import DASHBOARD_FOLDERS, FOLDERS, LONG_RANGE_DASHBOARDS, LONG_TERM_METRICS_UID, PROMETHEUS_UID
 
 DASHBOARDS_DIR = Path(__file__).resolve().parents[2] / "dashboards"
 

@@ -1,12 +1,12 @@
-"""Grafana's data sources: one per backend, one per Loki tenant, with fixed UIDs (model/links.py)."""
+"""Grafana's data sources: one per backend, one per Loki tenant, with fixed UIDs (model/facts/links.py)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from model import logs as logs_model
+from model.values import logs as logs_model
 from model.config import StackConfig
-from model.links import ALERTMANAGER_UID, LONG_TERM_METRICS_UID, PROMETHEUS_UID, TEMPO_UID, loki_uid
+from model.facts.links import ALERTMANAGER_UID, LONG_TERM_METRICS_UID, PROMETHEUS_UID, TEMPO_UID, loki_uid
 
 
 def loki_tenants(stack: StackConfig) -> list[str]:

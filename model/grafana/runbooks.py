@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from model.links import runbook_url
+from model.facts.links import runbook_url
 
 RUNBOOKS_DIR = Path(__file__).resolve().parents[2] / "runbooks"
 

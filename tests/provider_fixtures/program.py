@@ -1,4 +1,4 @@
-"""Registrations the providers' Check would refuse or warn about, for tests/test_preview.py.
+"""Registrations the providers' Check would refuse or warn about, for tests/program/test_preview.py.
 
 The SDK's typed arguments accept these (its types are hints), and so does the mock engine:
 only the offline engine's provider check stands between them and a failed `pulumi up`.

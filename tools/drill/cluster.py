@@ -22,8 +22,8 @@ from model.long_term import REPLICA_LABEL
 from tools.drill import durations
 from tools.drill.processes import ManagedProcess, ProcessSupervisor, free_port, wait_ready
 
-ALERTMANAGER = "prometheus-alertmanager"  # Debian's name for the alertmanager binary
-# Alertmanager 0.25's defaults, in real seconds, and the drill's floors in wall seconds.
+ALERTMANAGER = "alertmanager"  # built by `make upstream` at the chart's version (tools/upstream.py)
+# Alertmanager's defaults (0.25 to 0.34 alike), in real seconds, and the drill's floors in wall seconds.
 PEER_TIMEOUT_S, PEER_TIMEOUT_FLOOR = 15.0, 0.5
 PUSHPULL_INTERVAL_S, PUSHPULL_FLOOR = 60.0, 0.5
 # Gossip rounds (default 200ms) are not a duration of the stack; 20 ms gives the log ~25 rounds

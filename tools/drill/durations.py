@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from model.durations import format_seconds, parse_seconds
+from model.facts.durations import format_seconds, parse_seconds
 
 # A duration token inside PromQL (after `[`, `:` or `offset`); `ms` before `m`.
 _TOKEN = r"(?:\d+(?:ms|y|w|d|h|m|s))+"

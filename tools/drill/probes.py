@@ -1,6 +1,6 @@
 """Synthetic API checks in the drill: the real blackbox exporter probing a local API server.
 
-A scenario with endpoint outages runs Debian's prometheus-blackbox-exporter with the modules
+A scenario with endpoint outages runs the blackbox exporter (the chart's version) with the modules
 the stack renders (build/<stack>/helm/prometheus-blackbox-exporter.values.yaml), each module's
 timeout scaled like every other duration, and re-points every probe job of the scrape configs
 (`metrics_path: /probe` with a `module` param) as the drill re-points other jobs:
@@ -35,7 +35,7 @@ from tools.drill.scenarios import EndpointOutage
 from tools.drill.servers import ScenarioClock, _QuietHandler, _Served
 from tools.drill.timeline import Series, Steps, backfill_openmetrics
 
-BLACKBOX_EXPORTER = "prometheus-blackbox-exporter"  # Debian's binary
+BLACKBOX_EXPORTER = "blackbox_exporter"  # built by `make upstream` at the chart's version
 VALUES_FILE = Path("helm") / "prometheus-blackbox-exporter.values.yaml"
 PROBE_SUCCESS = "probe_success"
 # The exporter cuts a probe at the scrape timeout less this (its default 0.5 s is longer than a

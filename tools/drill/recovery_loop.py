@@ -33,8 +33,8 @@ from typing import Any
 import yaml
 
 from model.recovery import RECEIVER
-from recovery.fallback import inventory
-from recovery.names import SCRAPE_JOB
+from contracts.fallback import inventory
+from contracts.metrics import SCRAPE_JOB
 from tests.fake_pbs import TOKEN as PBS_READ_TOKEN
 from tests.fake_pbs import FakePBS
 from tests.fake_pve import BACKUP_TOKEN, FALLBACK_TOKEN, READ_TOKEN, FakePVE
@@ -285,7 +285,7 @@ class RecoveryLoop:
         config.write_text(yaml.safe_dump(self.service_config(capture_url, prometheus_url), sort_keys=False))
         if self.spec.service_up:
             self.process = supervisor.start(ManagedProcess(
-                "recovery", [sys.executable, "-m", "recovery", "serve", "--config", str(config)], self.work / "service.log"))
+                "recovery", [sys.executable, "-m", "services.recovery", "serve", "--config", str(config)], self.work / "service.log"))
             wait_ready(self.process, f"{self.service_url}/healthz")
 
     def stop(self) -> None:

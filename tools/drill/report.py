@@ -50,7 +50,7 @@ def _expect_row(result: ExpectResult, run: ScenarioRun) -> str:
 
 
 def write_report(runs: list[ScenarioRun], path: Path, input_dir: Path, stack: str, drill_wall: float,
-                 picture: str | None) -> Path:
+                 picture: str | None, binaries: dict[str, str]) -> Path:
     passed = all(r.passed for r in runs)
     lines = [
         f"# Alert drill: {stack}",
@@ -62,6 +62,9 @@ def write_report(runs: list[ScenarioRun], path: Path, input_dir: Path, stack: st
         "the durations compressed by each scenario's time-scale factor, the scrape targets re-pointed at synthetic "
         "exporters and the PagerDuty / Mattermost / webhook endpoints re-pointed at a local capture server.",
         "Times are given as scenario (real, uncompressed) time and, in parentheses, wall seconds of the drill.",
+        "",
+        "Binaries (built by `make upstream` at the versions the charts deploy): "
+        + "; ".join(f"`{name}`: {line}" for name, line in binaries.items()) + ".",
         "",
     ]
     if picture:
@@ -135,12 +138,14 @@ def write_report(runs: list[ScenarioRun], path: Path, input_dir: Path, stack: st
     return path
 
 
-def results_document(runs: list[ScenarioRun]) -> dict:
-    """Each scenario's verdict, every alert of every delivered notification (at_s in scenario seconds)
-    and its PagerDuty incidents, expected and opened."""
-    return {"scenarios": [{
+def results_document(runs: list[ScenarioRun], binaries: dict[str, str]) -> dict:
+    """The binaries' versions; each scenario's verdict, every alert of every delivered notification
+    (at_s in scenario seconds) and its PagerDuty incidents, expected and opened."""
+    return {"binaries": binaries, "scenarios": [{
         "name": run.scenario.name,
         "verdict": "pass" if run.passed else "fail",
+        "attempts": run.attempts,
+        "starved": run.starved,  # not empty: the machine's fault, the verdict says nothing of the stack
         "notifications": [{"receiver": n.receiver, "alertname": e.alert, "severity": e.severity, "status": e.status,
                            "at_s": round(run.scale.real(n.wall), 1)}
                           for n in sorted(run.notifications, key=lambda n: n.wall) for e in n.entries],
@@ -152,7 +157,7 @@ def results_document(runs: list[ScenarioRun]) -> dict:
     } for run in runs]}
 
 
-def write_results(runs: list[ScenarioRun], path: Path) -> Path:
+def write_results(runs: list[ScenarioRun], path: Path, binaries: dict[str, str]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results_document(runs), indent=1) + "\n")
+    path.write_text(json.dumps(results_document(runs, binaries), indent=1) + "\n")
     return path

@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from model.durations import parse_seconds
-from model.matchers import Matcher, parse_matcher
+from model.facts.durations import parse_seconds
+from model.facts.matchers import Matcher, parse_matcher
 
 DEFAULT_TIMERS = {"group_wait": 30.0, "group_interval": 300.0, "repeat_interval": 4 * 3600.0}
 

@@ -8,8 +8,10 @@ Alertmanager restarts), read back what Prometheus saw for the picture, stop ever
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import json
+import multiprocessing
 import shutil
 import subprocess
 import sys
@@ -37,13 +39,14 @@ PROMTOOL = "promtool"
 AMTOOL = "amtool"
 # Wall seconds from writing the history to the scenario's t = 0: promtool writes the blocks,
 # Prometheus and Alertmanager start, Prometheus discovers its Alertmanager and targets (its
-# discovery syncs every 5 s, which no flag of 2.42 shortens) and scrapes every target once. Its
+# discovery syncs every 5 s, which no flag of 3.14 shortens either) and scrapes every target once. Its
 # rules run from the start, on the backfilled history. That history already reaches t = 0, so
 # what is scraped or recorded during the lead-in is refused as older than its last block ("out of
 # bounds", harmless) and the series run on from t = 0 without a gap: a gap would distort every
 # window whose start later crosses it. (Loading the rules only at t = 0, by a reload, would
 # restart the Alertmanager discovery: no notification could leave for the first 5 s.)
-LEAD_IN_SECONDS = 8.0
+# 8 s did for Prometheus 2.42; 3.14 starts slower, and on the shared 2-core machine start-up outran 8 s.
+LEAD_IN_SECONDS = 14.0
 # Wall seconds after t = 0 the drill waits for the pipeline before it gives up (a peer that never joins).
 WARM_UP_LIMIT_SECONDS = 30.0
 UP_HISTORY = 3600.0  # scenario seconds of backfilled `up` before the lead-in (well beyond the lookback)
@@ -70,6 +73,8 @@ class ScenarioRun:
     notes: list[str] = field(default_factory=list)
     nan_recorded: list[str] = field(default_factory=list)  # recording rules that recorded NaN, and when
     recovery: recovery_loop.RecoveryRun | None = None  # the recovery service's actions, when it ran in the loop
+    starved: list[str] = field(default_factory=list)  # signs the machine, not the stack, decided the verdict
+    attempts: int = 1
 
     @property
     def passed(self) -> bool:
@@ -77,7 +82,9 @@ class ScenarioRun:
 
     @property
     def failures(self) -> list[str]:
-        return (self.verdict.failures + [f"NaN recorded: {what}" for what in self.nan_recorded]
+        machine = [f"starved of CPU ({'; '.join(self.starved)}): the machine's fault, not a verdict on the stack; "
+                   "re-run on a quieter machine"] if self.starved else []
+        return (machine + self.verdict.failures + [f"NaN recorded: {what}" for what in self.nan_recorded]
                 + (self.recovery.failures if self.recovery else []))
 
 
@@ -109,6 +116,24 @@ class Progress:
                 f"{' - ' + state if state else ''} | drill {durations.human(now - self.started)} elapsed, "
                 f"~{durations.human(max(left, 0))} left")
         print(("\r\033[K" if self.tty else "") + line, end="" if self.tty else "\n", file=self.out, flush=True)
+
+    def side_by_side(self, finished: int, total: int) -> None:
+        """Scenarios running in workers report nothing on the way: one line on what is done."""
+        if self.quiet:
+            return
+        now = time.monotonic()
+        if now - self._last < 30:
+            return
+        self._last = now
+        left = max(self.remaining_wall.values(), default=0.0)
+        print(f"{finished} of {total} scenarios done | drill {durations.human(now - self.started)} elapsed, "
+              f"the longest left ~{durations.human(left)}", file=self.out, flush=True)
+
+    def retry(self, scenario: Scenario, run: ScenarioRun) -> None:
+        self.remaining_wall[scenario.name] = scenario.duration / scenario.factor + SCENARIO_OVERHEAD_ESTIMATE
+        if not self.quiet:
+            print(f"{scenario.name}: starved of CPU ({'; '.join(run.starved)}), running it again alone",
+                  file=self.out, flush=True)
 
     def done(self, scenario: Scenario, run: ScenarioRun) -> None:
         self.remaining_wall.pop(scenario.name, None)
@@ -193,14 +218,46 @@ def _prometheus_argv(config_file: Path, data: Path, port: int, scale: TimeScale)
             "--log.level=info"]
 
 
-def run_scenario(scenario: Scenario, config: DeployedConfig, work: Path, index: int, progress: Progress,
-                 factor: float | None = None) -> ScenarioRun:
-    started = time.monotonic()
-    scenario = dataclasses.replace(scenario, factor=factor or scenario.factor)
-    scale = TimeScale.for_config(config, scenario.factor)
-    work.mkdir(parents=True)
-    notes: list[str] = []
+@dataclass
+class Stage:
+    """One scenario set up on disk (the scale phase): scaled rules, the drill's Prometheus and
+    Alertmanager configuration, synthetic exporters and capture server, the backfilled history."""
 
+    scenario: Scenario
+    config: DeployedConfig
+    scale: TimeScale
+    work: Path
+    series: list[Series]
+    clock: ScenarioClock
+    exporters: dict[tuple[str, str], SyntheticExporter]
+    capture: CaptureServer
+    cluster: AlertmanagerCluster
+    replicas: list[ManagedProcess]
+    replica_urls: list[str]
+    probes: RealProbes | None
+    loop: recovery_loop.RecoveryLoop | None
+    notes: list[str]
+    late_start: str = ""
+
+    @property
+    def servers(self) -> list:
+        return [*self.exporters.values(), self.capture]
+
+    @property
+    def prom_url(self) -> str:
+        """The replica that lives through the scenario: what is read back."""
+        return self.replica_urls[-1]
+
+
+@dataclass
+class Collected:
+    plot: list[PlotSeries]
+    alert_states: dict[str, list[tuple[float, str]]]
+    nan_recorded: list[str]
+    starved: list[str]
+
+
+def _write_rules(config: DeployedConfig, scale: TimeScale, work: Path, notes: list[str]) -> list[Path]:
     rule_texts, rule_notes = scaled_rule_files(config, scale)
     notes += rule_notes
     rule_paths = []
@@ -210,6 +267,39 @@ def run_scenario(scenario: Scenario, config: DeployedConfig, work: Path, index: 
         path.write_text(text)
         rule_paths.append(path)
     _check([PROMTOOL, "check", "rules", *map(str, rule_paths)])
+    return rule_paths
+
+
+def _write_history(stage: Stage, prom_doc: dict, prom_data: Path) -> None:
+    """History: long enough for the longest window, sampled at the drill's scrape interval, up to t = 0,
+    with `up` = 1 for every target: Prometheus evaluates its rules from the start, and during the
+    lead-in they read this history as production's rules read the past (no absent(up) while the
+    first scrapes are pending). What they write before t = 0 is refused as older than the history."""
+    scale, clock, exporters = stage.scale, stage.clock, stage.exporters
+    history = stage.config.longest_window() + scale.real(scale.scrape_interval_s) * 2
+    target_labels = {(job, target): next(sc["labels"] for sc in job_doc["static_configs"]
+                                         if sc["targets"][0] == exporters[(job, target)].address)
+                     | {"job": job}
+                     for job_doc in prom_doc["scrape_configs"] for (job, target) in exporters if job == job_doc["job_name"]}
+    step = scale.real(scale.scrape_interval_s)
+    lead_in = scale.real(LEAD_IN_SECONDS)
+    metrics = backfill_openmetrics(stage.series, -lead_in - history, 0.0, step, clock.epoch_of, target_labels)
+    # `up` only needs to cover the lead-in and the lookback before it: a short family of its own.
+    ups = [Series(job, "up", (), Steps(((-lead_in - UP_HISTORY, 1.0),)), target) for job, target in exporters]
+    up_history = backfill_openmetrics(ups, -lead_in - UP_HISTORY, 0.0, step, clock.epoch_of, target_labels)
+    probe_history = stage.probes.history(prom_doc, -lead_in - history, clock, target_labels) if stage.probes else ""
+    backfill = stage.work / "history.om"
+    backfill.write_text(metrics.removesuffix("# EOF\n") + probe_history + up_history)
+    subprocess.run([PROMTOOL, "tsdb", "create-blocks-from", "openmetrics", str(backfill), str(prom_data)],
+                   check=True, capture_output=True)
+
+
+def scale_scenario(scenario: Scenario, config: DeployedConfig, work: Path) -> Stage:
+    """Scale: everything the scenario needs written and checked by promtool and amtool, nothing started."""
+    scale = TimeScale.for_config(config, scenario.factor)
+    work.mkdir(parents=True)
+    notes: list[str] = []
+    rule_paths = _write_rules(config, scale, work, notes)
 
     series = _resolve_targets(merge(BASELINE, scenario.series), config)
     clock = ScenarioClock(scenario.factor)
@@ -222,9 +312,6 @@ def run_scenario(scenario: Scenario, config: DeployedConfig, work: Path, index: 
     if loop:
         loop.adopt_exporters(exporters)
     capture = CaptureServer(clock, scenario.receiver_outages)
-    servers = [*exporters.values(), capture]
-    prom_port = free_port()
-    prom_url = f"http://127.0.0.1:{prom_port}"
 
     am_config = drill_alertmanager_config(config, scale, capture.url, work / "secrets")
     capture.endpoints = {e.path: e for e in am_config.endpoints}
@@ -248,33 +335,16 @@ def run_scenario(scenario: Scenario, config: DeployedConfig, work: Path, index: 
     prom_file = write_yaml(work / "prometheus.yml", prom_doc)
     _check([PROMTOOL, "check", "config", str(prom_file)])
 
-    # History: long enough for the longest window, sampled at the drill's scrape interval, up to t = 0,
-    # with `up` = 1 for every target: Prometheus evaluates its rules from the start, and during the
-    # lead-in they read this history as production's rules read the past (no absent(up) while the
-    # first scrapes are pending). What they write before t = 0 is refused as older than the history.
     clock.start_now(LEAD_IN_SECONDS)
-    history = config.longest_window() + scale.real(scale.scrape_interval_s) * 2
-    target_labels = {(job, target): next(sc["labels"] for sc in job_doc["static_configs"]
-                                         if sc["targets"][0] == exporters[(job, target)].address)
-                     | {"job": job}
-                     for job_doc in prom_doc["scrape_configs"] for (job, target) in exporters if job == job_doc["job_name"]}
-    backfill = work / "history.om"
-    step = scale.real(scale.scrape_interval_s)
-    metrics = backfill_openmetrics(series, -scale.real(LEAD_IN_SECONDS) - history, 0.0, step, clock.epoch_of, target_labels)
-    # `up` only needs to cover the lead-in and the lookback before it: a short family of its own.
-    ups = [Series(job, "up", (), Steps(((-scale.real(LEAD_IN_SECONDS) - UP_HISTORY, 1.0),)), target)
-           for job, target in exporters]
-    up_history = backfill_openmetrics(ups, -scale.real(LEAD_IN_SECONDS) - UP_HISTORY, 0.0, step, clock.epoch_of, target_labels)
-    probe_history = probes.history(prom_doc, -scale.real(LEAD_IN_SECONDS) - history, clock, target_labels) if probes else ""
-    backfill.write_text(metrics.removesuffix("# EOF\n") + probe_history + up_history)
+    stage = Stage(scenario, config, scale, work, series, clock, exporters, capture, cluster, [], [], probes, loop, notes)
     prom_data = work / "prometheus-data"
-    subprocess.run([PROMTOOL, "tsdb", "create-blocks-from", "openmetrics", str(backfill), str(prom_data)],
-                   check=True, capture_output=True)
+    _write_history(stage, prom_doc, prom_data)
 
-    prom_argv = _prometheus_argv(prom_file, prom_data, prom_port, scale)
     # An HA pair (prometheus-pair): each replica its own copy of the history, its replica label.
-    replicas = [ManagedProcess("prometheus", prom_argv, work / "prometheus.log")]
-    replica_urls = [prom_url]
+    prom_port = free_port()
+    stage.replicas.append(ManagedProcess("prometheus", _prometheus_argv(prom_file, prom_data, prom_port, scale),
+                                         work / "prometheus.log"))
+    stage.replica_urls.append(f"http://127.0.0.1:{prom_port}")
     if scenario.prometheus_replicas > 1:
         _check([PROMTOOL, "check", "config", str(write_yaml(prom_file, replica_doc(prom_doc, 0)))])
     for i in range(1, scenario.prometheus_replicas):
@@ -282,138 +352,253 @@ def run_scenario(scenario: Scenario, config: DeployedConfig, work: Path, index: 
         shutil.copytree(prom_data, data)
         file = write_yaml(work / f"prometheus-{i}.yml", replica_doc(prom_doc, i))
         _check([PROMTOOL, "check", "config", str(file)])
-        replicas.append(ManagedProcess(f"prometheus-{i}", _prometheus_argv(file, data, port, scale), work / f"prometheus-{i}.log"))
-        replica_urls.append(f"http://127.0.0.1:{port}")
-    # Read back from the replica that lives through the scenario.
-    prom_url = replica_urls[-1]
-    plot: list[PlotSeries] = []
-    alert_states: dict[str, list[tuple[float, str]]] = {}
-    nan_recorded: list[str] = []
+        stage.replicas.append(ManagedProcess(f"prometheus-{i}", _prometheus_argv(file, data, port, scale),
+                                             work / f"prometheus-{i}.log"))
+        stage.replica_urls.append(f"http://127.0.0.1:{port}")
+    return stage
+
+
+def start_scenario(stage: Stage, supervisor: ProcessSupervisor, progress: Progress, index: int) -> None:
+    """Start: servers, Alertmanager peers, Prometheus replicas, the recovery service; wait until the
+    pipeline is warm and the lead-in has run out (t = 0)."""
+    scenario, scale, clock, cluster = stage.scenario, stage.scale, stage.clock, stage.cluster
+    for server in stage.servers:
+        server.start()
+    if stage.probes:
+        stage.probes.start(supervisor)
+    cluster.start_all(supervisor)
+    for replica, url in zip(stage.replicas, stage.replica_urls):
+        wait_ready(supervisor.start(replica), f"{url}/-/ready")
+    if stage.loop:
+        stage.loop.start(supervisor, stage.capture.url, stage.prom_url)
+    groups = sum(len(doc.get("groups") or []) for doc in stage.config.rule_files.values())
+    while not (all(_pipeline_warm(url, len(stage.exporters), len(cluster.peers)) and _rules_loaded(url, groups)
+                   for url in stage.replica_urls) and cluster.formed()):
+        if clock.now() > scale.real(WARM_UP_LIMIT_SECONDS):
+            raise RuntimeError(f"not warm {WARM_UP_LIMIT_SECONDS:g}s after the lead-in: Prometheus sees "
+                               f"{len(stage.exporters)} target(s) and {len(cluster.peers)} Alertmanager(s)? the "
+                               f"Alertmanager cluster formed? (logs in {stage.work}, kept with --keep)")
+        progress.update(index, scenario, clock, "warming up")
+        time.sleep(0.02)
+    if clock.now() > scale.real(1.0):
+        # The scenario has begun without its first scrapes: the series have a hole from t = 0.
+        stage.late_start = (f"start-up outran the {LEAD_IN_SECONDS:g}s lead-in: Prometheus reached its targets and "
+                            f"Alertmanager at {durations.human(clock.now())} of scenario time")
+    while clock.now() < 0:
+        progress.update(index, scenario, clock, "warming up")
+        time.sleep(0.02)
+
+
+PLAY_TICK = 0.05  # wall seconds between two looks at the timeline
+
+
+def play_scenario(stage: Stage, progress: Progress, index: int) -> float:
+    """Play the timeline: Alertmanager restarts, replica and peer losses. Returns the longest wall gap
+    between two ticks: a drill that could not look at its clock for long was starved of CPU."""
+    scenario, clock, cluster, notes = stage.scenario, stage.clock, stage.cluster, stage.notes
+    alertmanager = cluster.peers[0]
     restarts = list(scenario.alertmanager_down)
     peer_outages = list(scenario.peer_outages)
     lost = None  # the peer of the current peer outage
-    with ProcessSupervisor() as supervisor:
-        try:
-            for server in servers:
-                server.start()
-            if probes:
-                probes.start(supervisor)
-            cluster.start_all(supervisor)
-            alertmanager = cluster.peers[0]
-            for replica, url in zip(replicas, replica_urls):
-                wait_ready(supervisor.start(replica), f"{url}/-/ready")
-            if loop:
-                loop.start(supervisor, capture.url, prom_url)
-            groups = sum(len(doc.get("groups") or []) for doc in config.rule_files.values())
-            while not (all(_pipeline_warm(url, len(exporters), len(cluster.peers)) and _rules_loaded(url, groups)
-                           for url in replica_urls) and cluster.formed()):
-                if clock.now() > scale.real(WARM_UP_LIMIT_SECONDS):
-                    raise RuntimeError(f"not warm {WARM_UP_LIMIT_SECONDS:g}s after the lead-in: Prometheus sees "
-                                       f"{len(exporters)} target(s) and {len(cluster.peers)} Alertmanager(s)? the "
-                                       f"Alertmanager cluster formed? (logs in {work}, kept with --keep)")
-                progress.update(index, scenario, clock, "warming up")
-                time.sleep(0.02)
-            if clock.now() > scale.real(1.0):
-                notes.append(f"start-up outran the {LEAD_IN_SECONDS:g}s lead-in: Prometheus reached its targets and "
-                             f"Alertmanager at {durations.human(clock.now())} of scenario time")
-            while clock.now() < 0:
-                progress.update(index, scenario, clock, "warming up")
-                time.sleep(0.02)
+    state = ""
+    longest_gap, last = 0.0, time.monotonic()
+    while clock.now() < scenario.duration:
+        t = clock.now()
+        if restarts and t >= restarts[0].start and alertmanager.running:
+            cluster.stop(alertmanager)
+            state = "Alertmanager stopped"
+        if restarts and t >= restarts[0].end and not alertmanager.running:
+            cluster.start(alertmanager)
+            notes.append(f"Alertmanager restarted at {durations.human(clock.now())} with the same --storage.path")
+            restarts.pop(0)
             state = ""
-            while clock.now() < scenario.duration:
-                t = clock.now()
-                if restarts and t >= restarts[0].start and alertmanager.running:
-                    cluster.stop(alertmanager)
-                    state = "Alertmanager stopped"
-                if restarts and t >= restarts[0].end and not alertmanager.running:
-                    cluster.start(alertmanager)
-                    notes.append(f"Alertmanager restarted at {durations.human(clock.now())} with the same --storage.path")
-                    restarts.pop(0)
-                    state = ""
-                if scenario.prometheus_lost_at is not None and t >= scenario.prometheus_lost_at and replicas[0].running:
-                    replicas[0].kill()
-                    notes.append(f"Prometheus replica 0 killed at {durations.human(clock.now())}, for good")
-                if peer_outages and lost is None and t >= peer_outages[0].start:
-                    lost = cluster.sender()
-                    cluster.stop(lost, kill=peer_outages[0].killed)
-                    state = f"Alertmanager peer {lost.index} {'killed' if peer_outages[0].killed else 'stopped'}"
-                    notes.append(f"{state} at {durations.human(clock.now())} (it was at position 0: the one notifying)")
-                if peer_outages and lost is not None and t >= peer_outages[0].end:
-                    outage = peer_outages.pop(0)
-                    cluster.start(lost, fresh_storage=outage.fresh_storage)
-                    notes.append(f"Alertmanager peer {lost.index} back at {durations.human(clock.now())} with "
-                                 + ("an empty --storage.path: it learns the notification log from its peers"
-                                    if outage.fresh_storage else "the same --storage.path"))
-                    lost, state = None, ""
-                progress.update(index, scenario, clock, state)
-                time.sleep(0.05)
-            end = time.time()
-            step = max(scale.scrape_interval_s, (end - clock.origin_epoch) / 600)
-            for line in scenario.plot:
-                query = durations.scale_promql(line.query, scale.factor)
-                for result in _query_range(prom_url, query, clock.origin_epoch, end, step):
-                    plot.append(PlotSeries(line.label, line.thresholds,
-                                           [(scale.real(ts - clock.origin_epoch), float(v)) for ts, v in result["values"]]))
-            for result in _query_range(prom_url, "ALERTS", clock.origin_epoch, end, step):
-                name = result["metric"]["alertname"]
-                alert_states.setdefault(name, []).extend(
-                    (scale.real(ts - clock.origin_epoch), result["metric"]["alertstate"]) for ts, _ in result["values"])
-            nan_recorded = _nan_recorded(prom_url, config, clock.origin_epoch, end, scale)
-            missed = _missed_scrapes(prom_url, scenario, clock.origin_epoch, end, scale)
-            if missed:
-                notes.append(f"{missed} scrape(s) of the synthetic exporters failed outside any played outage: "
-                             "Prometheus or the drill was starved of CPU; a TargetDown it caused is the drill's own, "
-                             "re-run on a quieter machine")
-        finally:
-            for server in servers:
-                server.stop()
-            if probes:
-                probes.stop()
-                notes.append(probes.summary())
-            if loop:
-                loop.stop()
+        if scenario.prometheus_lost_at is not None and t >= scenario.prometheus_lost_at and stage.replicas[0].running:
+            stage.replicas[0].kill()
+            notes.append(f"Prometheus replica 0 killed at {durations.human(clock.now())}, for good")
+        if peer_outages and lost is None and t >= peer_outages[0].start:
+            lost = cluster.sender()
+            cluster.stop(lost, kill=peer_outages[0].killed)
+            state = f"Alertmanager peer {lost.index} {'killed' if peer_outages[0].killed else 'stopped'}"
+            notes.append(f"{state} at {durations.human(clock.now())} (it was at position 0: the one notifying)")
+        if peer_outages and lost is not None and t >= peer_outages[0].end:
+            outage = peer_outages.pop(0)
+            cluster.start(lost, fresh_storage=outage.fresh_storage)
+            notes.append(f"Alertmanager peer {lost.index} back at {durations.human(clock.now())} with "
+                         + ("an empty --storage.path: it learns the notification log from its peers"
+                            if outage.fresh_storage else "the same --storage.path"))
+            lost, state = None, ""
+        progress.update(index, scenario, clock, state)
+        time.sleep(PLAY_TICK)
+        now = time.monotonic()
+        longest_gap, last = max(longest_gap, now - last), now
+    return longest_gap
 
+
+def _missed_evaluations(prometheus_url: str) -> float:
+    """Rule group iterations Prometheus skipped because the previous one had not finished."""
+    with urllib.request.urlopen(f"{prometheus_url}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("prometheus_rule_group_iterations_missed_total{"))
+
+
+def collect_scenario(stage: Stage, longest_gap: float) -> Collected:
+    """Collect: what Prometheus saw, for the picture and the NaN check, and whether CPU starvation
+    (failed scrapes outside an outage, skipped rule evaluations, a drill late on its own clock)
+    makes the scenario's verdict the machine's rather than the stack's."""
+    scenario, scale, clock, prom_url = stage.scenario, stage.scale, stage.clock, stage.prom_url
+    end = time.time()
+    step = max(scale.scrape_interval_s, (end - clock.origin_epoch) / 600)
+    plot: list[PlotSeries] = []
+    for line in scenario.plot:
+        query = durations.scale_promql(line.query, scale.factor)
+        for result in _query_range(prom_url, query, clock.origin_epoch, end, step):
+            plot.append(PlotSeries(line.label, line.thresholds,
+                                   [(scale.real(ts - clock.origin_epoch), float(v)) for ts, v in result["values"]]))
+    alert_states: dict[str, list[tuple[float, str]]] = {}
+    for result in _query_range(prom_url, "ALERTS", clock.origin_epoch, end, step):
+        name = result["metric"]["alertname"]
+        alert_states.setdefault(name, []).extend(
+            (scale.real(ts - clock.origin_epoch), result["metric"]["alertstate"]) for ts, _ in result["values"])
+    nan_recorded = _nan_recorded(prom_url, stage.config, clock.origin_epoch, end, scale)
+    starved = [stage.late_start] if stage.late_start else []
+    missed = _missed_scrapes(prom_url, scenario, clock.origin_epoch, end, scale)
+    if missed:
+        starved.append(f"{missed} scrape(s) of the synthetic exporters failed outside any played outage")
+    skipped = _missed_evaluations(prom_url)
+    if skipped:
+        starved.append(f"Prometheus skipped {skipped:g} rule evaluation(s)")
+    if longest_gap > max(STARVED_TICK_S, 2 * scale.evaluation_interval_s):
+        starved.append(f"the drill could not look at its clock for {longest_gap:.2f}s")
+    return Collected(plot, alert_states, nan_recorded, starved)
+
+
+# A tick this late (wall seconds, or two evaluation intervals when longer) means the drill was starved.
+STARVED_TICK_S = 0.5
+
+
+def judge_scenario(stage: Stage, collected: Collected, started: float) -> ScenarioRun:
+    """Judge: every captured request decoded and held against the scenario's expectations."""
+    scenario, config, notes = stage.scenario, stage.config, stage.notes
     rules = config.alert_rule_variants()
-    captured = capture.captured()
+    captured = stage.capture.captured()
     # Kept with --keep: every request as the capture server received it.
-    (work / "notifications.jsonl").write_text("".join(
-        json.dumps({"wall": c.wall, "receiver": c.receiver, "answered": c.answered, "body": c.body}) + "\n" for c in captured))
+    (stage.work / "notifications.jsonl").write_text("".join(
+        json.dumps({"wall": c.wall, "receiver": c.receiver, "answered": c.answered, "body": c.body}) + "\n"
+        for c in captured))
     # The recovery service's webhook, posts and notes are judged by the loop, not as notifications to people.
     automation = recovery_loop.automation_receivers()
     delivered = [c for c in captured if 200 <= c.answered < 300 and c.receiver not in automation]
-    jobs = sorted({v for s in series for k, v in s.labels if k == "job_id"})
+    jobs = sorted({v for s in stage.series for k, v in s.labels if k == "job_id"})
     notifications = [decode(c, rules, jobs) for c in delivered]
     failed = sum(1 for c in captured if not 200 <= c.answered < 300 and c.receiver not in automation)
     if failed:
         notes.append(f"{failed} notification attempt(s) answered with an error by the capture server, as the scenario plays")
-    if loop:
-        scenario = loop.expected(scenario)
-    verdict = judge(scenario, notifications, rules, config.routing(), scale, failed)
-    recovery = loop.judge(captured, notifications) if loop else None
-    return ScenarioRun(scenario, scale, verdict, notifications, plot, alert_states, time.monotonic() - started, notes,
-                       nan_recorded, recovery)
+    if stage.loop:
+        scenario = stage.loop.expected(scenario)
+    verdict = judge(scenario, notifications, rules, config.routing(), stage.scale, failed)
+    recovery = stage.loop.judge(captured, notifications) if stage.loop else None
+    return ScenarioRun(scenario, stage.scale, verdict, notifications, collected.plot, collected.alert_states,
+                       time.monotonic() - started, notes, collected.nan_recorded, recovery, collected.starved)
+
+
+def run_scenario(scenario: Scenario, config: DeployedConfig, work: Path, index: int, progress: Progress,
+                 factor: float | None = None) -> ScenarioRun:
+    started = time.monotonic()
+    stage = scale_scenario(dataclasses.replace(scenario, factor=factor or scenario.factor), config, work)
+    with ProcessSupervisor() as supervisor:
+        try:
+            start_scenario(stage, supervisor, progress, index)
+            longest_gap = play_scenario(stage, progress, index)
+            collected = collect_scenario(stage, longest_gap)
+        finally:
+            for server in stage.servers:
+                server.stop()
+            if stage.probes:
+                stage.probes.stop()
+                stage.notes.append(stage.probes.summary())
+            if stage.loop:
+                stage.loop.stop()
+    return judge_scenario(stage, collected, started)
+
+
+def _run_in_worker(scenario_name: str, config: DeployedConfig, work: Path, index: int,
+                   factor: float | None) -> ScenarioRun:
+    from tools.drill.scenarios import by_name
+
+    [scenario] = by_name([scenario_name])
+    return run_scenario(scenario, config, work, index, Progress([scenario], quiet=True), factor)
+
+
+def _longest_first(scenarios: list[Scenario], factor: float | None) -> list[Scenario]:
+    return sorted(scenarios, key=lambda s: -s.duration / (factor or s.factor))
 
 
 def run_drill(config: DeployedConfig, scenarios: list[Scenario], factor: float | None = None,
-              progress: Progress | None = None, keep: Path | None = None,
+              progress: Progress | None = None, keep: Path | None = None, jobs: int = 1,
               on_done: Callable[[ScenarioRun], None] | None = None) -> list[ScenarioRun]:
-    """Run `scenarios` in order; their data lives in a temporary directory (copied to `keep` if given)."""
+    """Run `scenarios`, `jobs` at a time (each in a worker process of its own), longest first; a run
+    starved of CPU is run again alone. Their data lives in a temporary directory (copied to `keep`)."""
     for tool in (PROMETHEUS, ALERTMANAGER, PROMTOOL, AMTOOL):
         if shutil.which(tool) is None:
-            raise DrillConfigError(f"{tool} not found: run scripts/install-system-tools.sh")
+            raise DrillConfigError(f"{tool} not found: run `make upstream`")
     progress = progress or Progress(scenarios)
     # Jobs production scrapes through ServiceMonitors (not in scrape-configs.yaml) but the rules read.
     config = config.with_scrape_jobs(SERVICE_MONITOR_JOBS)
-    runs = []
+    runs: dict[str, ScenarioRun] = {}
+    index = {s.name: i for i, s in enumerate(scenarios, 1)}
+
+    def done(run: ScenarioRun) -> None:
+        runs[run.scenario.name] = run
+        progress.done(run.scenario, run)
+        if on_done:
+            on_done(run)
+
     with tempfile.TemporaryDirectory(prefix="alert-drill-") as tmp:
         try:
-            for index, scenario in enumerate(scenarios, 1):
-                run = run_scenario(scenario, config, Path(tmp) / scenario.name, index, progress, factor)
-                progress.done(scenario, run)
-                runs.append(run)
-                if on_done:
-                    on_done(run)
+            if jobs > 1 and len(scenarios) > 1:
+                with ProcessSupervisor():  # SIGTERM/SIGHUP become DrillInterrupted here too
+                    _run_side_by_side(scenarios, config, Path(tmp), index, factor, jobs, progress, done)
+            else:
+                for scenario in scenarios:
+                    done(run_scenario(scenario, config, Path(tmp) / scenario.name, index[scenario.name], progress, factor))
+            # Alone now, the machine's whole CPU for it: a starved run gets its second chance.
+            for scenario in [s for s in scenarios if runs[s.name].starved]:
+                first = runs[scenario.name]
+                progress.retry(scenario, first)
+                run = run_scenario(scenario, config, Path(tmp) / f"{scenario.name}-again", index[scenario.name],
+                                   progress, factor)
+                run.attempts = first.attempts + 1
+                run.notes.insert(0, f"attempt 1 was starved of CPU ({'; '.join(first.starved)}); this is attempt 2, "
+                                    "run alone")
+                done(run)
         finally:
             if keep is not None:
                 shutil.copytree(tmp, keep, dirs_exist_ok=True)
-    return runs
+    return [runs[s.name] for s in scenarios]
+
+
+def _run_side_by_side(scenarios: list[Scenario], config: DeployedConfig, tmp: Path, index: dict[str, int],
+                      factor: float | None, jobs: int, progress: Progress, done: Callable[[ScenarioRun], None]) -> None:
+    # forkserver: workers start from a clean interpreter, not a copy of this one's threads and handlers.
+    context = multiprocessing.get_context("forkserver")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        futures = {}
+        try:
+            for scenario in _longest_first(scenarios, factor):
+                futures[pool.submit(_run_in_worker, scenario.name, config, tmp / scenario.name,
+                                    index[scenario.name], factor)] = scenario
+            pending = set(futures)
+            while pending:
+                finished, pending = concurrent.futures.wait(pending, timeout=5,
+                                                            return_when=concurrent.futures.FIRST_COMPLETED)
+                for future in finished:
+                    done(future.result())
+                progress.side_by_side(len(scenarios) - len(pending), len(scenarios))
+        except BaseException:
+            # Ctrl-C or SIGTERM: every worker stops its scenario's processes on its own way out.
+            for process in list(getattr(pool, "_processes", {}).values()):
+                if process.is_alive():
+                    process.terminate()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise

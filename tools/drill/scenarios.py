@@ -14,7 +14,7 @@ import dataclasses
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
-from model import recovery_alerts
+from model.rules import recovery as recovery_alerts
 from tools.drill.timeline import Counter, Ramp, Series, Steps, Timestamp
 
 
@@ -45,7 +45,7 @@ ALERT_NODE_DISK = "NodeDiskUsageHigh"  # service=nodes: warning > 85%, critical 
 ALERT_DATASTORE = "PbsDatastoreUsageHigh"  # service=backups: warning > 85%, critical > 95%, for 15m
 ALERT_WATCHDOG = "Watchdog"
 
-JOB_PBS = "pbs-exporter"  # the PBS job exporter (exporters/pbs_job_exporter.py)
+JOB_PBS = "pbs-exporter"  # the PBS job exporter (services/pbs_exporter/pbs_job_exporter.py)
 JOB_NODE = "pbs-node"  # node_exporter on the PBS host
 JOB_SPANS = "otel-collector-spanmetrics"
 # Scraped in production through a ServiceMonitor (otel-collector chart, port spanmetrics), so not in
@@ -199,7 +199,7 @@ class RecoveryInTheLoop:
     reruns: tuple[tuple[str, float], ...] = ()
     # What receivers must hear, given the re-runs that happened (when each began and ended) and when the
     # service gave up on the failure (scenario seconds; None: it did not).
-    expect: Callable[[tuple[Run, ...], float | None], tuple[Expect, ...]] = lambda reruns, gave_up: ()
+    expect: Callable[[tuple[Run, ...], float | None], tuple[Expect, ...]] = lambda reruns, gave_up: ()  # noqa: E731
     service_up: bool = True
     deliveries: int = 1  # each webhook request reaches the service this many times (a redelivery)
     actions: tuple[tuple[str, str], ...] = ()  # (action, result) the service must record, in this order
@@ -275,7 +275,7 @@ LAST_NIGHT = (Run(-h(20) - m(5), -h(20), True),)  # last night's run succeeded
 def backup_job(runs: tuple[Run, ...], labels: tuple[tuple[str, str], ...] = PBS_LABELS,
                history: tuple[Run, ...] = LAST_NIGHT) -> tuple[Series, ...]:
     """The PBS job exporter's series for one job: the attempt/success counters, the last-run and
-    last-success timestamps and pbs_job_running, as exporters/README.md describes them."""
+    last-success timestamps and pbs_job_running, as services/pbs_exporter/README.md describes them."""
     everything = history + runs
     origin = -h(24 * 30)
     last_run, last_success, running = [(origin, origin)], [(origin, origin)], [(origin, 0.0)]
@@ -399,7 +399,7 @@ PROBE_FAILING_BURN = 1 / AVAILABILITY_ERROR_BUDGET  # every probe failing: 200x 
 
 # --- the table ----------------------------------------------------------------------------
 
-SCENARIOS: tuple[Scenario, ...] = (
+SINGLE_NODE_SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         "backup-retry-succeeds",
         "The nightly PBS job fails and its retry succeeds 15 minutes later: the backup room hears of the failure "
@@ -659,14 +659,13 @@ RECOVERY_SCENARIOS: tuple[Scenario, ...] = (
         plot=RECOVERY_PLOT,
     ),
 )
-SCENARIOS = (*SCENARIOS, *RECOVERY_SCENARIOS)
 
 # A clustered Alertmanager (metrics.alertmanager.replicas): three peers, Prometheus sending to every
 # one. The incident of alertmanager-restart (two backup pages, a latency page due while a peer is
 # gone); the cluster is never down, so no notification waits for a restart.
 CLUSTER_PEERS = 3
-_RESTART = next(s for s in SCENARIOS if s.name == "alertmanager-restart")
-SCENARIOS = (*SCENARIOS, *(
+_RESTART = next(s for s in SINGLE_NODE_SCENARIOS if s.name == "alertmanager-restart")
+BEYOND_ONE_NODE_SCENARIOS: tuple[Scenario, ...] = (
     replace(_RESTART, name="alertmanager-peer-lost", story=(
         f"{CLUSTER_PEERS} Alertmanager peers; the backup job fails twice (pages), then the peer that notifies is "
         "killed (minute 20 to 36, it comes back with its storage) while the API latency burns: every page arrives "
@@ -683,7 +682,9 @@ SCENARIOS = (*SCENARIOS, *(
         "twice (one page, though both replicas fire it), then replica 0 is killed at minute 20, for good, while the "
         "API latency burns: the latency page arrives on time from the other replica, once."),
         alertmanager_down=(), prometheus_replicas=2, prometheus_lost_at=m(20)),
-))
+)
+
+SCENARIOS: tuple[Scenario, ...] = (*SINGLE_NODE_SCENARIOS, *RECOVERY_SCENARIOS, *BEYOND_ONE_NODE_SCENARIOS)
 
 # The short drill `make test` runs end to end: a page with its chat copy, a receiver outage
 # and an Alertmanager restart.

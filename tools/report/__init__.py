@@ -19,4 +19,8 @@ class ReportError(Exception):
         self.status = status
 
 
+class PrometheusUnreachable(ReportError):
+    """No answer from Prometheus at all (refused, unknown host, timeout): where it is may be the problem."""
+
+
 USAGE = 2  # exit status of a bad argument or settings file; 1 is a failure of Prometheus, archive or chat

@@ -15,10 +15,11 @@ import argparse
 import importlib
 import sys
 import time
+import urllib.parse
 from datetime import datetime
 from pathlib import Path
 
-from tools.report import USAGE, ReportError
+from tools.report import USAGE, PrometheusUnreachable, ReportError
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -38,6 +39,17 @@ def _stack_settings(stack_file: Path):
     except (StackFileError, ConfigError) as exc:
         raise ReportError(str(exc), USAGE) from None
     return ReportSettings.from_dict(report_settings(cfg, stack.stack), str(stack_file))
+
+
+def port_forward_hint(url: str) -> str:
+    """How to reach the stack's in-cluster Prometheus (http://<service>.<namespace>.svc:<port>) from here."""
+    parsed = urllib.parse.urlsplit(url)
+    service, _, rest = (parsed.hostname or "").partition(".")
+    namespace = rest.split(".")[0] if rest.endswith("svc") or ".svc." in rest else None
+    port = parsed.port or 9090
+    forward = (f"`kubectl -n {namespace} port-forward svc/{service} {port}:{port}` in another shell, then "
+               if namespace else "")
+    return f"outside the cluster, run {forward}`make report PROMETHEUS_URL=http://127.0.0.1:{port}`"
 
 
 def run(argv: list[str] | None = None) -> int:
@@ -75,7 +87,12 @@ def run(argv: list[str] | None = None) -> int:
 
     from tools.report.publish import announce, prune, write_all
 
-    report = make.make_report(settings, quarter, now.timestamp(), args.prometheus_url)
+    try:
+        report = make.make_report(settings, quarter, now.timestamp(), args.prometheus_url)
+    except PrometheusUnreachable as exc:
+        if args.settings or args.prometheus_url:  # the scheduled job, or a URL the user chose
+            raise
+        raise ReportError(f"{exc}; {port_forward_hint(settings.prometheus_url)}") from None
     paths = write_all(out, quarter, make.writers(report))
     print(f"PBS job report {quarter}: {paths['pdf']} (.json, .csv): {make.one_line(report)}")
     if args.publish:

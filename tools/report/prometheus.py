@@ -13,7 +13,7 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 
-from tools.report import ReportError
+from tools.report import PrometheusUnreachable, ReportError
 
 # Prometheus refuses a range query of more than 11,000 points per series.
 MAX_POINTS = 11_000
@@ -50,13 +50,13 @@ class Prometheus:
         except urllib.error.URLError as exc:
             reason = exc.reason
             if isinstance(reason, (socket.timeout, TimeoutError)):
-                raise ReportError(f"{where} did not answer within {self.timeout:g} s") from None
+                raise PrometheusUnreachable(f"{where} did not answer within {self.timeout:g} s") from None
             text = getattr(reason, "strerror", None) or str(reason)
-            raise ReportError(f"cannot reach {where}: {_one_line(text)}") from None
+            raise PrometheusUnreachable(f"cannot reach {where}: {_one_line(text)}") from None
         except (TimeoutError, socket.timeout):
-            raise ReportError(f"{where} did not answer within {self.timeout:g} s") from None
+            raise PrometheusUnreachable(f"{where} did not answer within {self.timeout:g} s") from None
         except (ConnectionError, OSError) as exc:
-            raise ReportError(f"cannot reach {where}: {_one_line(exc.strerror or str(exc))}") from None
+            raise PrometheusUnreachable(f"cannot reach {where}: {_one_line(exc.strerror or str(exc))}") from None
         try:
             doc = json.loads(raw)
         except ValueError:

@@ -1,0 +1,55 @@
+"""The recovery service's side of the alert rules: the page that comes at once when it gives up,
+and the alerts about the service itself (docs/recovery.md, runbooks/Recovery*.md).
+
+The service is scraped as job `recovery` (model/values/metrics.py); the metric names come from
+contracts/metrics.py, the one place the service and the rules share.
+"""
+
+from __future__ import annotations
+
+from contracts import alerts
+from contracts.metrics import PBS_JOB_LAST_SUCCESS, ACTIONS_METRIC, EXHAUSTED_METRIC, GAVE_UP_LABELS, GAVE_UP_METRIC, LIMIT_REACHED_METRIC, SCRAPE_JOB
+from model.config import StackConfig
+from model.rules import AlertRule, RuleGroup, alert
+
+# RecoveryServiceDown tells of this target; TargetDown leaves it out (one alert per outage).
+SCRAPE_SELECTOR = f'job="{SCRAPE_JOB}"'
+OTHER_TARGETS = f'job!="{SCRAPE_JOB}"'
+FAILING_WINDOW = "6h"
+FAILING_ACTIONS = 3
+
+
+def gave_up(job_selector: str) -> str:
+    """The jobs the service gave up on (re-run failed or unknown, attempts exhausted, nothing to re-run)
+    during their current failure: the failure it gave up on started after the job's last success. A
+    give-up from an earlier failure, which a run has fixed since, counts for nothing: the next failure
+    waits for the automation again (the service sends no "resolved", so it cannot reset a gauge itself)."""
+    selector = job_selector.rstrip("}") + "," if job_selector else "{"
+    return (f"{GAVE_UP_METRIC}{selector}{SCRAPE_SELECTOR}}}\n      > on({', '.join(GAVE_UP_LABELS)})\n"
+            f"    {PBS_JOB_LAST_SUCCESS}{job_selector}")
+
+
+def alert_rules() -> list[AlertRule]:
+    return [
+        alert(alerts.RECOVERY_SERVICE_DOWN, f"up{{{SCRAPE_SELECTOR}}} == 0", "warning", "The recovery service does not answer",
+              "Prometheus cannot scrape the recovery service on {{ $labels.instance }}: failed backups are not re-run "
+              "and the backup room hears nothing from it. Pages still come, after the retry grace.",
+              for_="5m"),
+        alert(alerts.RECOVERY_ACTIONS_FAILING,
+              f'sum by (action) (increase({ACTIONS_METRIC}{{result=~"failed|unknown"}}[{FAILING_WINDOW}])) >= {FAILING_ACTIONS}',
+              "warning", "The recovery service's actions keep failing",
+              f"{{{{ $value | printf \"%.0f\" }}}} {{{{ $labels.action }}}} actions failed or ended unknown within {FAILING_WINDOW} "
+              "(each was escalated): a token without its privilege, an unreachable API or a broken playbook, not one bad night."),
+        # A target at its maximum that the guard had to refuse: a loop stopped (not one daily fallback used up).
+        alert(alerts.RECOVERY_REMEDIATION_LOOP,
+              f"max by (action) ({EXHAUSTED_METRIC}) > 0\n  and on(action)\n"
+              f"sum by (action) (increase({LIMIT_REACHED_METRIC}[1d])) > 0", "warning", "The recovery service stopped re-running a target that keeps failing",
+              "{{ $value }} target(s) of {{ $labels.action }} reached the maximum of attempts within the window and failed "
+              "again: the service escalates instead of trying once more, and the cause is still there."),
+    ]
+
+
+def rule_groups(cfg: StackConfig) -> list[RuleGroup]:
+    if not cfg.recovery:
+        return []
+    return [{"name": "recovery-service", "interval": cfg.metrics.evaluation_interval, "rules": alert_rules()}]
