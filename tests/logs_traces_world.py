@@ -219,7 +219,7 @@ class TracesBackend(Collector):
 
     def accepted_spans(self) -> float:
         """Since this process started."""
-        return metric_value(self.telemetry(self.telemetry_port), "otelcol_receiver_accepted_spans_total")
+        return metric_value(self.telemetry(self.telemetry_port), "otelcol_receiver_accepted_spans")
 
 
 # --- OTLP/HTTP JSON ---------------------------------------------------------------------------------

@@ -322,7 +322,7 @@ def test_a_syslog_burst_through_the_collector_is_retried_not_dropped(loki, colle
     wait_until(lambda: stored() >= sent, 240, f"all {sent} syslog lines stored", interval=2)
     refused = metric_value(loki.metrics(), "loki_discarded_samples_total", tenant="nas") - discarded_before
     own = collector.telemetry(telemetry)
-    failed = metric_value(own, "otelcol_exporter_send_failed_log_records_total", exporter="otlphttp/loki-nas")
+    failed = metric_value(own, "otelcol_exporter_send_failed_log_records", exporter="otlphttp/loki-nas")
     print(f"\nsyslog burst: {sent} lines, Loki refused {refused:.0f} line deliveries (429), "
           f"the Collector dropped {failed:.0f}, stored {stored()}")
     assert refused > 0, "the burst never reached the limit"
