@@ -29,6 +29,11 @@ The Collector
   - file_storage's directory and the pod-log paths of file_log: directories of the run;
   - the `${env:OTEL_K8S_*}` of its telemetry resource are set in its environment;
   - only when a test asks: a shorter span-metrics flush interval.
+Prometheus (scraping them)
+  - one static job per ServiceMonitor endpoint, labelled as the Prometheus Operator labels
+    (job = the Service, namespace) and relabelled as the endpoint says; the target is the local
+    process; the interval is shorter when a test asks;
+  - the rendered rule files, each group evaluated at a shorter interval (`rule_file`).
 """
 
 from __future__ import annotations
