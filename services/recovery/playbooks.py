@@ -34,7 +34,7 @@ from contracts.recovery import (BACKUP_FAILURE, BACKUP_FALLBACK, CUSTOMER_IMPACT
                                 LOKI_COMPACTOR_REPORT, NAS_SNAPSHOT_PRUNE, PBS_JOB_RERUN, PVE_BACKUP_RERUN)
 
 from .engine import Engine
-from .errors import Deferred, Halted, Interrupted
+from .errors import Deferred, Halted
 from .probes import run_probe, verdict
 from .proxmox import included_guests, run_now_params, upid_node
 from .rest import ApiError

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from tests.test_requirements import requirement_pins
+from tests.program.test_requirements import requirement_pins
 from tools import provider_schemas as ps
 
 # What the providers would say about the program: nothing, not even a deprecation.
