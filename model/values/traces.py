@@ -43,6 +43,9 @@ TEMPO_OBJECT_STORAGE_ENV = {TEMPO_ACCESS_KEY_ENV: secrets.TEMPO_S3_ACCESS_KEY_ID
 POD_LOGS_DIR = "/var/log/pods"
 # file_log (Collector 0.158's name for filelog) keeps its read offsets here: no gap, no duplicates on restart.
 CHECKPOINT_DIR = "/var/lib/otelcol"
+# What the exporters have accepted but not delivered waits there too: a Tempo or Loki outage,
+# or a Collector restart meanwhile, loses nothing (the in-memory default would lose it on restart).
+PERSISTENT_QUEUE = {"storage": "file_storage"}
 
 
 def loki_exporter_name(tenant: str) -> str:
@@ -82,7 +85,8 @@ def collector_config(cfg: StackConfig) -> dict:
             {"key": "service.name", "from_attribute": "k8s.container.name", "action": "insert"}]},
     }
     exporters: dict = {
-        "otlp/tempo": {"endpoint": endpoints.tempo_otlp_endpoint, "tls": {"insecure": True}},
+        "otlp/tempo": {"endpoint": endpoints.tempo_otlp_endpoint, "tls": {"insecure": True},
+                       "sending_queue": dict(PERSISTENT_QUEUE)},
         "prometheus": {"endpoint": f"{pod_ip}:{SPAN_METRICS_PORT}"},
     }
     kubernetes_tenant = logs.sources.kubernetes
@@ -113,6 +117,7 @@ def collector_config(cfg: StackConfig) -> dict:
             exporters[loki_exporter_name(tenant.name)] = {
                 "endpoint": endpoints.loki_otlp_push_url,
                 "headers": {loki.TENANT_HEADER: tenant.org_id},
+                "sending_queue": dict(PERSISTENT_QUEUE),
             }
     span_metrics = traces.span_metrics
     return {
