@@ -194,7 +194,7 @@ TOOLS: tuple[Tool, ...] = (
          "github.com/VictoriaMetrics/VictoriaMetrics",
          (Binary("victoria-metrics", "github.com/VictoriaMetrics/VictoriaMetrics/app/victoria-metrics",
                  "-version"),), _vm_ldflags("victoria-metrics")),
-    # Logs and traces (issue 25): built in the background after the metrics binaries, they take long.
+    # Logs and traces: the longest builds (a cold Loki or Collector takes most of an hour on 2 cores).
     Tool("loki", helm.LOKI_CHART, lambda: app_version(helm.LOKI_CHART), "github.com/grafana/loki/v3",
          (Binary("loki", "github.com/grafana/loki/v3/cmd/loki", "-version"),),
          _loki_ldflags, group="logs-traces"),
@@ -385,36 +385,14 @@ def listing(selected: list[Tool]) -> list[str]:
     return [f"{b.name:18} {t.version():9} {t.bin_dir() / b.name}" for t in selected for b in t.binaries]
 
 
-def build_in_background(group: str) -> Path | None:
-    """Start `python -m tools.upstream --group <group>` detached and niced, unless it is built or
-    already building; the path of its log."""
-    if not missing(group):
-        return None
-    log = cache_root() / f"{group}.log"
-    lock = cache_root() / f"{group}.lock"
-    try:
-        pid = int(lock.read_text())
-        os.kill(pid, 0)
-        return log  # already building
-    except (OSError, ValueError):
-        pass
-    with open(log, "ab") as out:
-        process = subprocess.Popen(["nice", "-n", "10", sys.executable, "-m", "tools.upstream", "--group", group],
-                                   cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   start_new_session=True)
-    lock.write_text(str(process.pid))
-    return log
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.upstream", description=__doc__.split("\n\n")[0])
     parser.add_argument("--group", choices=sorted({t.group for t in TOOLS}), action="append",
-                        help="only this group of tools (repeatable; default: the metrics binaries, then the "
-                             "logs and traces ones in the background)")
+                        help="only this group of tools (repeatable; default: every tool)")
     parser.add_argument("--check", action="store_true", help="compare the pins with the charts, build nothing")
     parser.add_argument("--path", action="store_true", help="print the bin directories as a PATH prefix")
     args = parser.parse_args(argv)
-    selected = [t for t in TOOLS if t.group in (args.group or ["metrics"])]
+    selected = [t for t in TOOLS if args.group is None or t.group in args.group]
     try:
         if args.path:
             print(os.pathsep.join(str(t.bin_dir()) for t in selected))
@@ -425,14 +403,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"error: {problem}", file=sys.stderr)
             return 1 if problems else 0
         ensure(selected)
-        background = [] if args.group else [(g, build_in_background(g)) for g in ("logs-traces",)]
     except UpstreamError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print("\n".join(listing(selected)))
-    for group, log in background:
-        if log is not None:
-            print(f"{group}: building in the background ({', '.join(missing(group))}), log {log}")
     return 0
 
 
