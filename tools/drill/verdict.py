@@ -115,13 +115,21 @@ _RUNBOOK_RE = re.compile(r"/runbooks/([A-Za-z0-9_]+)\.md")
 _NUMBER_RE = re.compile(r"\d+(?:\.\d+)?")
 
 
+def _pagerduty_labels(listed: Any) -> list[dict]:
+    """The label sets of one of Alertmanager's default details, `firing` or `resolved`: a list of the
+    alerts as objects in Alertmanager 0.34 (what the stack runs), a text of 'Labels: - name = value'
+    blocks in 0.25."""
+    if isinstance(listed, list):
+        return [a["labels"] for a in listed if isinstance(a, dict) and isinstance(a.get("labels"), dict)]
+    return [dict(_PAGERDUTY_LABEL_RE.findall(block.split("Annotations:")[0]))
+            for block in str(listed or "").split("Labels:\n")[1:]]
+
+
 def _pagerduty_entries(details: Any, status: str) -> list[Entry]:
-    """Alertmanager's default details: `firing` / `resolved`, each a list of 'Labels: - name = value'."""
+    """Alertmanager's default details: the alerts of the group under `firing` and `resolved`."""
     entries = []
     for status_key in ("firing", "resolved"):
-        text = details.get(status_key) if isinstance(details, dict) else None
-        for block in str(text or "").split("Labels:\n")[1:]:
-            labels = dict(_PAGERDUTY_LABEL_RE.findall(block.split("Annotations:")[0]))
+        for labels in _pagerduty_labels(details.get(status_key) if isinstance(details, dict) else None):
             if "alertname" in labels:
                 entries.append(Entry(labels["alertname"], labels.get("severity"), status_key, labels.get("job_id"),
                                      _identity(labels)))
