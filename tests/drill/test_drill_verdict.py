@@ -12,12 +12,15 @@ RULES = CONFIG.alert_rules()
 TREE = CONFIG.routing()
 SCALE = TimeScale.for_config(CONFIG, 120)
 
-# Bodies shaped as Alertmanager 0.25 sends them with its default templates.
+# Bodies shaped as Alertmanager 0.34 sends them with its default templates (PagerDuty's details
+# list the group's alerts as objects, as captured from the drill's Alertmanager).
 PAGERDUTY_TRIGGER = {
     "routing_key": "drill-dummy", "dedup_key": "3c0f", "event_action": "trigger",
     "payload": {"summary": "[FIRING:1] BackupJobFailed backups (critical vm-100-nightly)", "source": "Alertmanager",
                 "severity": "critical",
-                "custom_details": {"firing": "Labels:\n - alertname = BackupJobFailed\n - severity = critical\n"}},
+                "custom_details": {"firing": [{"labels": {"alertname": "BackupJobFailed", "severity": "critical"},
+                                               "annotations": {}, "fingerprint": "32090f98c6425b79"}],
+                                   "num_firing": 1, "num_resolved": 0, "resolved": []}},
 }
 SLACK_RESOLVED = {"channel": "backups", "attachments": [
     {"title": "[RESOLVED] BackupJobFailedOnce backups", "color": "good", "fallback": "[RESOLVED] BackupJobFailedOnce"}]}
@@ -106,13 +109,14 @@ def test_bound_waits_for_a_receiver_outage_and_for_alertmanager():
 
 
 def _trigger(wall, action, firing=(), resolved=(), key="group-backups"):
-    """A PagerDuty event as Alertmanager 0.25 sends it: every alert of the group in the default details."""
+    """A PagerDuty event as Alertmanager 0.34 sends it: every alert of the group in the default details."""
     def instances(jobs):
-        return "".join(f"Labels:\n - alertname = BackupJobFailed\n - job_id = {j}\n - service = backups\n"
-                       f" - severity = critical\nAnnotations:\n - summary = A PBS backup job failed\nSource: x\n" for j in jobs)
+        return [{"labels": {"alertname": "BackupJobFailed", "job_id": j, "service": "backups", "severity": "critical"},
+                 "annotations": {"summary": "A PBS backup job failed"}, "generatorURL": "x"} for j in jobs]
     body = {"dedup_key": key, "event_action": action,
             "payload": {"summary": "backups", "severity": "critical",
-                        "custom_details": {"firing": instances(firing), "resolved": instances(resolved)}}}
+                        "custom_details": {"firing": instances(firing), "resolved": instances(resolved),
+                                           "num_firing": len(firing), "num_resolved": len(resolved)}}}
     return decode(Captured(wall, "pagerduty-primary", "pagerduty", body, 202), RULES, ("vm-nightly", "ct-nightly"))
 
 

@@ -109,20 +109,17 @@ def rule_for(rules: RuleSet, name: str, severity: str | None) -> AlertRule | Non
     return next((r for r in variants if r.labels.get("severity") == severity), variants[0] if variants else None)
 
 
-_PAGERDUTY_LABEL_RE = re.compile(r"^ - ([A-Za-z_][A-Za-z0-9_]*) = (.*)$", re.MULTILINE)
 _CHAT_BLOCK_RE = re.compile(r"^\*([A-Za-z]+)\* (firing|resolved): ", re.MULTILINE)
 _RUNBOOK_RE = re.compile(r"/runbooks/([A-Za-z0-9_]+)\.md")
 _NUMBER_RE = re.compile(r"\d+(?:\.\d+)?")
 
 
 def _pagerduty_labels(listed: Any) -> list[dict]:
-    """The label sets of one of Alertmanager's default details, `firing` or `resolved`: a list of the
-    alerts as objects in Alertmanager 0.34 (what the stack runs), a text of 'Labels: - name = value'
-    blocks in 0.25."""
-    if isinstance(listed, list):
-        return [a["labels"] for a in listed if isinstance(a, dict) and isinstance(a.get("labels"), dict)]
-    return [dict(_PAGERDUTY_LABEL_RE.findall(block.split("Annotations:")[0]))
-            for block in str(listed or "").split("Labels:\n")[1:]]
+    """The label sets of one of Alertmanager's default details, `firing` or `resolved`: Alertmanager
+    0.34 lists the alerts as objects (0.25 wrote a text of 'Labels: - name = value' blocks)."""
+    if not isinstance(listed, list):
+        return []
+    return [a["labels"] for a in listed if isinstance(a, dict) and isinstance(a.get("labels"), dict)]
 
 
 def _pagerduty_entries(details: Any, status: str) -> list[Entry]:
