@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, TextIO
 
+from contracts.metrics import SCRAPE_JOB as RECOVERY_SCRAPE_JOB
 from tools.drill import durations, recovery_loop
 from tools.drill.cluster import ALERTMANAGER, AlertmanagerCluster, replica_doc
 from tools.drill.deployed_config import (DeployedConfig, DrillConfigError, TimeScale, drill_alertmanager_config,
@@ -170,12 +171,19 @@ def _nan_recorded(prometheus_url: str, config: DeployedConfig, start: float, end
 
 
 def _missed_scrapes(prometheus_url: str, scenario: Scenario, start: float, end: float, scale: TimeScale) -> int:
-    """Scrapes that failed (up == 0) while the scenario played no outage of that job."""
+    """Scrapes that failed (up == 0) while the scenario played no outage of that job. A step of the
+    range query shows the scrape before it: one scrape interval either side of an outage is part of
+    it. The recovery service's job is down by design where the scenario does not start it."""
+    slack = scale.real(scale.scrape_interval_s)
+    down_by_design = set() if scenario.recovery is None or scenario.recovery.service_up else {RECOVERY_SCRAPE_JOB}
     missed = 0
     for result in _query_range(prometheus_url, "up == 0", start, end, scale.scrape_interval_s):
         job = result["metric"].get("job")
+        if job in down_by_design:
+            continue
         missed += sum(1 for ts, _ in result["values"]
-                      if not any(o.job == job and o.contains(scale.real(float(ts) - start)) for o in scenario.exporter_outages))
+                      if not any(o.job == job and o.start - slack <= scale.real(float(ts) - start) < o.end + slack
+                                 for o in scenario.exporter_outages))
     return missed
 
 
