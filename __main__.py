@@ -14,6 +14,10 @@ except ConfigError as exc:
     # RunError ends the program with this message and no Python traceback.
     raise pulumi.RunError(str(exc)) from None
 config, secrets = settings.config, settings.secrets
+for warning in settings.warnings:
+    pulumi.log.warn(warning)
+for part in config.parts_off():
+    pulumi.log.info(part)
 
 if config.site.runbook_hub.serve:
     from model.runbook_hub import SiteTooLarge, build_site
@@ -57,14 +61,16 @@ if config.logs:
 if config.traces:
     from components.traces import TracesArgs, Tracing
 
-    tracing = Tracing("traces", TracesArgs(config, secrets, monitoring_crds=metrics.prometheus, cluster=cluster))
+    tracing = Tracing("traces", TracesArgs(config, secrets, monitoring_crds=metrics.prometheus, cluster=cluster,
+                                           loki_passwords=logs.tenant_passwords))
     pulumi.export("otlpEndpoints", tracing.otlp_endpoints)
     pulumi.export("tempoUrl", tracing.tempo_url)
     pulumi.export("syslogEndpoint", tracing.syslog_endpoint)
 if config.grafana is not None:
     from components.grafana import Grafana, GrafanaArgs
 
-    grafana = Grafana("grafana", GrafanaArgs(config, secrets, cluster=cluster))
+    grafana = Grafana("grafana", GrafanaArgs(config, secrets, cluster=cluster,
+                                             loki_passwords=logs.tenant_passwords if config.logs else {}))
     pulumi.export("grafanaUrl", grafana.url)
     # `pulumi stack output grafanaAdminPassword --show-secrets` for the first login.
     pulumi.export("grafanaAdminPassword", pulumi.Output.secret(grafana.admin_password))

@@ -41,9 +41,9 @@ class Rendered:
         self.out = out
 
 
-def spans_per_second(collector_release, loki_url: str, directory: Path, count: int) -> tuple[float, float]:
+def spans_per_second(collector_release, gateway_url: str, directory: Path, count: int) -> tuple[float, float]:
     backend = world.TracesBackend(directory / "backend").start()
-    process, configured = world.stack_collector(collector_release, directory / "otelcol", loki_url, backend.endpoint,
+    process, configured = world.stack_collector(collector_release, directory / "otelcol", gateway_url, backend.endpoint,
                                                 span_metrics_flush="1s")
     process.start(f"http://127.0.0.1:{configured.port(COLLECTOR_HEALTH_PORT)}/")
     try:
@@ -103,15 +103,17 @@ def main(argv: list[str] | None = None) -> int:
         for run in range(args.runs):
             directory = Path(tmp) / f"run{run}"
             loki = world.Loki(loki_release, directory / "loki").start()
+            gateway = world.Gateway(loki_release, directory / "gateway", loki).start()
             try:
                 if not args.logs_only:
-                    to_metrics, to_backend = spans_per_second(collector_release, loki.url, directory, args.spans)
+                    to_metrics, to_backend = spans_per_second(collector_release, gateway.url, directory, args.spans)
                     figures.setdefault("spans/s into span metrics", []).append(to_metrics)
                     figures.setdefault("spans/s into the traces backend (Tempo's stand-in)", []).append(to_backend)
                 for tenant in ("homelab", "nas"):
                     figures.setdefault(f"lines/s accepted, tenant {tenant}", []).append(
                         lines_per_second(loki, tenant, 50000))
             finally:
+                gateway.stop()
                 loki.stop()
     for name, values in figures.items():
         print(f"{name:55} median {statistics.median(values):10.1f}   runs {', '.join(f'{v:.1f}' for v in values)}")

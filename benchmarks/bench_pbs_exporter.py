@@ -25,9 +25,13 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parents[1]
-EXPORTER = ROOT / "services" / "pbs_exporter" / "pbs_job_exporter.py"
 FAKE = ROOT / "tests" / "fake_pbs.py"
 sys.path.insert(0, str(ROOT))  # run as a script, like the fake PBS
+
+
+def exporter_zipapp():
+    from model.cloud_init import exporter_zipapp
+    return exporter_zipapp()
 
 
 def fake_token():
@@ -110,9 +114,11 @@ def one_run(args, workdir):
         if state.exists():
             state.unlink()
         started = time.monotonic()
+        zipapp = workdir / "pbs-job-exporter.pyz"  # what the pbs host runs
+        zipapp.write_bytes(exporter_zipapp())
         with open(log, "w") as log_file:
             exporter = subprocess.Popen(
-                [sys.executable, str(EXPORTER), "--pbs-url",
+                [sys.executable, str(zipapp), "--pbs-url",
                  f"http://127.0.0.1:{fake_port}", "--token-file", str(token),
                  "--listen", "127.0.0.1:0", "--state-file", str(state),
                  "--interval", str(args.interval),

@@ -4,7 +4,7 @@ Not a test: it prints figures. It generates what the PBS job exporter would have
 2026 Q3 (50 jobs: 40 daily backups, 4 weekly syncs, 3 weekly verifies, 2 daily prunes, one GC;
 about 1% of the runs fail) at the stack's 30 s scrape interval and Prometheus' default 5 min
 look-back, backfills Prometheus with it (promtool, one file per block), then times the
-whole report (`python -m tools.report`, a fresh process: queries, figures, PDF, JSON, CSV) three
+whole report (`python -m services.report`, a fresh process: queries, figures, PDF, JSON, CSV) three
 times and prints the median. The set-up takes a few minutes and 2 GB of temporary disk at a time.
 
     python -m benchmarks.bench_report [--runs 3] [--jobs 50] [--keep DIR] [--out DIR]
@@ -169,7 +169,7 @@ def main() -> None:
             times = []
             for _ in range(args.runs):
                 began = time.perf_counter()
-                result = subprocess.run([sys.executable, "-m", "tools.report", "--settings", str(settings),
+                result = subprocess.run([sys.executable, "-m", "services.report", "--settings", str(settings),
                                          "--quarter", "2026Q3", "--prometheus-url", url, "--out", str(out)],
                                         cwd=ROOT, capture_output=True, text=True)
                 times.append(time.perf_counter() - began)

@@ -12,9 +12,10 @@ import pulumiverse_grafana as grafana_provider
 
 from components.helm import Cluster, ReleaseNamespace
 from components.kubernetes_objects import CustomObject, PersistentVolumeClaim, Secret
+from model import network_policies, pod_security
 from model.grafana import values
 from model.grafana.alerting import alert_routing_tree, contact_points, notification_policy
-from model.grafana.dashboards import Dashboard, folders, load_dashboards, render_dashboard
+from model.grafana.dashboards import Dashboard, folders, load_dashboards, render_dashboard, stack_dashboards
 from model.grafana.data_sources import data_sources
 from model.grafana.runbooks import Runbook, list_runbooks
 from model.facts.secrets import GRAFANA_TLS_CERTIFICATE, GRAFANA_TLS_PRIVATE_KEY, SecretRef
@@ -29,6 +30,8 @@ class GrafanaArgs:
     runbooks: list[Runbook] = field(default_factory=list_runbooks)
     dashboards: list[Dashboard] = field(default_factory=load_dashboards)
     cluster: Cluster = Cluster()
+    # Each Loki tenant's gateway password (components/logs.py), for its data source.
+    loki_passwords: dict[str, pulumi.Output[str]] = field(default_factory=dict)
 
 
 def _policy_args(policy: dict[str, Any]) -> dict[str, Any]:
@@ -53,7 +56,9 @@ class Grafana(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         endpoints = stack.endpoints()
 
-        ns = ReleaseNamespace(self, name, cfg.namespace, args.cluster)
+        ns = ReleaseNamespace(self, name, cfg.namespace, args.cluster,
+                              labels=pod_security.namespace_labels(stack, cfg.namespace),
+                              policies=network_policies.in_namespace(stack, cfg.namespace))
         in_ns = pulumi.ResourceOptions(parent=self, depends_on=[ns.namespace])
         password = random.RandomPassword(
             f"{name}-admin-password", length=40, special=False,  # no ':' to split basic auth on
@@ -98,9 +103,9 @@ class Grafana(pulumi.ComponentResource):
 
         self.folders = {
             f["uid"]: grafana_provider.oss.Folder(f"{name}-folder-{f['uid']}", uid=f["uid"], title=f["title"], opts=api)
-            for f in folders(cfg)
+            for f in folders(cfg, args.dashboards)
         }
-        self.data_sources = [self._data_source(name, ds, api) for ds in data_sources(stack)]
+        self.data_sources = [self._data_source(name, ds, api, args.loki_passwords) for ds in data_sources(stack)]
         self.dashboards = [
             grafana_provider.oss.Dashboard(
                 f"{name}-dashboard-{d.uid}",
@@ -111,7 +116,7 @@ class Grafana(pulumi.ComponentResource):
                 message="Managed by Pulumi from dashboards/",
                 opts=pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=self.data_sources),
             )
-            for d in args.dashboards
+            for d in stack_dashboards(stack, args.dashboards)
         ]
         self.contact_points = {
             point["name"]: grafana_provider.alerting.ContactPoint(
@@ -143,7 +148,11 @@ class Grafana(pulumi.ComponentResource):
         return [ns.secret(cfg.tls_secret_name, {"tls.crt": secrets[GRAFANA_TLS_CERTIFICATE],
                                                 "tls.key": secrets[GRAFANA_TLS_PRIVATE_KEY]}, type="kubernetes.io/tls")]
 
-    def _data_source(self, name: str, ds: dict[str, Any], opts: pulumi.ResourceOptions) -> grafana_provider.oss.DataSource:
+    def _data_source(self, name: str, ds: dict[str, Any], opts: pulumi.ResourceOptions,
+                     loki_passwords: dict[str, pulumi.Output[str]]) -> grafana_provider.oss.DataSource:
+        user = ds.get("basic_auth_user")
+        password = (pulumi.Output.secret(loki_passwords[user]).apply(lambda p: json.dumps({"basicAuthPassword": p}))
+                    if user else None)
         return grafana_provider.oss.DataSource(
             f"{name}-datasource-{ds['uid']}",
             uid=ds["uid"],
@@ -154,6 +163,9 @@ class Grafana(pulumi.ComponentResource):
             is_default=ds.get("is_default", False),
             json_data_encoded=json.dumps(ds["json_data"], sort_keys=True),
             http_headers=ds.get("http_headers"),
+            basic_auth_enabled=True if user else None,
+            basic_auth_username=user,
+            secure_json_data_encoded=password,
             opts=opts,
         )
 

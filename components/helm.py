@@ -14,7 +14,7 @@ from typing import Mapping, Sequence
 import pulumi
 from pulumi_kubernetes.helm.v3 import Release
 
-from components.kubernetes_objects import Namespace, Secret
+from components.kubernetes_objects import Namespace, NetworkPolicy, Secret
 from model.values.helm import HelmChart
 
 
@@ -40,21 +40,32 @@ class Cluster:
 class ReleaseNamespace:
     """A component's namespace and the Helm releases and Secrets in it.
 
-    The namespace is protected: deleting it would delete every volume claim in it. Everything
+    The namespace is protected: deleting it would delete every volume claim in it. `labels`: its
+    Pod Security Admission level (model/pod_security.py); `policies`: the NetworkPolicies that
+    wall it (model/network_policies.py), in place before any release starts a pod. Everything
     created in it waits for it; its releases also wait for `requires` (the nodes they run on
     being Ready, the release that installs the CRDs of the ServiceMonitors a chart creates).
     """
 
     def __init__(self, parent: pulumi.Resource, component: str, namespace: str, cluster: Cluster,
                  requires: Sequence[pulumi.Resource | None] = (), retain_on_delete: bool = False,
-                 formerly: str | None = None):
+                 formerly: str | None = None, labels: Mapping[str, str] | None = None,
+                 policies: Sequence[Mapping] = ()):
         self.component, self.parent, self.name = component, parent, namespace
         self.release_timeout = cluster.release_timeout
         resource = child_name(component, "namespace")
-        self.namespace = Namespace(resource, metadata={"name": namespace},
+        metadata = {"name": namespace, **({"labels": dict(labels)} if labels else {})}
+        self.namespace = Namespace(resource, metadata=metadata,
                                    opts=child_options(parent, resource, formerly, protect=True,
                                                       retain_on_delete=retain_on_delete))
-        self.ready: list[pulumi.Resource] = [self.namespace, *(r for r in [cluster.nodes_ready, *requires] if r)]
+        walls = [self._network_policy(manifest) for manifest in policies]
+        self.ready: list[pulumi.Resource] = [self.namespace, *walls,
+                                             *(r for r in [cluster.nodes_ready, *requires] if r)]
+
+    def _network_policy(self, manifest: Mapping) -> NetworkPolicy:
+        resource = child_name(self.component, manifest["metadata"]["name"])
+        return NetworkPolicy(resource, metadata={**manifest["metadata"], "namespace": self.namespace.metadata["name"]},
+                             spec=manifest["spec"], opts=child_options(self.parent, resource, depends_on=[self.namespace]))
 
     def secret(self, name: str, string_data: Mapping[str, pulumi.Input[str]], type: str | None = None) -> Secret:
         """A Secret `name` in the namespace; every value stays a Pulumi secret."""

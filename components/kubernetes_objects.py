@@ -6,7 +6,8 @@ SDK's Namespace, Secret and PersistentVolumeClaim register (type token, camelCas
 provider version, secret outputs, aliases); tests/program/test_kubernetes_objects.py proves it against
 the SDK classes on the mock engine. The report's CronJob is the same story for batch/v1, and
 CustomObject (cert-manager's Certificate) for apiextensions.CustomResource, the runbook hub's
-Deployment, Service and Ingress for apps/v1, core/v1 and networking.k8s.io/v1.
+Deployment, Service and Ingress for apps/v1, core/v1 and networking.k8s.io/v1, the walls between
+workloads (NetworkPolicy) for networking.k8s.io/v1.
 """
 
 from __future__ import annotations
@@ -102,6 +103,13 @@ class Ingress(_WithSpec):
     api_version = "networking.k8s.io/v1"
     type_prefix = "kubernetes:networking.k8s.io/v1"
     aliases = ("kubernetes:extensions/v1beta1:Ingress", "kubernetes:networking.k8s.io/v1beta1:Ingress")
+
+
+class NetworkPolicy(_WithSpec):
+    kind = "NetworkPolicy"
+    api_version = "networking.k8s.io/v1"
+    type_prefix = "kubernetes:networking.k8s.io/v1"
+    aliases = ("kubernetes:extensions/v1beta1:NetworkPolicy",)
 
 
 class CustomObject(pulumi.CustomResource):

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import pulumi
 
 from components.helm import Cluster, ReleaseNamespace
+from model import network_policies, pod_security
 from model.values import long_term, probes
 from model.values import metrics
 from model.rules.registry import rule_files
@@ -30,7 +31,9 @@ class MetricsStack(pulumi.ComponentResource):
         endpoints = cfg.endpoints()
         namespace = endpoints.kube_prometheus.namespace
         # Retained: deleting the namespace would delete the TSDB's volume claim with it.
-        ns = ReleaseNamespace(self, name, namespace, args.cluster, retain_on_delete=True, formerly=namespace)
+        ns = ReleaseNamespace(self, name, namespace, args.cluster, retain_on_delete=True, formerly=namespace,
+                              labels=pod_security.namespace_labels(cfg, namespace),
+                              policies=network_policies.in_namespace(cfg, namespace))
         # Receiver credentials reach Alertmanager only as files of this Secret.
         receiver_secrets = ns.secret(metrics.ALERTMANAGER_SECRET, {
             SECRET_FILES[k]: args.secrets[k] for k in required_secrets(cfg) if k in SECRET_FILES})
@@ -38,8 +41,9 @@ class MetricsStack(pulumi.ComponentResource):
         # Protected: deleting the release would take the Prometheus StatefulSet and its TSDB with it.
         self.prometheus = ns.release(endpoints.kube_prometheus.name, KUBE_PROMETHEUS_STACK_CHART, values,
                                      protect=True, needs=[receiver_secrets])
-        self.snmp_exporter = ns.release(endpoints.snmp_exporter.name, SNMP_EXPORTER_CHART,
-                                        metrics.snmp_exporter_values(cfg))
+        if cfg.metrics.snmp.targets:
+            self.snmp_exporter = ns.release(endpoints.snmp_exporter.name, SNMP_EXPORTER_CHART,
+                                            metrics.snmp_exporter_values(cfg))
         if cfg.probes:
             self.blackbox_exporter = ns.release(endpoints.blackbox_exporter.name, BLACKBOX_EXPORTER_CHART,
                                                 probes.blackbox_exporter_values(cfg))

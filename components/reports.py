@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pulumi
 
-from components.kubernetes_objects import ConfigMap, CronJob
+from components.kubernetes_objects import ConfigMap, CronJob, PersistentVolumeClaim
 from model import reports
 from model.config import StackConfig
 
@@ -19,9 +19,13 @@ class PbsReports(pulumi.ComponentResource):
         metadata = {"name": reports.NAME, "namespace": namespace, "labels": {"app.kubernetes.io/name": reports.NAME}}
         code = ConfigMap(reports.NAME, metadata=metadata, data=reports.config_map_data(config, stack),
                          opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on))
+        needs = [code, *depends_on]
+        if claim := reports.archive_claim_spec(config):
+            # The archived reports: protected and kept, like every volume holding data.
+            needs.append(PersistentVolumeClaim(reports.NAME, metadata=metadata, spec=claim, opts=pulumi.ResourceOptions(
+                parent=self, depends_on=depends_on, protect=True, retain_on_delete=True)))
         CronJob(reports.NAME, metadata=metadata, spec=reports.cron_job_spec(config),
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[code, *depends_on]))
-        nfs = config.reports.archive.nfs
+                opts=pulumi.ResourceOptions(parent=self, depends_on=needs))
         self.schedule = f"{reports.schedule(config)} ({config.site.timezone})"
-        self.archive = f"{nfs.server}:{nfs.path}"
+        self.archive = reports.archive_location(config)
         self.register_outputs({"schedule": self.schedule, "archive": self.archive})

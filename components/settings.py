@@ -6,6 +6,7 @@ the stack file is one section of StackConfig; secret keys are kept apart as Pulu
 
 from __future__ import annotations
 
+import difflib
 import json
 from typing import Any
 
@@ -14,6 +15,7 @@ from pulumi.runtime import config as runtime_config
 
 from model.config import ConfigError, Problem, StackConfig, load_stack_config, required_secrets
 from model.facts.secrets import SECRETS
+from model.preflight import preflight
 
 
 def _decode(value: Any) -> Any:
@@ -26,9 +28,14 @@ def _decode(value: Any) -> Any:
     return value
 
 
-def _project_config(project: str) -> tuple[dict[str, Any], set[str]]:
+def _all_config() -> dict[str, Any]:
     merged: dict[str, Any] = dict(runtime_config.get_config_env())
     merged.update(runtime_config.CONFIG.get())
+    return merged
+
+
+def _project_config(project: str) -> tuple[dict[str, Any], set[str]]:
+    merged = _all_config()
     secret_keys = set(runtime_config.get_config_secret_keys_env()) | {k for k in merged if runtime_config.is_config_secret(k)}
     prefix = f"{project}:"
     values = {k[len(prefix):]: _decode(v) for k, v in merged.items() if k.startswith(prefix)}
@@ -36,13 +43,36 @@ def _project_config(project: str) -> tuple[dict[str, Any], set[str]]:
     return values, secrets
 
 
+# The config namespaces besides the project's that the program's providers read.
+PROVIDER_NAMESPACES = ("proxmoxve", "kubernetes", "grafana", "random", "pulumi")
+
+
+def namespace_problems(keys: set[str], project: str) -> list[Problem]:
+    """A key in a namespace nothing reads is dropped without a word by Pulumi: a typo of the project's
+    (`homelab-observabilty:slos`) would quietly lose a whole section."""
+    known = [project, *PROVIDER_NAMESPACES]
+    found = []
+    for key in sorted(keys):
+        namespace, _, name = key.partition(":")
+        if namespace in known or not name:
+            continue
+        close = difflib.get_close_matches(namespace, known, n=1, cutoff=0.6)
+        hint = f"; did you mean '{close[0]}:{name}'?" if close else ""
+        found.append(Problem(key, f"unknown namespace {namespace!r}: nothing reads it (the program reads "
+                                  f"{', '.join(n + ':' for n in known)}){hint}"))
+    return found
+
+
 class Settings:
     """The typed config plus the stack's secrets as Pulumi secret Outputs."""
 
     def __init__(self, config: StackConfig, secrets: dict[str, pulumi.Output[str]],
-                 kubernetes_context: str | None = None, kubeconfig: pulumi.Output[str] | None = None):
+                 kubernetes_context: str | None = None, kubeconfig: pulumi.Output[str] | None = None,
+                 warnings: list[str] | None = None):
         self.config = config
         self.secrets = secrets
+        # Printed by the program: e.g. an alert of alerts/ without a runbook yet.
+        self.warnings = warnings or []
         # The cluster the Kubernetes provider deploys to (its own config keys), for the node readiness check.
         self.kubernetes_context = kubernetes_context
         self.kubeconfig = kubeconfig
@@ -53,7 +83,7 @@ def load_settings() -> Settings:
     values, secret_keys = _project_config(project)
     source = f"stack {stack!r} (Pulumi.{stack}.yaml)"
 
-    problems: list[Problem] = []
+    problems: list[Problem] = namespace_problems(set(_all_config()), project)
     for key in sorted(secret_keys - set(SECRETS)):
         problems.append(Problem(key, "unknown secret key"))
     for key in sorted(set(values) & set(SECRETS) - secret_keys):
@@ -63,6 +93,9 @@ def load_settings() -> Settings:
         config = load_stack_config(plain, source)
     except ConfigError as exc:
         raise ConfigError(problems + exc.problems, source) from None
+    # alerts/, dashboards/ and the routing table against every alert: only a loaded config has them.
+    found, warnings = preflight(config)
+    problems += found
     kubernetes = pulumi.Config("kubernetes")
     context = kubernetes.get("context")
     if config.k3s is not None and not context:
@@ -79,4 +112,4 @@ def load_settings() -> Settings:
 
     cfg = pulumi.Config()
     secrets = {key: cfg.require_secret(key) for key in sorted(secret_keys)}
-    return Settings(config, secrets, context, kubernetes.get_secret("kubeconfig"))
+    return Settings(config, secrets, context, kubernetes.get_secret("kubeconfig"), warnings)

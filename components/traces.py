@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 
 from components.helm import Cluster, ReleaseNamespace
+from model import network_policies, pod_security
 from model.values import traces
 from model.config import Role, StackConfig, TracesMode
 from model.values.helm import COLLECTOR_CHART, TEMPO_CHART, TEMPO_DISTRIBUTED_CHART
@@ -18,6 +19,8 @@ class TracesArgs:
     secrets: dict[str, pulumi.Output[str]]
     # The release that installs the ServiceMonitor CRD the charts' monitors need.
     monitoring_crds: pulumi.Resource | None = None
+    # Each Loki tenant's gateway password (components/logs.py): the collector signs in with its tenants'.
+    loki_passwords: dict[str, pulumi.Output[str]] = field(default_factory=dict)
     cluster: Cluster = Cluster()
 
 
@@ -30,13 +33,18 @@ class Tracing(pulumi.ComponentResource):
         assert config.traces is not None
         endpoints = config.endpoints()
         ns = ReleaseNamespace(self, name, endpoints.tempo.namespace, args.cluster, requires=[args.monitoring_crds],
-                              formerly=endpoints.tempo.namespace)
+                              formerly=endpoints.tempo.namespace,
+                              labels=pod_security.namespace_labels(config, endpoints.tempo.namespace),
+                              policies=network_policies.in_namespace(config, endpoints.tempo.namespace))
         distributed = config.traces.mode == TracesMode.DISTRIBUTED
         storage = ([ns.credentials(traces.TEMPO_OBJECT_STORAGE_SECRET, traces.TEMPO_OBJECT_STORAGE_ENV, args.secrets)]
                    if distributed else [])
         self.tempo = ns.release(endpoints.tempo.name, TEMPO_DISTRIBUTED_CHART if distributed else TEMPO_CHART,
                                 traces.tempo_values(config), protect=True, needs=storage)
-        self.collector = ns.release(endpoints.collector.name, COLLECTOR_CHART, traces.collector_values(config))
+        credentials = ns.secret(traces.LOKI_CREDENTIALS_SECRET,
+                                {tenant: args.loki_passwords[tenant] for tenant in traces.loki_writers(config)}, type="Opaque")
+        self.collector = ns.release(endpoints.collector.name, COLLECTOR_CHART, traces.collector_values(config),
+                                    needs=[credentials])
         self.otlp_endpoints = endpoints.collector_otlp_endpoints
         self.tempo_url = endpoints.tempo_query_url
         syslog = config.logs.sources.syslog if config.logs else None

@@ -2,7 +2,7 @@
 
 One entry per action and per playbook. Adding a playbook is: its entries here, its steps in
 services/recovery/playbooks.py, its runbook, its test. The Pulumi program renders the service's
-config from this catalog (model/recovery.py, model/config.py) and the service checks that config
+config from this catalog (model/recovery.py, model/config/recovery.py) and the service checks that config
 against it (services/recovery/config.py), so neither can name an action the other does not know.
 """
 
@@ -48,12 +48,15 @@ class Action:
 BACKUP_FAILURE = "backup-failure"
 DISK_USAGE = "disk-usage"
 CUSTOMER_IMPACT = "customer-impact"
+RESTORE_DRILL = "restore-drill"
 
 PLAYBOOKS: dict[str, Playbook] = {p.name: p for p in [
     Playbook(BACKUP_FAILURE, (alerts.BACKUP_JOB_FAILED.name, alerts.BACKUP_MAINTENANCE_JOB_FAILED.name), ("pbs", "pve"), "backup"),
     Playbook(DISK_USAGE, (alerts.PERSISTENT_VOLUME_USAGE_HIGH.name, alerts.NAS_STORAGE_USAGE_HIGH.name), (), "ops"),
     # Started by the page of every SLO whose service has probes (model/recovery.py), none fixed here.
     Playbook(CUSTOMER_IMPACT, (), ("probes",), "ops"),
+    # Started by the service's own schedule (services/recovery/drills.py), never by an alert.
+    Playbook(RESTORE_DRILL, (), ("pve", "pbs", "restoreDrills"), "backup"),
 ]}
 
 PBS_JOB_RERUN = "pbs-job-rerun"
@@ -62,6 +65,7 @@ BACKUP_FALLBACK = "backup-fallback"
 LOKI_COMPACTOR_REPORT = "loki-compactor-report"
 NAS_SNAPSHOT_PRUNE = "nas-snapshot-prune"
 CUSTOMER_IMPACT_PROBE = "customer-impact-probe"
+RESTORE_DRILL_RUN = "restore-drill-run"
 
 # In the order a playbook runs them.
 ACTIONS: dict[str, Action] = {a.name: a for a in [
@@ -88,6 +92,15 @@ ACTIONS: dict[str, Action] = {a.name: a for a in [
     Action(CUSTOMER_IMPACT_PROBE, CUSTOMER_IMPACT, "run the burning service's configured blackbox probes now and report",
            "run the burning service's configured blackbox probes now; post the answer to the room and the incident",
            "probes", "probes"),
+    Action(RESTORE_DRILL_RUN, RESTORE_DRILL, "restore a guest's newest PBS snapshot into a scratch VMID, boot it isolated, "
+           "time it (RTO), destroy it",
+           "on schedule: newest snapshot on PBS; POST /nodes/{node}/qemu (archive, unique=1) or /lxc (restore=1) into a free "
+           "scratch VMID; every NIC link_down=1; start; agent ping or running; stop; DELETE (purge, destroy-unreferenced-disks)",
+           "restoreDrills", "recovery.restoreDrills", Secret("recoveryPveDrillToken", "pve-drill-token",
+                                                             "PVE API token limited to the restore-drill pool and scratch storage "
+                                                             "(docs/restore-drills.md lists its privileges)",
+                                                             "recovery@pve!drill=<uuid>"),
+           enforce_needs="pve.drillTokenFile"),
 ]}
 
 
@@ -112,4 +125,6 @@ SECTION_DEFAULTS = {
     "probes": {"timeoutSeconds": 15},
     "mattermost": {"username": "recovery", "channels": {}, "verifyTls": True},
     "pagerduty": {"url": "https://events.pagerduty.com/v2/enqueue", "matchers": {}},
+    "restoreDrills": {"tag": "restore-drill", "checkSeconds": 60, "maxDurationSeconds": 2 * 3600, "agentTimeoutSeconds": 600,
+                      "storageHeadroom": 1.2, "window": {"start": "00:00", "end": "24:00"}},
 }

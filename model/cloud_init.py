@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import gzip
+import io
+import zipfile
 from pathlib import Path
 from typing import Mapping
 
@@ -31,6 +33,8 @@ PBS_REPOSITORY = f"deb http://download.proxmox.com/debian/pbs {PBS_SUITE} pbs-no
 
 EXPORTER_SOURCE = Path(__file__).resolve().parent.parent / "services" / "pbs_exporter"
 EXPORTER_DIR = "/usr/local/lib/pbs-job-exporter"
+EXPORTER_ZIPAPP = "pbs-job-exporter.pyz"
+EXPORTER_CONTRACTS = ("__init__.py", "metrics.py")  # the names it writes: contracts/metrics.py
 EXPORTER_TOKEN_PATH = "/etc/pbs-job-exporter/token"
 EXPORTER_AUTH_ID = "pbs-exporter@pbs"
 EXPORTER_TOKEN_NAME = "metrics"
@@ -109,14 +113,36 @@ def _pbs(cfg: StackConfig, vm: VmPlan, doc: dict) -> None:
     _pbs_job_exporter(cfg, doc)
 
 
+def exporter_zipapp() -> bytes:
+    """services/pbs_exporter as the zipapp the pbs host runs (``python3 pbs-job-exporter.pyz``), with
+    the contracts it reads.
+
+    The same bytes from the same sources on every render: files in a fixed order, each with the
+    same date and mode (zipapp.create_archive would stamp each file's local-time mtime). Stored,
+    not deflated: the user-data's gzip compresses the whole archive better."""
+    files = sorted((f"pbs_exporter/{source.relative_to(EXPORTER_SOURCE).as_posix()}", source)
+                   for source in EXPORTER_SOURCE.rglob("*.py"))
+    files += [(f"contracts/{name}", CONTRACTS_SOURCE / name) for name in EXPORTER_CONTRACTS]
+    buffer = io.BytesIO()
+    buffer.write(b"#!/usr/bin/python3\n")
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        # The archive's own entry: the package's __main__ imports relatively, so it cannot be it.
+        entries = [("__main__.py", b"import sys\n\nfrom pbs_exporter.cli import main\n\nsys.exit(main())\n")]
+        entries += [(name, source.read_bytes()) for name, source in files]
+        for name, data in entries:
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = 0o100644 << 16
+            archive.writestr(info, data)
+    return buffer.getvalue()
+
+
 def _pbs_job_exporter(cfg: StackConfig, doc: dict) -> None:
-    """Installs services/pbs_exporter/pbs_job_exporter.py with its systemd unit and a read-only API token.
+    """Installs services/pbs_exporter (as a zipapp) with its systemd unit and a read-only API token.
 
     PBS generates a token's secret itself, and only once PBS runs: so the token is created
     on the host at first boot and written straight to a root-only file. Its value never
     leaves the VM, and no Pulumi secret can be stale or leak through the snippet.
     """
-    exporter = (EXPORTER_SOURCE / "pbs_job_exporter.py").read_bytes()
     unit = (EXPORTER_SOURCE / "pbs-job-exporter.service").read_text()
     unit = unit.replace("@LISTEN@", f"0.0.0.0:{cfg.pbs_exporter.port}")
     unit = unit.replace("--state-file", f"--interval {cfg.pbs_exporter.poll_interval_seconds} \\\n    --state-file")
@@ -138,9 +164,7 @@ def _pbs_job_exporter(cfg: StackConfig, doc: dict) -> None:
     )
     doc["packages"].append("python3-prometheus-client")
     doc["write_files"] += [
-        # Compressed: reviewers read the exporter in services/pbs_exporter/, not inside the user-data.
-        {"path": f"{EXPORTER_DIR}/pbs_job_exporter.py", "encoding": "gz+b64", "permissions": "0755",
-         "content": base64.b64encode(gzip.compress(exporter, mtime=0)).decode()},
+        _embedded(f"{EXPORTER_DIR}/{EXPORTER_ZIPAPP}", exporter_zipapp(), "0755"),
         {"path": "/etc/systemd/system/pbs-job-exporter.service", "content": unit, "permissions": "0644"},
     ]
     doc["runcmd"] += [
@@ -257,7 +281,7 @@ def user_data(cfg: StackConfig, vm: VmPlan, secrets: Mapping[str, str]) -> dict:
             _pve_exporter(cfg, doc, secrets)
     else:
         _k3s_agent(cfg, vm, doc, secrets)
-        if cfg.reports and vm.role == Role.PROMETHEUS:
+        if cfg.reports and cfg.reports.archive.nfs and vm.role == Role.PROMETHEUS:
             # The kubelet mounts the report archive's NFS share for the CronJob pinned to this host.
             doc["packages"].append("nfs-common")
     return doc

@@ -15,7 +15,7 @@ from contracts.alerts import PERSISTENT_VOLUME_USAGE_HIGH
 from contracts.fallback import inventory
 from model import probes
 from model.facts import secrets
-from model.config import RECOVERY_RECEIVER, Role, Route, StackConfig
+from model.config import RECOVERY_RECEIVER, RestoreDrills, Role, Route, StackConfig
 from model.facts.durations import parse_seconds
 from model.facts.endpoints import BLACKBOX_EXPORTER_PORT, LOGS_NAMESPACE
 
@@ -157,6 +157,9 @@ def service_config(cfg: StackConfig) -> dict:
         doc["pve"]["pbsServer"] = rec.pve.pbs_server
     if rec.mode(catalog.PVE_BACKUP_RERUN) != "off":
         doc["pve"]["backupTokenFile"] = _cred(cfg, "pve-backup-token")
+    if rec.restore_drills and rec.mode(catalog.RESTORE_DRILL_RUN) != "off":
+        doc["pve"]["drillTokenFile"] = _cred(cfg, "pve-drill-token")
+        doc["restoreDrills"] = restore_drills(rec.restore_drills)
     if rec.mode(catalog.BACKUP_FALLBACK) != "off":
         doc["fallback"] = {"playbook": f"{INSTALL_DIR}/playbooks/backup-fallback.yml", "inventory": INVENTORY_PATH,
                            "ansiblePlaybook": "/usr/bin/ansible-playbook", "resultDir": f"{STATE_DIR}/fallback"}
@@ -184,6 +187,19 @@ def service_config(cfg: StackConfig) -> dict:
         doc["pagerduty"] = {"routingKeyFile": _cred(cfg, "pagerduty-routing-key"), "routeKey": key,
                             "groupBy": list(route.group_by or cfg.alerting.group_by),
                             "matchers": {m.label: m.value for m in route.matchers if m.op == "="}}
+    return doc
+
+
+def restore_drills(drills: RestoreDrills) -> dict:
+    start, end = drills.window.split("-")
+    doc = {"intervals": {tier: parse_seconds(every) for tier, every in sorted(drills.intervals.items())},
+           "window": {"start": start, "end": end}, "vmidRange": {"first": drills.vmid_first, "last": drills.vmid_last},
+           "storage": drills.storage, "pbsStorage": drills.pbs_storage, "pool": drills.pool,
+           "maxDurationSeconds": parse_seconds(drills.max_duration), "agentTimeoutSeconds": parse_seconds(drills.agent_timeout)}
+    for key, value in (("guests", drills.guests), ("tags", drills.tags), ("node", drills.node),
+                       ("liveRestore", drills.live_restore)):
+        if value:
+            doc[key] = value
     return doc
 
 

@@ -8,8 +8,9 @@ at local time, and a failed run raises kube-prometheus-stack's KubeJobFailed ale
 
 The price is an image: there is no public one with reportlab, so the job runs the official
 python image, and an init container installs reportlab and the two libraries it imports, pinned
-by hash (tools/report/requirements.txt), into an emptyDir. The report's code and its settings
-come from a ConfigMap rendered here, so the job runs exactly the tools/report of this commit.
+by hash (services/report/requirements.txt), into an emptyDir. The report's code, the contracts it
+reads and its settings come from a ConfigMap rendered here, so the job runs exactly the
+services/report of this commit.
 
 Pure: plain data only; components/reports.py turns it into resources.
 """
@@ -25,12 +26,19 @@ from model.facts import secrets
 from model.rules.backups import backup_recording_rule
 from model.config import Role, StackConfig, duration_seconds
 from model.hosts import scheduling_for
+from model.pod_security import container_security_context
 from model.values.metrics import ALERTMANAGER_SECRET
 from model.values.routing import SECRET_FILES
 
 NAME = "pbs-report"
-IMAGE = "python:3.11-slim-bookworm"  # the CPython the pinned wheels are built for
-TOOL_DIR = Path(__file__).resolve().parent.parent / "tools" / "report"
+# The CPython the pinned wheels are built for; by digest, so IfNotPresent never meets another image.
+IMAGE = "python:3.11.14-slim-bookworm@sha256:65a93d69fa75478d554f4ad27c85c1e69fa184956261b4301ebaf6dbb0a3543d"
+ROOT = Path(__file__).resolve().parent.parent
+SERVICE_DIR = ROOT / "services" / "report"
+# The packages the job imports, as the pod lays them out under MOUNT: the service, and the
+# contracts module of the metric names it reads.
+SHIPPED = {"report": sorted(SERVICE_DIR.glob("*.py")),
+           "contracts": [ROOT / "contracts" / "__init__.py", ROOT / "contracts" / "metrics.py"]}
 MOUNT = "/opt/pbs-report"
 DEPENDENCIES = "/opt/pbs-report-deps"
 ARCHIVE_MOUNT = "/archive"
@@ -59,8 +67,25 @@ def slo_objective_percent(cfg: StackConfig) -> float:
     return float(backup_recording_rule()["labels"]["slo"])
 
 
+def archive_location(cfg: StackConfig) -> str:
+    """Where the reports are kept, as the announcement and the stack's output name it."""
+    assert cfg.reports is not None
+    nfs = cfg.reports.archive.nfs
+    return f"{nfs.server}:{nfs.path}" if nfs else f"PersistentVolumeClaim {cfg.metrics.namespace}/{NAME}"
+
+
+def archive_claim_spec(cfg: StackConfig) -> dict | None:
+    """The claim the reports are kept on when reports.archive names no NFS share, else None."""
+    assert cfg.reports is not None
+    archive = cfg.reports.archive
+    if archive.nfs:
+        return None
+    return {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": f"{archive.volume_gb}Gi"}},
+            **({"storageClassName": archive.storage_class} if archive.storage_class else {})}
+
+
 def report_settings(cfg: StackConfig, stack: str, scheduled: bool = False) -> dict:
-    """tools/report's settings (ReportSettings); `scheduled` adds the job's archive and chat."""
+    """services/report's settings (ReportSettings); `scheduled` adds the job's archive and chat."""
     settings: dict = {
         "stack": stack,
         "site": cfg.site.name,
@@ -71,9 +96,8 @@ def report_settings(cfg: StackConfig, stack: str, scheduled: bool = False) -> di
         "incident_selector": f'ALERTS{{alertstate="firing",service="{services.BACKUPS}"}}',
     }
     if scheduled and cfg.reports:
-        nfs = cfg.reports.archive.nfs
         room = cfg.backup_room()
-        settings["archive"] = {"directory": ARCHIVE_MOUNT, "location": f"{nfs.server}:{nfs.path}",
+        settings["archive"] = {"directory": ARCHIVE_MOUNT, "location": archive_location(cfg),
                                "retention_years": cfg.reports.archive.retention_years}
         settings["announce"] = {
             "webhook_url_file": f"{SECRET_MOUNT}/{SECRET_FILES[secrets.MATTERMOST_WEBHOOK_URL]}",
@@ -90,21 +114,22 @@ def schedule(cfg: StackConfig) -> str:
     return f"{minute} {hour} 1 1,4,7,10 *"
 
 
-def tool_files() -> dict[str, str]:
-    """ConfigMap key -> content of every module of tools/report (a key cannot hold a '/')."""
-    return {path.name: path.read_text() for path in sorted(TOOL_DIR.glob("*.py"))}
+def code_files() -> dict[str, str]:
+    """ConfigMap key -> content of every module the job runs; the key is its path with '.' for '/'
+    (a key cannot hold a '/'), e.g. report.collect.py for report/collect.py."""
+    return {f"{package}.{path.name}": path.read_text() for package, paths in SHIPPED.items() for path in paths}
 
 
 def config_map_data(cfg: StackConfig, stack: str) -> dict[str, str]:
     return {
-        **tool_files(),
-        REQUIREMENTS_FILE: (TOOL_DIR / REQUIREMENTS_FILE).read_text(),
+        **code_files(),
+        REQUIREMENTS_FILE: (SERVICE_DIR / REQUIREMENTS_FILE).read_text(),
         SETTINGS_FILE: json.dumps(report_settings(cfg, stack, scheduled=True), indent=2) + "\n",
     }
 
 
 def _config_map_items() -> list[dict]:
-    items = [{"key": name, "path": f"tools/report/{name}"} for name in tool_files()]
+    items = [{"key": key, "path": key.replace(".", "/", 1)} for key in code_files()]
     return items + [{"key": REQUIREMENTS_FILE, "path": REQUIREMENTS_FILE}, {"key": SETTINGS_FILE, "path": SETTINGS_FILE}]
 
 
@@ -115,16 +140,14 @@ def install_command() -> list[str]:
 
 
 def report_command() -> list[str]:
-    return ["python", "-m", "tools.report", "--settings", f"{MOUNT}/{SETTINGS_FILE}", "--publish"]
-
-
-def _container_security() -> dict:
-    return {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}}
+    return ["python", "-m", "report", "--settings", f"{MOUNT}/{SETTINGS_FILE}", "--publish"]
 
 
 def cron_job_spec(cfg: StackConfig) -> dict:
     assert cfg.reports is not None
     nfs = cfg.reports.archive.nfs
+    archive = ({"nfs": {"server": nfs.server, "path": nfs.path}} if nfs
+               else {"persistentVolumeClaim": {"claimName": NAME}})
     pinned = scheduling_for(Role.PROMETHEUS)
     env = [{"name": "HOME", "value": "/tmp"}, {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}]
     code = {"name": "code", "mountPath": MOUNT, "readOnly": True}
@@ -149,15 +172,17 @@ def cron_job_spec(cfg: StackConfig) -> dict:
                     "nodeSelector": pinned.node_selector(),
                     "tolerations": pinned.tolerations(),
                     "securityContext": {"runAsNonRoot": True, "runAsUser": 65534, "runAsGroup": 65534,
-                                        "seccompProfile": {"type": "RuntimeDefault"}},
+                                        "seccompProfile": {"type": "RuntimeDefault"},
+                                        # a fresh claim's root is root's: the kubelet hands it to the job's group
+                                        **({} if nfs else {"fsGroup": 65534})},
                     "initContainers": [{
                         "name": "install-reportlab",
                         "image": IMAGE,
                         "command": install_command(),
                         "env": env,
                         "volumeMounts": [code, deps, tmp],
-                        "securityContext": _container_security(),
-                        "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}},
+                        "securityContext": container_security_context(),
+                        "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"cpu": "1", "memory": "256Mi"}},
                     }],
                     "containers": [{
                         "name": "report",
@@ -168,14 +193,14 @@ def cron_job_spec(cfg: StackConfig) -> dict:
                         "volumeMounts": [code, {**deps, "readOnly": True}, tmp,
                                          {"name": "archive", "mountPath": ARCHIVE_MOUNT},
                                          {"name": "backup-room", "mountPath": SECRET_MOUNT, "readOnly": True}],
-                        "securityContext": _container_security(),
-                        "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}},
+                        "securityContext": container_security_context(),
+                        "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}},
                     }],
                     "volumes": [
                         {"name": "code", "configMap": {"name": NAME, "items": _config_map_items()}},
                         {"name": "dependencies", "emptyDir": {"sizeLimit": "200Mi"}},
                         {"name": "tmp", "emptyDir": {"sizeLimit": "100Mi"}},
-                        {"name": "archive", "nfs": {"server": nfs.server, "path": nfs.path}},
+                        {"name": "archive", **archive},
                         # Only the webhook key of the Alertmanager receivers' Secret: one secret, one Secret.
                         {"name": "backup-room", "secret": {"secretName": ALERTMANAGER_SECRET,
                                                            "items": [{"key": webhook_key, "path": webhook_key}]}},

@@ -28,13 +28,18 @@ from model.rules.registry import rule_files as stack_rule_files
 from model.config import Role, StackConfig
 from model.grafana.dashboards import load_dashboards
 from model.grafana.runbooks import Runbook, list_runbooks
+from model.pod_security import container_security_context, pod_security_context, with_cpu_limit
 from model.values.helm import resources
 from model.hosts import scheduling_for
 from model.facts.links import SERVICE_DASHBOARDS, dashboard_url, explore_url
 
 NAME = "runbook-hub"
 # nginxinc's build of nginx runs as uid 101 on 8080, with its temp files under /tmp.
-IMAGE = "nginxinc/nginx-unprivileged:1.27.5-alpine"
+# Pinned by digest: a tag can be pushed again; IfNotPresent then never pulls another image.
+IMAGE = "nginxinc/nginx-unprivileged:1.27.5-alpine@sha256:65e3e85dbaed8ba248841d9d58a899b6197106c23cb0ff1a132b7bfe0547e4c0"
+# A UID of no host account (>= 10000); the image's nginx keeps its pid and temp files in /tmp,
+# so it runs as any user.
+USER = 10101
 PORT = 8080
 SERVICE_PORT = 80
 WEB_ROOT = "/usr/share/nginx/html"
@@ -250,8 +255,7 @@ def deployment_spec(cfg: StackConfig, data: dict[str, str], files: dict[str, str
                 "nodeSelector": pinned.node_selector(),
                 "tolerations": pinned.tolerations(),
                 "automountServiceAccountToken": False,
-                "securityContext": {"runAsNonRoot": True, "runAsUser": 101, "runAsGroup": 101,
-                                    "seccompProfile": {"type": "RuntimeDefault"}},
+                "securityContext": pod_security_context(USER),
                 "containers": [{
                     "name": "nginx",
                     "image": IMAGE,
@@ -263,9 +267,9 @@ def deployment_spec(cfg: StackConfig, data: dict[str, str], files: dict[str, str
                         {"name": "nginx-conf", "mountPath": "/etc/nginx/conf.d", "readOnly": True},
                         {"name": "tmp", "mountPath": "/tmp"},
                     ],
-                    "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                                        "capabilities": {"drop": ["ALL"]}},
-                    "resources": resources("5m", "16Mi", "32Mi"),
+                    "securityContext": container_security_context(),
+                    # A CPU limit too: a static site has no burst worth taking from Prometheus' node.
+                    "resources": with_cpu_limit(resources("5m", "16Mi", "32Mi"), "100m"),
                 }],
                 "volumes": [
                     {"name": "pages", "configMap": {"name": NAME, "items": [

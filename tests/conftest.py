@@ -22,6 +22,7 @@ FAKE_SECRETS = {
     "recoveryPveReadToken": "recovery@pve!read=fake-read-3c1f",
     "recoveryPveBackupToken": "recovery@pve!backup=fake-backup-8a2b",
     "recoveryPveFallbackToken": "recovery@pve!fallback=fake-fallback-5e4d",
+    "recoveryPveDrillToken": "recovery@pve!drill=fake-drill-9c7a",
     "recoveryTrueNasApiKey": "7-fake-truenas-key-0b9c",
     "pveExporterToken": "fake-pve-exporter-token-4d7a",
     "virtualizationPagerdutyRoutingKey": "pd-virtualization-key-2c8e5f1a",
@@ -54,6 +55,15 @@ def homelab(tmp_path_factory) -> Rendered:
     from tools.preview import render
 
     recording = run_program(ROOT / "Pulumi.homelab.yaml", FAKE_SECRETS)
+    return Rendered(recording, render(recording, tmp_path_factory.mktemp("build")))
+
+
+@pytest.fixture(scope="session")
+def minimal(tmp_path_factory) -> Rendered:
+    """The second example stack: one PVE node, one PBS host, none of the optional parts."""
+    from tools.preview import render
+
+    recording = run_program(ROOT / "Pulumi.minimal.yaml", FAKE_SECRETS)
     return Rendered(recording, render(recording, tmp_path_factory.mktemp("build")))
 
 

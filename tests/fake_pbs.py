@@ -211,6 +211,9 @@ class FakePBS:
         self.post_fault = None
         self.server = None
         self.port = None
+        # PBS's clock, for the times it computes (next runs, usage history); a test of the
+        # exact exposition sets a fixed one.
+        self.clock = time.time
 
     # --- content
     def add_task(self, worker_type, worker_id, start, end=None, status="OK",
@@ -251,7 +254,7 @@ class FakePBS:
         task = self.tasks[upid]
         end = task["starttime"] if last_log is None else last_log
         self.finish_task(upid, end, "unknown",
-                         time.time() if noticed is None else noticed)
+                         self.clock() if noticed is None else noticed)
 
     def run_job(self, kind, job_id, start, end=None, status="OK", **extra):
         """A run of a configured job (or of a datastore's GC), with the
@@ -269,7 +272,10 @@ class FakePBS:
                                      "gc-schedule": gc_schedule}
             self.namespaces[name] = list(namespaces)
 
-    def add_snapshot(self, store, backup_type, backup_id, backup_time, ns=""):
+    def add_snapshot(self, store, backup_type, backup_id, backup_time, ns="",
+                     verification="ok"):
+        """A snapshot; ``verification``: its last verify's state (ok,
+        failed), None when it was never verified (no member then)."""
         with self.lock:
             self.snapshots[store].append({
                 "ns": ns, "backup-type": backup_type, "backup-id": backup_id,
@@ -279,7 +285,9 @@ class FakePBS:
                            "crypt-mode": "none"},
                           {"filename": "drive-scsi0.img.fidx",
                            "size": 3 * 2**30, "crypt-mode": "none"}],
-                "verification": {"state": "ok", "upid": "UPID:..."}})
+                **({"verification": {"state": verification,
+                                     "upid": "UPID:..."}}
+                   if verification else {})})
 
     def add_job(self, kind, job_id, store, next_run=None, status=None,
                 **config):
@@ -392,7 +400,7 @@ class FakePBS:
             if kind == "sync" and direction != "all" and \
                     item.get("sync-direction", "pull") != direction:
                 continue
-            item["next-run"] = job["next-run"] or int(time.time()) + 3600
+            item["next-run"] = job["next-run"] or int(self.clock()) + 3600
             item.update(self.last_run(kind, job_id))
             item.update(job["status"])
             out.append(item)
@@ -410,7 +418,7 @@ class FakePBS:
         item["store"] = store
         if ds["gc-schedule"]:
             item["schedule"] = ds["gc-schedule"]
-            item["next-run"] = int(time.time()) + 1800
+            item["next-run"] = int(self.clock()) + 1800
         last = self.last_run("gc", store)
         if "last-run-endtime" in last:
             item.update({"last-run-endtime": last["last-run-endtime"],
@@ -424,10 +432,10 @@ class FakePBS:
         for name, ds in sorted(self.datastores.items()):
             item = {"store": name, "total": ds["total"], "used": ds["used"],
                     "avail": ds["total"] - ds["used"],
-                    "history-start": int(time.time()) - 86400 * 30,
+                    "history-start": int(self.clock()) - 86400 * 30,
                     "history-delta": 86400,
                     "history": [round(ds["used"] / ds["total"], 4)] * 30,
-                    "estimated-full-date": int(time.time()) + 86400 * 200}
+                    "estimated-full-date": int(self.clock()) + 86400 * 200}
             if "error" in ds:
                 item = {"store": name, "error": ds["error"]}
             out.append(item)
@@ -492,9 +500,15 @@ class FakePBS:
                 ns = q.get("ns", [""])[0]
                 if ns not in self.namespaces[store]:
                     raise ApiError(400, f"namespace '{ns}' does not exist")
+                # src/api2/admin/datastore.rs list_snapshots: backup-type
+                # and backup-id narrow the list to one group.
                 return what, lambda: [
                     {k: v for k, v in s.items() if k != "ns"}
-                    for s in self.snapshots[store] if s["ns"] == ns]
+                    for s in self.snapshots[store] if s["ns"] == ns
+                    and q.get("backup-type", [s["backup-type"]])[0]
+                    == s["backup-type"]
+                    and q.get("backup-id", [s["backup-id"]])[0]
+                    == s["backup-id"]]
             if what == "status":
                 ds = self.datastores[store]
                 return what, lambda: {"total": ds["total"],

@@ -51,6 +51,7 @@ from tests.loopback import start_http, stop_http
 READ_TOKEN = "recovery@pve!read=6b1f7c3e-2d4a-4b8e-9f10-aa55cc77ee01"
 BACKUP_TOKEN = "recovery@pve!backup=0c9d8e7f-6a5b-4c3d-8e2f-1a2b3c4d5e6f"
 FALLBACK_TOKEN = "recovery@pve!fallback=9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b"
+DRILL_TOKEN = "recovery@pve!drill=3d2c1b0a-9f8e-4d7c-8b6a-5f4e3d2c1b0a"
 VZDUMP_PARAMS = {  # PVE::VZDump::Common json_config_properties, plus job-id and stdout
     "vmid", "node", "all", "exclude", "pool", "storage", "mode", "compress", "mailto", "mailnotification", "notes-template",
     "prune-backups", "remove", "protected", "performance", "fleecing", "bwlimit", "ionice", "lockwait", "stopwait", "tmpdir",
@@ -58,6 +59,16 @@ VZDUMP_PARAMS = {  # PVE::VZDump::Common json_config_properties, plus job-id and
     "exclude-path", "maxfiles", "pbs-change-detection-mode", "storage-type"}
 TASK_PARAMS = {"source", "typefilter", "vmid", "errors", "userfilter", "since", "until", "start", "limit", "statusfilter"}
 STORAGE_PARAMS = {"storage", "type", "server", "export", "content", "path", "options", "prune-backups", "nodes", "disable"}
+# create_vm of qemu-server PVE/API2/Qemu.pm and pve-container PVE/API2/LXC.pm (restore), beside the guest's
+# config keys (json_config_properties; here the few a drill sets: netN, tags); destroy_vm of both.
+QEMU_CREATE_PARAMS = {"vmid", "archive", "storage", "force", "unique", "live-restore", "pool", "bwlimit", "start", "ha-managed",
+                      "import-working-storage", "tags"}
+LXC_CREATE_PARAMS = {"vmid", "ostemplate", "password", "storage", "force", "restore", "unique", "pool", "ignore-unpack-errors",
+                     "ssh-public-keys", "bwlimit", "start", "ha-managed", "tags"}
+DESTROY_PARAMS = {"qemu": {"purge", "destroy-unreferenced-disks", "skiplock"}, "lxc": {"purge", "destroy-unreferenced-disks", "force"}}
+TASK_NAMES = {"qemu": {"restore": "qmrestore", "start": "qmstart", "stop": "qmstop", "destroy": "qmdestroy"},
+              "lxc": {"restore": "vzrestore", "start": "vzstart", "stop": "vzstop", "destroy": "vzdestroy"}}
+CONFIG_DIRS = {"qemu": "qemu-server", "lxc": "lxc"}
 
 
 class PveError(Exception):
@@ -80,7 +91,21 @@ class FakePVE:
         self.content = defaultdict(list)  # storage -> volumes
         self.tasks = {}  # upid -> task
         self.logs = {}
-        self.tokens = {READ_TOKEN: {"backup"}, BACKUP_TOKEN: {"backup"}, FALLBACK_TOKEN: {"backup", "storage"}}
+        self.tokens = {READ_TOKEN: {"backup"}, BACKUP_TOKEN: {"backup"}, FALLBACK_TOKEN: {"backup", "storage"},
+                       DRILL_TOKEN: {"drill"}}
+        # Restore drills: the pools, each storage's free space per node, what each restore and agent does,
+        # and the guard of the tests: a state-changing call on a guest outside `scratch` or in `foreign` is a violation.
+        self.pools = {"restore-drills"}
+        self.storage_space = {}  # (node, storage) -> (total, avail)
+        self.restore_outcomes = []  # (exitstatus, seconds) per restore; none left: restore_default
+        self.restore_default = ("OK", 0.3)  # None: a restore runs until finish()
+        self.restores = []  # (node, kind, params, upid) of every restore POSTed
+        self.agent_delay = 0.2  # seconds from a start until agent/ping answers; None: the agent never answers
+        self.task_seconds = 0.05  # how long a start, stop or destroy task runs
+        self.scratch = None  # (first, last)
+        self.foreign = set()
+        self.violations = []
+        self.on_finish = {}  # upid -> what its end does to the guest
         self.vzdump_outcomes = defaultdict(list)
         self.vzdump_posts = []  # (node, params, answer)
         self.requests = []
@@ -94,8 +119,16 @@ class FakePVE:
         self.port = None
 
     # --- content
-    def add_guest(self, vmid: int, node: str, kind: str = "qemu", pool: str | None = None):
-        self.guests[vmid] = {"type": kind, "node": node, "name": f"guest{vmid}", "pool": pool}
+    def add_guest(self, vmid: int, node: str, kind: str = "qemu", pool: str | None = None, tags: str = "",
+                  config: dict | None = None, status: str = "running"):
+        net = "virtio=BC:24:11:00:00:01,bridge=vmbr0,firewall=1" if kind == "qemu" else "name=eth0,bridge=vmbr0,ip=dhcp,type=veth"
+        base = {"name": f"guest{vmid}", "net0": net, **({"agent": "1", "ostype": "l26"} if kind == "qemu" else {"ostype": "debian"})}
+        self.guests[vmid] = {"type": kind, "node": node, "name": f"guest{vmid}", "pool": pool, "tags": tags, "status": status,
+                             "lock": None, "config": {**base, **(config or {})}, "started": time.time()}
+
+    def add_storage(self, storage: str, node: str, total: int, avail: int, kind: str = "lvmthin"):
+        self.storages[storage] = {"storage": storage, "type": kind, "content": "images,rootdir"}
+        self.storage_space[(node, storage)] = (total, avail)
 
     def add_pbs_storage(self, storage: str, datastore: str, server: str = "192.168.30.20"):
         self.storages[storage] = {"storage": storage, "type": "pbs", "datastore": datastore, "server": server, "content": "backup",
@@ -121,7 +154,11 @@ class FakePVE:
         with self.lock:
             task = self.tasks[upid]
             task.update(endtime=int(end or time.time()), status=status, archived=archived)
-            self.logs[upid].append("INFO: Backup job finished successfully" if status == "OK" else f"TASK ERROR: {status}")
+            done = "INFO: Backup job finished successfully" if task["type"] == "vzdump" else "TASK OK"
+            self.logs[upid].append(done if status == "OK" else f"TASK ERROR: {status}")
+            hook = self.on_finish.pop(upid, None)
+            if hook:
+                hook(status)
             if (status == "OK" or status.startswith("WARNINGS")) and task.get("storage") in self.storages and self.storages[task["storage"]]["type"] == "nfs":
                 for vmid in task["vmids"]:
                     kind = "qemu" if self.guests.get(vmid, {}).get("type", "qemu") == "qemu" else "lxc"
@@ -140,9 +177,10 @@ class FakePVE:
         if kind in (None, "vm"):
             for vmid, g in sorted(self.guests.items()):
                 item = {"id": f"{g['type']}/{vmid}", "type": g["type"], "vmid": vmid, "node": g["node"], "name": g["name"],
-                        "status": "running"}
-                if g["pool"]:
-                    item["pool"] = g["pool"]
+                        "status": g.get("status", "running")}
+                for key in ("pool", "tags", "lock"):
+                    if g.get(key):
+                        item[key] = g[key]
                 out.append(item)
         return out
 
@@ -295,10 +333,168 @@ class FakePVE:
                 return self.task_status(p[3])
             if method == "GET" and len(p) == 5 and p[2] == "tasks" and p[4] == "log":
                 return self.task_log(p[3], q)
+            if len(p) >= 3 and p[2] in ("qemu", "lxc"):
+                return self.guest_route(method, node, p[2], p[3:], form if method in ("POST", "PUT") else
+                                        {k: v[0] for k, v in q.items()}, rights, user)
+            if method == "GET" and len(p) == 5 and p[2] == "storage" and p[4] == "status":
+                if (node, p[3]) not in self.storage_space:
+                    raise PveError(500, f"storage '{p[3]}' does not exist")
+                total, avail = self.storage_space[(node, p[3])]
+                return {"total": total, "used": total - avail, "avail": avail, "active": 1, "enabled": 1, "shared": 0,
+                        "type": self.storages[p[3]]["type"], "content": self.storages[p[3]]["content"]}
+            if method == "DELETE" and len(p) == 4 and p[2] == "tasks":
+                task = self.tasks.get(p[3])
+                if task is None:
+                    raise PveError(400, "Parameter verification failed.", {"upid": "no such task"})
+                if "endtime" not in task:
+                    self.finish(p[3], "interrupted by signal")
+                return None
             if method == "GET" and len(p) == 5 and p[2] == "storage" and p[4] == "content":
                 vmid = q.get("vmid", [None])[0]
                 return [c for c in self.content[p[3]] if vmid is None or str(c["vmid"]) == vmid]
         raise PveError(501, f"Method '{method} {path}' not implemented")
+
+    # --- restore drills: qemu-server PVE/API2/Qemu.pm, pve-container PVE/API2/LXC.pm and LXC/Status.pm
+    def guarded(self, vmid: int, what: str):
+        if self.scratch and (not self.scratch[0] <= vmid <= self.scratch[1] or vmid in self.foreign):
+            self.violations.append(f"{what} on VMID {vmid}")
+            raise PveError(403, f"Permission check failed (/vms/{vmid}, VM.Allocate)")
+
+    def worker(self, node: str, kind: str, what: str, vmid: int, user: str, seconds: float | None, status: str = "OK",
+               then=None) -> str:
+        upid = self.add_task(node, TASK_NAMES[kind][what], str(vmid), user, time.time(),
+                             lines=[f"{TASK_NAMES[kind][what]} {vmid}"])
+        if then:
+            self.on_finish[upid] = then
+        if seconds is not None:
+            timer = threading.Timer(seconds, lambda: self.finish(upid, status) if "endtime" not in self.tasks[upid] else None)
+            timer.daemon = True
+            timer.start()
+        return upid
+
+    def restore(self, node: str, kind: str, params: dict, rights: set, user: str) -> str:
+        allowed = QEMU_CREATE_PARAMS if kind == "qemu" else LXC_CREATE_PARAMS
+        unknown = {k for k in params if k not in allowed and not (k.startswith("net") and k[3:].isdigit())}
+        if unknown:
+            raise PveError(400, "Parameter verification failed.", {
+                k: "property is not defined in schema and the schema does not allow additional properties" for k in sorted(unknown)})
+        archive = params.get("archive" if kind == "qemu" else "ostemplate")
+        if not archive or not str(params.get("vmid", "")).isdigit():
+            raise PveError(400, "Parameter verification failed.", {"vmid": "property is missing and it is not optional"})
+        vmid = int(params["vmid"])
+        self.guarded(vmid, "restore")
+        if "drill" not in rights:
+            raise PveError(403, "Permission check failed")
+        if params.get("pool") and params["pool"] not in self.pools:
+            raise PveError(500, f"pool '{params['pool']}' does not exist")
+        if params.get("storage") and params["storage"] not in self.storages:
+            raise PveError(500, f"storage '{params['storage']}' does not exist")
+        if vmid in self.guests:
+            raise PveError(500, f"unable to restore {'VM' if kind == 'qemu' else 'CT'} {vmid} - "
+                                f"{'VM' if self.guests[vmid]['type'] == 'qemu' else 'CT'} {vmid} already exists on node "
+                                f"'{self.guests[vmid]['node']}'")
+        store, _, volname = archive.partition(":")
+        parts = volname.split("/")
+        if self.storages.get(store, {}).get("type") != "pbs" or len(parts) != 4 or parts[0] != "backup":
+            raise PveError(500, f"unable to parse volume ID '{archive}'")
+        source = self.guests.get(int(parts[2]), {}).get("config", {})
+        self.guests[vmid] = {"type": kind, "node": node, "name": f"restore{vmid}", "pool": params.get("pool"), "tags": "",
+                             "status": "stopped", "lock": "create", "config": {}, "started": None}
+        live = str(params.get("live-restore", "0")) in ("1", "true")
+
+        def merge_config():  # the backup's config with the given keys over it (restore_merge_config)
+            config = {k: v for k, v in source.items() if k != "tags"}
+            config.update({k: v for k, v in params.items() if k.startswith("net") or k == "tags"})
+            self.guests[vmid].update(config=config, tags=params.get("tags", ""))
+
+        if live:  # QemuServer.pm restore_proxmox_backup_archive: config written, the VM started, locked until restored
+            merge_config()
+            self.guests[vmid].update(status="running", started=time.time())
+
+        def restored(status: str):
+            guest = self.guests.get(vmid)
+            if guest is None:
+                return
+            guest["lock"] = None  # remove_lock after an error too: "VM state is NOT cleaned up"
+            if status == "OK" and not live:
+                merge_config()
+            elif status != "OK" and live:
+                guest["status"] = "stopped"  # pbs_live_restore stops the VM: "live-restore failed"
+            elif status != "OK" and kind == "lxc":
+                del self.guests[vmid]  # pve-container destroys the config of a failed restore
+
+        status, seconds = self.restore_outcomes.pop(0) if self.restore_outcomes else (self.restore_default or ("OK", None))
+        upid = self.worker(node, kind, "restore", vmid, user, seconds, status, restored)
+        self.logs[upid] = [f"restoring '{archive}' now.." if kind == "lxc" else f"restore proxmox backup image: {archive}"]
+        self.restores.append((node, kind, dict(params), upid))
+        return upid
+
+    def guest_route(self, method: str, node: str, kind: str, rest: list[str], params: dict, rights: set, user: str):
+        if not rest:
+            if method == "POST":
+                return self.restore(node, kind, params, rights, user)
+            return [{"vmid": v, "name": g["name"], "status": g["status"]} for v, g in sorted(self.guests.items())
+                    if g["node"] == node and g["type"] == kind]
+        vmid = int(rest[0])
+        what = "/".join(rest[1:]) or "destroy"
+        if method != "GET":
+            self.guarded(vmid, f"{method} {what}")
+        guest = self.guests.get(vmid)
+        if guest is None or guest["type"] != kind or guest["node"] != node:
+            raise PveError(500, f"Configuration file 'nodes/{node}/{CONFIG_DIRS[kind]}/{vmid}.conf' does not exist")
+        if method != "GET" and "drill" not in rights:
+            raise PveError(403, f"Permission check failed (/vms/{vmid}, VM.PowerMgmt)")
+        label = "VM" if kind == "qemu" else "CT"
+        if rest[1:] == ["config"]:
+            if method == "GET":
+                config = {**guest["config"], "digest": "0" * 40}
+                if guest["tags"]:
+                    config["tags"] = guest["tags"]
+                if guest["lock"]:
+                    config["lock"] = guest["lock"]
+                return config
+            if guest["lock"]:
+                raise PveError(500, f"{label} is locked ({guest['lock']})")
+            guest["config"].update({k: v for k, v in params.items() if k not in ("digest", "node", "vmid")})
+            return None
+        if rest[1:] == ["status", "current"]:
+            status = {"vmid": vmid, "name": guest["name"], "status": guest["status"], "uptime": 0}
+            if kind == "qemu":
+                status["qmpstatus"] = guest["status"]
+                if guest["config"].get("agent"):
+                    status["agent"] = 1
+            return status
+        if rest[1:] in (["status", "start"], ["status", "stop"]):
+            if guest["lock"]:
+                raise PveError(500, f"{label} is locked ({guest['lock']})")
+            command = rest[2]
+            if command == "start" and guest["status"] == "running":
+                raise PveError(500, f"{label} {vmid} already running")
+
+            def powered(status: str, command=command):
+                if status == "OK":
+                    guest.update(status="running" if command == "start" else "stopped", started=time.time())
+            return self.worker(node, kind, command, vmid, user, self.task_seconds, then=powered)
+        if rest[1:] == ["agent", "ping"] and kind == "qemu" and method == "POST":
+            if not guest["config"].get("agent"):  # PVE::QemuServer::Agent assert_agent_available
+                raise PveError(500, "No QEMU guest agent configured")
+            if guest["status"] != "running":
+                raise PveError(500, f"VM {vmid} is not running")
+            if self.agent_delay is None or time.time() - guest["started"] < self.agent_delay:
+                raise PveError(500, "QEMU guest agent is not running")
+            return {"result": {}}
+        if not rest[1:] and method == "DELETE":
+            unknown = set(params) - DESTROY_PARAMS[kind]
+            if unknown:
+                raise PveError(400, "Parameter verification failed.", {k: "property is not defined in schema" for k in sorted(unknown)})
+            if guest["lock"]:
+                raise PveError(500, f"{label} is locked ({guest['lock']})")
+            if guest["status"] == "running":
+                raise PveError(500, f"{label} {vmid} is running - destroy failed" if kind == "qemu"
+                               else f"unable to destroy CT {vmid} - container is running")
+            return self.worker(node, kind, "destroy", vmid, user, self.task_seconds,
+                               then=lambda status: self.guests.pop(vmid, None) if status == "OK" else None)
+        raise PveError(501, f"Method '{method} /nodes/{node}/{kind}/{'/'.join(rest)}' not implemented")
 
     def respond(self, method: str, path: str, query: str, body: bytes, auth: str | None, content_type: str):
         q = parse_qs(query, keep_blank_values=True)
@@ -365,6 +561,12 @@ class FakePVE:
 
             def do_POST(self):
                 self._handle("POST")
+
+            def do_PUT(self):
+                self._handle("PUT")
+
+            def do_DELETE(self):
+                self._handle("DELETE")
 
             def log_message(self, *args):
                 pass

@@ -4,8 +4,9 @@ APIs, OTLP/HTTP JSON spans and logs, RFC 5424 syslog over TCP."""
 
 from __future__ import annotations
 
+import base64
 import json
-import random
+import shutil
 import socket
 import subprocess
 import time
@@ -18,9 +19,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from model.values import logs
 from tools import logs_traces_local as local
 from tools import manifests, upstream
 from tools.drill.processes import ManagedProcess, free_port, wait_ready
+from tools.drill.spans import gateway_spans  # noqa: F401 (the tests' synthetic API gateway, as the drill's)
 
 COLLECTOR_HEALTH_PORT = 13133
 OTLP_HTTP_PORT = 4318
@@ -143,6 +146,13 @@ class Loki:
     def metrics(self) -> str:
         return http("GET", f"{self.url}/metrics").body.decode()
 
+    def stored_chunk_starts(self, tenant: str) -> list[int]:
+        """The first entry's time (ms since the epoch) of each chunk in the filesystem store: Loki keeps
+        a chunk at <chunks_directory>/<tenant>/<fingerprint>/base64("<from>:<through>:<checksum>"), in hex."""
+        tenant_dir = Path(self.local.config["common"]["storage"]["filesystem"]["chunks_directory"]) / tenant
+        return sorted(int(base64.b64decode(chunk.name).decode().split(":")[0], 16)
+                      for chunk in tenant_dir.glob("*/*"))
+
 
 def stream(labels: dict, lines: list[str], at_ns: int | None = None) -> dict:
     start = at_ns or time.time_ns()
@@ -159,6 +169,33 @@ def metric_value(text: str, name: str, **labels: str) -> float:
         if all(f'{k}="{v}"' in head for k, v in labels.items()):
             total += float(value)
     return total
+
+
+# --- the Loki gateway ------------------------------------------------------------------------------
+
+# The tenants' gateway passwords in these tests (the stack generates them as Pulumi secrets).
+TENANT_PASSWORDS = {"homelab": "homelab-password-5d1f0c", "nas": "nas-password-e83a7b"}
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+
+
+class Gateway:
+    """Debian's nginx running the gateway config the Loki chart renders, in front of a real Loki."""
+
+    def __init__(self, rendered, directory: Path, loki: Loki, passwords: dict[str, str] = TENANT_PASSWORDS):
+        self.local = local.local_gateway(rendered, directory, free_port(), loki.url, logs.htpasswd(passwords))
+        self.process = ManagedProcess("loki-gateway", [NGINX, *self.local.write()], directory / "nginx.log")
+
+    @property
+    def url(self) -> str:
+        return self.local.url
+
+    def start(self, timeout: float = 20) -> "Gateway":
+        self.process.start()
+        wait_ready(self.process, f"{self.url}/", timeout)  # the chart's liveness path, no credential needed
+        return self
+
+    def stop(self) -> None:
+        self.process.stop()
 
 
 # --- the Collector --------------------------------------------------------------------------------
@@ -186,9 +223,10 @@ class Collector:
         return http("GET", f"http://127.0.0.1:{port}/metrics").body.decode()
 
 
-def stack_collector(rendered, directory: Path, loki_url: str, traces_endpoint: str,
+def stack_collector(rendered, directory: Path, gateway_url: str, traces_endpoint: str,
                     span_metrics_flush: str | None = None) -> tuple[Collector, local.LocalCollector]:
-    configured = local.local_collector(rendered, directory, free_port, loki_url, traces_endpoint, span_metrics_flush)
+    configured = local.local_collector(rendered, directory, free_port, gateway_url, TENANT_PASSWORDS, traces_endpoint,
+                                       span_metrics_flush)
     return Collector("otelcol", configured.config, directory, configured.env), configured
 
 
@@ -228,24 +266,6 @@ def _attributes(values: dict) -> list[dict]:
     def value(v):
         return {"intValue": str(v)} if isinstance(v, int) else {"stringValue": str(v)}
     return [{"key": k, "value": value(v)} for k, v in values.items()]
-
-
-def gateway_spans(durations_ms: list[float], routes: list[tuple[str, str, int]], end_ns: int | None = None) -> dict:
-    """One SERVER span of service api-gateway per duration, cycling through (method, route, status)."""
-    end = end_ns or time.time_ns()
-    spans = []
-    for i, duration in enumerate(durations_ms):
-        method, route, status = routes[i % len(routes)]
-        spans.append({
-            "traceId": f"{random.getrandbits(128):032x}", "spanId": f"{random.getrandbits(64):016x}",
-            "name": f"{method} {route}", "kind": 2,
-            "startTimeUnixNano": str(end - int(duration * 1e6)), "endTimeUnixNano": str(end),
-            "attributes": _attributes({"http.request.method": method, "http.route": route,
-                                       "http.response.status_code": status}),
-            "status": {"code": 2 if status >= 500 else 0},
-        })
-    return {"resourceSpans": [{"resource": {"attributes": _attributes({"service.name": "api-gateway"})},
-                               "scopeSpans": [{"scope": {"name": "synthetic-gateway"}, "spans": spans}]}]}
 
 
 def otlp_logs(service: str, lines: list[str]) -> dict:

@@ -1,7 +1,7 @@
 """A generated history of PBS job runs, and the series the PBS job exporter would have exposed for it.
 
 The runs are the truth the tests count against. `exporter_series` plays the exporter
-(services/pbs_exporter/pbs_job_exporter.py, README "Metrics"): a run is counted at the first poll after it
+(services/pbs_exporter, README "Metrics"): a run is counted at the first poll after it
 ended; counters, last-run values and durations persist across restarts, except after a lost
 state file, when the exporter starts again from zero and re-reads the tasks of its initial
 look-back window (default 7 days) from PBS. Configured sync, verify and prune jobs have series
@@ -125,6 +125,47 @@ def alert_series(alerts: list[Alert], evaluation_interval: float) -> dict[tuple[
                                **alert.labels}.items()))
         times = scrape_times(alert.start, alert.end - 1, evaluation_interval, 0)
         out.setdefault(("ALERTS", labels), []).extend((t, 1) for t in times)
+    return out
+
+
+@dataclass(frozen=True)
+class Drill:
+    """One restore drill of the recovery service: started at ``start``, over ``DRILL_TAKES`` seconds later;
+    passed with its RTO, or failed (``rto`` None) at ``step``."""
+
+    guest: str
+    start: float
+    rto: float | None
+    step: str = "none"
+
+
+DRILL_TAKES = 900
+RECOVERY_TARGET = {"instance": "pbs.home.arpa:9847", "job": "recovery", "service": "backups"}
+
+
+def drill_series(drills: list[Drill], tiers: dict[str, tuple[str, float]], times: list[float]
+                 ) -> dict[tuple[str, tuple], list]:
+    """The recovery service's drill gauges as it exports them (services/recovery/drills.py update_metrics) for
+    the guests it drills (``tiers``: guest -> (tier, interval)), at each scrape."""
+    out: dict[tuple[str, tuple], list] = {}
+    for guest, (tier, interval) in tiers.items():
+        labels = {"guest": guest, "tier": tier, **RECOVERY_TARGET}
+        key = tuple(sorted(labels.items()))
+        mine = sorted((d for d in drills if d.guest == guest), key=lambda d: d.start)
+        for t in times:
+            out.setdefault(("recovery_restore_drill_interval_seconds", key), []).append((t, interval))
+            done = [d for d in mine if d.start + DRILL_TAKES <= t]
+            if not done:
+                continue
+            newest, passed = done[-1], [d for d in done if d.rto is not None]
+            out.setdefault(("recovery_restore_drill_last_run_timestamp_seconds", key), []).append((t, newest.start))
+            step = "none" if newest.rto is not None else newest.step
+            result = tuple(sorted({**labels, "step": step}.items()))
+            out.setdefault(("recovery_restore_drill_last_result", result), []).append((t, 1 if newest.rto is not None else 0))
+            if passed:
+                out.setdefault(("recovery_restore_drill_last_success_timestamp_seconds", key), []).append(
+                    (t, passed[-1].start + DRILL_TAKES))
+                out.setdefault(("recovery_restore_drill_last_duration_seconds", key), []).append((t, passed[-1].rto))
     return out
 
 

@@ -20,13 +20,15 @@ import yaml
 from tests.capture_server import Capture
 from tests.fake_pbs import TOKEN as PBS_READ_TOKEN
 from tests.fake_pbs import FakePBS
-from tests.fake_pve import BACKUP_TOKEN, READ_TOKEN, FakePVE
+from tests.fake_pve import BACKUP_TOKEN, DRILL_TOKEN, READ_TOKEN, FakePVE
 from tests.fake_truenas import API_KEY, FakeTrueNAS
 
 ROOT = Path(__file__).resolve().parent.parent
 WEBHOOK_TOKEN = "webhook-bearer-token-4c1d"
 PBS_ACTION_TOKENS = {kind: f"recovery@pbs!{kind}:{kind}-secret-0000" for kind in ("sync", "verify", "prune", "gc")}
 PD_ROUTE_KEY = '{}/{severity="critical"}'
+DRILL_ACTION = "restore-drill-run"
+SCRATCH = (9900, 9901)
 
 
 def free_port() -> int:
@@ -216,3 +218,31 @@ class World:
 
     def chat_texts(self) -> list[str]:
         return [post["text"] for post in self.capture.chat()]
+
+    # --- restore drills (tests/services/test_restore_drills.py, benchmarks/bench_restore_drill.py)
+    def stage_restore_drills(self, now: float, newest: float) -> None:
+        """Guests 101 (qemu, tier-1) and 105 (lxc), each with two snapshots on PBS (the newest at ``newest``), a
+        scratch storage with 50 GiB free, and the fake PVE's guard: nothing state-changing outside SCRATCH."""
+        self.pve.add_guest(101, "pve1", tags="tier-1;web")
+        self.pve.add_guest(105, "pve1", kind="lxc", tags="tier-2")
+        self.pve.add_pbs_storage("pbs-homelab", "homelab")
+        self.pve.add_storage("local-lvm", "pve1", 100 * 2**30, 50 * 2**30)
+        self.pve.scratch = SCRATCH
+        self.pbs.add_datastore("homelab", 8 * 2**40, 2**40)
+        for guest in (("vm", "101"), ("ct", "105")):
+            self.pbs.add_snapshot("homelab", *guest, now - 86400)
+            self.pbs.add_snapshot("homelab", *guest, newest)
+
+    def start_drills(self, mode: str = "enforce", **drills) -> None:
+        """The service with restore drills of guest 101 (unless ``drills`` says otherwise), checked every 0.1s."""
+        self.start(actions={DRILL_ACTION: {"mode": mode, "cooldownSeconds": 0, "maxAttempts": 5, "windowSeconds": 60}},
+                   pve={**self.config()["pve"], "drillTokenFile": self.secret("pve-drill", DRILL_TOKEN)},
+                   restoreDrills={"guests": [101], "intervals": {"tier-1": 3600, "default": 7200},
+                                  "vmidRange": {"first": SCRATCH[0], "last": SCRATCH[1]}, "storage": "local-lvm",
+                                  "pbsStorage": "pbs-homelab", "pool": "restore-drills", "checkSeconds": 0.1,
+                                  "maxDurationSeconds": 20, "agentTimeoutSeconds": 1.5, **drills})
+
+    def drill_outcome(self, timeout: float = 15) -> dict:
+        """The audit line of the drill's outcome (passed, failed, interrupted)."""
+        return wait_for(lambda: next((a for a in self.decisions("verify", action=DRILL_ACTION) if "restore drill" in a["why"]),
+                                     None), timeout, "the drill's outcome")

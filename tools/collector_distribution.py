@@ -40,7 +40,8 @@ MODULES: dict[str, dict[str, str]] = {
                   "prometheus": f"{CONTRIB}/exporter/prometheusexporter"},
     "connectors": {"spanmetrics": f"{CONTRIB}/connector/spanmetricsconnector"},
     "extensions": {"file_storage": f"{CONTRIB}/extension/storage/filestorage",
-                   "health_check": f"{CONTRIB}/extension/healthcheckextension"},
+                   "health_check": f"{CONTRIB}/extension/healthcheckextension",
+                   "basicauth": f"{CONTRIB}/extension/basicauthextension"},
 }
 
 

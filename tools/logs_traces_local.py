@@ -18,14 +18,26 @@ Loki
     not run here;
   - only when a test asks (`LokiTuning`): a shorter compaction interval and retention delete
     delay, and an older reject_old_samples_max_age, so retention can
-    be seen working in seconds on lines older than the shortest retention rule.
+    be seen working in seconds on lines older than the shortest retention rule;
+  - only when a test asks, between a stop and the next start (`drop_shipped_index_copies`): the
+    ingester's local copies of the index files it has shipped to the store are removed, as Loki
+    itself removes them 20 minutes after the upload (index_cache_validity + 3 x resync_interval,
+    at their defaults). A test pushing lines already past their retention needs it: a restarted
+    Loki reloads those copies, serves queries from them next to the store's index and ships them
+    again, so the compactor's deletion would be undone by the test's own restart, not by anything
+    that happens in production (docs/logs-and-traces.md, "Retention, proven").
+The Loki gateway (the chart's nginx, run by Debian's nginx)
+  - listens on 127.0.0.1 at a free port (the chart: 8080 on the pod, v4 and v6); its pid,
+    temp files and the htpasswd file the chart mounts from the Secret are in the run's directory;
+  - no cluster DNS resolver and Loki's address is the local Loki's;
+  - no syslog access log: the chart's access-log exporter sidecar does not run here.
 The Collector
   - every `${env:MY_POD_IP}:<port>` (receivers, the span-metrics Prometheus exporter,
     health_check, its own telemetry): 127.0.0.1 at a free port;
   - otlp/tempo: the traces backend given (Tempo cannot be built here; tests stand a second
     Collector in its place);
-  - otlphttp/loki-<tenant>: Loki's OTLP endpoint directly (the chart goes through the
-    loki-gateway nginx, which only proxies /otlp to Loki);
+  - otlphttp/loki-<tenant>: the local gateway's /otlp, as in the cluster; the tenants'
+    passwords its basicauth extensions read from `${env:...}` are set in its environment;
   - file_storage's directory and the pod-log paths of file_log: directories of the run;
   - the `${env:OTEL_K8S_*}` of its telemetry resource are set in its environment;
   - only when a test asks: a shorter span-metrics flush interval.
@@ -118,6 +130,29 @@ class LocalLoki:
         return self.args
 
 
+def _shipped_index_copies(loki: LocalLoki) -> list[tuple[Path, Path]]:
+    """(local copy, shipped object) of each index file the ingester built (Loki's layout:
+    <active_index_directory>/multitenant/<table>/<file>, shipped gzipped to index/<table>/ in the store)."""
+    config = loki.config
+    active = config["storage_config"].get("tsdb_shipper", {}).get("active_index_directory") \
+        or f"{config['common']['path_prefix']}/tsdb-shipper-active"
+    store = Path(config["common"]["storage"]["filesystem"]["chunks_directory"]) / "index"
+    return [(copy, store / table.name / f"{copy.name}.gz")
+            for table in sorted((Path(active) / "multitenant").glob("*")) for copy in sorted(table.glob("*.tsdb"))]
+
+
+def drop_shipped_index_copies(loki: LocalLoki) -> list[str]:
+    """Remove the stopped ingester's local copies of index files the store holds (see the module's
+    docstring); one not shipped yet is an error, since removing it would lose data."""
+    copies = _shipped_index_copies(loki)
+    unshipped = [str(copy) for copy, shipped in copies if not shipped.is_file()]
+    if unshipped:
+        raise LocalConfigError(f"index files not in the store, kept: {unshipped}")
+    for copy, _ in copies:
+        copy.unlink()
+    return [copy.name for copy, _ in copies]
+
+
 def local_loki(rendered: RenderedRelease, directory: Path, ports: tuple[int, int, int],
                tuning: LokiTuning = LokiTuning()) -> LocalLoki:
     """Loki as the chart renders it, on 127.0.0.1 at (http, grpc, memberlist) ports, data in `directory`."""
@@ -161,6 +196,56 @@ def local_loki(rendered: RenderedRelease, directory: Path, ports: tuple[int, int
     return LocalLoki(config, runtime, args, http_port, grpc_port, directory)
 
 
+# --- the Loki gateway --------------------------------------------------------------------------
+
+GATEWAY_CONFIG_MAP = "loki-gateway"
+# Each change from the rendered nginx.conf, and nothing else ({port}, {dir}, {loki} filled in).
+GATEWAY_LOCAL_CHANGES = {
+    "listen             8080;": "listen {port};",
+    "listen             [::]:8080;": "",
+    "pid        /tmp/nginx.pid;": "pid {dir}/nginx.pid;",
+    "/tmp/": "{dir}/",
+    "/etc/nginx/secrets/.htpasswd": "{dir}/.htpasswd",
+    "resolver kube-dns.kube-system.svc.cluster.local.;": "",
+    "http://loki.logging.svc.cluster.local:3100": "{loki}",
+    "access_log syslog:server=127.0.0.1:8514,nohostname access_log_exporter if=$track;": "",
+}
+
+
+@dataclass
+class LocalGateway:
+    config: str
+    htpasswd: str
+    port: int
+    directory: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOCALHOST}:{self.port}"
+
+    def write(self) -> list[str]:
+        """nginx's arguments. Started as root, nginx hands requests to `nobody` workers; the chart's
+        runs unprivileged and never switches users, so neither do these."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        (self.directory / "nginx.conf").write_text(self.config)
+        (self.directory / ".htpasswd").write_text(self.htpasswd)
+        return ["-p", str(self.directory), "-c", str(self.directory / "nginx.conf"), "-g", "daemon off; user root;"]
+
+
+def local_gateway(rendered: RenderedRelease, directory: Path, port: int, loki_url: str, htpasswd: str) -> LocalGateway:
+    """The gateway the Loki chart renders (nginx.conf of its ConfigMap) in front of `loki_url`."""
+    (config_map,) = [o for o in rendered.objects_of({"ConfigMap"}) if o["metadata"]["name"] == GATEWAY_CONFIG_MAP]
+    config = config_map["data"]["nginx.conf"]
+    for old, new in GATEWAY_LOCAL_CHANGES.items():
+        if old not in config:
+            raise LocalConfigError(f"the rendered gateway config no longer has {old!r}: review GATEWAY_LOCAL_CHANGES")
+        config = config.replace(old, new)
+    # Filled in last: the run's directory may itself be under /tmp/.
+    for placeholder, value in {"{port}": f"{LOCALHOST}:{port}", "{dir}": str(directory), "{loki}": loki_url}.items():
+        config = config.replace(placeholder, value)
+    return LocalGateway(config, htpasswd, port, directory)
+
+
 # --- the Collector ------------------------------------------------------------------------------
 
 @dataclass
@@ -197,18 +282,38 @@ def _local_endpoints(node, ports: dict[str, int], free_port) -> object:
     return node
 
 
-def local_collector(rendered: RenderedRelease, directory: Path, free_port, loki_url: str, traces_endpoint: str,
-                    span_metrics_flush: str | None = None) -> LocalCollector:
-    """The Collector as the chart renders it, listening on 127.0.0.1 (free ports), exporting to
-    `loki_url` (Loki's HTTP) and `traces_endpoint` (OTLP gRPC host:port in Tempo's place)."""
-    config = yaml.safe_load(_configmap_entry(rendered, "relay"))
+def rendered_collector_config(rendered: RenderedRelease) -> dict:
+    return yaml.safe_load(_configmap_entry(rendered, "relay"))
+
+
+def collector_tenants(rendered: RenderedRelease) -> list[str]:
+    """The Loki tenants the rendered Collector signs in as (its basicauth extensions)."""
+    config = rendered_collector_config(rendered)
+    return [ext["client_auth"]["username"] for name, ext in (config.get("extensions") or {}).items()
+            if name.split("/")[0] == "basicauth"]
+
+
+def local_collector(rendered: RenderedRelease, directory: Path, free_port, gateway_url: str, passwords: dict[str, str],
+                    traces_endpoint: str, span_metrics_flush: str | None = None) -> LocalCollector:
+    """The Collector as the chart renders it, listening on 127.0.0.1 (free ports), exporting logs to
+    `gateway_url` (the Loki gateway), signed in with `passwords` (tenant -> password), and spans to
+    `traces_endpoint` (OTLP gRPC host:port in Tempo's place)."""
+    config = rendered_collector_config(rendered)
     ports: dict[str, int] = {}
     config = _local_endpoints(config, ports, free_port)
     exporters = config["exporters"]
     exporters["otlp/tempo"]["endpoint"] = traces_endpoint
     for name, exporter in exporters.items():
         if name.startswith("otlphttp/loki-"):
-            exporter["endpoint"] = f"{loki_url}/otlp"
+            exporter["endpoint"] = f"{gateway_url}/otlp"
+    env = {name: LOCALHOST if name.endswith("_IP") else f"local-{name.lower()}" for name in TELEMETRY_ENV}
+    for name, extension in config["extensions"].items():
+        if name.split("/")[0] == "basicauth":
+            login = extension["client_auth"]
+            variable = re.fullmatch(r"\$\{env:(\w+)\}", login["password"])
+            if variable is None or login["username"] not in passwords:
+                raise LocalConfigError(f"extension {name}: no password given for {login['username']!r}")
+            env[variable.group(1)] = passwords[login["username"]]
     storage = config["extensions"]["file_storage"]
     storage["directory"] = str(directory / "file_storage")
     for receiver, spec in config["receivers"].items():
@@ -217,10 +322,9 @@ def local_collector(rendered: RenderedRelease, directory: Path, free_port, loki_
             spec["exclude"] = [_rebase(p, POD_LOGS_DIR, directory / "pods") for p in spec.get("exclude", [])]
     if span_metrics_flush:
         config["connectors"]["spanmetrics"]["metrics_flush_interval"] = span_metrics_flush
-    leftover = [p for p in re.findall(r"\$\{env:(\w+)\}", yaml.safe_dump(config)) if p not in TELEMETRY_ENV]
+    leftover = [p for p in re.findall(r"\$\{env:(\w+)\}", yaml.safe_dump(config)) if p not in env]
     if leftover:
         raise LocalConfigError(f"the rendered Collector config reads ${{env:{leftover[0]}}}, which {__name__} does not set")
-    env = {name: LOCALHOST if name.endswith("_IP") else f"local-{name.lower()}" for name in TELEMETRY_ENV}
     return LocalCollector(config, ports, directory, env)
 
 

@@ -14,6 +14,7 @@ ProviderCheckError, naming each resource and problem; deprecations are kept as w
 from __future__ import annotations
 
 import json
+import logging
 import os
 import runpy
 import sys
@@ -28,6 +29,8 @@ from tools.provider_schemas import Problem, check_registration
 
 ROOT = Path(__file__).resolve().parent.parent
 REDACTED = "[secret]"
+# How a value the engine does not know yet in a preview is recorded (tools/provider_schemas.py lets it pass).
+UNKNOWN = "<pulumi.output.Unknown object>"
 
 
 def secret_placeholder(key: str) -> str:
@@ -133,6 +136,10 @@ class Recording:
     secret_values: dict[str, str] = field(default_factory=dict)
     # What the providers' Check says about the registrations (refusals and deprecations).
     findings: list[ProviderFinding] = field(default_factory=list)
+    # What the program logged as warnings (pulumi.log.warn), as the CLI would show them.
+    logged_warnings: list[str] = field(default_factory=list)
+    # What it logged as info (pulumi.log.info): e.g. the optional parts the stack leaves out.
+    logged_info: list[str] = field(default_factory=list)
 
     def errors(self) -> list[ProviderFinding]:
         return [f for f in self.findings if not f.problem.deprecation]
@@ -144,7 +151,7 @@ class Recording:
             if f.problem.deprecation:
                 text = f"{f.type} {f.problem}" if f.problem.path else str(f.problem)
                 concerned.setdefault(text, []).append(f.resource)
-        return [f"{text} ({', '.join(sorted(names))})" for text, names in sorted(concerned.items())]
+        return self.logged_warnings + [f"{text} ({', '.join(sorted(names))})" for text, names in sorted(concerned.items())]
 
     def redact_text(self, text: str) -> str:
         for key, value in sorted(self.secret_values.items(), key=lambda kv: -len(kv[1])):
@@ -189,6 +196,8 @@ def _plain(value: Any) -> Any:
         return int(value)  # protobuf carries every number as a double
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
+    if type(value).__name__ == "Unknown":
+        return UNKNOWN  # str() would carry its memory address: the same preview would render differently
     return str(value)
 
 
@@ -270,8 +279,16 @@ def run_program(stack_file: Path, secret_values: dict[str, str] | None = None,
                 recording.outputs.update(_plain(_redact(decode_properties(request.outputs))))
             return super().RegisterResourceOutputs(request)
 
+    class Warnings(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            into = recording.logged_warnings if record.levelno >= logging.WARNING else recording.logged_info
+            into.append(record.getMessage())
+
+    logger = logging.getLogger(f"{__name__}.program")
+    logger.handlers, logger.propagate = [Warnings(logging.INFO)], False
+    logger.setLevel(logging.INFO)
     monitor = RecordingMonitor(Engine())
-    mocks.set_mocks(Engine(), project=stack.project, stack=stack.stack, preview=True, monitor=monitor)
+    mocks.set_mocks(Engine(), project=stack.project, stack=stack.stack, preview=True, monitor=monitor, logger=logger)
     pulumi.runtime.set_all_config(config, secret_keys)
 
     sys.path.insert(0, str(program.parent))

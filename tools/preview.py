@@ -14,6 +14,7 @@ import argparse
 import os
 import json
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -183,9 +184,25 @@ def write_recovery(recording: Recording, out: Path) -> None:
                 target.write_text(recording.redact_text(item["content"]))
 
 
+def write_paging(recording: Recording, out: Path) -> None:
+    """build/<stack>/alerting/paging.md and .json, from the files written above (tools/paging.py). Without
+    the upstream amtool (`make upstream`) paging.md says why instead and main() warns (docs/alerting.md)."""
+    from tools import paging
+
+    try:
+        paging.write(out, recording.stack)
+    except paging.PagingUnavailable as exc:
+        target = out / "alerting"
+        target.mkdir(parents=True, exist_ok=True)
+        (target / "paging.md").write_text(f"# Who gets paged for what: stack {recording.stack}\n\n"
+                                          f"{PAGING_NOT_RENDERED}: {exc}\n")
+
+
+PAGING_NOT_RENDERED = "Not rendered"
+
 ARTIFACTS: list[Callable[[Recording, Path], None]] = [
     write_resources, write_user_data, write_helm_values, write_prometheus_config, write_grafana, write_recovery,
-    write_runbook_hub,
+    write_runbook_hub, write_paging,
 ]
 
 
@@ -197,6 +214,25 @@ def render(recording: Recording, build_dir: Path) -> Path:
     for write in ARTIFACTS:
         write(recording, out)
     return out
+
+
+def promtool_check_user_rules() -> tuple[list[str], list[str]]:
+    """(errors, warnings): promtool of the Prometheus the chart deploys on every alerts/*.yaml (model/rules/user.py)."""
+    from model.rules.user import USER_RULES_DIR
+    from tools import upstream
+
+    files = sorted(USER_RULES_DIR.glob("*.y*ml")) if USER_RULES_DIR.is_dir() else []
+    if not files:
+        return [], []
+    try:
+        promtool = upstream.built_binary("promtool")
+    except upstream.UpstreamError as exc:
+        return [], [f"{USER_RULES_DIR.name}/ not checked by promtool: {exc}"]
+    done = subprocess.run([str(promtool), "check", "rules", *map(str, files)], capture_output=True, text=True, timeout=120)
+    if done.returncode == 0:
+        return [], []
+    return [line.strip() for line in (done.stdout + done.stderr).splitlines()
+            if line.strip() and not line.startswith(("Checking ", "FAILED")) and "SUCCESS" not in line], []
 
 
 def version() -> str:
@@ -211,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stack-file", type=Path, help="any Pulumi.<stack>.yaml (overrides --stack)")
     parser.add_argument("--out", type=Path, default=ROOT / "build", help="build directory (default: build/)")
     parser.add_argument("--quiet", action="store_true", help="no resource table")
+    parser.add_argument("--require-paging", action="store_true",
+                        help="fail unless alerting/paging.md is rendered (it needs the upstream amtool: make upstream)")
     args = parser.parse_args(argv)
     stack_file = args.stack_file or ROOT / f"Pulumi.{args.stack}.yaml"
     if not stack_file.is_file():
@@ -220,6 +258,12 @@ def main(argv: list[str] | None = None) -> int:
     import pulumi
 
     started = time.perf_counter()
+    problems, warnings = promtool_check_user_rules()
+    if problems:
+        print("error: promtool refuses alerts/:\n  " + "\n  ".join(problems), file=sys.stderr)
+        return 2
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     try:
         check_schema_files()
         recording = run_program(stack_file)
@@ -231,7 +275,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for warning in recording.warnings():
         print(f"warning: {warning}", file=sys.stderr)
+    for info in recording.logged_info:
+        print(f"info: {info}", file=sys.stderr)
     out = render(recording, args.out)
+    paging_md = out / "alerting" / "paging.md"
+    if paging_md.is_file() and not (out / "alerting" / "paging.json").is_file():
+        reason = paging_md.read_text().split(f"{PAGING_NOT_RENDERED}: ", 1)[-1].strip()
+        print(f"{'error' if args.require_paging else 'warning'}: who gets paged for what "
+              f"(alerting/paging.md) not rendered: {reason}", file=sys.stderr)
+        if args.require_paging:
+            return 2
     if not args.quiet:
         print_table(recording)
     print(f"Rendered artifacts of homelab-observability {version()} to {out} in {time.perf_counter() - started:.2f} s.")

@@ -100,7 +100,7 @@ class Binary:
 @dataclass(frozen=True)
 class Tool:
     name: str                                  # upstream/<name>/ and the cache directory
-    chart: HelmChart
+    chart: HelmChart | None                    # None: a test tool no chart deploys; its pin is its version
     chart_version: Callable[[], str]           # the version the chart deploys
     module: str                                # Go module that holds the binaries
     binaries: tuple[Binary, ...]
@@ -141,6 +141,16 @@ class Tool:
     def built(self) -> bool:
         return (self.install_dir() / "built.json").is_file() and all(
             (self.bin_dir() / b.name).is_file() for b in self.binaries)
+
+
+def pinned_version(pin: str, module: str) -> Callable[[], str]:
+    """For a tool no chart deploys: the version its pinning module requires, without the v."""
+    def read() -> str:
+        found = re.search(rf"^\s*(?:require\s+)?{re.escape(module)}\s+v(\S+)", (PINS / pin / "go.mod").read_text(), re.M)
+        if found is None:
+            raise UpstreamError(f"{PINS / pin / 'go.mod'} does not require {module}")
+        return found.group(1)
+    return read
 
 
 def prometheus_module_version(version: str) -> str:
@@ -203,6 +213,12 @@ TOOLS: tuple[Tool, ...] = (
     Tool("otelcol", helm.COLLECTOR_CHART, lambda: app_version(helm.COLLECTOR_CHART),
          "go.opentelemetry.io/collector/cmd/builder", (Binary("otelcol-homelab", "", "--version"),),
          lambda tool, version, revision: [], group="logs-traces"),
+    # Not deployed: the NetworkPolicy engine that proves the stack's walls (tests/walls).
+    Tool("cyclonus", None, pinned_version("cyclonus", "github.com/mattfenwick/cyclonus"),
+         "github.com/mattfenwick/cyclonus", (Binary("cyclonus", "github.com/mattfenwick/cyclonus/cmd/cyclonus", "version"),),
+         lambda tool, version, revision: [f"-X github.com/mattfenwick/cyclonus/pkg/cli.{k}={v}" for k, v in (
+             ("version", version), ("gitSHA", revision), ("buildTime", datetime.now(timezone.utc).isoformat()))],
+         group="walls"),
 )
 
 
@@ -216,6 +232,8 @@ def version_problems(selected: list[Tool]) -> list[str]:
     """Every pin that disagrees with the chart it stands for."""
     problems = []
     for tool in selected:
+        if tool.chart is None:
+            continue
         version = tool.version()
         expected = tool.module_version(version)
         pinned = tool.pinned_module_version()
@@ -233,7 +251,8 @@ def reported_version(bin_dir: Path, binary: Binary) -> str:
 
 def version_reported(tool: Tool, output: str) -> bool:
     version = tool.version()
-    return f"version {version} " in output or f"-v{version}-" in output or output.endswith(f"version {version}")
+    return (f"version {version} " in output or f"-v{version}-" in output or output.endswith(f"version {version}")
+            or f'"Version": "{version}"' in output)
 
 
 # --- building ---------------------------------------------------------------------------------
@@ -370,6 +389,19 @@ def put_on_path(group: str | None = "metrics", environ=os.environ) -> None:
         environ["PATH"] = prefix + os.pathsep + environ.get("PATH", "")
 
 
+def built_binary(name: str) -> Path:
+    """The path of one upstream binary (amtool, promtool, ...); UpstreamError naming `make upstream` if not built.
+
+    Found by the pin's hash alone: reading the chart's version (a large values.yaml) would cost the
+    preview a second; the pin equals the chart's version (version_problems, tests/ci/test_upstream.py)."""
+    tool = next(t for t in TOOLS for b in t.binaries if b.name == name)
+    for directory in sorted(cache_root().glob(f"{tool.name}-*-{tool.pin_hash()}")):
+        if (directory / "built.json").is_file() and (directory / "bin" / name).is_file():
+            return directory / "bin" / name
+    raise UpstreamError(f"{name} is not built (upstream/{tool.name} pins {tool.module} {tool.pinned_module_version()}): "
+                        "run `make upstream`")
+
+
 def versions(group: str | None = "metrics") -> dict[str, str]:
     """binary name -> version, for reports."""
     return {b.name: t.version() for t in tools(group) for b in t.binaries}
@@ -389,10 +421,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.upstream", description=__doc__.split("\n\n")[0])
     parser.add_argument("--group", choices=sorted({t.group for t in TOOLS}), action="append",
                         help="only this group of tools (repeatable; default: every tool)")
+    parser.add_argument("--tool", choices=[t.name for t in TOOLS], action="append",
+                        help="only this tool (repeatable), e.g. alertmanager for amtool alone")
     parser.add_argument("--check", action="store_true", help="compare the pins with the charts, build nothing")
     parser.add_argument("--path", action="store_true", help="print the bin directories as a PATH prefix")
     args = parser.parse_args(argv)
-    selected = [t for t in TOOLS if args.group is None or t.group in args.group]
+    selected = [t for t in TOOLS if (args.group is None or t.group in args.group)
+                and (args.tool is None or t.name in args.tool)]
     try:
         if args.path:
             print(os.pathsep.join(str(t.bin_dir()) for t in selected))

@@ -9,7 +9,7 @@ Imports nothing of the model: the config builds an Endpoints from its namespaces
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 CLUSTER_DOMAIN = "cluster.local"
 
@@ -30,6 +30,12 @@ TRACES_NAMESPACE = "observability"
 
 PROMETHEUS_PORT = 9090
 ALERTMANAGER_PORT = 9093
+ALERTMANAGER_CLUSTER_PORT = 9094  # the peers' gossip, TCP and UDP
+# The operator's admission webhook (it validates PrometheusRules), called by the API server.
+PROMETHEUS_OPERATOR_WEBHOOK_PORT = 10250
+GRAFANA_PORT = 3000
+# The gateway's nginx listens here; its Service maps port 80 to it. Policies see the pod's port.
+LOKI_GATEWAY_PORT = 8080
 SNMP_EXPORTER_PORT = 9116
 BLACKBOX_EXPORTER_PORT = 9115
 OTLP_GRPC_PORT = 4317
@@ -37,6 +43,13 @@ OTLP_HTTP_PORT = 4318
 TEMPO_HTTP_PORT = 3200
 VMINSERT_PORT = 8480
 VMSELECT_PORT = 8481
+VMSTORAGE_HTTP_PORT = 8482
+# Where the charts' pods serve metrics, besides the ports above (their ServiceMonitors name them).
+CONFIG_RELOADER_PORT = 8080  # the operator's reloader sidecar beside Prometheus and Alertmanager
+KUBE_STATE_METRICS_PORTS = (8080, 8081)
+LOKI_HTTP_PORT = 3100
+LOKI_GATEWAY_EXPORTER_PORT = 4040
+MEMCACHED_EXPORTER_PORT = 9150
 # VictoriaMetrics cluster tenant (accountID) the stack writes to and reads from.
 VM_TENANT = 0
 
@@ -52,6 +65,23 @@ class Release:
         """DNS name of the release's Service `<release>[-<component>]`."""
         service = f"{self.name}-{component}" if component else self.name
         return f"{service}.{self.namespace}.svc.{CLUSTER_DOMAIN}"
+
+
+INSTANCE_LABEL = "app.kubernetes.io/instance"
+
+
+@dataclass(frozen=True)
+class Workload:
+    """Pods of the stack as a NetworkPolicy selects them: their namespace and labels."""
+
+    name: str
+    namespace: str
+    labels: dict[str, str] = field(hash=False)
+
+
+def release_pods(release: Release) -> Workload:
+    """Every pod of a Helm release: the charts label them with the release's name."""
+    return Workload(release.name, release.namespace, {INSTANCE_LABEL: release.name})
 
 
 @dataclass(frozen=True)
@@ -94,6 +124,28 @@ class Endpoints:
     @property
     def grafana(self) -> Release | None:
         return Release(GRAFANA_RELEASE, self.grafana_namespace) if self.grafana_namespace else None
+
+    # --- pods, as the walls between workloads select them (model/network_policies.py) ------
+
+    @property
+    def prometheus_pods(self) -> Workload:
+        # The operator's pods carry no release label; these are the labels its Service selects on.
+        return Workload("prometheus", self.metrics_namespace, {
+            "app.kubernetes.io/name": "prometheus", "operator.prometheus.io/name": f"{KUBE_PROMETHEUS_RELEASE}-prometheus"})
+
+    @property
+    def alertmanager_pods(self) -> Workload:
+        return Workload("alertmanager", self.metrics_namespace, {
+            "app.kubernetes.io/name": "alertmanager", "alertmanager": f"{KUBE_PROMETHEUS_RELEASE}-alertmanager"})
+
+    @property
+    def prometheus_operator_pods(self) -> Workload:
+        return Workload("prometheus-operator", self.metrics_namespace, {
+            "app": f"{KUBE_PROMETHEUS_RELEASE}-operator", "release": KUBE_PROMETHEUS_RELEASE})
+
+    @property
+    def loki_gateway_pods(self) -> Workload:
+        return Workload("loki-gateway", LOGS_NAMESPACE, {INSTANCE_LABEL: LOKI_RELEASE, "app.kubernetes.io/component": "gateway"})
 
     # --- addresses ------------------------------------------------------------------------
 

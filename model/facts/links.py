@@ -41,6 +41,8 @@ DASHBOARD_FOLDERS: dict[str, str] = {
     "virtualization": "platform",
 }
 RUNBOOK_HUB_UID = "runbook-hub"
+# Dashboard uid -> the config section whose part it shows: without that section it is not deployed.
+DASHBOARD_SECTIONS: dict[str, str] = {"logs": "logs", "virtualization": "pveExporter"}
 
 # The `service` label of an alert -> the dashboard that answers "what is going on". Every key
 # is the service of some alert (tested); a service without one gets the runbook hub.

@@ -2,8 +2,10 @@
 
 The one matcher parser of the stack: the routing table in the config, Grafana's notification
 policy and the alert drill's route walk all read matchers through it. It follows
-Alertmanager's own parser: the value may be quoted or bare; `\\"`, `\\\\` and `\\n` are
-escapes, any other backslash is literal, and a quote is only allowed around the value.
+Alertmanager's own (UTF-8) parser: the value may be quoted or bare; `\\"`, `\\\\` and `\\n` are
+escapes, any other backslash is literal, a quote is only allowed around the value, and a bare
+value holds none of the runes its lexer reserves (spaces, `{}!=~,"'` and backquote), so
+`service == backups` is refused rather than read as the value "= backups".
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from typing import Mapping
 
 _MATCHER = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*(.*?)\s*$", re.DOTALL)
 _ESCAPES = {"n": "\n", '"': '"', "\\": "\\"}
+# Alertmanager's matcher/parse/lexer.go isReserved: what ends a bare (unquoted) value.
+_RESERVED = re.compile(r"[\s{}!=~,\\\"'`]")
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,13 @@ def parse_matcher(text: str) -> Matcher:
         if len(raw) < 2 or not raw.endswith('"') or _escaped_at_end(raw[1:-1]):
             raise ValueError(f"badly quoted value in matcher {text!r}")
         raw = raw[1:-1]
+    elif not raw:
+        raise ValueError(f'no value in matcher {text!r} (an empty one is written {str(Matcher(label, op, ""))!r})')
+    elif reserved := _RESERVED.search(raw):
+        bare = raw.lstrip("=~!").strip()
+        hint = f'; did you mean {str(Matcher(label, op, bare))!r}?' if bare and not _RESERVED.search(bare) else ""
+        raise ValueError(f"unexpected {reserved.group()!r} in the bare value of matcher {text!r} "
+                         f"(quote a value that holds it){hint}")
     value, i = [], 0
     while i < len(raw):
         ch = raw[i]

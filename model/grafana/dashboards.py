@@ -2,25 +2,32 @@
 
 The files are the truth; the folder and dashboard UIDs they are filed and linked under live in
 model/facts/links.py, so alerts, runbooks and the config name them without reading a dashboard.
+A dashboard of your own needs no code: any dashboards/*.json, a dashboard model as Grafana exports
+it or its API's shape (`{"dashboard": {...}, "folderUid": ...}` as POSTed, or with `meta.folderUid`
+and `meta.folderTitle` as GET answers), goes to the folder it names (created when new) or to
+DEFAULT_FOLDER; dashboard_problems() checks it before any resource is registered.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from model.config import Grafana
+from model.config import Grafana, Problem, StackConfig
 from model.grafana.runbooks import Runbook, runbook_index_markdown, RUNBOOK_INDEX_MARKER
-from model.facts.links import DASHBOARD_FOLDERS, FOLDERS, LONG_RANGE_DASHBOARDS, LONG_TERM_METRICS_UID, PROMETHEUS_UID
+from model.facts.links import DASHBOARD_FOLDERS, DASHBOARD_SECTIONS, FOLDERS, LONG_RANGE_DASHBOARDS, LONG_TERM_METRICS_UID, PROMETHEUS_UID
 
 DASHBOARDS_DIR = Path(__file__).resolve().parents[2] / "dashboards"
-
-
-def folders(cfg: Grafana) -> list[dict[str, str]]:
-    return [{"uid": uid, "title": cfg.folder_titles.get(uid, title)} for uid, title in FOLDERS.items()]
+# Where a dashboard of your own goes when its file names no folder.
+DEFAULT_FOLDER = "platform"
+# Grafana's own pseudo data sources, which every instance has.
+GRAFANA_BUILT_IN_SOURCES = frozenset({"-- Mixed --", "-- Dashboard --"})
+# Grafana's rule for a dashboard's or folder's uid.
+UID = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 
 
 @dataclass(frozen=True)
@@ -28,17 +35,96 @@ class Dashboard:
     file: Path
     uid: str
     title: str
-    folder: str | None
+    folder: str
     model: dict[str, Any]
+    folder_title: str | None = None  # a folder the file names that the stack does not have: its title
 
 
-def load_dashboards(directory: Path = DASHBOARDS_DIR) -> list[Dashboard]:
-    found = []
-    for path in sorted(directory.glob("*.json")):
-        model = json.loads(path.read_text())
-        uid = model.get("uid", "")
-        found.append(Dashboard(path, uid, model.get("title", ""), DASHBOARD_FOLDERS.get(uid), model))
-    return found
+def folders(cfg: Grafana, dashboards: list[Dashboard] | None = None) -> list[dict[str, str]]:
+    """The stack's folders, and each new one a dashboard file names."""
+    found = {uid: cfg.folder_titles.get(uid, title) for uid, title in FOLDERS.items()}
+    for d in dashboards or []:
+        found.setdefault(d.folder, cfg.folder_titles.get(d.folder, d.folder_title or d.folder))
+    return [{"uid": uid, "title": title} for uid, title in found.items()]
+
+
+def _read(path: Path) -> tuple[Dashboard | None, list[Problem]]:
+    where = f"{path.parent.name}/{path.name}"
+    try:
+        doc = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return None, [Problem(where, f"is not JSON: {exc}")]
+    if not isinstance(doc, dict):
+        return None, [Problem(where, "must be a dashboard (a JSON object)")]
+    model, folder, title = doc, None, None
+    if isinstance(doc.get("dashboard"), dict):  # Grafana's API shape
+        model = doc["dashboard"]
+        meta = doc.get("meta") or {}
+        folder = doc.get("folderUid") or meta.get("folderUid") or None
+        title = meta.get("folderTitle") or None
+    uid = str(model.get("uid") or "")
+    problems = []
+    if not UID.match(uid):
+        problems.append(Problem(f"{where}: uid", f"must be 1 to 40 letters, digits, '-' or '_' (got {uid!r}): "
+                                                 "Grafana links the dashboard by it"))
+    if not model.get("title"):
+        problems.append(Problem(f"{where}: title", "is required"))
+    if folder is not None and not UID.match(str(folder)):
+        problems.append(Problem(f"{where}: folderUid", f"must be 1 to 40 letters, digits, '-' or '_' (got {folder!r})"))
+    folder = DASHBOARD_FOLDERS.get(uid) or str(folder or DEFAULT_FOLDER)
+    dashboard = Dashboard(path, uid, str(model.get("title") or ""), folder, model,
+                          None if folder in FOLDERS else title)
+    return dashboard, problems
+
+
+def read_dashboards(directory: Path | None = None) -> tuple[list[Dashboard], list[Problem]]:
+    """Every dashboards/*.json, and what is wrong with any of them."""
+    found, problems = [], []
+    for path in sorted((directory or DASHBOARDS_DIR).glob("*.json")):
+        dashboard, wrong = _read(path)
+        problems += wrong
+        if dashboard is not None:
+            found.append(dashboard)
+    for key in ("uid", "title"):
+        seen: dict[str, str] = {}
+        for d in found:
+            value = getattr(d, key)
+            if value and value in seen:
+                problems.append(Problem(f"{d.file.parent.name}/{d.file.name}: {key}",
+                                        f"{value!r} is the {key} of {seen[value]} already"))
+            seen.setdefault(value, d.file.name)
+    return found, problems
+
+
+def load_dashboards(directory: Path | None = None) -> list[Dashboard]:
+    return read_dashboards(directory)[0]
+
+
+def stack_dashboards(stack: StackConfig, dashboards: list[Dashboard]) -> list[Dashboard]:
+    """The dashboards the stack deploys: all but those of a part it lacks (the Logs dashboard without `logs`)."""
+    return [d for d in dashboards
+            if d.uid not in DASHBOARD_SECTIONS or stack.has(DASHBOARD_SECTIONS[d.uid])]
+
+
+def dashboard_problems(stack: StackConfig, directory: Path | None = None) -> list[Problem]:
+    """What stops dashboards/ from being deployed: unreadable files, a missing or shared uid, and
+    data sources the stack does not provision (with the closest one). Grafana's schema is checked
+    by the tests (tests/grafana/test_grafana_dashboards.py), for every file of the folder."""
+    from model.grafana.data_sources import data_source_uids
+
+    if stack.grafana is None:
+        return []
+    dashboards, problems = read_dashboards(directory)
+    known = data_source_uids(stack)
+    for d in dashboards:
+        for uid in sorted(referenced_data_source_uids(d.model) - known):
+            if uid.startswith("${") or uid in GRAFANA_BUILT_IN_SOURCES:
+                continue  # a data-source variable, chosen in Grafana, or one of Grafana's own
+            close = difflib.get_close_matches(uid, sorted(known), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            problems.append(Problem(f"{d.file.parent.name}/{d.file.name}: datasource",
+                                    f"{uid!r} is no data source of this stack (it has: {', '.join(sorted(known))}){hint}"))
+    return problems
 
 
 def iter_panels(model: dict[str, Any]) -> Iterator[dict[str, Any]]:

@@ -35,6 +35,7 @@ def data_sources(stack: StackConfig) -> list[dict[str, Any]]:
     """One entry per Grafana data source, shaped like grafana.oss.DataSource's inputs."""
     urls = data_source_urls(stack)
     tenants = loki_tenants(stack)
+    own_loki = urls.get("loki") == stack.endpoints().loki_gateway_url
     sources: list[dict[str, Any]] = [
         {
             "uid": PROMETHEUS_UID, "name": "Prometheus", "type": "prometheus", "url": urls["prometheus"],
@@ -43,7 +44,9 @@ def data_sources(stack: StackConfig) -> list[dict[str, Any]]:
                 "httpMethod": "POST",
                 "timeInterval": stack.metrics.scrape_interval,  # $__rate_interval builds on it
                 "manageAlerts": False,  # rules are code, not edited in Grafana
-                "exemplarTraceIdDestinations": [{"name": "trace_id", "datasourceUid": TEMPO_UID}],
+                # exemplars link to their trace only where there is a Tempo to open it in
+                **({"exemplarTraceIdDestinations": [{"name": "trace_id", "datasourceUid": TEMPO_UID}]}
+                   if "tempo" in urls else {}),
             },
         },
         {
@@ -61,13 +64,14 @@ def data_sources(stack: StackConfig) -> list[dict[str, Any]]:
             "uid": loki_uid(tenant), "name": f"Loki ({tenant})", "type": "loki", "url": urls["loki"],
             "json_data": {
                 "maxLines": 1000,
-                "derivedFields": [{
+                **({"derivedFields": [{
                     "name": "TraceID", "matcherType": "label", "matcherRegex": "trace_id",
                     "url": "${__value.raw}", "datasourceUid": TEMPO_UID,
-                }],
+                }]} if "tempo" in urls else {}),
             },
-            # Loki is multi-tenant: the header picks the tenant every query reads.
-            "http_headers": {logs_model.TENANT_HEADER: tenant},
+            # The stack's own gateway picks the tenant from the credential Grafana signs in with
+            # (model/values/logs.py); another Loki (grafana.dataSources.loki) from the header.
+            **({"basic_auth_user": tenant} if own_loki else {"http_headers": {logs_model.TENANT_HEADER: tenant}}),
         })
     if "tempo" not in urls:
         return sources

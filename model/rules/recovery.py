@@ -8,8 +8,12 @@ contracts/metrics.py, the one place the service and the rules share.
 from __future__ import annotations
 
 from contracts import alerts
-from contracts.metrics import PBS_JOB_LAST_SUCCESS, ACTIONS_METRIC, EXHAUSTED_METRIC, GAVE_UP_LABELS, GAVE_UP_METRIC, LIMIT_REACHED_METRIC, SCRAPE_JOB
-from model.config import StackConfig
+from contracts.recovery import RESTORE_DRILL_RUN
+from contracts.metrics import (ACTIONS_METRIC, EXHAUSTED_METRIC, GAVE_UP_LABELS, GAVE_UP_METRIC, LIMIT_REACHED_METRIC, PBS_JOB_LAST_SUCCESS,
+                               RESTORE_DRILL_INTERVAL, RESTORE_DRILL_LAST_DURATION, RESTORE_DRILL_LAST_RESULT, RESTORE_DRILL_LAST_RUN,
+                               RESTORE_DRILL_LAST_SUCCESS, SCRAPE_JOB)
+from model.config import RestoreDrills, StackConfig
+from model.facts.durations import parse_seconds
 from model.rules import AlertRule, RuleGroup, alert
 
 # RecoveryServiceDown tells of this target; TargetDown leaves it out (one alert per outage).
@@ -49,7 +53,44 @@ def alert_rules() -> list[AlertRule]:
     ]
 
 
+ON_GUEST = "on(guest, tier)"
+LAST_KNOWN = "10m"
+
+
+def drill_rules(drills: RestoreDrills) -> list[AlertRule]:
+    """The restore drills' alerts (docs/restore-drills.md): to the backup room, none pages. Each guest's
+    interval comes from the service (its tier's), so one rule holds for every tier."""
+    last_success, interval = f"{RESTORE_DRILL_LAST_SUCCESS}{{{SCRAPE_SELECTOR}}}", f"{RESTORE_DRILL_INTERVAL}{{{SCRAPE_SELECTOR}}}"
+    guest = "guest {{ $labels.guest }} (tier {{ $labels.tier }})"
+    target = parse_seconds(drills.rto_target)
+    return [
+        # The last result the service reported stands for LAST_KNOWN: a missed scrape is no passed drill
+        # (RecoveryServiceDown tells of an outage); a newer drill that passed ends it at once.
+        alert(alerts.RESTORE_DRILL_FAILED,
+              f"last_over_time({RESTORE_DRILL_LAST_RESULT}{{{SCRAPE_SELECTOR}}}[{LAST_KNOWN}]) == 0\n"
+              f"unless {ON_GUEST}\n{RESTORE_DRILL_LAST_RESULT}{{{SCRAPE_SELECTOR}}} == 1", "warning",
+              "A guest's restore drill failed",
+              f"The newest restore drill of {guest} failed at step {{{{ $labels.step }}}}: its newest backup did not restore and "
+              "boot as it should. The recovery service posted the step's task log to the backup room; the audit log on the pbs "
+              "host keeps every task's log. This resolves when a drill of the guest passes."),
+        alert(alerts.RESTORE_DRILL_STALE,
+              f"time() - {last_success} > {ON_GUEST} 2 * {interval}\nor {ON_GUEST}\n"
+              f"(time() - {RESTORE_DRILL_LAST_RUN}{{{SCRAPE_SELECTOR}}} > {ON_GUEST} 2 * {interval}\n"
+              f"  unless {ON_GUEST} {last_success})",
+              "warning", "No restore drill of a guest passed within twice its interval",
+              f"No restore drill of {guest} has passed within twice its interval: nothing proves that its backups still "
+              "restore. Drills fail, are refused, or do not run (window, kill switch, mode)."),
+        alert(alerts.RESTORE_TIME_ABOVE_TARGET, f"{RESTORE_DRILL_LAST_DURATION}{{{SCRAPE_SELECTOR}}} > {target}", "warning",
+              "A guest's restore takes longer than the RTO target",
+              f"The newest passed drill of {guest} took {{{{ $value | humanizeDuration }}}} from the restore's start until the "
+              f"guest was up, over the RTO target of {drills.rto_target}."),
+    ]
+
+
 def rule_groups(cfg: StackConfig) -> list[RuleGroup]:
     if not cfg.recovery:
         return []
-    return [{"name": "recovery-service", "interval": cfg.metrics.evaluation_interval, "rules": alert_rules()}]
+    rules = alert_rules()
+    if cfg.recovery.restore_drills and cfg.recovery.mode(RESTORE_DRILL_RUN) != "off":
+        rules += drill_rules(cfg.recovery.restore_drills)
+    return [{"name": "recovery-service", "interval": cfg.metrics.evaluation_interval, "rules": rules}]

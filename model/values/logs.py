@@ -1,13 +1,15 @@
 """Loki: chart values derived from `logs` in the stack config.
 
 The tenants are the one source of truth for everything multi-tenant: Loki's per-tenant
-runtime overrides (limits, retention, per-namespace `retention_stream` rules), the
-collector's `X-Scope-OrgID` headers (model/values/traces.py) and Grafana's data sources
-(`tenants()`). Pure: plain dicts, no Pulumi.
+runtime overrides (limits, retention, per-namespace `retention_stream` rules), the gateway's
+credentials (`htpasswd()`), the collector's sign-ins (model/values/traces.py) and Grafana's data
+sources (`tenants()`). Pure: plain dicts, no Pulumi.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from dataclasses import dataclass
 
 from model.facts import secrets
@@ -16,6 +18,13 @@ from model.values.helm import PROMETHEUS_SELECTOR_LABELS, resources
 from model.hosts import K3S_LOCAL_PATH_STORAGE_CLASS, scheduling_for
 
 TENANT_HEADER = "X-Scope-OrgID"
+
+# Each tenant signs in at the gateway (basic auth, its name and a generated password); nginx then
+# sets X-Scope-OrgID to the name it authenticated, replacing whatever header the client sent. The
+# htpasswd file is this Secret's key, mounted by the chart at /etc/nginx/secrets/.htpasswd.
+GATEWAY_AUTH_SECRET = "loki-gateway-htpasswd"
+GATEWAY_HTPASSWD_KEY = ".htpasswd"
+GATEWAY_TENANT_FROM_CREDENTIAL = f"proxy_set_header {TENANT_HEADER} $remote_user;"
 
 # Loki's OTLP ingestion turns the resource attribute k8s.namespace.name into this index
 # label; the retention rules select on it and the collector's file_log receiver sets it.
@@ -50,6 +59,20 @@ RESULTS_CACHE_MB = 128
 def tenants(logs: Logs) -> list[Tenant]:
     """Every tenant of the stack, for the collector's exporters and Grafana's data sources."""
     return [Tenant(name, name) for name in logs.tenants]
+
+
+def htpasswd(passwords: dict[str, str]) -> str:
+    """The gateway's htpasswd file: one `tenant:{SSHA}...` line per tenant (a scheme nginx verifies
+    itself, whatever the image's crypt(3) supports). The salt comes from the password, so the file
+    changes only when a password does."""
+    lines = []
+    for tenant, password in sorted(passwords.items()):
+        if ":" in tenant or "\n" in tenant + password:
+            raise ValueError(f"tenant {tenant!r}: a name or password with ':' or a newline cannot be an htpasswd line")
+        salt = hashlib.sha256(f"{tenant}\0{password}".encode()).digest()[:8]
+        digest = hashlib.sha1(password.encode() + salt).digest()
+        lines.append(f"{tenant}:{{SSHA}}{base64.b64encode(digest + salt).decode()}\n")
+    return "".join(lines)
 
 
 def byte_size(megabytes: float) -> str:
@@ -144,16 +167,23 @@ def loki_values(cfg: StackConfig) -> dict:
                 "delete_request_store": store,
             },
         },
-        "defaults": dict(pin),
+        "defaults": {**pin, "automountServiceAccountToken": False},
         "singleBinary": {"replicas": 0 if scalable else 1},
         # The chart starts 3 of each scalable target unless told otherwise.
         "read": {"replicas": 2 if scalable else 0},
         "write": {"replicas": 3 if scalable else 0},
-        "backend": {"replicas": 2 if scalable else 0},
+        # The backend's own rules sidecar and token, off like the others' (see `sidecar` below).
+        "backend": {"replicas": 2 if scalable else 0, "sidecar": False, "automountServiceAccountToken": False},
         "gateway": {
             "replicas": 1, **pin,
+            "basicAuth": {"enabled": True, "existingSecret": GATEWAY_AUTH_SECRET},
+            # The chart writes this directive only with loki.tenants in its values (passwords in
+            # clear); ours live in the Secret above, so the snippet is set here, in every location.
+            "nginxConfig": {"locationSnippet": GATEWAY_TENANT_FROM_CREDENTIAL},
             "resources": resources("50m", "64Mi", "256Mi"),
             "metrics": {"resources": resources("10m", "32Mi", "64Mi")},
+            # nginx answers `/` itself (200, no auth): a hung worker is restarted.
+            "livenessProbe": {"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 30},
         },
         # The chart asks memcached for 8 GiB by default: more than the whole Loki VM.
         "chunksCache": {"enabled": logs.chunks_cache_mb > 0, "allocatedMemory": chunks_cache_mb,
@@ -161,8 +191,10 @@ def loki_values(cfg: StackConfig) -> dict:
         "resultsCache": {"enabled": True, "allocatedMemory": RESULTS_CACHE_MB,
                          "resources": _memcached_resources(RESULTS_CACHE_MB), **pin},
         "memcachedExporter": {"resources": resources("10m", "32Mi", "64Mi")},
-        # Watches ConfigMaps for ruler rules.
-        "sidecar": {"resources": resources("10m", "64Mi", "128Mi")},
+        # The sidecar would load ruler rules from ConfigMaps, of which the stack has none, through a
+        # ClusterRole reading every Secret of the cluster; off, no pod of Loki needs an API token.
+        "sidecar": {"rules": {"enabled": False}},
+        "serviceAccount": {"automountServiceAccountToken": False},
         # The canary and its helm test push to a tenant of their own and need an agent; off.
         "lokiCanary": {"enabled": False},
         "test": {"enabled": False},

@@ -8,12 +8,16 @@ from model.config import LongTermMetrics, Role, StackConfig, duration_seconds
 from model.hosts import scheduling_for
 from model.long_term import VMSTORAGE_VOLUME
 from model.values.helm import resources
+from model.pod_security import NOBODY, container_security_context, pod_security_context
 
 
 def _component(cfg: StackConfig, replicas: int, cpu: str, memory: str, memory_limit: str, **extra: Any) -> dict:
     s = scheduling_for(Role.PROMETHEUS)
     return {"replicaCount": replicas, "nodeSelector": s.node_selector(), "tolerations": s.tolerations(),
-            "resources": resources(cpu, memory, memory_limit), **extra}
+            "resources": resources(cpu, memory, memory_limit),
+            # The images run as root unless told; nobody, with the volume's group (fsGroup) for vmstorage.
+            "podSecurityContext": {"enabled": True, **pod_security_context(NOBODY, fs_group=NOBODY)},
+            "securityContext": {"enabled": True, **container_security_context(user=NOBODY)}, **extra}
 
 
 def _spread(cfg: StackConfig, component: str) -> dict:
@@ -33,6 +37,8 @@ def victoria_metrics_values(cfg: StackConfig) -> dict:
     if lt.storage.storage_class:
         volume["storageClassName"] = lt.storage.storage_class
     return {
+        # No component reads the Kubernetes API.
+        "serviceAccount": {"automountToken": False},
         "vminsert": _component(cfg, lt.vminsert_replicas, "100m", "256Mi", "1Gi",
                                extraArgs={"replicationFactor": lt.replication_factor}, **_spread(cfg, "vminsert")),
         "vmselect": _component(cfg, lt.vmselect_replicas, "100m", "256Mi", "2Gi",

@@ -16,6 +16,7 @@ from model import long_term, probes, pve
 from model.config import Role, StackConfig
 from model.facts.endpoints import SNMP_EXPORTER_PORT
 from model.hosts import scheduling_for
+from model.pod_security import NOBODY, RUNTIME_DEFAULT_SECCOMP, container_security_context, pod_security_context
 from model.values.helm import resources
 
 # The Kubernetes Secret with the receivers' credentials; the operator mounts every secret
@@ -155,13 +156,19 @@ def kube_prometheus_stack_values(cfg: StackConfig, rule_files: dict[str, dict], 
             **pinned,
             "resources": resources("50m", "128Mi", "256Mi"),
             "prometheusConfigReloader": {"resources": resources("10m", "32Mi", "64Mi")},
-            "admissionWebhooks": {"patch": {**pinned, "resources": resources("10m", "32Mi", "64Mi")},
+            # The certificate jobs as nobody, not the chart's 2000 (a UID some host may have).
+            "admissionWebhooks": {"patch": {**pinned, "resources": resources("10m", "32Mi", "64Mi"),
+                                            "securityContext": pod_security_context(NOBODY)},
                                   "deployment": pinned},
         },
         "kube-state-metrics": {**pinned, "resources": resources("20m", "64Mi", "256Mi")},
         # node-exporter must run on every node, the tainted observability agents included.
         "prometheus-node-exporter": {"tolerations": [{"operator": "Exists"}],
-                                     "resources": resources("20m", "32Mi", "128Mi")},
+                                     "resources": resources("20m", "32Mi", "128Mi"),
+                                     # Host access it has by the host's namespaces and mounts
+                                     # (model/pod_security.py); no privilege or capability on top.
+                                     "securityContext": {"seccompProfile": RUNTIME_DEFAULT_SECCOMP},
+                                     "containerSecurityContext": container_security_context()},
         "prometheus": {
             # A pair: each client (Grafana, the report) sticks to one replica, so a panel never
             # alternates between two TSDBs' restart gaps; the Service fails over when that pod goes.
@@ -221,4 +228,6 @@ def snmp_exporter_values(cfg: StackConfig) -> dict:
         "service": {"port": SNMP_EXPORTER_PORT},
         "serviceMonitor": {"enabled": False},
         "resources": resources("20m", "32Mi", "128Mi"),
+        "securityContext": pod_security_context(NOBODY),
+        "containerSecurityContext": container_security_context(user=NOBODY),
     }

@@ -5,6 +5,7 @@ from __future__ import annotations
 from model.config import Role, StackConfig
 from model.facts.endpoints import BLACKBOX_EXPORTER_PORT
 from model.hosts import scheduling_for
+from model.pod_security import NOBODY, container_security_context, pod_security_context
 from model.probes import blackbox_config
 from model.values.helm import resources
 
@@ -22,4 +23,6 @@ def blackbox_exporter_values(cfg: StackConfig) -> dict:
         # Scraped through the probe jobs above (one per target); no ServiceMonitor needed.
         "serviceMonitor": {"enabled": False, "selfMonitor": {"enabled": False}},
         "resources": resources("10m", "32Mi", "64Mi"),
+        "podSecurityContext": pod_security_context(NOBODY),
+        "securityContext": container_security_context(user=NOBODY),
     }

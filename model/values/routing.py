@@ -1,6 +1,6 @@
 """The routing table (config `alerting`) rendered as an Alertmanager configuration.
 
-The typed table stays in model/config.py (Alerting, Route, Receiver, Matcher) so that a
+The typed table stays in model/config/alerting.py (Alerting, Route, Receiver, Matcher) so that a
 second renderer (Grafana's notification policy) reads the same source; this module is
 only the Alertmanager rendering. Secrets appear as file paths under the mounted Kubernetes
 Secret, never as values. Only fields that both Alertmanager 0.25 (Debian, tests, drill) and

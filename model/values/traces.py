@@ -5,19 +5,19 @@ can only be read on the node that writes them:
 - OTLP gRPC/HTTP (the API gateway's spans, and logs workloads push) on each node's hostPort;
 - spans go to Tempo, and through the `spanmetrics` connector (before any sampling) become
   request, error and latency series that Prometheus scrapes;
-- pod logs (file_log) go to Loki with the kubernetes tenant's X-Scope-OrgID, the NAS' syslog
-  (hostPort on every node) with the syslog tenant's.
+- pod logs (file_log) go to Loki signed in as the kubernetes tenant, the NAS' syslog (hostPort on
+  every node) as the syslog tenant: the gateway sets X-Scope-OrgID from the credential.
 Pure: plain dicts, no Pulumi.
 """
 
 from __future__ import annotations
 
-from model.values import logs as loki
 from model.facts import secrets
 from model.config import ObjectStorage, Role, StackConfig, Traces, TracesMode, duration_hours
 from model.facts.endpoints import COLLECTOR_RELEASE, OTLP_GRPC_PORT, OTLP_HTTP_PORT
 from model.values.helm import PROMETHEUS_SELECTOR_LABELS, resources
 from model.hosts import K3S_LOCAL_PATH_STORAGE_CLASS, scheduling_for
+from model.pod_security import RUNTIME_DEFAULT_SECCOMP, container_security_context
 
 COLLECTOR_IMAGE = "otel/opentelemetry-collector-contrib"
 
@@ -48,8 +48,27 @@ CHECKPOINT_DIR = "/var/lib/otelcol"
 PERSISTENT_QUEUE = {"storage": "file_storage"}
 
 
+# The tenants' gateway passwords reach the collector as environment variables from this Secret.
+LOKI_CREDENTIALS_SECRET = "loki-tenant-credentials"
+
+
 def loki_exporter_name(tenant: str) -> str:
     return f"otlphttp/loki-{tenant}"
+
+
+def loki_authenticator_name(tenant: str) -> str:
+    return f"basicauth/loki-{tenant}"
+
+
+def loki_password_env(tenant: str) -> str:
+    return "LOKI_PASSWORD_" + "".join(c if c.isalnum() else "_" for c in tenant.upper())
+
+
+def loki_writers(cfg: StackConfig) -> list[str]:
+    """The tenants the collector writes to: the pod logs' and the syslog's."""
+    assert cfg.logs is not None
+    sources = cfg.logs.sources
+    return list(dict.fromkeys([sources.kubernetes, *([sources.syslog.tenant] if sources.syslog else [])]))
 
 
 # --- the collector ------------------------------------------------------------------------
@@ -102,7 +121,6 @@ def collector_config(cfg: StackConfig) -> dict:
                             "processors": ["memory_limiter", "resource/kubernetes", "batch"],
                             "exporters": [loki_exporter_name(kubernetes_tenant)]},
     }
-    log_tenants = {kubernetes_tenant}
     syslog = logs.sources.syslog
     if syslog:
         names = [f"syslog/{transport}" for transport in syslog.transports]
@@ -111,17 +129,17 @@ def collector_config(cfg: StackConfig) -> dict:
         processors["resource/syslog"] = {"attributes": [{"key": "service.name", "value": "syslog", "action": "insert"}]}
         pipelines["logs/syslog"] = {"receivers": names, "processors": ["memory_limiter", "resource/syslog", "batch"],
                                     "exporters": [loki_exporter_name(syslog.tenant)]}
-        log_tenants.add(syslog.tenant)
-    for tenant in loki.tenants(logs):
-        if tenant.name in log_tenants:
-            exporters[loki_exporter_name(tenant.name)] = {
-                "endpoint": endpoints.loki_otlp_push_url,
-                "headers": {loki.TENANT_HEADER: tenant.org_id},
-                "sending_queue": dict(PERSISTENT_QUEUE),
-            }
+    # The gateway takes the tenant from the credential (model/values/logs.py), not from a header.
+    authenticators = {}
+    for tenant in loki_writers(cfg):
+        authenticators[loki_authenticator_name(tenant)] = {
+            "client_auth": {"username": tenant, "password": f"${{env:{loki_password_env(tenant)}}}"}}
+        exporters[loki_exporter_name(tenant)] = {"endpoint": endpoints.loki_otlp_push_url,
+                                                 "auth": {"authenticator": loki_authenticator_name(tenant)},
+                                                 "sending_queue": dict(PERSISTENT_QUEUE)}
     span_metrics = traces.span_metrics
     return {
-        "extensions": {"file_storage": {"directory": CHECKPOINT_DIR, "create_directory": True}},
+        "extensions": {"file_storage": {"directory": CHECKPOINT_DIR, "create_directory": True}, **authenticators},
         "receivers": receivers,
         "processors": processors,
         "connectors": {"spanmetrics": {
@@ -132,7 +150,7 @@ def collector_config(cfg: StackConfig) -> dict:
             "metrics_flush_interval": "15s",
         }},
         "exporters": exporters,
-        "service": {"extensions": ["health_check", "file_storage"], "pipelines": pipelines},
+        "service": {"extensions": ["health_check", "file_storage", *authenticators], "pipelines": pipelines},
     }
 
 
@@ -171,8 +189,10 @@ def collector_values(cfg: StackConfig) -> dict:
         },
         # Every node, the dedicated observability hosts included: their pods log too.
         "tolerations": scheduling_for(Role.LOKI).tolerations(),
-        # /var/log/pods is root's; the collector only reads it (mounted read-only).
-        "securityContext": {"runAsUser": 0, "runAsGroup": 0},
+        # /var/log/pods is root's; the collector only reads it (mounted read-only). Root as the
+        # files' owner, not by capability: every capability is dropped (model/pod_security.py).
+        "podSecurityContext": {"seccompProfile": RUNTIME_DEFAULT_SECCOMP},
+        "securityContext": {**container_security_context(), "runAsUser": 0, "runAsGroup": 0},
         "extraVolumes": [
             {"name": "varlogpods", "hostPath": {"path": POD_LOGS_DIR}},
             {"name": "checkpoints", "hostPath": {"path": CHECKPOINT_DIR, "type": "DirectoryOrCreate"}},
@@ -182,6 +202,11 @@ def collector_values(cfg: StackConfig) -> dict:
             {"name": "checkpoints", "mountPath": CHECKPOINT_DIR},
         ],
         "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}},
+        # Nothing in the collector's pipelines reads the Kubernetes API.
+        "serviceAccount": {"automountServiceAccountToken": False},
+        "extraEnvs": [{"name": loki_password_env(tenant),
+                       "valueFrom": {"secretKeyRef": {"name": LOKI_CREDENTIALS_SECRET, "key": tenant}}}
+                      for tenant in loki_writers(cfg)],
     }
 
 
@@ -218,6 +243,8 @@ def tempo_values(cfg: StackConfig) -> dict:
                                        "http": {"endpoint": f"0.0.0.0:{OTLP_HTTP_PORT}"}}},
             },
             "resources": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "1536Mi"}},
+            # The chart warns a read-only root breaks Tempo (docs/cluster-walls.md, waivers).
+            "securityContext": container_security_context(read_only_root=False),
         },
         # No auto-delete policy on the StatefulSet: the trace blocks' claim outlives it.
         "persistence": {"enabled": True, "enableStatefulSetAutoDeletePVC": False, "size": f"{traces.storage_gb}Gi",
@@ -225,6 +252,10 @@ def tempo_values(cfg: StackConfig) -> dict:
         "nodeSelector": scheduling.node_selector(),
         "tolerations": scheduling.tolerations(),
         "serviceMonitor": {"enabled": True, "additionalLabels": dict(PROMETHEUS_SELECTOR_LABELS)},
+        # The chart's pod context (uid 10001) plus the runtime's seccomp profile.
+        "securityContext": {"seccompProfile": RUNTIME_DEFAULT_SECCOMP},
+        # Tempo reads no Kubernetes API.
+        "serviceAccount": {"automountServiceAccountToken": False},
     }
 
 
@@ -234,6 +265,9 @@ def _tempo_distributed_values(traces: Traces) -> dict:
     retention = _block_retention(traces)
     return {
         "reportingEnabled": False,
+        # The chart's contexts (non-root, no escalation, read-only, drop ALL) plus seccomp.
+        "tempo": {"securityContext": {"seccompProfile": RUNTIME_DEFAULT_SECCOMP},
+                  "podSecurityContext": {"seccompProfile": RUNTIME_DEFAULT_SECCOMP}},
         "global": {
             "extraArgs": ["-config.expand-env=true"],
             "extraEnvFrom": [{"secretRef": {"name": TEMPO_OBJECT_STORAGE_SECRET}}],

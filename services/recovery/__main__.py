@@ -22,6 +22,7 @@ from contracts.recovery import steps
 
 from .audit import Audit, Metrics
 from .config import Config, ConfigError
+from .drills import Scheduler
 from .engine import Engine, parse_payload
 from .errors import PayloadError
 from .playbooks import PLAYBOOKS
@@ -60,6 +61,8 @@ def serve(cfg: Config) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     threading.Thread(target=server.serve_forever, args=(0.2,), daemon=True).start()
     workers = [threading.Thread(target=engine.worker, daemon=True, name=f"worker-{i}") for i in range(cfg["workers"])]
+    if "restoreDrills" in cfg.doc:
+        workers.append(threading.Thread(target=Scheduler(engine).run, daemon=True, name="restore-drills"))
     for worker in workers:
         worker.start()
     stop.wait()

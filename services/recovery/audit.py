@@ -16,7 +16,9 @@ import time
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from contracts.recovery import ACTIONS
-from contracts.metrics import ACTIONS_METRIC, EXHAUSTED_METRIC, GAVE_UP_LABELS, GAVE_UP_METRIC, LIMIT_REACHED_METRIC
+from contracts.metrics import (ACTIONS_METRIC, EXHAUSTED_METRIC, GAVE_UP_LABELS, GAVE_UP_METRIC, LIMIT_REACHED_METRIC,
+                               RESTORE_DRILL_INTERVAL, RESTORE_DRILL_LABELS, RESTORE_DRILL_LAST_DURATION,
+                               RESTORE_DRILL_LAST_RESULT, RESTORE_DRILL_LAST_RUN, RESTORE_DRILL_LAST_SUCCESS)
 
 log = logging.getLogger("recovery")
 RESULTS = ("ok", "failed", "unknown", "skipped", "dry-run")
@@ -67,6 +69,19 @@ class Metrics:
                              "unknown or attempts exhausted): the page for that failure must not wait for the retry grace",
                              list(GAVE_UP_LABELS), registry=r)
         self.up = Gauge("recovery_last_loop_timestamp_seconds", "When the worker loop last ran", registry=r)
+        # Restore drills (recovery/drills.py): one series per guest, from the state file.
+        labels = list(RESTORE_DRILL_LABELS)
+        self.drill_last_run = Gauge(RESTORE_DRILL_LAST_RUN, "Start of the guest's newest finished restore drill", labels, registry=r)
+        self.drill_last_success = Gauge(RESTORE_DRILL_LAST_SUCCESS, "End of the guest's newest restore drill that passed",
+                                        labels, registry=r)
+        self.drill_duration = Gauge(RESTORE_DRILL_LAST_DURATION,
+                                    "The guest's RTO in its newest passed drill: from the restore's start until it was up",
+                                    labels, registry=r)
+        self.drill_result = Gauge(RESTORE_DRILL_LAST_RESULT, "1 when the guest's newest restore drill passed, 0 when it failed "
+                                  "(step: where; none when it passed)", [*labels, "step"], registry=r)
+        self.drill_interval = Gauge(RESTORE_DRILL_INTERVAL, "How often the guest is drilled (its tier's interval)", labels,
+                                    registry=r)
+        self.drill_steps: dict[tuple[str, str], set[str]] = {}  # the step label each guest's result series has now
         for action in ACTIONS:
             for result in RESULTS:
                 self.actions.labels(action, result)

@@ -21,6 +21,10 @@ _count = {"type": "integer", "minimum": 1}
 _path = {"type": "string", "minLength": 1}
 _url = {"type": "string", "pattern": "^(https?|wss?)://[^\\s/]+"}
 _tls = {"verifyTls": {"type": "boolean"}, "caFile": _path}
+_vmid = {"type": "integer", "minimum": 100, "maximum": 999999999}  # pve-common pve-vmid
+_tag = {"type": "string", "pattern": "^[a-z0-9_][a-z0-9_+.-]*$"}  # pve-common pve-tag (lower case)
+_storage = {"type": "string", "pattern": "^[a-z][a-z0-9\\-_.]*[a-z0-9]$"}  # pve-common pve-storage-id
+_clock = {"type": "string", "pattern": "^([01][0-9]|2[0-3]):[0-5][0-9]$|^24:00$"}
 
 
 def _object(properties: dict, required: list[str] = ()) -> dict:
@@ -53,7 +57,7 @@ SCHEMA = _object({
                     "tokenFiles": _object({kind: _path for kind in ("sync", "verify", "prune", "gc")})},
                    ["url", "readTokenFile"]),
     "pve": _object({"url": _url, "uiUrl": _url, **_tls, "readTokenFile": _path, "backupTokenFile": _path,
-                    "pbsServer": {"type": "string"}}, ["url", "readTokenFile"]),
+                    "drillTokenFile": _path, "pbsServer": {"type": "string"}}, ["url", "readTokenFile"]),
     "fallback": _object({"playbook": _path, "inventory": _path, "ansiblePlaybook": _path, "timeoutSeconds": _seconds,
                          "resultDir": _path}, ["playbook", "inventory"]),
     "truenas": _object({"url": {"type": "string", "pattern": "^wss?://[^\\s/]+"}, **_tls, "apiKeyFile": _path,
@@ -73,6 +77,20 @@ SCHEMA = _object({
                           "groupBy": {"type": "array", "items": {"type": "string"}},
                           "matchers": {"type": "object", "additionalProperties": {"type": "string"}}},
                          ["routingKeyFile", "routeKey", "groupBy"]),
+    # The restore drills of recovery/drills.py: which guests, how often, and the scratch space they may use.
+    "restoreDrills": _object({
+        "guests": {"type": "array", "items": _vmid, "uniqueItems": True},
+        "tags": {"type": "array", "items": _tag, "uniqueItems": True},
+        "intervals": {"type": "object", "propertyNames": _tag, "additionalProperties": _seconds, "required": ["default"]},
+        "window": _object({"start": _clock, "end": _clock}, ["start", "end"]),
+        "vmidRange": _object({"first": _vmid, "last": _vmid}, ["first", "last"]),
+        "node": {"type": "string", "pattern": "^[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?$"},
+        "storage": _storage, "pbsStorage": _storage,
+        "pool": {"type": "string", "pattern": "^[A-Za-z0-9_][A-Za-z0-9_.-]*$"},
+        "liveRestore": {"type": "array", "items": _vmid, "uniqueItems": True},  # VMs restored live (qemu only)
+        "tag": _tag, "checkSeconds": _seconds, "maxDurationSeconds": _seconds, "agentTimeoutSeconds": _seconds,
+        "storageHeadroom": {"type": "number", "minimum": 1}},
+        ["intervals", "vmidRange", "storage", "pbsStorage", "pool"]),
 }, ["listen", "webhookTokenFile", "stateFile", "actions", "triggers"])
 
 class ConfigError(Exception):
@@ -134,6 +152,15 @@ class Config:
                 problems.append(f"{needed}: required when actions.{action}.mode is enforce")
         if ("tlsCertFile" in document) != ("tlsKeyFile" in document):
             problems.append("tlsCertFile, tlsKeyFile: give both or neither")
+        drills = document.get("restoreDrills")
+        if drills:
+            if not drills.get("guests") and not drills.get("tags"):
+                problems.append("restoreDrills: give guests, tags or both: which guests to drill")
+            if drills["vmidRange"]["first"] > drills["vmidRange"]["last"]:
+                problems.append("restoreDrills.vmidRange: first is above last")
+            overlap = [v for v in drills.get("guests", []) if drills["vmidRange"]["first"] <= v <= drills["vmidRange"]["last"]]
+            if overlap:
+                problems.append(f"restoreDrills.guests: {overlap} lie in the scratch vmidRange: a drill never restores a guest of its own range")
         return problems
 
     @classmethod

@@ -98,11 +98,12 @@ class Clients:
             raise ApiError("pbs", "auth", f"no token file for PBS {kind} jobs (pbs.tokenFiles.{kind})")
         return Pbs(self._endpoint("pbs", "pbs"), self.secret("pbs", path), s["node"])
 
-    def pve(self, writer: bool = False) -> Pve:
+    def pve(self, writer: bool = False, token: str = "backupTokenFile") -> Pve:
+        """The read token's client; ``writer``: the action's own token (pve.backupTokenFile, pve.drillTokenFile)."""
         s = self.cfg["pve"]
-        path = s.get("backupTokenFile") if writer else s["readTokenFile"]
+        path = s.get(token) if writer else s["readTokenFile"]
         if not path:
-            raise ApiError("pve", "auth", "no token file for vzdump (pve.backupTokenFile)")
+            raise ApiError("pve", "auth", f"no token file for this action (pve.{token})")
         return Pve(self._endpoint("pve", "pve"), self.secret("pve", path))
 
     def truenas(self) -> TrueNas:

@@ -31,8 +31,9 @@ from datetime import datetime
 from urllib.parse import quote, urlencode
 
 from contracts.recovery import (BACKUP_FAILURE, BACKUP_FALLBACK, CUSTOMER_IMPACT, CUSTOMER_IMPACT_PROBE, DISK_USAGE,
-                                LOKI_COMPACTOR_REPORT, NAS_SNAPSHOT_PRUNE, PBS_JOB_RERUN, PVE_BACKUP_RERUN)
+                                LOKI_COMPACTOR_REPORT, NAS_SNAPSHOT_PRUNE, PBS_JOB_RERUN, PVE_BACKUP_RERUN, RESTORE_DRILL)
 
+from .drills import restore_drill
 from .engine import Engine
 from .errors import Deferred, Halted
 from .probes import run_probe, verdict
@@ -640,4 +641,5 @@ def customer_impact(engine: Engine, occ: Occurrence) -> None:
 
 
 # The steps of each playbook of the catalog (contracts/recovery.py), handed to the engine by __main__.
-PLAYBOOKS = {BACKUP_FAILURE: backup_failure, DISK_USAGE: disk_usage, CUSTOMER_IMPACT: customer_impact}
+PLAYBOOKS = {BACKUP_FAILURE: backup_failure, DISK_USAGE: disk_usage, CUSTOMER_IMPACT: customer_impact,
+             RESTORE_DRILL: restore_drill}

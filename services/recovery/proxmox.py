@@ -119,8 +119,8 @@ class ProxmoxApi:
         self.headers = {"Authorization": f"{self.scheme}={token}"}
 
     def call(self, method: str, path: str, kind: type | tuple[type, ...], params: dict | None = None, form: dict | None = None):
-        document = self.endpoint.json(method, "/api2/json" + path, headers=self.headers, params=params if method == "GET" else None,
-                                      form=form)
+        query = params if method in ("GET", "DELETE") else None  # PVE reads a DELETE's parameters from the query
+        document = self.endpoint.json(method, "/api2/json" + path, headers=self.headers, params=query, form=form)
         return data_member(self.api, f"{method} {path}", document, kind)
 
     def task_status(self, node: str, upid: str) -> dict:
@@ -170,6 +170,11 @@ class Pbs(ProxmoxApi):
                           params={"typefilter": "backup", "store": store, "errors": 1, "limit": 50})
         return next((t for t in tasks if isinstance(t, dict) and t.get("worker_id") == f"{store}:{group}"
                      and t.get("status") not in (None, "OK")), None)
+
+    def snapshots(self, store: str, backup_type: str, backup_id: str, ns: str = "") -> list[dict]:
+        """A backup group's snapshots (pbs-api-types SnapshotListItem: backup-time, size, verification...)."""
+        params = {"backup-type": backup_type, "backup-id": backup_id, **({"ns": ns} if ns else {})}
+        return [s for s in self.call("GET", f"/admin/datastore/{store}/snapshots", list, params=params) if isinstance(s, dict)]
 
     def start(self, kind: str, job_id: str, token_api: "Pbs") -> str:
         """Starts a job (or a datastore's GC) with the action's own token; returns its UPID."""
@@ -221,3 +226,45 @@ class Pve(ProxmoxApi):
             return None
         upid_node(answer)
         return answer
+
+    # --- restore drills (qemu-server PVE/API2/Qemu.pm, pve-container src/PVE/API2/LXC.pm and LXC/Status.pm)
+    def storage(self, storage: str) -> dict:
+        return self.call("GET", f"/storage/{storage}", dict)
+
+    def storage_status(self, node: str, storage: str) -> dict:
+        return self.call("GET", f"/nodes/{node}/storage/{storage}/status", dict)
+
+    def guest_config(self, node: str, kind: str, vmid: int) -> dict:
+        return self.call("GET", f"/nodes/{node}/{kind}/{vmid}/config", dict)
+
+    def guest_status(self, node: str, kind: str, vmid: int) -> dict:
+        return self.call("GET", f"/nodes/{node}/{kind}/{vmid}/status/current", dict)
+
+    def guest_tasks(self, node: str, vmid: int, since: int) -> list[dict]:
+        tasks = self.call("GET", f"/nodes/{node}/tasks", list, params={"source": "all", "vmid": vmid, "since": since})
+        return [t for t in tasks if isinstance(t, dict) and t.get("upid")]
+
+    def restore(self, node: str, kind: str, params: dict) -> str:
+        """POST /nodes/{node}/qemu (``archive``) or /lxc (``ostemplate``, ``restore=1``): the restore task's UPID."""
+        return self._task("POST", f"/nodes/{node}/{kind}", params)
+
+    def set_config(self, node: str, kind: str, vmid: int, params: dict) -> None:
+        self.call("PUT", f"/nodes/{node}/{kind}/{vmid}/config", (dict, type(None)), form=params)
+
+    def power(self, node: str, kind: str, vmid: int, command: str) -> str:
+        return self._task("POST", f"/nodes/{node}/{kind}/{vmid}/status/{command}", {})
+
+    def agent_ping(self, node: str, vmid: int) -> dict:
+        return self.call("POST", f"/nodes/{node}/qemu/{vmid}/agent/ping", dict, form={})
+
+    def destroy(self, node: str, kind: str, vmid: int) -> str:
+        return self._task("DELETE", f"/nodes/{node}/{kind}/{vmid}", {"purge": 1, "destroy-unreferenced-disks": 1})
+
+    def stop_task(self, node: str, upid: str) -> None:
+        self.call("DELETE", f"/nodes/{node}/tasks/{upid}", (dict, str, type(None)), params={})
+
+    def _task(self, method: str, path: str, params: dict) -> str:
+        upid = self.call(method, path, str, params=params if method == "DELETE" else None,
+                         form=params if method != "DELETE" else None)
+        upid_node(upid)
+        return upid

@@ -151,6 +151,28 @@ class State:
         return [{"fingerprint": r[0], "startsAt": r[1], "alertname": r[2], "playbook": r[3], "status": r[4],
                  "context": json.loads(r[5])} for r in rows]
 
+    def latest_by_fingerprint(self, playbook: str) -> dict[str, float]:
+        """Per fingerprint of a playbook's occurrences, when the newest was received (the drills' schedule)."""
+        with self.lock:
+            rows = self.db.execute("SELECT fingerprint, max(received_at) FROM occurrences WHERE playbook = ? GROUP BY fingerprint",
+                                   (playbook,)).fetchall()
+        return dict(rows)
+
+    def open_occurrences(self, playbook: str) -> list[Occurrence]:
+        with self.lock:
+            rows = self.db.execute(
+                "SELECT fingerprint, starts_at, alertname, playbook, labels, annotations, received_at, status, context"
+                " FROM occurrences WHERE playbook = ? AND status != 'done' ORDER BY received_at", (playbook,)).fetchall()
+        return [Occurrence(r[0], r[1], r[2], r[3], json.loads(r[4]), json.loads(r[5]), r[6], r[7], json.loads(r[8])) for r in rows]
+
+    def outcomes(self, playbook: str, key: str) -> list[tuple[dict, dict]]:
+        """(labels, context[key]) of a playbook's occurrences that recorded ``key``, oldest first."""
+        with self.lock:
+            rows = self.db.execute("SELECT labels, json_extract(context, ?) FROM occurrences WHERE playbook = ?"
+                                   " AND json_extract(context, ?) IS NOT NULL ORDER BY received_at",
+                                   (f"$.{key}", playbook, f"$.{key}")).fetchall()
+        return [(json.loads(r[0]), json.loads(r[1])) for r in rows]
+
     # --- attempts
     def _attempt(self, row) -> Attempt:
         return Attempt(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], json.loads(row[8]), row[9], row[10])

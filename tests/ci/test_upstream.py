@@ -18,7 +18,7 @@ def test_every_pin_matches_its_chart():
     assert upstream.version_problems(list(TOOLS)) == []
 
 
-@pytest.mark.parametrize("tool", TOOLS, ids=lambda t: t.name)
+@pytest.mark.parametrize("tool", [t for t in TOOLS if t.chart is not None], ids=lambda t: t.name)
 def test_a_chart_that_moves_without_its_binary_is_caught(tool):
     major, minor, patch = tool.version().split(".")
     moved = dataclasses.replace(tool, chart_version=lambda: f"{major}.{int(minor) + 1}.{patch}")
@@ -27,11 +27,17 @@ def test_a_chart_that_moves_without_its_binary_is_caught(tool):
 
 
 # The logs and traces binaries build in the background after these; their tests come with them (issue 25).
-@pytest.mark.parametrize("tool", upstream.tools("metrics"), ids=lambda t: t.name)
+@pytest.mark.parametrize("tool", upstream.tools("metrics") + upstream.tools("walls"), ids=lambda t: t.name)
 def test_each_binary_reports_the_charts_version(tool):
     for binary in tool.binaries:
         output = upstream.reported_version(tool.bin_dir(), binary)
         assert upstream.version_reported(tool, output), (binary.name, output)
+
+
+def test_a_tool_no_chart_deploys_is_pinned_by_its_module_alone():
+    (cyclonus,) = upstream.tools("walls")
+    assert cyclonus.chart is None and cyclonus.module_version(cyclonus.version()) == cyclonus.pinned_module_version()
+    assert upstream.version_problems([cyclonus]) == []
 
 
 def test_tests_run_the_cache_not_the_system():

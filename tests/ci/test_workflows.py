@@ -163,3 +163,18 @@ def test_every_secret_the_workflows_read_is_documented(workflows):
     for path in WORKFLOWS:
         used |= set(re.findall(r"secrets\.([A-Z_][A-Z0-9_]*)", path.read_text()))
     assert used and all(f"`{name}`" in docs for name in used), used
+
+
+def test_the_offline_preview_comments_who_gets_paged_and_the_changes_against_the_base(workflows):
+    from tools.review import MARKER
+
+    job = workflows["pull-request.yml"]["jobs"]["offline-preview"]
+    runs = "\n".join(str(s.get("run", "")) for s in job["steps"])
+    # The table needs the upstream amtool, which make preview alone does not build: CI builds it and
+    # refuses a preview without the table.
+    assert runs.index("make amtool") < runs.index("make preview STACK=homelab PREVIEW_FLAGS=--require-paging")
+    assert "git worktree add --detach" in runs and "github.event.pull_request.base.sha" in str(job["steps"])
+    assert "-m tools.review --base" in runs
+    comment = next(s for s in job["steps"] if "gh api" in str(s.get("run", "")))
+    assert comment["env"]["MARKER"] == MARKER
+    assert job["permissions"]["pull-requests"] == "write"

@@ -131,6 +131,40 @@ def test_homelab_stack_is_valid():
     assert {h.role.value for h in cfg.hosts.values()} == {"pbs", "prometheus", "loki"}
 
 
+def _without_logs_and_traces(cfg):
+    del cfg["logs"], cfg["traces"]
+    # the SLO on span metrics needs traces; the recovery service's Loki action needs logs
+    cfg["slos"] = [s for s in cfg["slos"] if s["name"] != "api-gateway-latency"]
+    cfg["recovery"]["actions"].pop("loki-compactor-report")
+
+
+def test_without_logs_and_traces_no_loki_host_is_needed():
+    cfg = copy.deepcopy(homelab_sections())
+    _without_logs_and_traces(cfg)
+    del cfg["hosts"]["loki"]
+    stack = load_stack_config(cfg)
+    assert {h.role.value for h in stack.hosts.values()} == {"pbs", "prometheus"}
+    assert [line.split(":")[0] for line in stack.parts_off()][:2] == ["logs", "traces"]
+
+
+def test_a_loki_host_without_logs_or_traces_is_an_idle_vm():
+    cfg = copy.deepcopy(homelab_sections())
+    _without_logs_and_traces(cfg)
+    with pytest.raises(ConfigError) as caught:
+        load_stack_config(cfg)
+    assert [str(p) for p in caught.value.problems] == [
+        "hosts.loki.role: a loki host runs Loki and Tempo: without a logs or traces section it would idle; "
+        "remove it or add the section"]
+
+
+def test_logs_and_traces_name_themselves_when_the_loki_host_is_missing():
+    cfg = copy.deepcopy(homelab_sections())
+    del cfg["hosts"]["loki"]
+    with pytest.raises(ConfigError) as caught:
+        load_stack_config(cfg)
+    assert "hosts: needs at least one host with role 'loki': logs and traces run there" in map(str, caught.value.problems)
+
+
 def test_per_host_network_and_keys_override_the_defaults():
     from model.hosts import plan_vms
 
@@ -141,3 +175,35 @@ def test_per_host_network_and_keys_override_the_defaults():
     assert (plans["pbs"].bridge, plans["pbs"].vlan_id) == ("vmbr1", 40)
     assert plans["pbs"].ssh_authorized_keys == cfg["access"]["sshAuthorizedKeys"] + [extra_key]
     assert (plans["prom"].bridge, plans["prom"].vlan_id) == (cfg["network"]["bridge"], cfg["network"]["vlanId"])
+
+
+def _only_problems(change) -> list[str]:
+    cfg = copy.deepcopy(homelab_sections())
+    change(cfg)
+    with pytest.raises(ConfigError) as caught:
+        load_stack_config(cfg)
+    return [str(p) for p in caught.value.problems]
+
+
+HOST_KEYS = ("role, node, vmId, cores, memoryMb, systemDiskGb, dataDiskGb, address, bridge, vlanId, "
+             "sshAuthorizedKeys, tags, datastore")
+
+
+def test_a_key_typo_is_one_line_with_the_key_meant():
+    """Was two lines: `unknown key` for memoryMB and `is required` for memoryMb."""
+    assert _only_problems(lambda c: c["hosts"]["pbs"].__setitem__("memoryMB", c["hosts"]["pbs"].pop("memoryMb"))) == [
+        f"hosts.pbs.memoryMB: unknown key; did you mean 'memoryMb'? (expected one of: {HOST_KEYS})"]
+    assert _only_problems(lambda c: c["hosts"]["pbs"].__setitem__("memoryMbs", 4096)) == [
+        f"hosts.pbs.memoryMbs: unknown key; did you mean 'memoryMb'? (expected one of: {HOST_KEYS})"]
+
+
+def test_a_section_typo_names_the_section_meant():
+    (problem,) = _only_problems(lambda c: c.__setitem__("slo", c.pop("slos")))
+    assert problem.startswith("slo: unknown key; did you mean 'slos'? (expected one of: site, proxmox, ")
+
+
+def test_slo_problems_name_the_slo():
+    def too_high(c):
+        next(s for s in c["slos"] if s["name"] == "api-gateway-latency")["objective"] = 100
+
+    assert _only_problems(too_high) == ["slos[api-gateway-latency].objective: input should be less than 100"]

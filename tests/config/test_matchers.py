@@ -47,3 +47,35 @@ def test_escapes_are_alertmanagers():
     assert parse_matcher(r'x="a\\b"').value == "a\\b"
     assert parse_matcher(r'x="line\nbreak"').value == "line\nbreak"
     assert parse_matcher(r'x=~"a\.b"').value == r"a\.b", "a spurious escape stays literal"
+
+
+def alertmanager_reads(matcher: str, tmp_path) -> bool:
+    """Whether Alertmanager's own (UTF-8) matcher parser reads `matcher` from a route, no fallback."""
+    config = {"route": {"receiver": "no", "routes": [{"receiver": "yes", "matchers": [matcher]}]},
+              "receivers": [{"name": "no"}, {"name": "yes"}]}
+    path = tmp_path / "alertmanager.yml"
+    path.write_text(yaml.safe_dump(config))
+    result = subprocess.run(["amtool", "check-config", str(path)], capture_output=True, text=True, timeout=30)
+    return result.returncode == 0 and "classic matchers parser" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("text", [
+    "service == backups", "service = = backups", "service=back ups", "service=~a,b", "service=it's", "service={x}",
+    "service!=~x", "service = backups", 'service="= backups"', "service=~backups.*", "job!=pbs-exporter", "team=",
+])
+def test_what_alertmanager_refuses_is_refused_here(text, tmp_path):
+    """A matcher Alertmanager would only read with its deprecated classic parser, if at all, is a
+    config error here: `service == backups` is not the value "= backups"."""
+    try:
+        parse_matcher(text)
+        accepted = True
+    except ValueError:
+        accepted = False
+    assert accepted == alertmanager_reads(text, tmp_path), text
+
+
+def test_a_doubled_operator_names_what_was_meant():
+    with pytest.raises(ValueError) as err:
+        parse_matcher("service == backups")
+    assert str(err.value) == ("unexpected '=' in the bare value of matcher 'service == backups' "
+                              "(quote a value that holds it); did you mean 'service = \"backups\"'?")

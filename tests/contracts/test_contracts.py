@@ -23,7 +23,8 @@ PBS_JOB_METRICS = {v for k, v in vars(metrics).items() if k.startswith("PBS_JOB_
 def test_the_pbs_exporter_exposes_every_name_the_others_read(fake, exporters, tmp_path):  # noqa: F811
     seed(fake)
     scrape = exporters(tmp_path, fake.url).start().wait_metric("pbs_up", {}, 1)
-    exposed = {name for name, _ in scrape.samples}
+    families = {family.name for family in text_string_to_metric_families(scrape.text)}  # a histogram's name
+    exposed = {name for name, _ in scrape.samples} | families
     assert PBS_NAMES <= exposed, PBS_NAMES - exposed
     for name in PBS_JOB_METRICS:
         assert all(set(metrics.PBS_JOB_LABELS) <= {k for k, _ in labels} for labels in scrape.series(name)), name

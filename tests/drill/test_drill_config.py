@@ -1,9 +1,13 @@
+import re
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
+from contracts import alerts, metrics
+from model.config import load_stack_config
+from tests.stacks import homelab_sections
 from tools.drill.deployed_config import (DeployedConfig, DrillConfigError, TimeScale, drill_alertmanager_config,
                                         drill_prometheus_config, scaled_rule_files)
 
@@ -13,6 +17,16 @@ FIXTURE = Path(__file__).parent.parent / "fixtures" / "drill"
 @pytest.fixture(scope="module")
 def config():
     return DeployedConfig.load(FIXTURE)
+
+
+def test_the_fixture_names_only_alerts_and_metrics_that_exist(config):
+    """Hand-written as it is, it speaks the stack's names: the fixed alerts of contracts/alerts.py, the
+    alerts of the homelab stack's SLOs, the PBS job exporter's metrics of contracts/metrics.py."""
+    slo_alerts = {slo.alert_name for slo in load_stack_config(homelab_sections()).slos}
+    assert set(config.alert_rules()) - set(alerts.ALL) - slo_alerts == set()
+    exporter_metrics = {v for k, v in vars(metrics).items() if k.startswith("PBS_") and isinstance(v, str)}
+    read = {name for _, expr in config.all_expressions() for name in re.findall(r"\bpbs_[a-z_]+", expr)}
+    assert read and read <= exporter_metrics, read - exporter_metrics
 
 
 def test_missing_rendered_config_says_what_to_run(tmp_path):
@@ -39,7 +53,7 @@ def test_scaled_rules_are_valid_and_compressed(config, tmp_path):
     subprocess.run(["promtool", "check", "rules", *map(str, tmp_path.iterdir())], check=True, capture_output=True)
     slo = yaml.safe_load(texts["latency-slo.yaml"])["groups"][0]["rules"]
     assert "[30s]" in next(r for r in slo if r.get("record") == "slo:api_latency:error_ratio_rate1h")["expr"]
-    assert next(r for r in slo if r.get("alert") == "LatencyBudgetBurnFast")["for"] == "1s"
+    assert next(r for r in slo if r.get("alert") == "ApiGatewayLatencyBudgetBurn")["for"] == "1s"  # the page: 2m
     # the seed's recording rule keeps its name and labels
     backups = yaml.safe_load(texts["backups.yaml"])["groups"][0]["rules"][0]
     assert backups["record"] == "job:backup_success:ratio" and backups["labels"] == {"slo": "99.5"}
@@ -102,5 +116,5 @@ def test_routing_tree_gives_the_seed_routes_and_their_timers(config):
     assert [d.receiver for d in critical_backups] == ["pagerduty-primary", "mattermost-backup-room"]
     assert critical_backups[1].group_interval == 300 and critical_backups[0].group_wait == 30
     assert [d.receiver for d in tree.deliveries({"alertname": "Watchdog", "severity": "none"})] == ["heartbeat"]
-    assert [d.receiver for d in tree.deliveries({"alertname": "DiskUsageHigh", "severity": "warning",
-                                                  "service": "storage"})] == ["mattermost-ops"]
+    assert [d.receiver for d in tree.deliveries({"alertname": "NodeDiskUsageHigh", "severity": "warning",
+                                                  "service": "nodes"})] == ["mattermost-ops"]

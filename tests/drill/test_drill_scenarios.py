@@ -15,12 +15,16 @@ def config(homelab):
 
 def test_the_issue_s_scenarios_are_all_there():
     names = [s.name for s in scenarios.SCENARIOS]
-    assert len(names) == len(set(names)) == 20
+    assert len(names) == len(set(names)) == 22
     assert {"backup-flapping", "two-jobs-fail", "no-jobs-scheduled"} <= set(names)
     # the recovery service in the loop (issue 13)
     assert {"backup-retried-by-automation", "backup-automation-exhausted", "recovery-service-down",
             "webhook-redelivered", "backup-nothing-to-rerun"} <= {s.name for s in scenarios.SCENARIOS if s.recovery}
+    # and its restore drills (issue 27)
+    assert {s.name for s in scenarios.SCENARIOS if s.recovery and s.recovery.restore_drill} == {"restore-drill-fails"}
     assert set(scenarios.SHORT_DRILL) <= set(names)
+    # the latency page from real spans through the Collector (issue 25)
+    assert [s.name for s in scenarios.SCENARIOS if s.spans] == ["latency-burn-from-spans"]
     with pytest.raises(KeyError, match="unknown scenario"):
         scenarios.by_name(["no-such"])
 
@@ -72,7 +76,7 @@ def test_paging_scenarios_and_non_paging_ones():
     incidents = {s.name: scenarios.planned(s).incidents_expected for s in scenarios.SCENARIOS}
     assert incidents == {
         "backup-retry-succeeds": 0, "backup-fails-twice": 1, "two-jobs-fail": 1, "backup-flapping": 1,
-        "no-jobs-scheduled": 0, "latency-fast-burn": 1, "latency-slow-burn": 0, "disk-crossing-85": 0,
+        "no-jobs-scheduled": 0, "latency-fast-burn": 1, "latency-burn-from-spans": 1, "latency-slow-burn": 0, "disk-crossing-85": 0,
         "pbs-exporter-disappears": 1,  # BackupMetricsAbsent, after 1h
         "mattermost-outage": 0,
         "alertmanager-restart": 2,  # the backup incident and the latency burn
@@ -80,6 +84,7 @@ def test_paging_scenarios_and_non_paging_ones():
         # the recovery service in the loop: a re-run that works pages nobody, one that fails one incident
         "backup-retried-by-automation": 0, "backup-automation-exhausted": 1, "recovery-service-down": 1,
         "webhook-redelivered": 0, "backup-nothing-to-rerun": 1,
+        "restore-drill-fails": 0,  # the backup room hears of a failed drill; nobody is paged
         "alertmanager-peer-lost": 2, "alertmanager-restart-clustered": 2,  # the same, on a cluster
         "prometheus-pair": 2,  # and on an HA Prometheus pair
     }

@@ -46,9 +46,10 @@ def test_dashboard_uses_only_provisioned_data_sources(dashboard):
 
 @pytest.mark.parametrize("dashboard", DASHBOARDS, ids=IDS)
 def test_dashboard_is_placed_and_laid_out(dashboard):
-    assert dashboard.file.stem == dashboard.uid, "the file is named after the uid it is linked by"
+    if dashboard.uid in DASHBOARD_FOLDERS:  # the stack's own; yours may be named as you like
+        assert dashboard.file.stem == dashboard.uid, "the file is named after the uid it is linked by"
     assert re.fullmatch(r"[A-Za-z0-9_-]{1,40}", dashboard.uid), "Grafana's uid rule: 40 URL-safe characters"
-    assert dashboard.folder in FOLDERS, f"{dashboard.uid} has no folder in DASHBOARD_FOLDERS"
+    assert dashboard.folder in {f["uid"] for f in folders(CFG, DASHBOARDS)}
     panel_ids = [p["id"] for p in iter_panels(dashboard.model)]
     assert len(panel_ids) == len(set(panel_ids)), "panel ids must be unique within a dashboard"
     cells = set()
@@ -65,7 +66,7 @@ def test_uids_and_titles_are_unique():
     titles = [d.title for d in DASHBOARDS]
     assert len(set(uids)) == len(uids) and all(uids)
     assert len(set(titles)) == len(titles) and all(titles)
-    assert set(DASHBOARD_FOLDERS) == set(uids), "DASHBOARD_FOLDERS and dashboards/ disagree"
+    assert set(DASHBOARD_FOLDERS) <= set(uids), "a dashboard DASHBOARD_FOLDERS files is missing from dashboards/"
 
 
 def test_alert_dashboard_links_open_existing_dashboards():
@@ -90,7 +91,7 @@ def test_schema_check_can_fail():
         assert expected in errors
 
 
-def test_data_sources_have_fixed_uids_and_tenant_headers():
+def test_data_sources_have_fixed_uids_and_tenant_credentials():
     sources = {s["uid"]: s for s in data_sources(STACK)}
     assert set(sources) == data_source_uids(STACK)
     loki = {uid for uid, s in sources.items() if s["type"] == "loki"}
@@ -98,7 +99,8 @@ def test_data_sources_have_fixed_uids_and_tenant_headers():
     for uid, source in sources.items():
         if source["type"] == "loki":
             tenant = uid.removeprefix("loki-")
-            assert source["http_headers"] == {"X-Scope-OrgID": tenant}
+            # The stack's gateway sets X-Scope-OrgID from the credential (model/values/logs.py).
+            assert source["basic_auth_user"] == tenant and "http_headers" not in source
     tempo = sources["tempo"]["json_data"]
     # Trace to logs / metrics links point at provisioned data sources.
     assert tempo["tracesToLogsV2"]["datasourceUid"] in sources

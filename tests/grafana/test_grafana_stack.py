@@ -68,7 +68,7 @@ def test_release_reads_the_generated_admin_secret_and_keeps_data(recording):
 def test_chart_values_exist_in_the_chart(recording):
     # A misspelt key is silently ignored by Helm: every key set must be one the chart reads.
     defaults = yaml.safe_load(CHART_VALUES.read_text())
-    free_form = {"nodeSelector", "tolerations", "grafana.ini", "resources", "initChownData.resources", "deploymentStrategy"}
+    free_form = {"nodeSelector", "tolerations", "grafana.ini", "resources", "securityContext", "deploymentStrategy"}
     values = _one(recording, "kubernetes:helm.sh/v3:Release").inputs["values"]
 
     def walk(ours, theirs, path):
@@ -92,8 +92,10 @@ def test_provider_uses_the_admin_credentials_as_a_secret(recording):
 def test_data_sources_dashboards_and_folders(recording):
     sources = {r.inputs["uid"]: r for r in recording.of_type("grafana:oss/dataSource:DataSource")}
     assert set(sources) == data_source_uids(STACK)
-    assert sources["loki-nas"].inputs["httpHeaders"] == "[secret]"  # the provider treats headers as secret
-    assert recording.raw_inputs[sources["loki-nas"].urn]["httpHeaders"] == {"X-Scope-OrgID": "nas"}
+    # The gateway takes the tenant from the credential; the password stays a secret.
+    nas = sources["loki-nas"].inputs
+    assert (nas["basicAuthEnabled"], nas["basicAuthUsername"], nas["secureJsonDataEncoded"]) == (True, "nas", "[secret]")
+    assert "httpHeaders" not in nas
     folders = {r.inputs["uid"] for r in recording.of_type("grafana:oss/folder:Folder")}
     dashboards = recording.of_type("grafana:oss/dashboard:Dashboard")
     assert {json.loads(d.inputs["configJson"])["uid"] for d in dashboards} == {d.uid for d in load_dashboards()}

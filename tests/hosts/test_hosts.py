@@ -200,16 +200,22 @@ def test_cosmetic_changes_touch_no_replace_trigger(tmp_path, homelab):
 def test_pbs_installs_the_job_exporter_from_this_repository(homelab, sections):
     import base64
     import gzip
+    import io
+    import zipfile
 
     from tests.stacks import ROOT
 
     doc = _user_data(homelab, "pbs")
     files = {f["path"]: f for f in doc["write_files"]}
-    shipped = files["/usr/local/lib/pbs-job-exporter/pbs_job_exporter.py"]
+    shipped = files["/usr/local/lib/pbs-job-exporter/pbs-job-exporter.pyz"]
     assert shipped["encoding"] == "gz+b64" and shipped["permissions"] == "0755"
-    code = gzip.decompress(base64.b64decode(shipped["content"]))
-    assert code == (ROOT / "services" / "pbs_exporter" / "pbs_job_exporter.py").read_bytes()
+    archive = zipfile.ZipFile(io.BytesIO(gzip.decompress(base64.b64decode(shipped["content"]))))
+    package = ROOT / "services" / "pbs_exporter"
+    for source in package.rglob("*.py"):
+        assert archive.read(f"pbs_exporter/{source.relative_to(package).as_posix()}") == source.read_bytes(), source
+    assert archive.read("contracts/metrics.py") == (ROOT / "contracts" / "metrics.py").read_bytes()
     unit = files["/etc/systemd/system/pbs-job-exporter.service"]["content"]
+    assert "ExecStart=/usr/bin/python3 /usr/local/lib/pbs-job-exporter/pbs-job-exporter.pyz " in unit
     port = sections.get("pbsExporter", {}).get("port", 9797)
     assert f"--listen 0.0.0.0:{port}" in unit and "@LISTEN@" not in unit
     assert "python3-prometheus-client" in doc["packages"]
@@ -217,6 +223,28 @@ def test_pbs_installs_the_job_exporter_from_this_repository(homelab, sections):
     steps = [" ".join(c) for c in doc["runcmd"]]
     assert steps.index("systemctl enable --now pbs-job-exporter.service") > next(
         i for i, s in enumerate(steps) if "generate-token" in s), "the token exists before the exporter starts"
+
+
+def test_the_exporter_zipapp_is_the_same_bytes_on_every_render(tmp_path):
+    """Built in two processes with different time zones and umasks: nothing of the build host leaks in."""
+    import hashlib
+    import os
+    import subprocess
+    import sys
+    import zipfile
+
+    from model.cloud_init import exporter_zipapp
+    from tests.stacks import ROOT
+
+    build = "import sys; from model.cloud_init import exporter_zipapp; sys.stdout.buffer.write(exporter_zipapp())"
+    digests = {hashlib.sha256(subprocess.run(
+        ["sh", "-c", f'umask {umask}; exec "$0" -c "$1"', sys.executable, build], cwd=ROOT, check=True,
+        capture_output=True, env=dict(os.environ, TZ=tz)).stdout).hexdigest()
+        for tz, umask in (("UTC", "022"), ("Pacific/Kiritimati", "077"))}
+    assert digests == {hashlib.sha256(exporter_zipapp()).hexdigest()}
+    path = tmp_path / "exporter.pyz"
+    path.write_bytes(exporter_zipapp())
+    assert {info.date_time for info in zipfile.ZipFile(path).infolist()} == {(1980, 1, 1, 0, 0, 0)}
 
 
 def test_exporter_token_script_writes_a_root_only_token_once(homelab, tmp_path):

@@ -74,9 +74,11 @@ CASES = {
     "Ingress": lambda m: m.Ingress("ing", metadata={"name": "runbook-hub", "namespace": "monitoring"}, spec={
         "rules": [{"host": "runbooks.home.arpa", "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": {
             "service": {"name": "runbook-hub", "port": {"number": 80}}}}]}}]}),
+    "NetworkPolicy": lambda m: m.NetworkPolicy("np", metadata={"name": "default-deny-ingress", "namespace": "logging"},
+                                               spec={"podSelector": {}, "policyTypes": ["Ingress"]}),
 }
 SDK_MODULE = {"CronJob": "pulumi_kubernetes.batch.v1", "Deployment": "pulumi_kubernetes.apps.v1",
-              "Ingress": "pulumi_kubernetes.networking.v1"}
+              "Ingress": "pulumi_kubernetes.networking.v1", "NetworkPolicy": "pulumi_kubernetes.networking.v1"}
 
 
 @pytest.mark.parametrize("kind", sorted(CASES))

@@ -172,3 +172,15 @@ def test_a_deprecation_is_a_warning_printed_once(tmp_path, monkeypatch, capsys):
 def test_the_homelab_stack_is_what_its_providers_accept(rendered):
     result, _ = rendered
     assert "error" not in result.stderr and "warning" not in result.stderr, result.stderr
+
+
+def test_the_same_stack_renders_the_same_bytes(tmp_path):
+    """A preview is what a review diffs: nothing in build/ may depend on the run (a value unknown in a
+    preview, such as a Loki tenant's generated password, once rendered as the SDK object's address)."""
+    runs = []
+    for i in range(2):
+        recording = run_program(ROOT / "Pulumi.homelab.yaml")
+        out = preview.render(recording, tmp_path / str(i))
+        runs.append({p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()})
+    assert runs[0].keys() == runs[1].keys()
+    assert [path for path in runs[0] if runs[0][path] != runs[1][path]] == []

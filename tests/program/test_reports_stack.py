@@ -17,7 +17,7 @@ from model.hosts import plan_vms
 from tests.conftest import FAKE_SECRETS
 from tests.configs import homelab_config, problems_of
 from tools.provider_schemas import read_schema_file
-from tools.report.settings import ReportSettings
+from services.report.settings import ReportSettings
 
 CRONJOB = "kubernetes:batch/v1:CronJob"
 CONFIGMAP = "kubernetes:core/v1:ConfigMap"
@@ -40,7 +40,9 @@ def _without_reports(s):
     (lambda s: s["reports"]["archive"].update(retentionYears=0), "reports.archive.retentionYears", "must be >= 1"),
     (lambda s: s["reports"]["archive"]["nfs"].update(path="volume1/pbs-reports"), "reports.archive.nfs.path",
      "must match"),
-    (lambda s: s["reports"].pop("archive"), "reports.archive", "is required"),
+    (lambda s: s["reports"]["archive"].update(volumeGb=0), "reports.archive.volumeGb", "must be >= 1"),
+    (lambda s: s["reports"]["archive"].update(storageClass="local-path"), "reports.archive.storageClass",
+     "with archive.nfs the reports are kept on the share"),
     (lambda s: s["reports"].update(schedule="@daily"), "reports.schedule", "unknown key (expected one of: runAt, archive, announceTo)"),
 ])
 def test_bad_reports_config_is_reported_by_key_path(change, path, message):
@@ -102,7 +104,7 @@ def test_the_cronjob_runs_quarterly_in_the_sites_time_zone(homelab):
     assert volumes["backup-room"]["secret"] == {"secretName": "alertmanager-receivers", "items": [
         {"key": "mattermost-webhook-url", "path": "mattermost-webhook-url"}]}
     (container,) = pod["containers"]
-    assert container["command"] == ["python", "-m", "tools.report", "--settings", "/opt/pbs-report/settings.json",
+    assert container["command"] == ["python", "-m", "report", "--settings", "/opt/pbs-report/settings.json",
                                     "--publish"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert all(c["securityContext"]["readOnlyRootFilesystem"] for c in pod["containers"] + pod["initContainers"])
@@ -115,27 +117,27 @@ def test_no_secret_reaches_the_report_objects(homelab):
             assert value not in text
 
 
-def test_the_configmap_ships_tools_report_as_it_is(homelab):
+def test_the_configmap_ships_services_report_and_its_contracts_as_they_are(homelab):
     data = homelab.recording.named(CONFIGMAP, "pbs-report").inputs["data"]
-    tool_dir = Path(reports.__file__).resolve().parent.parent / "tools" / "report"
-    modules = {p.name: p.read_text() for p in tool_dir.glob("*.py")}
-    assert {k: v for k, v in data.items() if k.endswith(".py")} == modules
+    root = Path(reports.__file__).resolve().parent.parent
+    modules = {f"report/{p.name}": p.read_text() for p in (root / "services" / "report").glob("*.py")}
+    modules |= {f"contracts/{name}": (root / "contracts" / name).read_text() for name in ("__init__.py", "metrics.py")}
     settings = ReportSettings.from_dict(json.loads(data["settings.json"]))
     assert settings.archive.directory == "/archive"
     assert settings.announce.webhook_url_file == "/etc/pbs-report/secrets/mattermost-webhook-url"
-    # Every key the pod mounts exists, and every module is mounted under tools/report/.
+    # Every key the pod mounts exists, and every module is mounted at its path in its package.
     job = homelab.recording.named(CRONJOB, "pbs-report").inputs
     pod = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     items = next(v for v in pod["volumes"] if v["name"] == "code")["configMap"]["items"]
     assert {i["key"] for i in items} == set(data)
-    assert {i["path"] for i in items if i["key"].endswith(".py")} == {f"tools/report/{m}" for m in modules}
+    assert {i["path"]: data[i["key"]] for i in items if i["key"].endswith(".py")} == modules
 
 
 def test_the_job_installs_reportlab_pinned_by_hash_at_the_tested_version():
-    lock = (Path(reports.TOOL_DIR) / "requirements.txt").read_text()
+    lock = (reports.SERVICE_DIR / "requirements.txt").read_text()
     pins = re.findall(r"^([A-Za-z0-9_.-]+)==(\S+) \\\n\s+--hash=sha256:[0-9a-f]{64}$", lock, re.M)
     assert {name for name, _ in pins} == {"reportlab", "pillow", "charset-normalizer"}
-    dev = (Path(reports.TOOL_DIR).parent.parent / "requirements-dev.txt").read_text()
+    dev = (reports.ROOT / "requirements-dev.txt").read_text()
     assert f"reportlab=={dict(pins)['reportlab']}" in dev.splitlines()
     command = reports.install_command()
     assert {"--require-hashes", "--no-deps", "--only-binary=:all:"} <= set(command)
@@ -184,3 +186,34 @@ def test_the_prometheus_host_can_mount_the_archive():
     for cfg, wanted in ((homelab_config(), True), (homelab_config(_without_reports), False)):
         vm = next(v for v in plan_vms(cfg) if v.role == Role.PROMETHEUS)
         assert ("nfs-common" in user_data(cfg, vm, FAKE_SECRETS)["packages"]) is wanted
+
+
+def _archive_on_a_volume(s):
+    s["reports"]["archive"] = {"retentionYears": 3, "storageClass": "local-path"}
+
+
+def test_without_an_nfs_share_the_reports_are_kept_on_a_protected_claim(tmp_path, cronjob_schema):
+    from tests.stacks import write_stack
+    from tools.offline_engine import run_program
+
+    recording = run_program(write_stack(tmp_path, _archive_on_a_volume), FAKE_SECRETS)
+    claim = recording.named("kubernetes:core/v1:PersistentVolumeClaim", "pbs-report")
+    assert claim.options["protect"] is True
+    assert claim.inputs["spec"] == {"accessModes": ["ReadWriteOnce"], "storageClassName": "local-path",
+                                    "resources": {"requests": {"storage": "1Gi"}}}
+    job = recording.named(CRONJOB, "pbs-report").inputs
+    jsonschema.validate(job, cronjob_schema)
+    pod = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert {"name": "archive", "persistentVolumeClaim": {"claimName": "pbs-report"}} in pod["volumes"]
+    assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsGroup"]
+    settings = ReportSettings.from_dict(json.loads(
+        recording.named(CONFIGMAP, "pbs-report").inputs["data"][reports.SETTINGS_FILE]))
+    assert settings.archive.location == "PersistentVolumeClaim monitoring/pbs-report"
+    assert settings.archive.retention_years == 3
+    assert recording.outputs["pbsReportArchive"] == settings.archive.location
+
+
+def test_the_prometheus_host_mounts_nfs_only_for_an_nfs_archive():
+    cfg = homelab_config(_archive_on_a_volume)
+    vm = next(v for v in plan_vms(cfg) if v.role == Role.PROMETHEUS)
+    assert "nfs-common" not in user_data(cfg, vm, FAKE_SECRETS)["packages"]

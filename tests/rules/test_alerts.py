@@ -77,34 +77,6 @@ def _firing(alertname: str, at: str, samples: list[str]) -> dict:
 JOB = 'datastore="homelab",job_id="vm-nightly",job_type="backup"'
 
 
-def test_backup_success_ratio_and_zero_traffic(homelab, tmp_path):
-    _unit_test(homelab, tmp_path, [{
-        "interval": "1m",
-        # 2 jobs a minute for an hour, one of which fails once; then no jobs at all.
-        "input_series": [
-            {"series": f"pbs_job_attempt_total{{{JOB}}}", "values": "0+2x60 120x120"},
-            {"series": f"pbs_job_success_total{{{JOB}}}", "values": "0+2x30 61+2x29 119x120"},
-        ],
-        "promql_expr_test": [
-            # Prometheus 3's range is left-open: [1h] at 60m holds the samples of minutes 1..60, so rate()
-            # sees 118 attempts and 117 successes (2.x also took minute 0: 119 of 120). Rounded: floats.
-            {"expr": "round(job:backup_success:ratio, 0.0001)", "eval_time": "60m",
-             "exp_samples": [{"labels": '{slo="99.5"}', "value": round(117 / 118, 4)}]},
-            # An hour without jobs: no sample rather than NaN.
-            {"expr": "job:backup_success:ratio", "eval_time": "170m", "exp_samples": []},
-        ],
-    }, {
-        "interval": "1m",
-        # A night on which every job fails: the ratio is 0, not missing.
-        "input_series": [
-            {"series": f"pbs_job_attempt_total{{{JOB}}}", "values": "0+1x60"},
-            {"series": f"pbs_job_success_total{{{JOB}}}", "values": "0x60"},
-        ],
-        "promql_expr_test": [{"expr": "job:backup_success:ratio", "eval_time": "60m",
-                              "exp_samples": [{"labels": 'job:backup_success:ratio{slo="99.5"}', "value": 0}]}],
-    }])
-
-
 # --- the backup incident: one warning, one page, resolved when a run succeeds --------------------
 # The runs are the drill's (tools/drill/scenarios.py): the same timelines are played against real
 # Prometheus and Alertmanager by `make drill`, and here, minute by minute, under promtool.

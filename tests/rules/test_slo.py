@@ -287,13 +287,15 @@ def test_slo_mistakes_are_reported_by_key_path():
         load_stack_config(raw)
     assert [str(p) for p in err.value.problems] == [
         "slos[0].sli.totalEvents: is required with goodEvents",
-        "slos[1].name: 'backup-success' is used twice",
+        # Two SLOs of the same name are told apart by their place in the list.
+        "slos[1].name: 'backup-success' is used twice (slos[0] has it)",
     ]
     raw["slos"] = [{**raw["slos"][0], "sli": {"goodEvents": "a_total", "totalEvents": "b_total"}, "minBadEvents": 2}]
     with pytest.raises(ConfigError) as err:
         load_stack_config(raw)
+    # An SLO's problems name it, not its index.
     assert [str(p) for p in err.value.problems] == [
-        "slos[0].minBadEvents: has no effect with alerts: false (the SLO raises no alert)"]
+        "slos[backup-success].minBadEvents: has no effect with alerts: false (the SLO raises no alert)"]
 
 
 # --- availability from the probes (sli.probe) -------------------------------------------------
@@ -379,7 +381,7 @@ def test_a_probe_sli_names_a_configured_probe():
     def without_probes(s):
         s.pop("probes")
 
-    assert problems_of(unknown)["slos[2].sli.probe"] == (
+    assert problems_of(unknown)["slos[api-gateway-availability].sli.probe"] == (
         "unknown probe 'api-gateway-helth' (probes.targets: api-gateway-health, api-gateway-openapi)")
-    assert problems_of(with_total)["slos[2].sli.totalEvents"] == "is not used with probe (every probe is an event)"
-    assert problems_of(without_probes)["slos[2].sli.probe"] == "unknown probe 'api-gateway-health' (probes.targets: none)"
+    assert problems_of(with_total)["slos[api-gateway-availability].sli.totalEvents"] == "is not used with probe (every probe is an event)"
+    assert problems_of(without_probes)["slos[api-gateway-availability].sli.probe"] == "unknown probe 'api-gateway-health' (probes.targets: none)"

@@ -43,6 +43,15 @@ def loki(loki_release, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def gateway(loki_release, loki, tmp_path_factory):
+    server = world.Gateway(loki_release, tmp_path_factory.mktemp("gateway"), loki)
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
 def tempo_stand_in(tmp_path_factory):
     backend = world.TracesBackend(tmp_path_factory.mktemp("tempo-stand-in")).start()
     try:
@@ -52,8 +61,8 @@ def tempo_stand_in(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def collector(collector_release, loki, tempo_stand_in, tmp_path_factory):
-    process, configured = world.stack_collector(collector_release, tmp_path_factory.mktemp("otelcol"), loki.url,
+def collector(collector_release, gateway, tempo_stand_in, tmp_path_factory):
+    process, configured = world.stack_collector(collector_release, tmp_path_factory.mktemp("otelcol"), gateway.url,
                                                 tempo_stand_in.endpoint, span_metrics_flush="1s")
     process.start(f"http://127.0.0.1:{configured.port(COLLECTOR_HEALTH_PORT)}/")
     process.local = configured
@@ -74,8 +83,26 @@ def test_loki_verifies_the_rendered_config(loki_release, tmp_path):
     assert set(configured.runtime["overrides"]) == {"homelab", "nas"}
 
 
+def test_only_index_copies_the_store_holds_are_dropped(loki_release, tmp_path):
+    configured = local.local_loki(loki_release, tmp_path, (free_port(), free_port(), free_port()))
+    data = tmp_path / "data"
+    shipped, unshipped = (data / "tsdb-shipper-active/multitenant/index_20784" / f"{n}-vm-1.tsdb" for n in (1, 2))
+    shipped.parent.mkdir(parents=True)
+    shipped.write_bytes(b"tsdb")
+    unshipped.write_bytes(b"tsdb")
+    (data / "chunks/index/index_20784").mkdir(parents=True)
+    (data / "chunks/index/index_20784" / f"{shipped.name}.gz").write_bytes(b"gz")
+    with pytest.raises(local.LocalConfigError, match=unshipped.name):
+        local.drop_shipped_index_copies(configured)
+    assert shipped.exists() and unshipped.exists()  # nothing removed when one is not in the store
+    unshipped.unlink()
+    assert local.drop_shipped_index_copies(configured) == [shipped.name]
+    assert not shipped.exists()
+
+
 def test_the_collector_validates_the_rendered_config(collector_release, tmp_path):
-    configured = local.local_collector(collector_release, tmp_path, free_port, "http://127.0.0.1:1", "127.0.0.1:2")
+    configured = local.local_collector(collector_release, tmp_path, free_port, "http://127.0.0.1:1",
+                                       world.TENANT_PASSWORDS, "127.0.0.1:2")
     configured.write()
     done = world.run("env", *[f"{k}={v}" for k, v in configured.env.items()],
                      world.upstream_binary("otelcol-homelab"), "validate", f"--config={configured.config_file}")
@@ -84,7 +111,8 @@ def test_the_collector_validates_the_rendered_config(collector_release, tmp_path
 
 def test_the_collector_refuses_a_component_it_was_not_built_with(collector_release, tmp_path):
     """The distribution holds what the config names, no more: validate is a real check."""
-    configured = local.local_collector(collector_release, tmp_path, free_port, "http://127.0.0.1:1", "127.0.0.1:2")
+    configured = local.local_collector(collector_release, tmp_path, free_port, "http://127.0.0.1:1",
+                                       world.TENANT_PASSWORDS, "127.0.0.1:2")
     configured.config["processors"]["k8s_attributes"] = {}
     configured.write()
     done = world.run("env", *[f"{k}={v}" for k, v in configured.env.items()],
@@ -174,11 +202,11 @@ def test_span_metrics_give_the_latency_slo_the_ratio_of_the_spans_sent(homelab, 
 
 # --- nothing lost on an outage --------------------------------------------------------------------------
 
-def test_a_traces_backend_outage_and_a_collector_restart_lose_no_span(collector_release, loki, tmp_path):
+def test_a_traces_backend_outage_and_a_collector_restart_lose_no_span(collector_release, gateway, tmp_path):
     """The Collector's persistent queue (file_storage) holds what it acknowledged while the
     backend is down, across its own restart, and delivers it when the backend is back."""
     backend = world.TracesBackend(tmp_path / "backend").start()
-    process, configured = world.stack_collector(collector_release, tmp_path / "otelcol", loki.url, backend.endpoint)
+    process, configured = world.stack_collector(collector_release, tmp_path / "otelcol", gateway.url, backend.endpoint)
     health = f"http://127.0.0.1:{configured.port(COLLECTOR_HEALTH_PORT)}/"
     otlp = configured.port(OTLP_HTTP_PORT)
     process.start(health)
@@ -354,37 +382,53 @@ def _selectors(prometheus: world.Prometheus, expr: str) -> list[str]:
     return found
 
 
-def test_the_compactor_applies_retention_and_every_loki_health_rule_reads_real_series(homelab, loki_release, tmp_path):
+DAY_NS = 86400 * 10**9
+# Pulumi.homelab.yaml: kube-system's lines are kept 7 days, monitoring's 14 (retention_stream rules).
+RETENTION_CASES = {  # stream: (namespace, age, deleted)
+    "kube-system-10d": ("kube-system", 10 * DAY_NS, True),
+    "kube-system-7d-less-1h": ("kube-system", 7 * DAY_NS - 3600 * 10**9, False),
+    "kube-system-now": ("kube-system", 0, False),
+    "monitoring-10d": ("monitoring", 10 * DAY_NS + 10**9, False),  # a second apart from kube-system's
+}
+
+
+def test_the_compactor_deletes_what_a_namespace_rule_expires_and_every_loki_health_rule_reads_real_series(
+        homelab, loki_release, tmp_path):
     tuning = local.LokiTuning(compaction_interval="3s", retention_delete_delay="3s",
                               reject_old_samples_max_age="30d")
     server = world.Loki(loki_release, tmp_path / "loki", tuning).start()
     prometheus = None
+    now = time.time_ns()
+    at = {name: now - age for name, (_, age, _) in RETENTION_CASES.items()}
     try:
-        # Ten days ago: past kube-system's 7d, within monitoring's 14d (Pulumi.homelab.yaml).
-        old_ns = time.time_ns() - 10 * 86400 * 10**9
-        for namespace in ("kube-system", "monitoring"):
-            reply = server.push("homelab", [stream({"service_name": "old", "k8s_namespace_name": namespace},
-                                                   [f"{namespace} old {i}" for i in range(50)], old_ns)])
+        for name, (namespace, _, _) in RETENTION_CASES.items():  # a stream each: a chunk holds one stream
+            reply = server.push("homelab", [stream({"service_name": name, "k8s_namespace_name": namespace},
+                                                   [f"{name} {i}" for i in range(50)], at[name])])
             assert reply.status == 204, reply.body
-        server.stop()  # flushes chunks and ships the index (flush_on_shutdown)
+        server.stop()  # flushes the chunks and ships the index (flush_on_shutdown)
+        assert local.drop_shipped_index_copies(server.local)  # see its docstring: lines pushed already old
+        assert server.stored_chunk_starts("homelab") == sorted(t // 10**6 for t in at.values())
         restarted = time.time()
         server.start()
         # A line over Loki's max_line_size: refused by a limit, as the ingestion alert counts.
         reply = server.push("homelab", [stream({"service_name": "huge"}, ["y" * (300 * 1024)])])
         assert reply.status == 400, reply.body
+        wait_until(lambda: metric_value(server.metrics(), "loki_compactor_apply_retention_last_successful_run_timestamp_seconds")
+                   > restarted, 120, "the compactor applied retention after the restart")
+
+        def lines(name):
+            return server.lines("homelab", f'{{service_name="{name}"}}', window=(at[name] / 1e9 - 60, at[name] / 1e9 + 60))
+
+        # Out of the index at once: the one expired chunk marked, its lines found by no query.
+        assert metric_value(server.metrics(), "loki_boltdb_shipper_retention_marker_count_total") == 1
+        assert {name: len(lines(name)) for name in RETENTION_CASES} == {
+            name: 0 if deleted else 50 for name, (_, _, deleted) in RETENTION_CASES.items()}
+
         jobs = local.scrape_jobs(loki_release, {("loki", "http-metrics"): server.url.removeprefix("http://")}, "1s")
         rules = homelab.yaml("prometheus/rules/loki.yaml")
         prometheus = world.Prometheus(tmp_path / "prometheus", jobs, {"loki.yaml": local.rule_file(rules, "1s")}).start()
-        wait_until(lambda: (prometheus.scalar("max(loki_compactor_apply_retention_last_successful_run_timestamp_seconds)")
-                            or 0) > restarted, 120, "the compactor applied retention after the restart")
-        time.sleep(4)  # past the delete delay
-
-        def lines(namespace):
-            return server.lines("homelab", f'{{k8s_namespace_name="{namespace}"}}',
-                                window=(old_ns / 1e9 - 60, old_ns / 1e9 + 60))
-
-        # Kept: monitoring's rule is 14d. (kube-system's 7d rule marks nothing here, see docs/logs-and-traces.md.)
-        assert len(lines("monitoring")) == 50
+        wait_until(lambda: prometheus.scalar("max(loki_compactor_apply_retention_last_successful_run_timestamp_seconds)"),
+                   60, "the compactor's metrics scraped")
         missing = {}
         for group in rules["groups"]:
             for rule in group["rules"]:
@@ -392,6 +436,14 @@ def test_the_compactor_applies_retention_and_every_loki_health_rule_reads_real_s
                 if empty:
                     missing[rule.get("alert") or rule.get("record")] = empty
         assert missing == {}, f"rules reading series Loki 3.7.6 does not export (or did not yet): {missing}"
+
+        # Then out of the store: the sweeper lists the marks once a minute, deletes past the delete delay.
+        deleted = 'loki_boltdb_shipper_retention_sweeper_chunk_deleted_duration_seconds_count'
+        wait_until(lambda: metric_value(server.metrics(), deleted, status="success"), 120,
+                   "the sweeper deleted the marked chunk")
+        assert metric_value(server.metrics(), deleted) == 1
+        assert server.stored_chunk_starts("homelab") == sorted(
+            t // 10**6 for name, t in at.items() if not RETENTION_CASES[name][2])
     finally:
         if prometheus is not None:
             prometheus.stop()

@@ -1,12 +1,13 @@
-"""The PBS job exporter, run as a real process against a fake PBS API.
+"""The PBS job exporter, run as a real process against a fake PBS API: the zipapp cloud-init ships.
 
 Every wait polls with a deadline; nothing sleeps a fixed time or asserts on
 speed.  Needs promtool on PATH (`make upstream`).
 """
 
+import atexit
 import collections
+import functools
 import gzip
-import importlib.util
 import json
 import math
 import re
@@ -16,6 +17,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -27,6 +29,10 @@ from prometheus_client.openmetrics.parser import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
+from model.cloud_init import exporter_zipapp
+from services.pbs_exporter.collector.jobs import JobCatalog
+from services.pbs_exporter.problems import Problems
+from services.pbs_exporter.shapes import Task, classify, upid_starttime
 from tests.fake_pbs import (
     TOKEN,
     FakePBS,
@@ -37,9 +43,19 @@ from tests.fake_pbs import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-EXPORTER = ROOT / "services" / "pbs_exporter" / "pbs_job_exporter.py"
 SECRET = TOKEN.rsplit(":", 1)[1]
 DEADLINE = 20.0
+
+
+@functools.cache
+def exporter_command():
+    """How the pbs host runs the exporter: the zipapp of model/cloud_init.py, from a directory of
+    its own (nothing of the repository on its path but what the archive carries)."""
+    home = Path(tempfile.mkdtemp(prefix="pbs-exporter-"))
+    atexit.register(shutil.rmtree, home, True)
+    zipapp = home / "pbs-job-exporter.pyz"
+    zipapp.write_bytes(exporter_zipapp())
+    return [sys.executable, str(zipapp)]
 
 
 def wait_for(predicate, what, timeout=DEADLINE):
@@ -98,7 +114,7 @@ class Exporter:
         self.log_path = self.tmp_path / f"exporter-{id(self)}-{self.runs}.log"
         with open(self.log_path, "w") as log_file:  # the child keeps it
             self.proc = subprocess.Popen(
-                [sys.executable, str(EXPORTER), "--pbs-url", self.url,
+                [*exporter_command(), "--pbs-url", self.url,
                  "--token-file", str(self.token_file), "--listen",
                  "127.0.0.1:0", "--state-file", str(self.state),
                  "--interval", "0.1", "--timeout", "2", *self.extra],
@@ -111,13 +127,16 @@ class Exporter:
     def log(self):
         return self.log_path.read_text()
 
-    def scrape(self, openmetrics=False):
+    def get(self, path, accept):
         request = urllib.request.Request(
-            f"http://127.0.0.1:{self.port}/metrics", headers={
-                "Accept": "application/openmetrics-text; version=0.0.1"
-                if openmetrics else "text/plain"})
+            f"http://127.0.0.1:{self.port}{path}", headers={"Accept": accept})
         with urllib.request.urlopen(request, timeout=10) as response:
-            text = response.read().decode()
+            return response.read().decode()
+
+    def scrape(self, openmetrics=False):
+        text = self.get("/metrics",
+                        "application/openmetrics-text; version=0.0.1"
+                        if openmetrics else "text/plain")
         if openmetrics:
             list(parse_openmetrics(text))  # raises on invalid exposition
         return Metrics(text)
@@ -174,15 +193,21 @@ def exporters():
 NOW = int(time.time())
 
 
+def seed_datastores(fake, now):
+    """store1 with a namespace and a GC schedule, store2 without; four
+    snapshots of three backup types."""
+    fake.add_datastore("store1", 4 * 2**40, 2**40, namespaces=("", "prod"))
+    fake.add_datastore("store2", 2 * 2**40, 3 * 2**39, gc_schedule=None)
+    fake.add_snapshot("store1", "vm", "101", now - 86400)
+    fake.add_snapshot("store1", "vm", "101", now - 3000)
+    fake.add_snapshot("store1", "ct", "200", now - 3000, ns="prod")
+    fake.add_snapshot("store2", "host", "pve1", now - 3000)
+
+
 def seed(fake):
     """A small PBS: two datastores, jobs of every type, finished, running,
     manual and foreign tasks, with the worker ids PBS writes."""
-    fake.add_datastore("store1", 4 * 2**40, 2**40, namespaces=("", "prod"))
-    fake.add_datastore("store2", 2 * 2**40, 3 * 2**39, gc_schedule=None)
-    fake.add_snapshot("store1", "vm", "101", NOW - 86400)
-    fake.add_snapshot("store1", "vm", "101", NOW - 3000)
-    fake.add_snapshot("store1", "ct", "200", NOW - 3000, ns="prod")
-    fake.add_snapshot("store2", "host", "pve1", NOW - 3000)
+    seed_datastores(fake, NOW)
     fake.add_job("sync", "s-offsite", "store1")
     fake.add_job("sync", "s-new", "store2", next_run=NOW + 7200)
     fake.add_job("verify", "v-weekly", "store1")
@@ -811,7 +836,7 @@ def run_bad_start(tmp_path, *args, token=TOKEN):
     for flag, value in defaults.items():
         if flag not in argv:
             argv += [flag, value]
-    return subprocess.run([sys.executable, str(EXPORTER), *argv],
+    return subprocess.run([*exporter_command(), *argv],
                           check=False, capture_output=True, text=True,
                           timeout=DEADLINE)
 
@@ -878,17 +903,9 @@ def test_tls_verification(fake, exporters, tmp_path):
     assert "CERTIFICATE_VERIFY_FAILED" in system_cas.log()
 
 
-def load_module():
-    spec = importlib.util.spec_from_file_location("pbs_job_exporter",
-                                                  EXPORTER)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def catalog_of(module, **configs):
+def catalog_of(**configs):
     """A JobCatalog holding these job configs, as read from PBS."""
-    catalog = module.JobCatalog(None, module.Problems())
+    catalog = JobCatalog(None, Problems())
     for job_type, items in configs.items():
         catalog.configs[job_type] = {item["id"]: item for item in items}
     return catalog
@@ -959,11 +976,10 @@ WORKER_IDS = [  # worker_type, worker_id, sync job stores, labels or reason
 @pytest.mark.parametrize("worker_type,worker_id,stores,want", WORKER_IDS,
                          ids=[f"{w[0]}-{w[1][:40]}" for w in WORKER_IDS])
 def test_job_labels_from_worker_ids(worker_type, worker_id, stores, want):
-    module = load_module()
-    catalog = catalog_of(module, sync=[
+    catalog = catalog_of(sync=[
         {"id": job_id, "store": store} for job_id, store in stores.items()])
-    task = module.Task("UPID:x", worker_type, worker_id, 1, 2, "OK")
-    key, note = module.classify(task, catalog, {})
+    task = Task("UPID:x", worker_type, worker_id, 1, 2, "OK")
+    key, note = classify(task, catalog, {})
     assert (key or note) == want
     assert note is None or key is None
 
@@ -1001,13 +1017,12 @@ PRUNE_JOBS = [  # prune jobs: p-root alone on store1's root namespace, two on
 ], ids=["status", "learned", "only-root", "only-ns", "later-run",
         "ambiguous", "unmatched"])
 def test_prune_tasks_map_to_their_job(worker_id, start, learned, want):
-    module = load_module()
-    catalog = catalog_of(module, prune=PRUNE_JOBS)
-    task = module.Task(upid(start), "prunejob", worker_id, start, start + 5,
+    catalog = catalog_of(prune=PRUNE_JOBS)
+    task = Task(upid(start), "prunejob", worker_id, start, start + 5,
                        "OK")
     prune_runs = catalog.last_run_upids("prune")
     prune_runs.update({upid(s): job_id for job_id, s in learned.items()})
-    key, note = module.classify(task, catalog, prune_runs)
+    key, note = classify(task, catalog, prune_runs)
     assert (key[1], note) == want
     assert key[0] == "prune" and key[2] == worker_id.split(":")[0]
 
@@ -1016,7 +1031,6 @@ def test_fake_upids_escape_worker_ids_like_pbs():
     """The fake's UPIDs against the real systemd-escape: PBS escapes like a
     systemd unit name, and ':' too, since it separates the UPID's fields."""
     assert shutil.which("systemd-escape"), "apt-get install systemd"
-    module = load_module()
     fake = FakePBS()
     worker_ids = [w[1] for w in WORKER_IDS if w[1]] + [
         ".hidden:ns/ä", "store1:a-b\\c d"]
@@ -1027,8 +1041,8 @@ def test_fake_upids_escape_worker_ids_like_pbs():
         assert systemd_escape(worker_id) == systemd.replace(":", "\\x3a")
         task = fake.add_task("backup", worker_id, 1700000000)
         assert f":backup:{systemd.replace(':', chr(92) + 'x3a')}:" in task
-        assert module.upid_starttime(task) == 1700000000
-    assert module.upid_starttime("UPID:pbs1:bad") is None
+        assert upid_starttime(task) == 1700000000
+    assert upid_starttime("UPID:pbs1:bad") is None
 
 
 # --- the seed's recording rule, evaluated by the real promtool ----------

@@ -16,7 +16,8 @@ import yaml
 
 from tests.fake_pbs import TOKEN as PBS_TOKEN
 from tests.fake_pbs import FakePBS, verify_new_worker_id
-from tests.fake_pve import BACKUP_TOKEN, READ_TOKEN, FakePVE
+from tests.fake_pve import (BACKUP_TOKEN, DESTROY_PARAMS, DRILL_TOKEN, LXC_CREATE_PARAMS, QEMU_CREATE_PARAMS, READ_TOKEN,
+                            FakePVE)
 from tests.fake_truenas import API_KEY, FakeTrueNAS
 
 SHAPES = Path(__file__).parent.parent / "fixtures" / "api_shapes"
@@ -173,4 +174,99 @@ def test_fake_truenas_snapshots_holds_and_busy_errors_per_version(version):
         assert rpc(ws, f"{namespace}.delete", ["tank/logs@c"])["result"] is True
     finally:
         ws.close()
+        fake.stop()
+
+
+# ------------------------------------------------------------------ restore drills
+def pve_call(fake: FakePVE, method: str, path: str, form: bytes | None = None, token: str = DRILL_TOKEN):
+    return http(f"{fake.url}/api2/json{path}", f"PVEAPIToken={token}", method, form)
+
+
+@pytest.mark.parametrize("kind", ["qemu", "lxc"])
+def test_fake_pve_restore_start_agent_stop_destroy_answer_as_qemu_server_and_pve_container(pve, kind):
+    want = shapes("pve")["restore_drills"]
+    pve.add_guest(105, "pve1", kind="lxc")
+    pve.add_storage("local-lvm", "pve1", 2**40, 2**39)
+    source, archive = (101, "archive") if kind == "qemu" else (105, "ostemplate")
+    volid = f"pbs-homelab:backup/{'vm' if kind == 'qemu' else 'ct'}/{source}/2026-12-01T02:00:00Z"
+    assert re.fullmatch(want["pbs_volid"], volid)
+    code, reason, body = pve_call(pve, "POST", f"/nodes/pve1/{kind}", b"vmid=9900&bogus=1&" + f"{archive}={volid}".encode())
+    assert (code, reason) == (400, "Parameter verification failed.") and "bogus" in json.loads(body)["errors"]
+    assert pve.restores == []
+    known = {"qemu": QEMU_CREATE_PARAMS, "lxc": LXC_CREATE_PARAMS}[kind]
+    assert known - {"tags"} == set(want["create_params"][kind]) and DESTROY_PARAMS[kind] == set(want["destroy_params"][kind])
+    form = f"vmid=9900&{archive}={volid}&unique=1&storage=local-lvm&pool=restore-drills&tags=restore-drill"
+    if kind == "lxc":
+        form += "&restore=1"
+    upids = {}
+    _, _, body = pve_call(pve, "POST", f"/nodes/pve1/{kind}", form.encode())
+    upids["restore"] = json.loads(body)["data"]
+    _, reason, _ = pve_call(pve, "POST", f"/nodes/pve1/{kind}", form.encode())
+    assert "9900 already exists" in reason  # never over an existing guest without force
+    wait_for_stopped(pve, upids["restore"])
+    _, _, body = pve_call(pve, "GET", f"/nodes/pve1/{kind}/9900/config")
+    assert json.loads(body)["data"]["tags"] == "restore-drill"
+    upids["start"] = json.loads(pve_call(pve, "POST", f"/nodes/pve1/{kind}/9900/status/start")[2])["data"]
+    wait_for_stopped(pve, upids["start"])
+    _, reason, _ = pve_call(pve, "DELETE", f"/nodes/pve1/{kind}/9900?purge=1")
+    assert reason == want["errors"]["destroy_running"][kind].format(vmid=9900)
+    if kind == "qemu":
+        pve.agent_delay = 0
+        code, _, body = pve_call(pve, "POST", "/nodes/pve1/qemu/9900/agent/ping")
+        assert code == 200 and list(json.loads(body)["data"]) == [want["agent_ping"]["result_key"]]
+    upids["stop"] = json.loads(pve_call(pve, "POST", f"/nodes/pve1/{kind}/9900/status/stop")[2])["data"]
+    wait_for_stopped(pve, upids["stop"])
+    if kind == "qemu":
+        assert pve_call(pve, "POST", "/nodes/pve1/qemu/9900/agent/ping")[1] == want["errors"]["not_running"].format(vmid=9900)
+    code, _, body = pve_call(pve, "DELETE", f"/nodes/pve1/{kind}/9900?purge=1&destroy-unreferenced-disks=1")
+    upids["destroy"] = json.loads(body)["data"]
+    wait_for_stopped(pve, upids["destroy"])
+    for what, upid in upids.items():
+        assert re.fullmatch(shapes("pve")["upid"], upid)
+        assert upid.split(":")[5:7] == [want["tasks"][kind][what], "9900"]
+    _, reason, _ = pve_call(pve, "GET", f"/nodes/pve1/{kind}/9900/config")
+    assert reason == want["errors"]["no_config"].format(node="pve1", dir="qemu-server" if kind == "qemu" else "lxc", vmid=9900)
+
+
+def test_fake_pve_agent_and_lock_errors_are_qemu_servers(pve):
+    want = shapes("pve")["restore_drills"]["errors"]
+    pve.restore_default = None
+    pve.add_storage("local-lvm", "pve1", 2**40, 2**39)
+    pve_call(pve, "POST", "/nodes/pve1/qemu", b"vmid=9900&archive=pbs-homelab:backup/vm/101/2026-12-01T02:00:00Z")
+    assert pve_call(pve, "DELETE", "/nodes/pve1/qemu/9900")[1] == want["locked"].format(label="VM", lock="create")
+    pve.add_guest(102, "pve1", config={"agent": None})
+    del pve.guests[102]["config"]["agent"]
+    assert pve_call(pve, "POST", "/nodes/pve1/qemu/102/agent/ping")[1] == want["no_agent"]
+    pve.agent_delay = None
+    assert pve_call(pve, "POST", "/nodes/pve1/qemu/101/agent/ping")[1] == want["agent_down"]
+
+
+def wait_for_stopped(fake: FakePVE, upid: str) -> None:
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        if "endtime" in fake.tasks[upid]:
+            assert fake.tasks[upid]["status"] == "OK"
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"{upid} did not end")
+
+
+def test_fake_pbs_snapshots_have_pbs_fields_and_narrow_to_one_group():
+    want = shapes("pbs")["snapshot"]
+    fake = FakePBS(node="pbs")
+    fake.add_datastore("homelab", 2**40, 2**39)
+    fake.add_snapshot("homelab", "vm", "101", 1000)
+    fake.add_snapshot("homelab", "ct", "105", 2000)
+    fake.start()
+    try:
+        query = "backup-type=vm&backup-id=101"
+        _, _, body = http(f"{fake.url}/api2/json/admin/datastore/homelab/snapshots?{query}", f"PBSAPIToken={PBS_TOKEN}")
+        [item] = json.loads(body)["data"]
+        assert set(want["keys"]) <= set(item) <= set(want["keys"] + want["optional_keys"])
+        assert sorted(item["verification"]) == sorted(want["verification_keys"])
+        assert item["verification"]["state"] in want["verification_states"]
+        assert (item["backup-type"], item["backup-id"], item["backup-time"]) == ("vm", "101", 1000)
+        code, _, _ = http(f"{fake.url}/api2/json/admin/datastore/homelab/snapshots?bogus=1", f"PBSAPIToken={PBS_TOKEN}")
+        assert code == 400
+    finally:
         fake.stop()

@@ -120,3 +120,31 @@ def test_config_problems_are_reported_by_key_path():
                                                                      "nas-snapshot-prune": {"mode": "enforce"}}})
     assert "recovery.actions.reboot: unknown action" in text
     assert "recovery.nas: is required while recovery.actions.nas-snapshot-prune is not off" in text
+
+
+def test_the_restore_drills_reach_the_service_with_their_token_as_a_credential(homelab):
+    doc = yaml.safe_load((homelab.out / "recovery" / "recovery.yml").read_text())
+    drills = Config(doc)["restoreDrills"]
+    assert drills["intervals"] == {"default": 30 * 86400, "tier-1": 7 * 86400}
+    assert drills["vmidRange"] == {"first": 9900, "last": 9909} and drills["window"] == {"start": "10:00", "end": "16:00"}
+    assert drills["tag"] == "restore-drill" and drills["storageHeadroom"] == 1.2  # the service's own defaults
+    assert doc["pve"]["drillTokenFile"] == "/run/credentials/recovery.service/pve-drill-token"
+    assert Config(doc).action("restore-drill-run")["mode"] == "enforce"
+
+
+def test_restore_drill_problems_are_reported_by_key_path():
+    drills = {"intervals": {"Tier 1": "7d"}, "vmidFirst": 212, "vmidLast": 200, "storage": "local-lvm", "pbsStorage": "pbs-homelab",
+              "node": "pve9", "rtoTarget": "3h"}
+    text = problems({"pve": {"url": "https://pve1:8006"}, "actions": {"restore-drill-run": {"mode": "enforce"}},
+                     "restoreDrills": drills})
+    for expected in ("recovery.restoreDrills: give guests, tags or both", "recovery.restoreDrills.intervals: needs 'default'",
+                     "recovery.restoreDrills.intervals.Tier 1: is not a PVE tag", "recovery.restoreDrills.vmidFirst: 212 is above",
+                     "recovery.restoreDrills.node: unknown Proxmox node 'pve9'",
+                     "recovery.restoreDrills.rtoTarget: must be below maxDuration 2h"):
+        assert expected in text, text
+    text = problems({"pve": {"url": "https://pve1:8006"}, "actions": {"restore-drill-run": {"mode": "dry-run"}}})
+    assert "recovery.restoreDrills: is required while recovery.actions.restore-drill-run is not off" in text
+    text = problems({"pve": {"url": "https://pve1:8006"}, "restoreDrills": {**drills, "vmidFirst": 200, "vmidLast": 215,
+                                                                           "guests": [201]}})
+    assert "recovery.restoreDrills.guests: 201 lies in the scratch range" in text
+    assert "the scratch range holds hosts." in text

@@ -1,7 +1,7 @@
 """The quarterly PBS job report against Prometheus holding a generated quarter.
 
 The expected figures are counted here from the generated runs (tests/pbs_history.py), never
-taken from tools/report; the report itself is read back from its PDF with poppler's pdftotext.
+taken from services/report; the report itself is read back from its PDF with poppler's pdftotext.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ import pytest
 
 from model.reports import config_map_data, report_command, report_settings
 from tests.configs import homelab_config
-from tests.pbs_history import (POLL_LAG, Alert, ExporterRestart, Run, alert_series, backfill, datastore_series,
-                               exporter_series, scrape_times, start_prometheus, write_openmetrics)
+from tests.pbs_history import (POLL_LAG, Alert, Drill, ExporterRestart, Run, alert_series, backfill, datastore_series,
+                               drill_series, exporter_series, scrape_times, start_prometheus, write_openmetrics)
 from tools.offline_engine import ROOT
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -104,6 +104,15 @@ def _failed_alerts() -> list[Alert]:
     return alerts
 
 
+# Restore drills: vm/101 (tier-1) weekly on Mondays at 11:00 UTC, failing once at the agent and once at the
+# restore; ct/200 monthly on the 2nd; vm/102 drilled by the service but never in the quarter (its first is in Q4).
+TIERS = {"vm/101": ("tier-1", 7 * 86400), "ct/200": ("default", 30 * 86400), "vm/102": ("default", 30 * 86400)}
+DRILLS: list[Drill] = [
+    *[Drill("vm/101", utc(2026, 6, 22, 11) + 7 * 86400 * i, None if i in (7, 11) else 300 + 10 * (i % 5),
+            {7: "agent", 11: "restore"}.get(i, "none")) for i in range(16)],
+    *[Drill("ct/200", utc(2026, month, 2, 12), 120 + month) for month in (6, 7, 8, 9, 10)],
+    Drill("vm/102", utc(2026, 10, 5, 12), 900),
+]
 SIZE = 2 * 2 ** 40
 START = utc(2026, 6, 20)
 
@@ -112,14 +121,18 @@ def used_at(t: float) -> float:
     return 800 * GIB + 2 * GIB * (t - START) / 86400
 
 
+def quarter_series(times: list[float]) -> tuple[dict, ...]:
+    """Every series of the generated history: the exporter's jobs and datastore, the backup alerts, the drills."""
+    return (exporter_series(RUNS, RESTARTS, times), datastore_series("homelab", times[::2], SIZE, used_at),
+            alert_series(_failed_alerts(), EVALUATION), drill_series(DRILLS, TIERS, times))
+
+
 @pytest.fixture(scope="module")
 def history(tmp_path_factory) -> Path:
     """The TSDB blocks of the generated history (Jun 20 to Oct 10, 2026)."""
     work = tmp_path_factory.mktemp("history")
     times = scrape_times(START, utc(2026, 10, 10), SCRAPE, 17)
-    files = write_openmetrics(work / "openmetrics", exporter_series(RUNS, RESTARTS, times),
-                               datastore_series("homelab", times[::2], SIZE, used_at),
-                               alert_series(_failed_alerts(), EVALUATION))
+    files = write_openmetrics(work / "openmetrics", *quarter_series(times))
     backfill(files, work / "blocks")
     shutil.rmtree(work / "openmetrics")
     return work / "blocks"
@@ -179,8 +192,9 @@ def settings_file(directory: Path, tz: str = "Europe/Berlin", **extra) -> Path:
     return path
 
 
-def report(*args, cwd: Path = ROOT, env=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tools.report", *map(str, args)], cwd=cwd, env=env,
+def report(*args, cwd: Path = ROOT, env=None, module="services.report") -> subprocess.CompletedProcess:
+    """The report job on a settings file (``module="tools.report"``: `make report`'s front on a stack)."""
+    return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=120)
 
 
@@ -397,8 +411,8 @@ def test_bad_input_is_one_line_and_leaves_no_pdf(case, tmp_path):
 
 def test_the_stacks_unreachable_prometheus_names_prometheus_url_and_the_port_forward(monkeypatch, capsys):
     """`make report` on a laptop: the stack's in-cluster Prometheus has no address there."""
-    from tools.report import PrometheusUnreachable, make
-    from tools.report.__main__ import main
+    from services.report import PrometheusUnreachable, make
+    from tools.report import main
 
     def unreachable(settings, quarter, now, url=None):
         with pytest.raises(PrometheusUnreachable):  # what the client raises for a refused connection
@@ -413,6 +427,12 @@ def test_the_stacks_unreachable_prometheus_names_prometheus_url_and_the_port_for
     assert err.rstrip().endswith("outside the cluster, run `kubectl -n monitoring port-forward "
                                  "svc/kube-prometheus-stack-prometheus 9090:9090` in another shell, then "
                                  "`make report PROMETHEUS_URL=http://127.0.0.1:9090`")
+
+
+def test_the_job_needs_to_be_told_where_the_files_go(tmp_path):
+    result = report("--settings", settings_file(tmp_path), "--quarter", "2026Q3", "--prometheus-url", "http://127.0.0.1:9")
+    assert result.returncode == 2
+    assert result.stderr == "pbs-report: error: where should the files go? --out DIR, or --publish to the settings' archive\n"
 
 
 def _bad_run(tmp_path: Path, args: list[str], status: int, message: str) -> None:
@@ -498,7 +518,7 @@ def _job_settings(tmp_path: Path, chat) -> tuple[Path, Path, str]:
 def _shipped_code(directory: Path) -> Path:
     """The ConfigMap's files laid out as the CronJob mounts them."""
     for name, content in config_map_data(homelab_config(), "homelab").items():
-        target = directory / ("tools/report/" + name if name.endswith(".py") else name)
+        target = directory / (name.replace(".", "/", 1) if name.endswith(".py") else name)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(content)
     return directory
@@ -507,7 +527,7 @@ def _shipped_code(directory: Path) -> Path:
 def test_without_reportlab_the_job_says_so_before_asking_prometheus(tmp_path):
     # -S: no site-packages, as the job's image before its init container installed reportlab.
     code = _shipped_code(tmp_path / "code")
-    result = subprocess.run([sys.executable, "-S", "-m", "tools.report", "--settings", str(settings_file(tmp_path)),
+    result = subprocess.run([sys.executable, "-S", "-m", "report", "--settings", str(settings_file(tmp_path)),
                              "--quarter", "2026Q3", "--prometheus-url", "http://127.0.0.1:9", "--out", str(tmp_path)],
                             cwd=code, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
@@ -523,8 +543,8 @@ def test_the_scheduled_job_archives_prunes_and_announces(prometheus, chat, tmp_p
     # The job runs the shipped files alone: only the ConfigMap's modules, no model/, no pydantic.
     code = _shipped_code(tmp_path / "code")
     command = report_command()
-    assert command[:3] == ["python", "-m", "tools.report"] and command[-1] == "--publish"
-    result = subprocess.run([sys.executable, "-m", "tools.report", "--settings", str(settings), "--publish",
+    assert command[:3] == ["python", "-m", "report"] and command[-1] == "--publish"
+    result = subprocess.run([sys.executable, "-m", "report", "--settings", str(settings), "--publish",
                              "--quarter", "2026Q3", "--prometheus-url", prometheus], cwd=code,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
@@ -565,7 +585,8 @@ def test_report_of_a_stack_file(prometheus, tmp_path):
     from tests.stacks import write_stack
 
     stack = write_stack(tmp_path, lambda s: s["site"].update(timezone="Etc/UTC"), stack="lab")
-    result = report("--stack-file", stack, "--quarter", "2026Q3", "--prometheus-url", prometheus, "--out", tmp_path)
+    result = report("--stack-file", stack, "--quarter", "2026Q3", "--prometheus-url", prometheus, "--out", tmp_path,
+                    module="tools.report")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"PBS job report 2026Q3: {tmp_path}/pbs-2026Q3.pdf (.json, .csv): 9 jobs, ")
     assert json.loads((tmp_path / "pbs-2026Q3.json").read_text())["timezone"] == "Etc/UTC"
@@ -575,7 +596,8 @@ def test_a_broken_stack_file_fails_before_prometheus_is_asked(tmp_path):
     from tests.stacks import write_stack
 
     stack = write_stack(tmp_path, lambda s: s["metrics"]["prometheus"].update(retention="30d"), stack="lab")
-    result = report("--stack-file", stack, "--out", tmp_path, "--prometheus-url", "http://127.0.0.1:9")
+    result = report("--stack-file", stack, "--out", tmp_path, "--prometheus-url", "http://127.0.0.1:9",
+                    module="tools.report")
     assert result.returncode == 2
     assert "metrics.prometheus.retention: must be at least 93d with reports" in result.stderr
     assert "Traceback" not in result.stderr and not list(tmp_path.glob("pbs-*"))
@@ -594,9 +616,7 @@ def test_the_report_from_victoria_metrics_is_the_report_from_prometheus(berlin, 
     from tools.drill.processes import ProcessSupervisor, free_port
 
     times = scrape_times(START, utc(2026, 10, 10), SCRAPE, 17)
-    files = write_openmetrics(tmp_path / "openmetrics", exporter_series(RUNS, RESTARTS, times),
-                              datastore_series("homelab", times[::2], SIZE, used_at),
-                              alert_series(_failed_alerts(), EVALUATION))
+    files = write_openmetrics(tmp_path / "openmetrics", *quarter_series(times))
     port = free_port()
     with ProcessSupervisor() as supervisor:
         start_victoria_metrics(supervisor, tmp_path / "vm", port, tmp_path / "vm.log")
@@ -615,3 +635,27 @@ def test_the_report_from_victoria_metrics_is_the_report_from_prometheus(berlin, 
             assert from_store[key] == from_prometheus[key], key
     for got, want in zip(from_store["datastores"], from_prometheus["datastores"], strict=True):
         assert {k: pytest.approx(v, rel=1e-12) if isinstance(v, float) else v for k, v in want.items()} == got
+
+
+def test_the_restore_section_counts_each_guest_s_drills_and_rtos(berlin):
+    _, text, doc = berlin
+    start, end = quarter_edges(BERLIN)
+    want = {}
+    for d in DRILLS:
+        if start <= d.start < end:
+            row = want.setdefault(d.guest, {"passed": 0, "failed": 0, "failed_steps": [], "rtos": []})
+            row["passed" if d.rto is not None else "failed"] += 1
+            if d.rto is None:
+                row["failed_steps"].append(d.step)
+            else:
+                row["rtos"].append(d.rto)
+    got = {r["guest"]: r for r in doc["restore_drills"]}
+    assert set(got) == set(TIERS)
+    for guest, row in want.items():
+        assert (got[guest]["passed"], got[guest]["failed"], got[guest]["failed_steps"]) == (
+            row["passed"], row["failed"], row["failed_steps"]), guest
+        assert (got[guest]["rto_min_seconds"], got[guest]["rto_median_seconds"], got[guest]["rto_max_seconds"]) == (
+            min(row["rtos"]), float(numpy.median(row["rtos"])), max(row["rtos"])), guest
+    assert got["vm/102"]["drills"] == 0 and got["vm/102"]["rto_median_seconds"] is None  # never drilled this quarter
+    assert f"Restore drills ({sum(r['passed'] + r['failed'] for r in want.values())})" in text
+    assert "never drilled: vm/102" in " ".join(text.split())

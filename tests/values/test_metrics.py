@@ -24,6 +24,10 @@ def _release(homelab, name):
 SUBCHARTS = {"kube-state-metrics", "prometheus-node-exporter", "grafana"}
 
 
+# Values that are Kubernetes objects the chart copies as they are: their keys are the API's, not the chart's.
+KUBERNETES_OBJECTS = {"securityContext", "containerSecurityContext", "podSecurityContext"}
+
+
 def _unknown_keys(values, defaults, path=""):
     """Keys of `values` the chart's own values.yaml does not have (typos, renamed options)."""
     found = []
@@ -33,7 +37,7 @@ def _unknown_keys(values, defaults, path=""):
             continue
         if key not in defaults:
             found.append(here)
-        elif isinstance(value, dict) and isinstance(defaults[key], dict) and defaults[key]:
+        elif isinstance(value, dict) and isinstance(defaults[key], dict) and defaults[key] and key not in KUBERNETES_OBJECTS:
             found += _unknown_keys(value, defaults[key], here)
     return found
 

@@ -19,7 +19,6 @@ from model.values.helm import BLACKBOX_EXPORTER_CHART
 from tests.charts import chart_dir, default_values, effective_values, schema_errors
 from tests.conftest import run_tool
 from tests.stacks import homelab_sections
-from tests.rules.test_alerts import GRAFANA, HUB, _firing, _unit_test
 from tools import manifests
 
 CFG = load_stack_config(homelab_sections())
@@ -80,7 +79,8 @@ def test_chart_values_are_ones_the_chart_knows():
     defaults = default_values(BLACKBOX_EXPORTER_CHART)
     for key, value in values.items():
         assert key in defaults, key
-        if isinstance(value, dict) and defaults[key] and key != "config":
+        # config is free-form; the security contexts are Kubernetes objects the chart copies as they are.
+        if isinstance(value, dict) and defaults[key] and key not in ("config", "securityContext", "podSecurityContext"):
             assert set(value) <= set(defaults[key]), key
     # Helm merges maps: the chart's http_2xx stays beside ours (Pulumi drops the null that would remove it).
     modules = effective_values(BLACKBOX_EXPORTER_CHART, values)["config"]["modules"]
@@ -209,62 +209,3 @@ def test_the_rendered_modules_probe_a_local_gateway(exporter, gateway):
     assert broken["probe_success"] == 0 and broken["probe_http_status_code"] == 503
     # The openapi module has no body match: any 200 passes.
     assert _probe(exporter, f"http://{gateway}/degraded", "http_api_gateway_openapi")["probe_success"] == 1
-
-
-# --- the alerts --------------------------------------------------------------------------------
-
-PROBE = 'job="probe-api-gateway-health",instance="https://api.home.arpa/healthz",probe="api-gateway-health",service="api-gateway"'
-
-
-def _probe_alert(alert: str, severity: str, summary: str, description: str) -> dict:
-    """The alert as it reaches Alertmanager for the api-gateway-health probe."""
-    return {"exp_labels": {"severity": severity, "service": "api-gateway", "job": "probe-api-gateway-health",
-                           "instance": "https://api.home.arpa/healthz", "probe": "api-gateway-health"},
-            "exp_annotations": {"summary": summary, "description": description,
-                                "runbook_url": f"{HUB}/runbooks/{alert}.md",
-                                "dashboard_url": f"{GRAFANA}/d/latency-budget"}}
-
-
-def test_a_probe_failing_for_5m_pages_and_recovering_resolves(homelab, tmp_path):
-    # Up until 10m, down from 11m to 21m, up again from 22m.
-    _unit_test(homelab, tmp_path, [{
-        "interval": "1m",
-        "input_series": [{"series": f"probe_success{{{PROBE}}}", "values": "1x10 0x10 1x20"}],
-        "promql_expr_test": [
-            _firing("SyntheticProbeFailing", "14m", []),
-            _firing("SyntheticProbeFailing", "16m", [
-                f'ALERTS{{alertname="SyntheticProbeFailing",alertstate="firing",{PROBE},severity="critical"}}']),
-            _firing("SyntheticProbeFailing", "21m", [
-                f'ALERTS{{alertname="SyntheticProbeFailing",alertstate="firing",{PROBE},severity="critical"}}']),
-            _firing("SyntheticProbeFailing", "22m", []),
-        ],
-        "alert_rule_test": [{"eval_time": "18m", "alertname": "SyntheticProbeFailing", "exp_alerts": [_probe_alert(
-            "SyntheticProbeFailing", "critical", "A synthetic API check fails: customers are likely affected",
-            "Probe api-gateway-health of https://api.home.arpa/healthz has failed for 5m "
-            "(wrong status, body, TLS or no answer): customers of api-gateway see the same.")]}],
-    }], files=("probes",))
-
-
-def test_a_certificate_warns_three_weeks_ahead_and_pages_a_week_ahead(homelab, tmp_path):
-    day = 86400
-    # promtool's clock starts at 0: a value of N days is a certificate expiring N days from now.
-    _unit_test(homelab, tmp_path, [{
-        "interval": "1m",
-        "input_series": [{"series": f"probe_ssl_earliest_cert_expiry{{{PROBE}}}", "values": f"{25 * day}x30"}],
-        "promql_expr_test": [_firing("ProbeCertificateExpiring", "20m", [])],
-    }], files=("probes",))
-    _unit_test(homelab, tmp_path, [{
-        "interval": "1m",
-        "input_series": [{"series": f"probe_ssl_earliest_cert_expiry{{{PROBE}}}", "values": f"{20 * day}x30"}],
-        "alert_rule_test": [{"eval_time": "20m", "alertname": "ProbeCertificateExpiring", "exp_alerts": [_probe_alert(
-            "ProbeCertificateExpiring", "warning", "A probed endpoint's TLS certificate is about to expire",
-            "The earliest certificate in the chain of https://api.home.arpa/healthz (probe "
-            "api-gateway-health) expires in 20.0 days (threshold 21 days).")]}],
-    }], files=("probes",))
-    _unit_test(homelab, tmp_path, [{
-        "interval": "1m",
-        "input_series": [{"series": f"probe_ssl_earliest_cert_expiry{{{PROBE}}}", "values": f"{6 * day}x30"}],
-        "promql_expr_test": [_firing("ProbeCertificateExpiring", "20m", [
-            f'ALERTS{{alertname="ProbeCertificateExpiring",alertstate="firing",{PROBE},severity="critical"}}',
-            f'ALERTS{{alertname="ProbeCertificateExpiring",alertstate="firing",{PROBE},severity="warning"}}'])],
-    }], files=("probes",))

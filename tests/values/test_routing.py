@@ -47,6 +47,10 @@ def test_amtool_accepts_the_config(am_config):
     (["alertname=ApiGatewayLatencyBudgetBurn", "severity=warning", "service=api-gateway",
       "slo=api-gateway-latency"], "recovery-service,mattermost-ops-room"),
     (["alertname=BackupJobFlapping", "severity=warning", "service=backups"], "mattermost-backup-room"),
+    # Restore drills and per-guest coverage: the backup room, never a page, never the recovery service.
+    *((["alertname=" + name, "severity=warning", "service=backups", "guest=vm/101"], "mattermost-backup-room")
+      for name in ("RestoreDrillFailed", "RestoreDrillStale", "RestoreTimeAboveTarget", "GuestBackupStale",
+                   "GuestNeverBackedUp", "GuestNotVerified")),
     (["alertname=NodeDiskUsageHigh", "severity=warning", "service=nodes"], "mattermost-ops-room"),
     # Proxmox VE pages reach the virtualization on-call as well as the seed's page; its tickets stay in the ops room.
     (["alertname=PveNodeDown", "severity=critical", "service=virtualization"], "pagerduty-primary,virtualization-oncall"),

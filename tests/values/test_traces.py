@@ -133,7 +133,9 @@ def test_logs_reach_loki_with_the_right_tenant(otel):
         for name in pipeline["exporters"]:
             exporter = otel["exporters"][name]
             assert name.split("/")[0] == "otlphttp" and exporter["endpoint"] == LOKI_OTLP
-            tenant = exporter["headers"]["X-Scope-OrgID"]
+            # The gateway takes the tenant from the credential, never from a header.
+            assert "headers" not in exporter
+            tenant = otel["extensions"][exporter["auth"]["authenticator"]]["client_auth"]["username"]
             for receiver in pipeline["receivers"]:
                 tenant_of_receiver.setdefault(receiver, set()).add(tenant)
     assert tenant_of_receiver["file_log"] == {"homelab"}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from contracts.alerts import WATCHDOG
 from tools.drill.run import ScenarioRun
 from tools.drill.scenarios import RECEIVER_PAGE, Window
 
@@ -76,10 +77,10 @@ def write_timeline(runs: list[ScenarioRun], path: Path) -> Path:
         if run.plot:
             signal_ax.legend(loc="upper left", fontsize=8)
 
-        alerts = sorted(a for a in run.alert_states if a != "Watchdog")
+        alerts = sorted(a for a in run.alert_states if a != WATCHDOG.name)
         # Receivers that matter here: expected or reached by something other than the heartbeat.
         lane_receivers = [r for r in receivers
-                          if any(n.receiver == r and "Watchdog" not in n.alerts for n in run.notifications)
+                          if any(n.receiver == r and WATCHDOG.name not in n.alerts for n in run.notifications)
                           or any(x.expect.receiver == r and not x.expect.repeating for x in run.verdict.results)]
         lanes = alerts + [f"→ {r}" for r in lane_receivers]
         actions = run.recovery.actions if run.recovery else []
@@ -91,7 +92,7 @@ def write_timeline(runs: list[ScenarioRun], path: Path) -> Path:
                 spans = [(s / scale_unit, w / scale_unit) for s, w in _intervals(run.alert_states[alert], state, gap)]
                 state_ax.broken_barh(spans, (i - 0.35, 0.7), color=fill)
         for n in run.notifications:
-            if n.receiver not in lane_receivers or "Watchdog" in n.alerts:
+            if n.receiver not in lane_receivers or WATCHDOG.name in n.alerts:
                 continue
             lane = len(alerts) + lane_receivers.index(n.receiver)
             marker = "^" if n.status == "firing" else "v"

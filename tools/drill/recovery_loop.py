@@ -33,11 +33,12 @@ from typing import Any
 import yaml
 
 from model.recovery import RECEIVER
+from contracts import recovery as catalog
 from contracts.fallback import inventory
 from contracts.metrics import SCRAPE_JOB
 from tests.fake_pbs import TOKEN as PBS_READ_TOKEN
 from tests.fake_pbs import FakePBS
-from tests.fake_pve import BACKUP_TOKEN, FALLBACK_TOKEN, READ_TOKEN, FakePVE
+from tests.fake_pve import BACKUP_TOKEN, DRILL_TOKEN, FALLBACK_TOKEN, READ_TOKEN, FakePVE
 from tools.drill import durations
 from tools.drill.deployed_config import DeployedConfig, DrillAlertmanagerConfig, DrillConfigError, Endpoint, TimeScale
 from tools.drill.processes import ManagedProcess, ProcessSupervisor, free_port, wait_ready
@@ -52,6 +53,8 @@ PVE_NODE, PVE_STORAGE, PVE_JOB, DATASTORE = "pve1", "pbs-homelab", "backup-night
 # Durations of the service's config that are scenario time; timeoutSeconds of the fallback is not
 # (ansible-playbook runs in wall time), requestTimeoutSeconds neither (an HTTP timeout on 127.0.0.1).
 SCALED = ("pollSeconds", "verifyTimeoutSeconds", "deferSeconds")
+DRILL_SCALED = ("checkSeconds", "maxDurationSeconds", "agentTimeoutSeconds")
+SCRATCH_STORAGE_BYTES = 2**40
 MIN_SECONDS = 0.05
 RESULTS = {"ok": "ok", "failed": "failed", "unknown": "failed", "skipped": "skipped", "dry-run": "dry-run"}
 
@@ -158,6 +161,7 @@ class RecoveryLoop:
         self.webhook_proxy = _Proxy(self, _WebhookProxyHandler)
         self.exporter: SyntheticExporter | None = None
         self.process: ManagedProcess | None = None
+        self.stopped = threading.Event()
 
     # --- wiring, before anything starts
     def adopt_exporters(self, exporters: dict[tuple[str, str], Any]) -> None:
@@ -218,9 +222,18 @@ class RecoveryLoop:
             doc["fallback"] = {"playbook": str(ROOT / "playbooks" / "backup-fallback.yml"), "inventory": str(inv_path),
                                "ansiblePlaybook": str(Path(sys.executable).parent / "ansible-playbook"),
                                "resultDir": str(self.work / "fallback"), "timeoutSeconds": 300}
+        drills = doc.get("restoreDrills")
+        if drills:
+            pve["drillTokenFile"] = secret("pve-drill-token", DRILL_TOKEN)
+            defaults = {"checkSeconds": 60, "maxDurationSeconds": 7200, "agentTimeoutSeconds": 600}
+            for key in DRILL_SCALED:
+                drills[key] = max(float(drills.get(key, defaults[key])) / self.scale.factor, MIN_SECONDS)
+            drills["intervals"] = {tier: seconds / self.scale.factor for tier, seconds in drills["intervals"].items()}
+            drills["window"] = {"start": "00:00", "end": "00:00"}  # the drill's clock is not the site's day
+            drills.pop("node", None)
         # No TrueNAS in these scenarios: its action is off; the compactor report reads the drill's Prometheus.
         doc.pop("truenas", None)
-        doc["actions"]["nas-snapshot-prune"] = {"mode": "off"}
+        doc["actions"][catalog.NAS_SNAPSHOT_PRUNE] = {"mode": "off"}
         if "prometheus" in doc:
             doc["prometheus"] = {"url": prometheus_url}
         if "mattermost" in doc:
@@ -240,15 +253,23 @@ class RecoveryLoop:
     def _stage(self) -> None:
         """PBS and PVE as they stand after the nightly failure (scripted in the scenario's runs)."""
         epoch = self.clock.epoch_of
-        failed = next(r for r in self.spec.runs if not r.ok)
         guest = int(self.spec.job_id.split("/")[1])
         self.pbs.add_datastore(DATASTORE, 8 * 2**40, 2**40)
-        upid = self.pbs.add_task("backup", f"{DATASTORE}:{self.spec.job_id}", epoch(failed.start), epoch(failed.end),
-                                 "backup failed: connection reset by peer")
-        self.pbs.logs[upid] = [f"starting backup {self.spec.job_id}", "TASK ERROR: backup failed: connection reset by peer"]
         self.pve.add_guest(guest, PVE_NODE)
         self.pve.add_guest(guest + 1, PVE_NODE)
         self.pve.add_pbs_storage(PVE_STORAGE, DATASTORE)
+        drills = self.rendered.get("restoreDrills")
+        if drills:  # the scratch storage and range of the stack's drills; the fake fails any write outside the range
+            self.pve.add_storage(drills["storage"], PVE_NODE, SCRATCH_STORAGE_BYTES, SCRATCH_STORAGE_BYTES // 2)
+            self.pve.scratch = (drills["vmidRange"]["first"], drills["vmidRange"]["last"])
+        if self.spec.restore_drill:
+            self._stage_drill(self.spec.restore_drill)
+        failed = next((r for r in self.spec.runs if not r.ok), None)
+        if failed is None:
+            return
+        upid = self.pbs.add_task("backup", f"{DATASTORE}:{self.spec.job_id}", epoch(failed.start), epoch(failed.end),
+                                 "backup failed: connection reset by peer")
+        self.pbs.logs[upid] = [f"starting backup {self.spec.job_id}", "TASK ERROR: backup failed: connection reset by peer"]
         covered = guest if self.spec.pve_job_covers_guest else guest + 1  # the job lost the guest: nothing to re-run
         self.pve.add_job(PVE_JOB, storage=PVE_STORAGE, vmid=str(covered), comment="nightly to PBS")
         self.pve.add_task(PVE_NODE, "vzdump", str(guest), "root@pam", epoch(failed.start), epoch(failed.end), "job errors",
@@ -259,6 +280,23 @@ class RecoveryLoop:
         if self.spec.fallback:
             outcomes.insert(1, (self.spec.fallback[0], wall(self.spec.fallback[1])))
         self.pve.vzdump_outcomes[PVE_NODE] = outcomes
+
+    def _stage_drill(self, play) -> None:
+        """The guest the stack's drills will select (tagged at t = 0, so that its drill runs in the scenario, not
+        while Prometheus warms up), with last night's snapshot on PBS, and the fault the drill meets."""
+        self.pbs.add_snapshot(DATASTORE, "vm", str(play.vmid), self.clock.epoch_of(-3600 * 20))
+        if play.fails_at_step == "agent":
+            self.pve.agent_delay = None
+        elif play.fails_at_step == "restore":
+            self.pve.restore_outcomes = [("command '/usr/bin/pbs-restore' failed: exit code 255", 0.2)]
+        else:
+            raise DrillConfigError(f"a restore drill cannot be made to fail at step {play.fails_at_step!r}")
+
+    def _tag_at_zero(self, play) -> None:
+        while self.clock.now() < 0 and not self.stopped.wait(0.05):
+            pass
+        with self.pve.lock:
+            self.pve.guests[play.vmid]["tags"] = play.tags
 
     def backup_ran(self, upid: str, start: float, end: float, status: str) -> None:
         """A re-run ended: PBS has its backup task, and the exporter's series of the job gain the run."""
@@ -283,12 +321,15 @@ class RecoveryLoop:
         self.webhook_proxy.start()  # the metrics proxy is one of the drill's exporters: started with them
         config = self.work / "recovery.yml"
         config.write_text(yaml.safe_dump(self.service_config(capture_url, prometheus_url), sort_keys=False))
+        if self.spec.restore_drill:
+            threading.Thread(target=self._tag_at_zero, args=(self.spec.restore_drill,), daemon=True).start()
         if self.spec.service_up:
             self.process = supervisor.start(ManagedProcess(
                 "recovery", [sys.executable, "-m", "services.recovery", "serve", "--config", str(config)], self.work / "service.log"))
             wait_ready(self.process, f"{self.service_url}/healthz")
 
     def stop(self) -> None:
+        self.stopped.set()
         if self.process:
             self.process.stop()
         if self.webhook_proxy.thread.is_alive():
@@ -303,8 +344,12 @@ class RecoveryLoop:
         reruns = tuple(self.result.reruns)
         if len(reruns) < len(self.spec.reruns):
             reruns = self.spec.planned_reruns()
-        gave_up = next((self._at(e["ts"]) for e in self._audit() if e["decision"] == "escalate"), None)
-        return dataclasses.replace(scenario, expected=(*scenario.expected, *self.spec.expect(reruns, gave_up)))
+        if self.spec.restore_drill:
+            acted = next((self._at(e["ts"]) for e in self._audit() if e["decision"] == "verify" and e["result"] == "failed"
+                          and e["why"].startswith("restore drill")), None)
+        else:
+            acted = next((self._at(e["ts"]) for e in self._audit() if e["decision"] == "escalate"), None)
+        return dataclasses.replace(scenario, expected=(*scenario.expected, *self.spec.expect(reruns, acted)))
 
     def _audit(self) -> list[dict]:
         audit = self.work / "audit.jsonl"
@@ -327,6 +372,14 @@ class RecoveryLoop:
         started = len([p for p in self.pve.vzdump_posts if p[1].get("storage") == PVE_STORAGE])
         if started != len(self.spec.reruns):
             result.failures.append(f"PVE received {started} re-run(s) of the backup job, expected {len(self.spec.reruns)}")
+        if self.spec.restore_drill:
+            restores = len(self.pve.restores)
+            if restores != 1:
+                result.failures.append(f"PVE received {restores} restore(s) of the drilled guest, expected 1")
+            left = sorted(v for v in self.pve.guests if self.pve.scratch and self.pve.scratch[0] <= v <= self.pve.scratch[1])
+            if left:
+                result.failures.append(f"scratch guest(s) {left} are still there at the end")
+        result.failures += [f"the fake PVE refused a state-changing call outside the scratch range: {v}" for v in self.pve.violations]
         for words in self.spec.room_says:
             if not any(words in text for text in result.chat):
                 result.failures.append(f"the backup room never heard {words!r} from the service")
@@ -352,11 +405,11 @@ def describe(run: RecoveryRun, scenario: Scenario) -> list[str]:
     """Report lines: what the service did, and the time from the failure to its successful re-run."""
     spec = scenario.recovery
     assert spec is not None
-    failed = next(r for r in spec.runs if not r.ok)
+    failed = next((r for r in spec.runs if not r.ok), None)
     lines = ["Recovery service in the loop: " + (f"{run.deliveries} webhook request(s) from Alertmanager"
                                                    + (f", each delivered {spec.deliveries} times" if spec.deliveries > 1 else "")
                                                    if spec.service_up else "not running (its port refuses)") + "."]
-    fix = run.first_fix_s(failed.end)
+    fix = run.first_fix_s(failed.end) if failed else None
     if fix is not None:
         lines.append(f"From the failure ({durations.human(failed.end)}) to the successful automated re-run: "
                      f"{durations.human(fix)} of scenario time.")

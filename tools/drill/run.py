@@ -29,6 +29,7 @@ from tools.drill.cluster import ALERTMANAGER, AlertmanagerCluster, replica_doc
 from tools.drill.deployed_config import (DeployedConfig, DrillConfigError, TimeScale, drill_alertmanager_config,
                                         drill_prometheus_config, scaled_rule_files, write_yaml)
 from tools.drill.probes import RealProbes
+from tools.drill.spans import RealSpans
 from tools.drill.processes import ManagedProcess, ProcessSupervisor, free_port, wait_ready
 from tools.drill.scenarios import BASELINE, SERVICE_MONITOR_JOBS, Scenario
 from tools.drill.servers import CaptureServer, ScenarioClock, SyntheticExporter
@@ -246,6 +247,7 @@ class Stage:
     loop: recovery_loop.RecoveryLoop | None
     notes: list[str]
     late_start: str = ""
+    spans: RealSpans | None = None
 
     @property
     def servers(self) -> list:
@@ -340,11 +342,16 @@ def scale_scenario(scenario: Scenario, config: DeployedConfig, work: Path) -> St
     probes = RealProbes(config, scale, clock, scenario.endpoint_outages, work) if scenario.endpoint_outages else None
     if probes:
         notes += probes.repoint(prom_doc)
+    # The API gateway's spans through the real Collector: its span metrics, not synthetic ones.
+    spans = RealSpans(config, scale, clock, scenario.spans, work) if scenario.spans else None
+    if spans:
+        notes += spans.repoint(prom_doc)
     prom_file = write_yaml(work / "prometheus.yml", prom_doc)
     _check([PROMTOOL, "check", "config", str(prom_file)])
 
     clock.start_now(LEAD_IN_SECONDS)
-    stage = Stage(scenario, config, scale, work, series, clock, exporters, capture, cluster, [], [], probes, loop, notes)
+    stage = Stage(scenario, config, scale, work, series, clock, exporters, capture, cluster, [], [], probes, loop, notes,
+                  spans=spans)
     prom_data = work / "prometheus-data"
     _write_history(stage, prom_doc, prom_data)
 
@@ -374,6 +381,8 @@ def start_scenario(stage: Stage, supervisor: ProcessSupervisor, progress: Progre
         server.start()
     if stage.probes:
         stage.probes.start(supervisor)
+    if stage.spans:
+        stage.spans.start(supervisor)
     cluster.start_all(supervisor)
     for replica, url in zip(stage.replicas, stage.replica_urls):
         wait_ready(supervisor.start(replica), f"{url}/-/ready")
@@ -537,6 +546,9 @@ def run_scenario(scenario: Scenario, config: DeployedConfig, work: Path, index: 
             if stage.probes:
                 stage.probes.stop()
                 stage.notes.append(stage.probes.summary())
+            if stage.spans:
+                stage.spans.stop()
+                stage.notes.append(stage.spans.summary())
             if stage.loop:
                 stage.loop.stop()
     return judge_scenario(stage, collected, started)

@@ -1,7 +1,9 @@
 """The drill's scenario table: what fails when, and who must hear about it.
 
 Everything that names the stack's alerts, receivers, scrape jobs and metrics is in the first
-block below, so that re-pointing the drill at renamed rules is a change of this block only.
+block below, so that re-pointing the drill at renamed rules is a change of this block only; the
+fixed alert names, exporter metrics and recovery actions come from contracts/, the receivers, the
+SLOs' alerts and the scrape jobs from the homelab stack config.
 Times are real (uncompressed) seconds from the scenario's start; `m(10)` is ten minutes.
 Each expectation's `at` is when the alert's condition becomes true (firing) or false
 (resolved) in the synthetic data, worked out from the timeline with the helpers below; the
@@ -14,6 +16,8 @@ import dataclasses
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
+from contracts import alerts, metrics
+from contracts import recovery as recovery_catalog
 from model.rules import recovery as recovery_alerts
 from tools.drill.timeline import Counter, Ramp, Series, Steps, Timestamp
 
@@ -36,24 +40,27 @@ RECEIVER_HEARTBEAT = "watchdog-heartbeat"  # alertname="Watchdog", repeat_interv
 
 # warning from the failure on; critical (page) once the retry failed too or 30m passed without a
 # success, then until a run succeeds; neither while the job flaps
-ALERT_BACKUP_FAILED = "BackupJobFailed"
-ALERT_BACKUP_FLAPPING = "BackupJobFlapping"  # warning: failed, succeeded, failed again within 24h
-ALERT_BACKUP_METRICS_ABSENT = "BackupMetricsAbsent"  # critical: no backup job series for 1h
-ALERT_TARGET_DOWN = "TargetDown"  # warning: up == 0 for 5m, service from the target
+ALERT_BACKUP_FAILED = alerts.BACKUP_JOB_FAILED.name
+ALERT_BACKUP_FLAPPING = alerts.BACKUP_JOB_FLAPPING.name  # warning: failed, succeeded, failed again within 24h
+ALERT_BACKUP_METRICS_ABSENT = alerts.BACKUP_METRICS_ABSENT.name  # critical: no backup job series for 1h
+ALERT_TARGET_DOWN = alerts.TARGET_DOWN.name  # warning: up == 0 for 5m, service from the target
 ALERT_LATENCY_BURN = "ApiGatewayLatencyBudgetBurn"  # critical 1h&5m > 14.4 or 6h&30m > 6; warning 1d&2h > 3 or 3d&6h > 1
-ALERT_NODE_DISK = "NodeDiskUsageHigh"  # service=nodes: warning > 85%, critical > 95%, for 15m
-ALERT_DATASTORE = "PbsDatastoreUsageHigh"  # service=backups: warning > 85%, critical > 95%, for 15m
-ALERT_WATCHDOG = "Watchdog"
+ALERT_NODE_DISK = alerts.NODE_DISK_USAGE_HIGH.name  # service=nodes: warning > 85%, critical > 95%, for 15m
+ALERT_DATASTORE = alerts.PBS_DATASTORE_USAGE_HIGH.name  # service=backups: warning > 85%, critical > 95%, for 15m
+ALERT_WATCHDOG = alerts.WATCHDOG.name
 
-JOB_PBS = "pbs-exporter"  # the PBS job exporter (services/pbs_exporter/pbs_job_exporter.py)
+JOB_PBS = "pbs-exporter"  # the PBS job exporter (services/pbs_exporter/, shipped as a zipapp)
 JOB_NODE = "pbs-node"  # node_exporter on the PBS host
 JOB_SPANS = "otel-collector-spanmetrics"
 # Scraped in production through a ServiceMonitor (otel-collector chart, port spanmetrics), so not in
 # scrape-configs.yaml: the drill adds it as a static job.
 SERVICE_MONITOR_JOBS = {JOB_SPANS: "otel-collector.traces.svc:8889"}
+# The Collector holds spans up to its batch timeout, then its span metrics move once per flush.
+SPAN_BATCH_TIMEOUT = "5s"  # processors.batch.timeout
+SPAN_METRICS_FLUSH = "15s"  # connectors.spanmetrics.metrics_flush_interval
 
 # The synthetic API checks: the real blackbox exporter probes a local HTTP server (tools/drill/probes.py).
-ALERT_PROBE_FAILING = "SyntheticProbeFailing"  # critical: probe_success == 0 for probes.failingFor (5m)
+ALERT_PROBE_FAILING = alerts.SYNTHETIC_PROBE_FAILING.name  # critical: probe_success == 0 for probes.failingFor (5m)
 ALERT_AVAILABILITY_BURN = "ApiGatewayAvailabilityBudgetBurn"  # the SLO on the health probe: as the latency SLO's
 JOB_PROBE_HEALTH = "probe-api-gateway-health"  # every probe an event of api-gateway-availability
 JOB_PROBE_OPENAPI = "probe-api-gateway-openapi"
@@ -70,13 +77,13 @@ def pbs_labels(job_id: str = BACKUP_JOB_ID) -> tuple[tuple[str, str], ...]:
 
 
 PBS_LABELS = pbs_labels()
-PBS_ATTEMPTS = "pbs_job_attempt_total"
-PBS_SUCCESSES = "pbs_job_success_total"
-PBS_LAST_RUN = "pbs_job_last_run_timestamp_seconds"
-PBS_LAST_SUCCESS = "pbs_job_last_success_timestamp_seconds"
-PBS_RUNNING = "pbs_job_running"
-PBS_DATASTORE_SIZE = "pbs_datastore_size_bytes"
-PBS_DATASTORE_USED = "pbs_datastore_used_bytes"
+PBS_ATTEMPTS = metrics.PBS_JOB_ATTEMPT
+PBS_SUCCESSES = metrics.PBS_JOB_SUCCESS
+PBS_LAST_RUN = metrics.PBS_JOB_LAST_RUN
+PBS_LAST_SUCCESS = metrics.PBS_JOB_LAST_SUCCESS
+PBS_RUNNING = metrics.PBS_JOB_RUNNING
+PBS_DATASTORE_SIZE = metrics.PBS_DATASTORE_SIZE
+PBS_DATASTORE_USED = metrics.PBS_DATASTORE_USED
 FS_AVAIL = "node_filesystem_avail_bytes"
 FS_SIZE = "node_filesystem_size_bytes"
 SPAN_SELECTOR = (("service_name", "api-gateway"), ("span_kind", "SPAN_KIND_SERVER"))
@@ -140,6 +147,18 @@ class EndpointOutage(Window):
 
 
 @dataclass(frozen=True)
+class SpanTraffic:
+    """The API gateway's spans through the real Collector (tools/drill/spans.py): from each
+    `(t, burn)` on, the share of requests slower than the objective spends the error budget at
+    `burn` times its sustainable pace."""
+
+    burns: tuple[tuple[float, float], ...]
+    # Of scenario time (`factor` times as many per wall second). The history before t = 0 must
+    # have the same rate, or its requests would dilute the live ones in every window spanning t = 0.
+    requests_per_second: float = 2.0
+
+
+@dataclass(frozen=True)
 class PeerOutage(Window):
     """One peer of a clustered Alertmanager gone: the one at position 0 when it goes (the one that
     notifies). `killed`: SIGKILL, lost without leaving the cluster, else stopped (SIGTERM);
@@ -178,6 +197,8 @@ class Scenario:
     endpoint_outages: tuple[EndpointOutage, ...] = ()
     # The recovery service runs in the loop (tools/drill/recovery_loop.py); `expected` then comes from it.
     recovery: RecoveryInTheLoop | None = None
+    # With it, the span-metrics job is the real Collector fed by a synthetic gateway (history stays synthetic).
+    spans: SpanTraffic | None = None
 
     @property
     def pages(self) -> list[Expect]:
@@ -190,6 +211,17 @@ class Scenario:
 
 
 @dataclass(frozen=True)
+class RestoreDrillPlay:
+    """A restore drill of the recovery service in the loop: the guest the stack's tags select (tier-1), and
+    how the fake PVE makes its drill fail: `agent` (its guest agent never answers) or `restore` (the task fails)."""
+
+    fails_at_step: str
+    planned_failure: float  # scenario seconds: when the drill is expected to have failed, for checks without a drill
+    vmid: int = 101
+    tags: str = "tier-1"
+
+
+@dataclass(frozen=True)
 class RecoveryInTheLoop:
     """A scenario with the real recovery service acting on the alerts of one PBS backup job, among a
     fake PVE and PBS: its re-runs become runs of the job in the exporter's series as they end."""
@@ -198,7 +230,7 @@ class RecoveryInTheLoop:
     # Each vzdump re-run's exitstatus and duration (real seconds), in the order the service starts them.
     reruns: tuple[tuple[str, float], ...] = ()
     # What receivers must hear, given the re-runs that happened (when each began and ended) and when the
-    # service gave up on the failure (scenario seconds; None: it did not).
+    # service gave up on the failure, or, with a restore drill, when the drill failed (scenario seconds; None: it did not).
     expect: Callable[[tuple[Run, ...], float | None], tuple[Expect, ...]] = lambda reruns, gave_up: ()  # noqa: E731
     service_up: bool = True
     deliveries: int = 1  # each webhook request reaches the service this many times (a redelivery)
@@ -208,9 +240,18 @@ class RecoveryInTheLoop:
     log_on_incident: bool = False  # the service adds the task log to the page's incident
     job_id: str = "vm/101"
     pve_job_covers_guest: bool = True  # False: PVE's backup job lost the guest, there is nothing to re-run
+    restore_drill: RestoreDrillPlay | None = None  # the service drills a guest's restore; `expect` gets its failure
+
+    def failed_at(self) -> float | None:
+        """When the scenario's trouble began: the end of the job's failed run, or the drill's planned failure."""
+        if self.restore_drill:
+            return self.restore_drill.planned_failure
+        return next((r.end for r in self.runs if not r.ok), None)
 
     def planned_reruns(self) -> tuple[Run, ...]:
         """The re-runs as planned, back to back from the end of the failure; the drill judges by the real ones."""
+        if not self.reruns:
+            return ()
         start = next(r for r in self.runs if not r.ok).end
         planned = []
         for status, seconds in self.reruns:
@@ -224,7 +265,7 @@ def planned(scenario: Scenario) -> Scenario:
     if scenario.recovery is None:
         return scenario
     loop = scenario.recovery
-    extra = loop.expect(loop.planned_reruns(), next(r for r in loop.runs if not r.ok).end)
+    extra = loop.expect(loop.planned_reruns(), loop.failed_at())
     return dataclasses.replace(scenario, expected=(*scenario.expected, *extra))
 
 
@@ -244,10 +285,11 @@ def burn_clear(stop: float, burn: float, threshold: float, window: float, base: 
     return stop + window * (burn - threshold) / (burn - base)
 
 
-def latency_series(burns: tuple[tuple[float, float], ...], quiet_from: float | None = None) -> tuple[Series, ...]:
+def latency_series(burns: tuple[tuple[float, float], ...], quiet_from: float | None = None,
+                   requests_per_second: float = API_REQUESTS_PER_SECOND) -> tuple[Series, ...]:
     """The API gateway's span-metrics histogram for burn rates ((from t, burn), ...); from
     `quiet_from` on no request arrives at all (the counters stay where they are)."""
-    total = API_REQUESTS_PER_SECOND
+    total = requests_per_second
     good = tuple((t, total * (1 - burn * LATENCY_ERROR_BUDGET)) for t, burn in burns)
     requests = ((burns[0][0], total),)
     if quiet_from is not None:
@@ -362,6 +404,13 @@ BURN_PLOT = (PlotLine("burn rate 1h", BURN_RATE.format(window="1h"), (14.4,)),
 
 FAST_BURN = 50.0  # half the requests slower than 500 ms
 FAST_BURN_START, FAST_BURN_STOP = m(10), m(40)
+FAST_BURN_PROFILE = ((-h(24 * 30), BASELINE_BURN), (FAST_BURN_START, FAST_BURN), (FAST_BURN_STOP, BASELINE_BURN))
+FAST_BURN_SPANS = SpanTraffic(FAST_BURN_PROFILE)
+FAST_BURN_PAGES = (
+    Expect(RECEIVER_PAGE, ALERT_LATENCY_BURN, "critical", "firing",
+           max(burn_onset(FAST_BURN_START, FAST_BURN, 14.4, h(1)), burn_onset(FAST_BURN_START, FAST_BURN, 14.4, m(5)))),
+    Expect(RECEIVER_PAGE, ALERT_LATENCY_BURN, "critical", "resolved", burn_clear(FAST_BURN_STOP, FAST_BURN, 14.4, m(5))),
+)
 SLOW_BURN = 5.0  # below the page's 6x, above the ticket's 3x and 1x
 SLOW_BURN_START = h(1)
 
@@ -462,12 +511,20 @@ SINGLE_NODE_SCENARIOS: tuple[Scenario, ...] = (
         f"Half the API requests exceed 500 ms ({FAST_BURN:g}x burn) for 30 minutes: the fast-burn page fires "
         "once the 1h window passes 14.4x and resolves when the 5m window recovers.",
         duration=m(55), factor=120,
-        series=latency_series(((-h(24 * 30), BASELINE_BURN), (FAST_BURN_START, FAST_BURN), (FAST_BURN_STOP, BASELINE_BURN))),
-        expected=_with_watchdog(
-            Expect(RECEIVER_PAGE, ALERT_LATENCY_BURN, "critical", "firing",
-                   max(burn_onset(FAST_BURN_START, FAST_BURN, 14.4, h(1)), burn_onset(FAST_BURN_START, FAST_BURN, 14.4, m(5)))),
-            Expect(RECEIVER_PAGE, ALERT_LATENCY_BURN, "critical", "resolved", burn_clear(FAST_BURN_STOP, FAST_BURN, 14.4, m(5))),
-        ),
+        series=latency_series(FAST_BURN_PROFILE),
+        expected=_with_watchdog(*FAST_BURN_PAGES),
+        plot=BURN_PLOT,
+    ),
+    Scenario(
+        "latency-burn-from-spans",
+        "latency-fast-burn from real spans: a synthetic API gateway sends its server spans through the stack's "
+        "Collector, half of them slower than 500 ms for 30 minutes; the span metrics it makes are what Prometheus "
+        "scrapes, and the page arrives once, on time, and resolves.",
+        duration=m(55), factor=60,
+        # The history before t = 0, at the generator's rate; the Collector's series after.
+        series=latency_series(FAST_BURN_PROFILE[:1], requests_per_second=FAST_BURN_SPANS.requests_per_second),
+        spans=FAST_BURN_SPANS,
+        expected=_with_watchdog(*FAST_BURN_PAGES),
         plot=BURN_PLOT,
     ),
     Scenario(
@@ -568,7 +625,7 @@ SINGLE_NODE_SCENARIOS: tuple[Scenario, ...] = (
 
 # --- the recovery service in the loop --------------------------------------------------------
 
-ALERT_RECOVERY_DOWN = "RecoveryServiceDown"  # warning to the backup room: up{job="recovery"} == 0 for 5m
+ALERT_RECOVERY_DOWN = alerts.RECOVERY_SERVICE_DOWN.name  # warning to the backup room: up{job="recovery"} == 0 for 5m
 RECOVERY_JOB_ID = "vm/101"  # the backup group of guest 101, which the fake PVE's backup job covers
 NIGHTLY_FAILS = Run(m(2), m(5), False)
 OPERATOR_RUN = Run(m(48), m(50), True)  # the operator's run after the page, once the cause is fixed
@@ -600,8 +657,18 @@ RECOVERY_PLOT = (BACKUP_PLOT[0], BACKUP_PLOT[1],
                  PlotLine("recovery service gave up on this failure (0/1)",
                           "count(" + recovery_alerts.gave_up('{job_type="backup"}') + ") or vector(0)"))
 
+ALERT_RESTORE_DRILL_FAILED = alerts.RESTORE_DRILL_FAILED.name  # warning to the backup room: the newest drill of a guest failed
+# The drill starts at once (the guest was never drilled); its agent wait (agentTimeout 10m) ends it.
+DRILL_FAILS = m(11)
+
+
+def _drill_failed(reruns: tuple[Run, ...], failed_at: float | None) -> tuple[Expect, ...]:
+    return _with_watchdog(Expect(RECEIVER_BACKUP_ROOM, ALERT_RESTORE_DRILL_FAILED, "warning", "firing",
+                                 DRILL_FAILS if failed_at is None else failed_at))
+
+
 RERUN_WORKS = RecoveryInTheLoop(runs=(NIGHTLY_FAILS,), reruns=(("OK", RERUN_SECONDS),), expect=_fixed_by_rerun,
-                                actions=(("pve-backup-rerun", "ok"),), room_says=("failed → re-run → OK",))
+                                actions=((recovery_catalog.PVE_BACKUP_RERUN, "ok"),), room_says=("failed → re-run → OK",))
 
 RECOVERY_SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
@@ -622,7 +689,7 @@ RECOVERY_SCENARIOS: tuple[Scenario, ...] = (
         series=backup_job((NIGHTLY_FAILS, OPERATOR_RUN), pbs_labels(RECOVERY_JOB_ID)),
         recovery=RecoveryInTheLoop(runs=(NIGHTLY_FAILS, OPERATOR_RUN), reruns=(("job errors", RERUN_SECONDS),),
                                    expect=_rerun_failed, fallback=("OK", m(2)),
-                                   actions=(("pve-backup-rerun", "failed"), ("backup-fallback", "ok")),
+                                   actions=((recovery_catalog.PVE_BACKUP_RERUN, "failed"), (recovery_catalog.BACKUP_FALLBACK, "ok")),
                                    room_says=("failed → re-run → failed again", "gives up", "fallback backup to the NAS done"),
                                    log_on_incident=True),
         plot=RECOVERY_PLOT,
@@ -635,7 +702,7 @@ RECOVERY_SCENARIOS: tuple[Scenario, ...] = (
         duration=m(60), factor=120,
         series=backup_job((NIGHTLY_FAILS, OPERATOR_RUN), pbs_labels(RECOVERY_JOB_ID)),
         recovery=RecoveryInTheLoop(runs=(NIGHTLY_FAILS, OPERATOR_RUN), expect=_gives_up_at_once, fallback=("OK", m(2)),
-                                   pve_job_covers_guest=False, actions=(("pve-backup-rerun", "failed"), ("backup-fallback", "ok")),
+                                   pve_job_covers_guest=False, actions=((recovery_catalog.PVE_BACKUP_RERUN, "failed"), (recovery_catalog.BACKUP_FALLBACK, "ok")),
                                    room_says=("no PVE backup job writes guest 101", "gives up", "fallback backup to the NAS done"),
                                    log_on_incident=True),
         plot=RECOVERY_PLOT,
@@ -648,6 +715,18 @@ RECOVERY_SCENARIOS: tuple[Scenario, ...] = (
         series=backup_job((NIGHTLY_FAILS, OPERATOR_RUN), pbs_labels(RECOVERY_JOB_ID)),
         recovery=RecoveryInTheLoop(runs=(NIGHTLY_FAILS, OPERATOR_RUN), expect=_nobody_reruns, service_up=False),
         plot=RECOVERY_PLOT,
+    ),
+    Scenario(
+        "restore-drill-fails",
+        "The first restore drill of guest 101 (tier-1) restores its newest PBS snapshot into a scratch VMID, isolated, and "
+        "starts it; its guest agent never answers. The service tears the scratch guest down and posts the failed step with "
+        "the task log to the backup room; RestoreDrillFailed tells the backup room once; nobody is paged; no scratch guest "
+        "is left and nothing outside the scratch range was touched.",
+        duration=m(30), factor=120,
+        series=backup_job((), pbs_labels(RECOVERY_JOB_ID)),
+        recovery=RecoveryInTheLoop(runs=(), expect=_drill_failed, restore_drill=RestoreDrillPlay("agent", DRILL_FAILS),
+                                   actions=((recovery_catalog.RESTORE_DRILL_RUN, "failed"),),
+                                   room_says=("Restore drill of vm/101 failed", "`agent`", "qmstart")),
     ),
     Scenario(
         "webhook-redelivered",

@@ -28,10 +28,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
+from tools.drill import durations
 from tools.drill.cluster import PeerTiming
 from tools.drill.deployed_config import AlertRule, TimeScale, MIN_INTERVAL
 from tools.drill.routes import Route, delivery_to
-from tools.drill.scenarios import Expect, Scenario
+from tools.drill.scenarios import SPAN_BATCH_TIMEOUT, SPAN_METRICS_FLUSH, Expect, Scenario
 
 # A notification may take this many times its theoretical bound before the drill fails it:
 # generous, because a 2-core CI machine schedules three servers and the drill itself.
@@ -211,6 +212,8 @@ def bound_for(expect: Expect, rule: AlertRule | None, tree: Route, scale: TimeSc
     if delivery is None:
         return None
     detect = scale.scrape_interval_s + scale.evaluation_interval_s
+    if scenario.spans:  # spans wait in the Collector's batch, its span metrics change once per flush
+        detect += sum(durations.parse(scale.interval(d)) for d in (SPAN_BATCH_TIMEOUT, SPAN_METRICS_FLUSH))
     group_wait = delivery.group_wait / scale.factor
     group_interval = max(delivery.group_interval / scale.factor, MIN_INTERVAL)
     if expect.status == "firing" and expect.joins:
