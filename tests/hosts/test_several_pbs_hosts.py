@@ -142,12 +142,12 @@ def _series(metric: str, instance: str, value: str, **labels: str) -> dict:
 
 
 def test_alerts_fire_for_every_datastore_of_both_hosts(out, tmp_path):
-    """Each datastore 95% full and one failed backup job on each, the same job id on every datastore."""
+    """Each datastore 99% full and one failed backup job on each, the same job id on every datastore."""
     stores = [(host, store) for host, names in STORES.items() for store in names]
     series = []
     for host, store in stores:
         series += [_series("pbs_datastore_size_bytes", host, "100x40", datastore=store),
-                   _series("pbs_datastore_used_bytes", host, "95x40", datastore=store)]
+                   _series("pbs_datastore_used_bytes", host, "99x40", datastore=store)]
         job = {"datastore": store, "job_id": "nightly", "job_type": "backup"}
         series += [_series("pbs_job_last_run_timestamp_seconds", host, "600x40", **job),
                    _series("pbs_job_last_success_timestamp_seconds", host, "0x40", **job)]
