@@ -19,7 +19,7 @@ import yaml
 from model import probes, pve, recovery
 from model.config import Role, StackConfig
 from model.facts.secrets import K3S_TOKEN, PVE_EXPORTER_TOKEN
-from model.hosts import DATA_DISK_DEVICE, VmPlan, scheduling_for
+from model.hosts import DATA_DISK_DEVICE, PBS_DATASTORE_DIR, VmPlan, datastore_dirs, scheduling_for
 
 PBS_SUITE = "bookworm"
 PROXMOX_KEY_URL = f"https://enterprise.proxmox.com/debian/proxmox-release-{PBS_SUITE}.gpg"
@@ -85,8 +85,26 @@ def _base(cfg: StackConfig, vm: VmPlan) -> dict:
     }
 
 
+def _create_datastore(store: str, path: str, prepare: str = "") -> str:
+    """Shell: `prepare`, then the datastore at `path`; an existing one on the data disk (a recreated
+    VM) is adopted, never re-initialised."""
+    return (
+        f"set -eu; {prepare}"
+        f"if proxmox-backup-manager datastore list --output-format json | grep -q '\"name\":\"{store}\"'; then exit 0; fi; "
+        f"if [ -d {path}/.chunks ]; then reuse='--reuse-datastore true'; else reuse=''; fi; "
+        f"proxmox-backup-manager datastore create {store} {path} $reuse"
+    )
+
+
+def _link_datastore(store: str, directory: str, root: str) -> str:
+    """Shell: the directory of a further datastore on the data disk, and its link /mnt/datastore/<store>.
+    Only on the mounted disk: never a datastore on the system disk."""
+    link = f"{PBS_DATASTORE_DIR}/{store}"
+    return (f"mountpoint -q {root} || {{ echo '{root} is not mounted: no datastore {store} without the data disk' >&2; exit 1; }}; "
+            f"mkdir -p {directory}; [ -L {link} ] || ln -sT {directory} {link}; ")
+
+
 def _pbs(cfg: StackConfig, vm: VmPlan, doc: dict) -> None:
-    store = vm.host.datastore
     doc["packages"] += ["curl", "ca-certificates", "prometheus-node-exporter"]
     doc["write_files"].append(
         {"path": "/etc/apt/sources.list.d/pbs-no-subscription.list", "content": PBS_REPOSITORY + "\n", "permissions": "0644"}
@@ -98,16 +116,13 @@ def _pbs(cfg: StackConfig, vm: VmPlan, doc: dict) -> None:
         "apt-get update; "
         "DEBIAN_FRONTEND=noninteractive apt-get install -y proxmox-backup-server"
     )
-    # An existing datastore on the data disk (a recreated VM) is adopted, never re-initialised.
-    create_store = (
-        "set -eu; "
-        f"if proxmox-backup-manager datastore list --output-format json | grep -q '\"name\":\"{store}\"'; then exit 0; fi; "
-        f"if [ -d {vm.data_mount}/.chunks ]; then reuse='--reuse-datastore true'; else reuse=''; fi; "
-        f"proxmox-backup-manager datastore create {store} {vm.data_mount} $reuse"
-    )
+    # The first datastore at the disk's root, before any other's directory lands there.
+    (first, root), *more = datastore_dirs(vm.host).items()
     doc["runcmd"] += [
         ["sh", "-c", install_pbs],
-        ["sh", "-c", create_store],
+        ["sh", "-c", _create_datastore(first, root)],
+        *(["sh", "-c", _create_datastore(store, f"{PBS_DATASTORE_DIR}/{store}", _link_datastore(store, directory, root))]
+          for store, directory in more),
         ["systemctl", "enable", "--now", "prometheus-node-exporter"],
     ]
     _pbs_job_exporter(cfg, doc)
@@ -231,7 +246,7 @@ def _recovery_service(cfg: StackConfig, vm: VmPlan, doc: dict, secrets: Mapping[
     doc["write_files"] += [{"path": c.host_path, "content": secrets[c.secret_key] + "\n", "permissions": "0600",
                             "owner": "root:root"} for c in credentials if c.secret_key]
     doc["runcmd"] += [
-        ["sh", "-c", recovery.pbs_token_script(vm.host.datastore)],
+        ["sh", "-c", recovery.pbs_token_script(vm.host.datastore_names())],
         ["systemctl", "daemon-reload"],
         ["systemctl", "enable", "--now", "recovery.service"],
     ]
@@ -275,9 +290,9 @@ def user_data(cfg: StackConfig, vm: VmPlan, secrets: Mapping[str, str]) -> dict:
     doc = _base(cfg, vm)
     if vm.role == Role.PBS:
         _pbs(cfg, vm, doc)
-        if cfg.recovery and vm.name == recovery.host_name(cfg):
+        if cfg.recovery and vm.name == cfg.placement("recovery"):
             _recovery_service(cfg, vm, doc, secrets)
-        if cfg.pve_exporter and vm.name == pve.host_name(cfg):
+        if cfg.pve_exporter and vm.name == cfg.placement("pveExporter"):
             _pve_exporter(cfg, doc, secrets)
     else:
         _k3s_agent(cfg, vm, doc, secrets)

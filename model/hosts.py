@@ -112,10 +112,27 @@ class VmPlan:
         return self.host.role
 
 
+PBS_DATASTORE_DIR = "/mnt/datastore"
+# Where the datastores after a pbs host's first live on its data disk: hidden, because the first
+# datastore's root is the disk's root and PBS' garbage collection walks it for index files,
+# skipping hidden entries (pbs-datastore list_index_files).
+MORE_DATASTORES_DIR = ".datastores"
+
+
 def data_mount_for(host: Host) -> str:
     if host.role == Role.PBS:
-        return f"/mnt/datastore/{host.datastore}"
+        return f"{PBS_DATASTORE_DIR}/{host.datastore_names()[0]}"
     return K3S_LOCAL_PATH_DIR
+
+
+def datastore_dirs(host: Host) -> dict[str, str]:
+    """A pbs host's datastores -> their directory on the data disk. The first is the disk's root,
+    mounted at /mnt/datastore/<first>, where a stack with one datastore has always had it: its
+    path never moves. Each other one is a directory of the disk that PBS reaches as
+    /mnt/datastore/<name> through a symlink (PBS refuses a datastore path inside another's)."""
+    first, *more = host.datastore_names()
+    root = f"{PBS_DATASTORE_DIR}/{first}"
+    return {first: root, **{name: f"{root}/{MORE_DATASTORES_DIR}/{name}" for name in more}}
 
 
 def plan_vms(cfg: StackConfig) -> list[VmPlan]:

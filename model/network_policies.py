@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from ipaddress import ip_network
 
 from model import reports, runbook_hub
-from model.config import Role, StackConfig
+from model.config import StackConfig
 from model.facts.endpoints import (ALERTMANAGER_CLUSTER_PORT, ALERTMANAGER_PORT, BLACKBOX_EXPORTER_PORT,
                                    CONFIG_RELOADER_PORT, GRAFANA_PORT, KUBE_STATE_METRICS_PORTS,
                                    LOKI_GATEWAY_EXPORTER_PORT, LOKI_GATEWAY_PORT, LOKI_HTTP_PORT,
@@ -148,9 +148,9 @@ def flows(cfg: StackConfig) -> list[Flow]:
         else:
             add(_pods(report), e.prometheus_pods, _tcp(PROMETHEUS_PORT), "the quarterly report's queries")
     if cfg.recovery and cfg.recovery.prometheus_url:
-        for name, host in sorted(cfg.hosts_with_role(Role.PBS).items()):
-            add(_host(name, host.address), e.prometheus_pods, _tcp(PROMETHEUS_PORT),
-                "the recovery service reads Loki's compactor health")
+        name = cfg.placement("recovery")
+        add(_host(name, cfg.hosts[name].address), e.prometheus_pods, _tcp(PROMETHEUS_PORT),
+            "the recovery service reads Loki's compactor health")
     if cfg.metrics.long_term:
         vm = release_pods(e.victoria_metrics)
         add(prometheus, vm, _tcp(VMINSERT_PORT), "remote write")

@@ -1,6 +1,6 @@
 """The virtualization layer: prometheus-pve-exporter and its scrape job (config `pveExporter`); its alerts: model/rules/pve.py.
 
-The exporter (PyPI, pinned in services/pve_exporter/pve-exporter-requirements.txt) runs on the pbs host in
+The exporter (PyPI, pinned in services/pve_exporter/pve-exporter-requirements.txt) runs on a pbs host in
 its own venv, installed by cloud-init (model/cloud_init.py): that VM already talks to the PVE
 API (the recovery service) and is not a k3s workload, so a PVE node down, which also takes k3s
 agents with it, does not take the exporter's scheduling with it. Prometheus scrapes it once per
@@ -36,14 +36,10 @@ CA_PATH = "/etc/prometheus-pve-exporter/ca.pem"
 SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 FIREWALL_TABLE = "prometheus_pve_exporter"
 
-def host_name(cfg: StackConfig) -> str:
-    """The pbs host the exporter runs on (the first one: one exporter watches the whole cluster)."""
-    return sorted(cfg.hosts_with_role(Role.PBS))[0]
-
-
 def exporter_address(cfg: StackConfig) -> str:
+    """The exporter on pveExporter.host (StackConfig.placement): one exporter watches the whole cluster."""
     assert cfg.pve_exporter is not None
-    return f"{cfg.hosts[host_name(cfg)].address}:{cfg.pve_exporter.port}"
+    return f"{cfg.hosts[cfg.placement('pveExporter')].address}:{cfg.pve_exporter.port}"
 
 
 def node_targets(cfg: StackConfig) -> list[tuple[str, str]]:

@@ -93,10 +93,22 @@ def probing(cfg: StackConfig) -> bool:
     return bool(cfg.recovery and cfg.probes and cfg.recovery.mode(catalog.CUSTOMER_IMPACT_PROBE) != "off")
 
 
+def _on_datastores(trigger: tuple[str, dict, str], stores: list[str]) -> list[tuple[str, dict, str]]:
+    name, matchers, playbook = trigger
+    if playbook != catalog.BACKUP_FAILURE:
+        return [trigger]
+    return [(name, {**matchers, "datastore": store}, playbook) for store in stores]
+
+
 def triggers(cfg: StackConfig) -> list[tuple[str, dict, str]]:
     """TRIGGERS and, while the service runs probes, the page of every SLO of a service with probes
-    (save an SLO made of those probes: its page is already their answer)."""
+    (save an SLO made of those probes: its page is already their answer). With several pbs hosts
+    the backup failures are those of its own host's datastores: the PBS it acts on is its host's,
+    and another host's failed job pages after metrics.backupRetryGrace, as without the service."""
     out = list(TRIGGERS)
+    if len(cfg.hosts_with_role(Role.PBS)) > 1:
+        stores = cfg.hosts[cfg.placement("recovery")].datastore_names()
+        out = [narrowed for trigger in out for narrowed in _on_datastores(trigger, stores)]
     if probing(cfg):
         probed = {p.service for p in probes.probe_targets(cfg)}
         out += [(s.alert_name, {"severity": "critical"}, catalog.CUSTOMER_IMPACT)
@@ -127,15 +139,10 @@ def _ops_room(cfg: StackConfig) -> str | None:
     return root.mattermost.channel if root and root.mattermost else None
 
 
-def host_name(cfg: StackConfig) -> str:
-    """The pbs host the service runs on (the first one: one service acts on the whole site)."""
-    return sorted(cfg.hosts_with_role(Role.PBS))[0]
-
-
 def service_config(cfg: StackConfig) -> dict:
     rec = cfg.recovery
     assert rec is not None and cfg.alerting is not None
-    fqdn = f"{host_name(cfg)}.{cfg.site.domain}"
+    fqdn = f"{cfg.placement('recovery')}.{cfg.site.domain}"
     doc: dict = {
         "listen": f"0.0.0.0:{rec.port}",
         "webhookTokenFile": _cred(cfg, "webhook-token"),
@@ -150,7 +157,7 @@ def service_config(cfg: StackConfig) -> dict:
         "pbs": {"url": "https://localhost:8007", "uiUrl": f"https://{fqdn}:8007", "node": "localhost",
                 "caFile": _cred(cfg, "pbs-ca.pem"), "readTokenFile": _cred(cfg, "pbs-read-token"),
                 "tokenFiles": {kind: _cred(cfg, f"pbs-{kind}-token") for kind in PBS_KINDS if kind != "read"}},
-        "pve": {"url": rec.pve.url.rstrip("/"), "uiUrl": rec.pve.url.rstrip("/"), "verifyTls": rec.pve.verify_tls,
+        "pve": {"url": cfg.pve_api_url(), "uiUrl": cfg.pve_api_url(), "verifyTls": rec.pve.verify_tls,
                 "readTokenFile": _cred(cfg, "pve-read-token")},
     }
     if rec.pve.pbs_server:
@@ -207,21 +214,23 @@ def fallback_inventory(cfg: StackConfig) -> dict | None:
     rec = cfg.recovery
     if rec is None or rec.nas is None or rec.mode(catalog.BACKUP_FALLBACK) == "off":
         return None
-    return inventory(pve_url=rec.pve.url, token_file=_cred(cfg, "pve-fallback-token"), verify_tls=rec.pve.verify_tls,
+    return inventory(pve_url=cfg.pve_api_url(), token_file=_cred(cfg, "pve-fallback-token"), verify_tls=rec.pve.verify_tls,
                      storage=rec.nas.fallback_storage, nas_server=rec.nas.nfs_server, nas_export=rec.nas.fallback_export)
 
 
-def pbs_token_script(store: str) -> str:
+def pbs_token_script(stores: list[str]) -> str:
     """Shell: creates the service's PBS user and one token per action on the host, each with its
-    ACL, and writes each secret to a root-only file. Idempotent: an existing file is kept."""
+    ACL on every datastore of the host (the service acts on its own PBS only), and writes each
+    secret to a root-only file. Idempotent: an existing file is kept."""
     lines = ["set -eu; umask 077; mkdir -p " + SECRETS_DIR,
              f"proxmox-backup-manager user list --output-format json | grep -q '\"userid\":\"{PBS_AUTH_ID}\"' || "
              f"proxmox-backup-manager user create {PBS_AUTH_ID} --comment 'recovery service (one token per action)'"]
     for kind in PBS_KINDS:
         token_id = f"{PBS_AUTH_ID}!{kind}"
         path = f"{SECRETS_DIR}/pbs-{kind}-token"
-        acls = "; ".join(f"proxmox-backup-manager acl update {p + '/' + store if p == '/datastore' else p} {role} --auth-id {who}"
-                         for role, p in PBS_ACLS[kind] for who in (PBS_AUTH_ID, f"'{token_id}'"))
+        acls = "; ".join(f"proxmox-backup-manager acl update {path} {role} --auth-id {who}"
+                         for role, p in PBS_ACLS[kind] for path in ([f"{p}/{s}" for s in stores] if p == "/datastore" else [p])
+                         for who in (PBS_AUTH_ID, f"'{token_id}'"))
         lines.append(f"if [ ! -s {path} ]; then secret=$(proxmox-backup-manager user generate-token {PBS_AUTH_ID} {kind} "
                      "--output-format json | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"value\"])'); "
                      f"{acls}; printf '%s:%s\\n' '{token_id}' \"$secret\" > {path}; fi")
@@ -233,7 +242,7 @@ def pbs_token_script(store: str) -> str:
 def webhook_url(cfg: StackConfig) -> str:
     """Where Alertmanager (in the cluster) reaches the service: the pbs host's address on the VLAN."""
     assert cfg.recovery is not None
-    return f"http://{cfg.hosts[host_name(cfg)].address}:{cfg.recovery.port}{WEBHOOK_PATH}"
+    return f"http://{cfg.hosts[cfg.placement('recovery')].address}:{cfg.recovery.port}{WEBHOOK_PATH}"
 
 
 def route_matchers(cfg: StackConfig) -> list[str]:

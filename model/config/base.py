@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -19,6 +20,13 @@ class ConfigModel(BaseModel):
         frozen=True,
         str_strip_whitespace=True,
     )
+
+
+def closest(key: str, allowed: list[str]) -> str | None:
+    """The name a user most likely meant: the same but for case (memoryMB), else the closest spelling."""
+    same = [a for a in allowed if a.lower() == key.lower()]
+    close = same or difflib.get_close_matches(key, allowed, n=1, cutoff=0.7)
+    return close[0] if close else None
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Sections `pbsExporter` and `pveExporter`: the exporters on the pbs host."""
+"""Sections `pbsExporter` and `pveExporter`: the exporters on the pbs hosts."""
 
 from __future__ import annotations
 
@@ -18,8 +18,10 @@ class PbsExporter(ConfigModel):
 
 
 class PveExporter(ConfigModel):
-    """prometheus-pve-exporter on the pbs host (model/pve.py), scraping every node of proxmox.nodes."""
+    """prometheus-pve-exporter on one pbs host (model/pve.py), scraping every node of proxmox.nodes."""
 
+    # The pbs host it runs on; default: the only pbs host (required with several: StackConfig.placement).
+    host: str | None = None
     # The read-only API token (PVEAuditor on /) as user@realm!name; its secret is pveExporterToken.
     token_id: str = Field(pattern=r"^[^\s:/@!]+@[A-Za-z0-9._-]+![A-Za-z][A-Za-z0-9._-]*$")
     port: int = Field(default=9221, ge=1024, le=65535)

@@ -7,7 +7,7 @@ import re
 from enum import Enum
 from typing import Annotated
 
-from pydantic import AfterValidator, Field, field_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from model.config.base import ConfigModel, Problem
 
@@ -57,8 +57,28 @@ class Network(ConfigModel):
     bridge: str = "vmbr0"
     vlan_id: int | None = Field(default=None, ge=1, le=4094)
     cidr: ipaddress.IPv4Network
+    # Default: the first address of cidr (192.168.30.1 for 192.168.30.0/24).
     gateway: ipaddress.IPv4Address
+    # Default: [gateway], the router that most homelabs also resolve names with.
     dns_servers: list[ipaddress.IPv4Address] = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derived(cls, data):
+        """gateway and dnsServers where the stack file leaves them out; a cidr that does not parse
+        is left to the field's own error."""
+        if not isinstance(data, dict) or not isinstance(data.get("cidr"), str):
+            return data
+        try:
+            first = next(ipaddress.IPv4Network(data["cidr"]).hosts())
+        except (ValueError, StopIteration):
+            return data
+        data = dict(data)
+        if "gateway" not in data:
+            data["gateway"] = str(first)
+        if "dnsServers" not in data and "dns_servers" not in data:
+            data["dnsServers"] = [data["gateway"]]
+        return data
 
     def problems(self) -> list[Problem]:
         if self.gateway not in self.cidr:
@@ -93,6 +113,9 @@ class K3s(ConfigModel):
     release_timeout_seconds: int = Field(default=900, ge=60, le=7200)
 
 
+DatastoreName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{2,31}$")]
+
+
 class Role(str, Enum):
     PBS = "pbs"
     PROMETHEUS = "prometheus"
@@ -115,8 +138,13 @@ class Host(ConfigModel):
     vlan_id: int | None = Field(default=None, ge=1, le=4094)
     ssh_authorized_keys: PublicKeys = Field(default_factory=list)
     tags: list[str] = Field(default_factory=list)
-    # PBS only: the datastore prepared on the data disk.
-    datastore: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{2,31}$")
+    # PBS only: its datastores on the data disk, the first at the disk's root (model/hosts.py
+    # datastore_dirs). `datastore: <name>` is the same as `datastores: [<name>]`.
+    datastores: list[DatastoreName] = Field(default_factory=list)
+    datastore: DatastoreName | None = None
+
+    def datastore_names(self) -> list[str]:
+        return list(self.datastores) or ([self.datastore] if self.datastore else [])
 
     @field_validator("tags")
     @classmethod

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import difflib
 from types import UnionType
 from typing import Any, Mapping, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
-from model.config.base import ConfigError, Problem
+from model.config.base import ConfigError, Problem, closest
 from model.config.slos import slo_key
 from model.config.stack import StackConfig
 
@@ -25,13 +24,6 @@ def _path(loc: tuple[Any, ...], raw: Mapping[str, Any] | None = None) -> str:
     return out
 
 
-def _meant(key: str, allowed: list[str]) -> str | None:
-    """The key a user most likely meant: the same but for case (memoryMB), else the closest spelling."""
-    same = [a for a in allowed if a.lower() == key.lower()]
-    close = same or difflib.get_close_matches(key, allowed, n=1, cutoff=0.7)
-    return close[0] if close else None
-
-
 def _problems(errors: list[Mapping[str, Any]], raw: Mapping[str, Any]) -> list[Problem]:
     """Pydantic's errors as problems by key path; an unknown key that is a near-miss of a known one
     is one line with the key meant, and the same key's "is required" is not repeated beside it."""
@@ -39,7 +31,7 @@ def _problems(errors: list[Mapping[str, Any]], raw: Mapping[str, Any]) -> list[P
     for e in errors:
         if e["type"] == "extra_forbidden":
             loc = tuple(e["loc"])
-            key = _meant(str(loc[-1]), _keys_at(StackConfig, loc[:-1]))
+            key = closest(str(loc[-1]), _keys_at(StackConfig, loc[:-1]))
             if key:
                 meant[loc] = key
     answered = {loc[:-1] + (key,) for loc, key in meant.items()}

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Callable
 
-from pydantic import Field
+from urllib.parse import urlsplit
+
+from pydantic import Field, model_validator
 
 from contracts import recovery as recovery_catalog
 from model.config.alerting import Alerting
@@ -26,7 +28,8 @@ class RecoveryAction(ConfigModel):
 class RecoveryPve(ConfigModel):
     """The Proxmox VE API the service re-runs backup jobs through (from the PBS VM)."""
 
-    url: str = Field(pattern=r"^https://[^/\s]+(:\d+)?/?$")
+    # Default: https://<first node of proxmox.nodes>.<site.domain>:8006 (StackConfig.pve_api_url).
+    url: str | None = Field(default=None, pattern=r"^https://[^/\s]+(:\d+)?/?$")
     verify_tls: bool = recovery_catalog.SECTION_DEFAULTS["pve"]["verifyTls"]
     # The PBS server as PVE's PBS storages name it, when several servers have a datastore of that name.
     pbs_server: str | None = None
@@ -40,10 +43,19 @@ class RecoveryNas(ConfigModel):
     dataset: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/-]*[A-Za-z0-9_.:-]$")
     retention: PromDuration = "21d"
     keep_newest: int = Field(default=recovery_catalog.SECTION_DEFAULTS["truenas"]["keepNewest"], ge=1)
-    # The export PVE mounts as an NFS storage for the fallback backups.
+    # The export PVE mounts as an NFS storage for the fallback backups; server default: the host of url.
     nfs_server: str = Field(pattern=r"^[A-Za-z0-9.:-]+$")
     fallback_export: str = Field(default="/mnt/tank/pve-fallback", pattern=r"^/[^\s]*$")
     fallback_storage: str = Field(default="nas-fallback", pattern=r"^[a-z][a-z0-9_-]*$")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derived(cls, data):
+        if isinstance(data, dict) and "nfsServer" not in data and "nfs_server" not in data and isinstance(data.get("url"), str):
+            host = urlsplit(data["url"]).hostname
+            if host:
+                data = {**data, "nfsServer": host}
+        return data
 
 
 # The routing table's receiver for the recovery service, added beside alerting.receivers (model/values/routing.py).
@@ -51,12 +63,14 @@ RECOVERY_RECEIVER = "recovery-service"
 
 
 class Recovery(ConfigModel):
-    """The recovery service (services/recovery/, docs/recovery.md) on the pbs host."""
+    """The recovery service (services/recovery/, docs/recovery.md) on one pbs host."""
 
+    # The pbs host it runs on; default: the only pbs host (required with several: StackConfig.placement).
+    host: str | None = None
     port: int = Field(default=9847, ge=1024, le=65535)
     enabled: bool = recovery_catalog.DEFAULTS["enabled"]  # the global kill switch, off when false
     actions: dict[str, RecoveryAction] = Field(default_factory=dict)
-    pve: RecoveryPve
+    pve: RecoveryPve = Field(default_factory=RecoveryPve)
     nas: RecoveryNas | None = None
     # How the pbs host reaches Prometheus' HTTP API (an ingress or NodePort): Loki's compactor health.
     prometheus_url: str | None = Field(default=None, pattern=r"^https?://[^\s]+[^/\s]$")

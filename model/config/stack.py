@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from contracts import recovery as recovery_catalog
 from contracts import services
 from model.config.alerting import Alerting, Receiver
-from model.config.base import ConfigModel, Problem
+from model.config.base import ConfigModel, Problem, closest
 from model.config.exporters import PbsExporter, PveExporter
 from model.config.grafana import Grafana
 from model.config.inventory import HOSTNAME, Access, Host, K3s, Network, Proxmox, Role
@@ -25,6 +25,10 @@ from model.config.slos import Slo, slo_key
 from model.config.traces import Traces, TracesMode
 from model.facts import secrets
 from model.facts.endpoints import Endpoints
+
+
+# The services a stack places on one of its pbs hosts: section -> what runs there.
+PLACED = {"recovery": "the recovery service", "pveExporter": "the PVE exporter"}
 
 
 def _value_at(section: BaseModel | None, path: str):
@@ -112,6 +116,18 @@ class StackConfig(ConfigModel):
     def hosts_with_role(self, role: Role) -> dict[str, Host]:
         return {name: h for name, h in self.hosts.items() if h.role == role}
 
+    def placement(self, section: str) -> str:
+        """The pbs host that runs `section`'s service (PLACED: recovery, pveExporter): its `host`,
+        else the only pbs host. The one answer every consumer reads (cloud-init, scrape jobs,
+        network policies, the service's own config); _placement_problems refuses the rest."""
+        placed = _value_at(self, f"{section}.host")
+        return placed or next(iter(self.hosts_with_role(Role.PBS)))
+
+    def pve_api_url(self) -> str:
+        """recovery.pve.url, else the API of the first node of proxmox.nodes by its name in site.domain."""
+        assert self.recovery is not None
+        return (self.recovery.pve.url or f"https://{self.proxmox.nodes[0]}.{self.site.domain}:8006").rstrip("/")
+
     def endpoints(self) -> Endpoints:
         """Where this stack's releases run and the addresses their clients use."""
         return Endpoints(
@@ -140,6 +156,29 @@ class StackConfig(ConfigModel):
             timezone=self.site.timezone, metrics=self.metrics, has_backup_room=self.backup_room() is not None) if self.reports else []
         found += self.probes.problems() if self.probes else []
         found += self.pve_exporter.problems(self.proxmox.nodes) if self.pve_exporter else []
+        found += self._placement_problems()
+        return found
+
+    def _placement_problems(self) -> list[Problem]:
+        pbs = list(self.hosts_with_role(Role.PBS))
+        found: list[Problem] = []
+        if not pbs:
+            return found  # _host_problems asks for one; recovery says it needs it
+        listed = ", ".join(pbs)
+        for section, service in PLACED.items():
+            if not self.has(section):
+                continue
+            at, name = f"{section}.host", _value_at(self, f"{section}.host")
+            if name is None:
+                if len(pbs) > 1:
+                    found.append(Problem(at, f"is required with several pbs hosts ({listed}): name the one that runs {service}"))
+            elif name in self.hosts and name not in pbs:
+                found.append(Problem(at, f"{name!r} is a {self.hosts[name].role.value} host; {service} runs on a pbs host "
+                                         f"(pbs hosts: {listed})"))
+            elif name not in self.hosts:
+                meant = closest(name, pbs)
+                hint = f"; did you mean {meant!r}?" if meant else ""
+                found.append(Problem(at, f"unknown host {name!r}{hint} (pbs hosts: {listed})"))
         return found
 
     def _metrics_problems(self) -> list[Problem]:
@@ -162,6 +201,7 @@ class StackConfig(ConfigModel):
         found: list[Problem] = []
         seen_ids: dict[int, str] = {}
         seen_addresses: dict[str, str] = {}
+        stores: dict[str, str] = {}  # datastore -> its pbs host
         reserved = {str(self.network.gateway): "network.gateway"}
         for name, host in self.hosts.items():
             at = f"hosts.{name}"
@@ -182,10 +222,7 @@ class StackConfig(ConfigModel):
             seen_addresses.setdefault(address, f"hosts.{name}")
             if address in reserved:
                 found.append(Problem(f"{at}.address", f"{address} is the {reserved[address]}"))
-            if host.role == Role.PBS and not host.datastore:
-                found.append(Problem(f"{at}.datastore", "is required for a pbs host (the PBS datastore on the data disk)"))
-            if host.role != Role.PBS and host.datastore:
-                found.append(Problem(f"{at}.datastore", "only a pbs host has a datastore"))
+            found += self._datastore_problems(name, host, stores)
         for role in (Role.PBS, Role.PROMETHEUS):
             if not self.hosts_with_role(role):
                 found.append(Problem("hosts", f"needs at least one host with role {role.value!r}"))
@@ -195,8 +232,32 @@ class StackConfig(ConfigModel):
         for name in self.hosts_with_role(Role.LOKI) if not loki_users else ():
             found.append(Problem(f"hosts.{name}.role", "a loki host runs Loki and Tempo: without a logs or traces "
                                                        "section it would idle; remove it or add the section"))
-        if self.k3s is None and any(h.role != Role.PBS for h in self.hosts.values()):
-            found.append(Problem("k3s", "is required: the prometheus and loki hosts join the k3s cluster"))
+        agents = [role.value for role in (Role.PROMETHEUS, Role.LOKI) if self.hosts_with_role(role)]
+        if self.k3s is None and agents:
+            found.append(Problem("k3s", f"is required: the {' and '.join(agents)} hosts join the k3s cluster"))
+        return found
+
+    @staticmethod
+    def _datastore_problems(name: str, host: Host, stores: dict[str, str]) -> list[Problem]:
+        """`stores`: the datastores of the pbs hosts before this one; this host's are added."""
+        at = f"hosts.{name}"
+        if host.role != Role.PBS:
+            return [Problem(f"{at}.{key}", "only a pbs host has a datastore")
+                    for key, value in (("datastore", host.datastore), ("datastores", host.datastores)) if value]
+        if host.datastore and host.datastores:
+            return [Problem(f"{at}.datastore", f"give datastore or datastores, not both (datastore: {host.datastore} "
+                                               f"is datastores: [{host.datastore}])")]
+        if not host.datastore_names():
+            return [Problem(f"{at}.datastores", "is required for a pbs host: the PBS datastores on its data disk, "
+                                                "e.g. datastores: [homelab]")]
+        found = []
+        key = f"{at}.datastores" if host.datastores else f"{at}.datastore"
+        for store in host.datastore_names():
+            if store in stores:
+                where = "is listed twice" if stores[store] == name else f"is already a datastore of hosts.{stores[store]}"
+                found.append(Problem(key, f"{store!r} {where}: a datastore's name is unique across the pbs hosts "
+                                          "(alerts and the recovery service name a job by its datastore)"))
+            stores.setdefault(store, name)
         return found
 
 

@@ -65,8 +65,7 @@ def static_scrape_jobs(cfg: StackConfig) -> list[ScrapeJob]:
                 ],
             }))
     if pbs_hosts and cfg.recovery:
-        # The recovery service runs on one pbs host (model/recovery.py host_name).
-        name = sorted(cfg.hosts_with_role(Role.PBS))[0]
+        name = cfg.placement("recovery")
         host = cfg.hosts[name]
         jobs.append(ScrapeJob("recovery", "backups", {
             "job_name": "recovery",

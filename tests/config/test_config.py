@@ -55,8 +55,16 @@ BAD_CONFIGS = [
     ("gateway outside the network", _set("network.gateway", "192.168.31.1"), "network.gateway", "outside"),
     ("VLAN out of range", _set("network.vlanId", 5000), "network.vlanId", "<= 4094"),
     ("not an IP address", _set("network.dnsServers", ["dns.home.arpa"]), "network.dnsServers[0]", "IPv4"),
-    ("PBS host without datastore", _delete("hosts.pbs.datastore"), "hosts.pbs.datastore", "required"),
+    ("PBS host without datastore", _delete("hosts.pbs.datastores"), "hosts.pbs.datastores", "required"),
+    ("PBS host with no datastore", _set("hosts.pbs.datastores", []), "hosts.pbs.datastores", "required"),
     ("datastore on a non-PBS host", _set("hosts.prom.datastore", "extra"), "hosts.prom.datastore", "only a pbs host"),
+    ("datastores on a non-PBS host", _set("hosts.prom.datastores", ["extra"]), "hosts.prom.datastores", "only a pbs host"),
+    ("datastore and datastores at once", _set("hosts.pbs.datastore", "homelab"), "hosts.pbs.datastore",
+     "give datastore or datastores, not both (datastore: homelab is datastores: [homelab])"),
+    ("a datastore twice", _set("hosts.pbs.datastores", ["homelab", "archive", "homelab"]), "hosts.pbs.datastores",
+     "'homelab' is listed twice"),
+    ("a datastore name PBS refuses", _set("hosts.pbs.datastores", ["homelab", "off site"]), "hosts.pbs.datastores[1]",
+     "must match"),
     ("invalid Proxmox tag", _set("hosts.pbs.tags", ["Backup Server"]), "hosts.pbs.tags", "lowercase"),
     ("bad hostname", lambda c: c["hosts"].__setitem__("PBS_1", c["hosts"].pop("pbs")), "hosts.PBS_1", "hostname"),
     ("k3s missing for agents", _delete("k3s"), "k3s", "required"),
@@ -186,7 +194,7 @@ def _only_problems(change) -> list[str]:
 
 
 HOST_KEYS = ("role, node, vmId, cores, memoryMb, systemDiskGb, dataDiskGb, address, bridge, vlanId, "
-             "sshAuthorizedKeys, tags, datastore")
+             "sshAuthorizedKeys, tags, datastores, datastore")
 
 
 def test_a_key_typo_is_one_line_with_the_key_meant():
@@ -207,3 +215,106 @@ def test_slo_problems_name_the_slo():
         next(s for s in c["slos"] if s["name"] == "api-gateway-latency")["objective"] = 100
 
     assert _only_problems(too_high) == ["slos[api-gateway-latency].objective: input should be less than 100"]
+
+
+# --- what derives from other keys, and where the services of a pbs host run -------------------
+
+def test_gateway_and_dns_servers_default_to_the_first_address_of_the_network():
+    cfg = copy.deepcopy(homelab_sections())
+    cfg["network"] = {"cidr": "10.20.0.0/22"}
+    network = load_stack_config({**cfg, "hosts": {name: {**h, "address": h["address"].replace("192.168.30.", "10.20.1.")}
+                                                  for name, h in cfg["hosts"].items()}}).network
+    assert (str(network.gateway), [str(s) for s in network.dns_servers]) == ("10.20.0.1", ["10.20.0.1"])
+
+
+def test_written_gateway_and_dns_servers_stay():
+    cfg = copy.deepcopy(homelab_sections())
+    cfg["network"].update(gateway="192.168.30.254", dnsServers=["192.168.30.53", "192.168.30.54"])
+    network = load_stack_config(cfg).network
+    assert (str(network.gateway), [str(s) for s in network.dns_servers]) == ("192.168.30.254", ["192.168.30.53", "192.168.30.54"])
+    cfg["network"] = {"cidr": "192.168.30.0/24", "gateway": "192.168.30.254"}
+    assert [str(s) for s in load_stack_config(cfg).network.dns_servers] == ["192.168.30.254"]
+
+
+def test_the_pve_api_and_the_nfs_server_default_from_the_site_and_the_nas():
+    stack = load_stack_config(homelab_sections())
+    assert stack.pve_api_url() == "https://pve1.home.arpa:8006"
+    assert stack.recovery.nas.nfs_server == "nas.home.arpa"
+
+
+def test_a_written_pve_api_and_nfs_server_stay():
+    cfg = copy.deepcopy(homelab_sections())
+    cfg["recovery"]["pve"] = {"url": "https://pve.home.arpa:8006/", "verifyTls": False}
+    cfg["recovery"]["nas"]["nfsServer"] = "192.168.30.5"
+    stack = load_stack_config(cfg)
+    assert (stack.pve_api_url(), stack.recovery.pve.verify_tls) == ("https://pve.home.arpa:8006", False)
+    assert stack.recovery.nas.nfs_server == "192.168.30.5"
+
+
+def test_k3s_names_only_the_roles_the_stack_has():
+    def without_loki(c):
+        _without_logs_and_traces(c)
+        del c["hosts"]["loki"], c["k3s"]
+
+    assert _only_problems(without_loki) == ["k3s: is required: the prometheus hosts join the k3s cluster"]
+    assert _only_problems(_delete("k3s")) == ["k3s: is required: the prometheus and loki hosts join the k3s cluster"]
+
+
+def _second_pbs_host(**overrides):
+    """A pbs host named to sort before `pbs`: where the services went silently before placement was a key."""
+    def change(cfg):
+        archive = copy.deepcopy(cfg["hosts"]["pbs"])
+        archive.update(vmId=213, address="192.168.30.23", datastores=["archive"])
+        archive.update(overrides)
+        cfg["hosts"]["archive"] = archive
+    return change
+
+
+def _and(*changes):
+    def change(cfg):
+        for each in changes:
+            each(cfg)
+    return change
+
+
+def test_the_only_pbs_host_runs_the_recovery_service_and_the_pve_exporter():
+    stack = load_stack_config(homelab_sections())
+    assert (stack.placement("recovery"), stack.placement("pveExporter")) == ("pbs", "pbs")
+
+
+def test_several_pbs_hosts_need_the_placement_named():
+    assert _only_problems(_second_pbs_host()) == [
+        "pveExporter.host: is required with several pbs hosts (pbs, archive): name the one that runs the PVE exporter",
+        "recovery.host: is required with several pbs hosts (pbs, archive): name the one that runs the recovery service"]
+
+
+def test_the_named_pbs_host_runs_them():
+    cfg = copy.deepcopy(homelab_sections())
+    _second_pbs_host()(cfg)
+    cfg["recovery"]["host"], cfg["pveExporter"]["host"] = "pbs", "archive"
+    stack = load_stack_config(cfg)
+    assert (stack.placement("recovery"), stack.placement("pveExporter")) == ("pbs", "archive")
+
+
+def test_a_placement_typo_is_one_line_with_the_host_meant():
+    assert _only_problems(_and(_second_pbs_host(), _set("recovery.host", "pbss"), _set("pveExporter.host", "pbs"))) == [
+        "recovery.host: unknown host 'pbss'; did you mean 'pbs'? (pbs hosts: pbs, archive)"]
+    assert _only_problems(_set("pveExporter.host", "nas")) == ["pveExporter.host: unknown host 'nas' (pbs hosts: pbs)"]
+
+
+def test_a_placement_on_a_host_of_another_role_is_refused():
+    assert _only_problems(_set("recovery.host", "prom")) == [
+        "recovery.host: 'prom' is a prometheus host; the recovery service runs on a pbs host (pbs hosts: pbs)"]
+
+
+def test_a_datastore_name_is_unique_across_the_pbs_hosts():
+    assert _only_problems(_and(_second_pbs_host(datastores=["offsite", "homelab"]), _set("recovery.host", "pbs"),
+                               _set("pveExporter.host", "pbs"))) == [
+        "hosts.archive.datastores: 'homelab' is already a datastore of hosts.pbs: a datastore's name is unique across "
+        "the pbs hosts (alerts and the recovery service name a job by its datastore)"]
+
+
+def test_the_single_datastore_key_still_works():
+    cfg = copy.deepcopy(homelab_sections())
+    cfg["hosts"]["pbs"]["datastore"] = cfg["hosts"]["pbs"].pop("datastores")[0]
+    assert load_stack_config(cfg).hosts["pbs"].datastore_names() == ["homelab"]

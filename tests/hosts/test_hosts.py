@@ -59,13 +59,16 @@ def test_system_and_data_disks(homelab, sections):
 def test_network_and_static_address(homelab, sections):
     net = sections["network"]
     prefix = net["cidr"].split("/")[1]
+    # Left out of the stack file: the first address of 192.168.30.0/24, the DNS server too.
+    gateway = net.get("gateway", "192.168.30.1")
+    dns_servers = net.get("dnsServers", [gateway])
     for name, host in sections["hosts"].items():
         i = homelab.named(VM, f"hosts-{name}").inputs
         (nic,) = i["networkDevices"]
         assert (nic["bridge"], nic["vlanId"], nic["model"]) == (net["bridge"], net["vlanId"], "virtio")
         (ip,) = i["initialization"]["ipConfigs"]
-        assert ip["ipv4"] == {"address": f"{host['address']}/{prefix}", "gateway": net["gateway"]}
-        assert i["initialization"]["dns"]["servers"] == net["dnsServers"]
+        assert ip["ipv4"] == {"address": f"{host['address']}/{prefix}", "gateway": gateway}
+        assert i["initialization"]["dns"]["servers"] == dns_servers
 
 
 def test_tags_include_role_and_user_tags(homelab, sections):
@@ -117,15 +120,16 @@ def test_common_cloud_init(homelab, sections):
 def test_pbs_installs_backup_server_datastore_and_node_exporter(homelab, sections):
     host = sections["hosts"]["pbs"]
     doc = _user_data(homelab, "pbs")
+    (store,) = host["datastores"]
     mount = doc["mounts"][0][1]
-    assert mount == f"/mnt/datastore/{host['datastore']}"
+    assert mount == f"/mnt/datastore/{store}"
     assert "prometheus-node-exporter" in doc["packages"]
     sources = [f for f in doc["write_files"] if f["path"].startswith("/etc/apt/sources.list.d/")]
     assert any("pbs-no-subscription" in f["content"] for f in sources)
     script = " ".join(" ".join(c) for c in doc["runcmd"])
     assert "sha512sum --check" in script, "the repository key is verified before apt trusts it"
     assert "apt-get install -y proxmox-backup-server" in script
-    assert f"datastore create {host['datastore']} {mount}" in script
+    assert f"datastore create {store} {mount}" in script
     assert "--reuse-datastore" in script, "a datastore already on the disk is adopted, not re-created"
 
 

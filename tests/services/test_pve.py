@@ -138,7 +138,7 @@ def _pbs_user_data(cfg) -> dict:
     from model.hosts import plan_vms
 
     plans = {p.name: p for p in plan_vms(cfg)}
-    return user_data(cfg, plans[pve.host_name(cfg)], {k: "x" for k in required_secrets(cfg)})
+    return user_data(cfg, plans[cfg.placement("pveExporter")], {k: "x" for k in required_secrets(cfg)})
 
 
 def _files(doc: dict) -> dict[str, str]:
