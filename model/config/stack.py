@@ -104,6 +104,7 @@ class StackConfig(ConfigModel):
             off.append("slos: off (no `slos` section): no SLO recording rules or burn-rate alerts")
         if not self.metrics.snmp.targets:
             off.append("metrics.snmp: off (no metrics.snmp.targets): no SNMP exporter, no device metrics")
+        off += self.alerting.parts_off() if self.alerting else []
         if self.metrics.long_term is None:
             off.append(f"metrics.longTerm: off (not set): metrics are kept for metrics.prometheus.retention "
                        f"({self.metrics.prometheus.retention}) only")
