@@ -12,7 +12,8 @@ from model.config.metrics import Metrics, long_term_days
 
 
 class NfsShare(ConfigModel):
-    server: str = Field(pattern=r"^[A-Za-z0-9.-]+$")  # host name or address of the NAS
+    # Host name or address of the NAS; unset: recovery.nas.nfsServer, if set (model/config/loading.py).
+    server: str = Field(pattern=r"^[A-Za-z0-9.-]+$")
     path: str = Field(pattern=r"^/[^\s]*$")
 
 
