@@ -28,7 +28,7 @@ from markdown_it import MarkdownIt
 from model.rules.registry import rule_files as stack_rule_files
 from model.config import Role, StackConfig
 from model.grafana.dashboards import deployed_uids, load_dashboards
-from model.grafana.runbooks import RUNBOOKS_DIR, Runbook, defined_alerts, stack_runbooks
+from model.grafana.runbooks import Runbook, defined_alerts, stack_runbooks
 from model.pod_security import container_security_context, pod_security_context, with_cpu_limit
 from model.values.helm import resources
 from model.hosts import scheduling_for
@@ -183,7 +183,7 @@ def render_index(alerts: list[str], books: dict[str, Runbook], rules: dict[str, 
 
 
 def site_files(cfg: StackConfig, rule_files: dict[str, dict], dashboard_titles: dict[str, str],
-               runbooks_dir: Path = RUNBOOKS_DIR) -> dict[str, str]:
+               runbooks_dir: Path | None = None) -> dict[str, str]:
     """Relative path -> content of every file of the hub: index.html, style.css and one page per
     alert the stack defines (`rule_files`), each from runbooks_dir, or a stub for an alert of
     alerts/ without one (model/preflight.py stops a built-in alert without one).

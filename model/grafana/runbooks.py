@@ -38,10 +38,10 @@ def defined_alerts(rule_files: Iterable[dict[str, Any]]) -> list[str]:
                    for rule in group.get("rules", []) if "alert" in rule})
 
 
-def stack_runbooks(alerts: Iterable[str], directory: Path = RUNBOOKS_DIR) -> tuple[list[Runbook], list[str]]:
+def stack_runbooks(alerts: Iterable[str], directory: Path | None = None) -> tuple[list[Runbook], list[str]]:
     """(the runbooks of these alerts, the alerts that have none): a stack serves and lists only the
     runbooks of the alerts it defines (no Loki runbooks without logs)."""
-    books = {book.alert: book for book in list_runbooks(directory)}
+    books = {book.alert: book for book in list_runbooks(directory or RUNBOOKS_DIR)}
     wanted = sorted(set(alerts))
     return [books[a] for a in wanted if a in books], [a for a in wanted if a not in books]
 
