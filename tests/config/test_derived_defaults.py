@@ -47,7 +47,8 @@ def test_the_report_archive_defaults_to_the_recovery_nas_and_is_required_without
         sections["recovery"]["actions"] = {k: v for k, v in sections["recovery"]["actions"].items()
                                            if k not in ("nas-snapshot-prune", "backup-fallback")}
 
-    assert problems_of(no_nas) == {"reports.archive.nfs.server": "is required"}
+    assert problems_of(no_nas) == {"reports.archive.nfs.server": "is required without recovery.nas (whose nfsServer it "
+                                                                 "defaults to): the NAS's host name or address"}
 
 
 def test_a_served_runbook_hub_defaults_to_runbooks_under_the_site_domain():
