@@ -97,3 +97,4 @@ def test_preview_says_what_is_off_and_why_one_line_each(tmp_path):
                      "metrics.snmp", "metrics.longTerm"]
     logs = off[0]
     assert "no `logs` section" in logs and "Loki host" in logs and "Logs dashboard" in logs
+    assert "Latency Budget dashboard" in off[parts.index("slos")]
