@@ -13,11 +13,11 @@ import pulumiverse_grafana as grafana_provider
 from components.helm import Cluster, ReleaseNamespace
 from components.kubernetes_objects import CustomObject, PersistentVolumeClaim, Secret
 from model import network_policies, pod_security
+from model.runbook_hub import stack_runbook_list
 from model.grafana import values
 from model.grafana.alerting import alert_routing_tree, contact_points, notification_policy
 from model.grafana.dashboards import Dashboard, folders, load_dashboards, render_dashboard, stack_dashboards
 from model.grafana.data_sources import data_sources
-from model.grafana.runbooks import Runbook, list_runbooks
 from model.facts.secrets import GRAFANA_TLS_CERTIFICATE, GRAFANA_TLS_PRIVATE_KEY, SecretRef
 from model.values.helm import GRAFANA_CHART
 from model.config import Grafana as GrafanaConfig, StackConfig
@@ -27,7 +27,6 @@ from model.config import Grafana as GrafanaConfig, StackConfig
 class GrafanaArgs:
     config: StackConfig
     secrets: dict[str, pulumi.Output[str]]
-    runbooks: list[Runbook] = field(default_factory=list_runbooks)
     dashboards: list[Dashboard] = field(default_factory=load_dashboards)
     cluster: Cluster = Cluster()
     # Each Loki tenant's gateway password (components/logs.py), for its data source.
@@ -106,11 +105,12 @@ class Grafana(pulumi.ComponentResource):
             for f in folders(cfg, args.dashboards)
         }
         self.data_sources = [self._data_source(name, ds, api, args.loki_passwords) for ds in data_sources(stack)]
+        runbooks = stack_runbook_list(stack)
         self.dashboards = [
             grafana_provider.oss.Dashboard(
                 f"{name}-dashboard-{d.uid}",
                 folder=self.folders[d.folder].uid,
-                config_json=json.dumps(render_dashboard(d, args.runbooks, stack.site.runbook_hub_url,
+                config_json=json.dumps(render_dashboard(d, runbooks, stack.site.runbook_hub_url,
                                                              long_term=stack.metrics.long_term is not None), sort_keys=True),
                 overwrite=True,  # the file is the truth; edits made in the UI are replaced
                 message="Managed by Pulumi from dashboards/",

@@ -19,19 +19,20 @@ from __future__ import annotations
 
 import hashlib
 import html
-from typing import Any, Iterable
+from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 from markdown_it import MarkdownIt
 
 from model.rules.registry import rule_files as stack_rule_files
 from model.config import Role, StackConfig
-from model.grafana.dashboards import load_dashboards
-from model.grafana.runbooks import Runbook, list_runbooks
+from model.grafana.dashboards import deployed_uids, load_dashboards
+from model.grafana.runbooks import Runbook, defined_alerts, stack_runbooks
 from model.pod_security import container_security_context, pod_security_context, with_cpu_limit
 from model.values.helm import resources
 from model.hosts import scheduling_for
-from model.facts.links import SERVICE_DASHBOARDS, dashboard_url, explore_url
+from model.facts.links import dashboard_url, explore_url, linked_services
 
 NAME = "runbook-hub"
 # nginxinc's build of nginx runs as uid 101 on 8080, with its temp files under /tmp.
@@ -102,17 +103,18 @@ def alert_rules(rule_files: dict[str, dict]) -> dict[str, list[dict[str, Any]]]:
     return found
 
 
-def _dashboard_links(grafana_url: str, services: list[str], titles: dict[str, str]) -> list[tuple[str, str]]:
-    """(label, URL) of the dashboards an alert's services select; a templated service may be any."""
+def _dashboard_links(grafana_url: str, services: list[str], titles: dict[str, str],
+                     deployed: frozenset[str]) -> list[tuple[str, str]]:
+    """(label, URL) of the deployed dashboards an alert's services select; a templated service may be any."""
     links: dict[str, str] = {}
     for service in services:
         if "{{" in service:
             # Known only when it fires: its dashboard_url annotation picks one of these.
-            for known in SERVICE_DASHBOARDS:
-                url = dashboard_url(grafana_url, known)
+            for known in linked_services(deployed):
+                url = dashboard_url(grafana_url, known, deployed)
                 links.setdefault(url, f"{titles.get(url.rsplit('/', 1)[-1], url)} (service {known})")
         else:
-            url = dashboard_url(grafana_url, service)
+            url = dashboard_url(grafana_url, service, deployed)
             links.setdefault(url, titles.get(url.rsplit("/", 1)[-1], url))
     return [(label, url) for url, label in links.items()]
 
@@ -126,13 +128,12 @@ def _page(title: str, body: str, depth: int) -> str:
             f'{nav}{body}</body>\n</html>\n')
 
 
-def _links_box(rules: list[dict[str, Any]], grafana_url: str | None, titles: dict[str, str]) -> str:
-    if not rules:
-        return '<aside class="links"><p>This stack defines no rule for this alert.</p></aside>\n'
+def _links_box(rules: list[dict[str, Any]], grafana_url: str | None, titles: dict[str, str],
+               deployed: frozenset[str]) -> str:
     items = []
     if grafana_url:
         services = list(dict.fromkeys(r["labels"]["service"] for r in rules))
-        for label, url in _dashboard_links(grafana_url, services, titles):
+        for label, url in _dashboard_links(grafana_url, services, titles, deployed):
             items.append(f'<li>Dashboard: <a href="{html.escape(url)}">{html.escape(label)}</a></li>')
         for rule in rules:
             severity = rule["labels"].get("severity", "")
@@ -144,41 +145,67 @@ def _links_box(rules: list[dict[str, Any]], grafana_url: str | None, titles: dic
 
 
 def render_runbook(book: Runbook, rules: list[dict[str, Any]], grafana_url: str | None,
-                   titles: dict[str, str]) -> str:
+                   titles: dict[str, str], deployed: frozenset[str] = frozenset()) -> str:
     body = _MARKDOWN.render(book.path.read_text())
+    box = _links_box(rules, grafana_url, titles, deployed)
     # The links right under the runbook's title, before its text.
     head, sep, rest = body.partition("</h1>\n")
-    body = f"{head}{sep}{_links_box(rules, grafana_url, titles)}{rest}" if sep else _links_box(rules, grafana_url, titles) + body
+    body = f"{head}{sep}{box}{rest}" if sep else box + body
     return _page(book.title, f"<main>\n{body}</main>\n", depth=1)
 
 
-def render_index(books: list[Runbook], rules: dict[str, list[dict[str, Any]]]) -> str:
+def render_stub(alert: str, rules: list[dict[str, Any]], grafana_url: str | None, titles: dict[str, str],
+                deployed: frozenset[str]) -> str:
+    """The page of an alert of alerts/ whose runbook is not written yet (the preview warns): its
+    runbook_url answers with what the alert says and where the runbook goes, not a 404."""
+    summary = rules[0]["annotations"].get("summary", "") if rules else ""
+    body = (f"<h1>{html.escape(alert)}</h1>\n{_links_box(rules, grafana_url, titles, deployed)}"
+            f"<p>{html.escape(summary)}</p>\n<p>No runbook yet: write <code>runbooks/{html.escape(alert)}.md</code> "
+            "in the stack's repository.</p>\n")
+    return _page(alert, f"<main>\n{body}</main>\n", depth=1)
+
+
+def render_index(alerts: list[str], books: dict[str, Runbook], rules: dict[str, list[dict[str, Any]]]) -> str:
     rows = []
-    for book in books:
-        own = rules.get(book.alert, [])
-        severities = ", ".join(dict.fromkeys(r["labels"].get("severity", "?") for r in own)) or "no rule in this stack"
+    for alert in alerts:
+        own = rules.get(alert, [])
+        severities = ", ".join(dict.fromkeys(r["labels"].get("severity", "?") for r in own))
         services = ", ".join(dict.fromkeys(r["labels"]["service"] for r in own))
-        # What the alert says when it fires; a runbook without a rule here has only its title.
-        summary = own[0]["annotations"]["summary"] if own else book.title
-        rows.append(f'<tr><td><a href="{page_path(book.alert)}">{html.escape(book.alert)}</a></td>'
+        # What the alert says when it fires.
+        summary = own[0]["annotations"]["summary"] if own else books[alert].title
+        if alert not in books:
+            summary += " (no runbook yet)"
+        rows.append(f'<tr><td><a href="{page_path(alert)}">{html.escape(alert)}</a></td>'
                     f"<td>{html.escape(summary)}</td><td>{html.escape(severities)}</td><td>{html.escape(services)}</td></tr>")
     table = ("<table>\n<thead><tr><th>Alert</th><th>Summary</th><th>Severity</th><th>Service</th></tr></thead>\n<tbody>\n"
              + "\n".join(rows) + "\n</tbody>\n</table>\n")
     return _page("Runbooks", f"<main>\n<h1>Runbooks</h1>\n<p>One per alert of the stack.</p>\n{table}</main>\n", depth=0)
 
 
-def site_files(cfg: StackConfig, books: Iterable[Runbook], rule_files: dict[str, dict],
-               dashboard_titles: dict[str, str]) -> dict[str, str]:
-    """Relative path -> content of every file of the hub: index.html, style.css, runbooks/*.html.
+def site_files(cfg: StackConfig, rule_files: dict[str, dict], dashboard_titles: dict[str, str],
+               runbooks_dir: Path | None = None) -> dict[str, str]:
+    """Relative path -> content of every file of the hub: index.html, style.css and one page per
+    alert the stack defines (`rule_files`), each from runbooks_dir, or a stub for an alert of
+    alerts/ without one (model/preflight.py stops a built-in alert without one).
 
     `dashboard_titles`: uid -> title of the dashboards in dashboards/, for the links' labels."""
-    books = list(books)
     rules = alert_rules(rule_files)
+    alerts = defined_alerts(rule_files.values())
+    found, _ = stack_runbooks(alerts, runbooks_dir)
+    books = {book.alert: book for book in found}
     grafana_url = cfg.grafana.url if cfg.grafana else None
-    files = {"index.html": render_index(books, rules), "style.css": STYLE}
-    for book in books:
-        files[page_path(book.alert)] = render_runbook(book, rules.get(book.alert, []), grafana_url, dashboard_titles)
+    deployed = deployed_uids(cfg)
+    files = {"index.html": render_index(alerts, books, rules), "style.css": STYLE}
+    for alert in alerts:
+        files[page_path(alert)] = (
+            render_runbook(books[alert], rules[alert], grafana_url, dashboard_titles, deployed) if alert in books
+            else render_stub(alert, rules[alert], grafana_url, dashboard_titles, deployed))
     return files
+
+
+def stack_runbook_list(cfg: StackConfig) -> list[Runbook]:
+    """The runbooks of the alerts the stack defines, for the Runbook Hub dashboard's index."""
+    return stack_runbooks(defined_alerts(stack_rule_files(cfg).values()))[0]
 
 
 def config_map_key(path: str) -> str:
@@ -201,7 +228,7 @@ def check_size(files: dict[str, str]) -> None:
 def build_site(cfg: StackConfig) -> dict[str, str]:
     """The stack's hub: runbooks/, this stack's rules, dashboards/ for the links' labels; SiteTooLarge
     when it would not fit its ConfigMap."""
-    files = site_files(cfg, list_runbooks(), stack_rule_files(cfg), {d.uid: d.title for d in load_dashboards()})
+    files = site_files(cfg, stack_rule_files(cfg), {d.uid: d.title for d in load_dashboards()})
     check_size(config_map_data(cfg, files))
     return files
 

@@ -16,13 +16,20 @@ from pathlib import Path
 
 import yaml
 
-from model.values.snmp_modules import MODULES_FILE
+from model.values.snmp_modules import HR_STORAGE_DESCR, MODULES_FILE, READ_METRICS
 
 
 def from_snmp_yml(path: Path, version: str) -> dict:
     doc = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    modules = doc["modules"]
+    # Which modules yield each metric the rules read (labelled by the storage table's description).
+    producers = {metric: sorted(name for name, module in modules.items()
+                                if any(m["name"] == metric and any(lookup["labelname"] == HR_STORAGE_DESCR
+                                                                   for lookup in m.get("lookups", []))
+                                       for m in module.get("metrics", [])))
+                 for metric in READ_METRICS}
     return {"version": version, "source": f"github.com/prometheus/snmp_exporter@v{version}/snmp.yml",
-            "auths": sorted(doc["auths"]), "modules": sorted(doc["modules"])}
+            "auths": sorted(doc["auths"]), "modules": sorted(modules), "producers": producers}
 
 
 def pinned() -> dict:

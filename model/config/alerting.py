@@ -75,12 +75,20 @@ class Alerting(ConfigModel):
     repeat_interval: PromDuration = "4h"
     routes: list[Route] = Field(default_factory=list)
     receivers: list[Receiver] = Field(min_length=1)
-    # The Watchdog always fires; its route sends it here every watchdogInterval.
-    watchdog_receiver: str
+    # The Watchdog always fires; its route sends it here every watchdogInterval. Unset: no Watchdog
+    # alert (with no heartbeat to reach it would only fall to the root's receiver).
+    watchdog_receiver: str | None = None
     watchdog_interval: PromDuration = "1m"
 
     def receiver_named(self, name: str) -> Receiver | None:
         return next((r for r in self.receivers if r.name == name), None)
+
+    def parts_off(self) -> list[str]:
+        """What the stack's preview says is off in the routing table, one line each (StackConfig.parts_off)."""
+        if self.watchdog_receiver:
+            return []
+        return ["alerting.watchdogReceiver: off (not set): no Watchdog alert and no heartbeat: nothing outside "
+                "the stack notices when Prometheus or Alertmanager stop sending alerts"]
 
     def problems(self) -> list[Problem]:
         found = []
@@ -91,12 +99,13 @@ class Alerting(ConfigModel):
             seen.add(receiver.name)
             if receiver.kind() is None:
                 found.append(Problem(f"alerting.receivers[{i}]", "needs exactly one of pagerduty, mattermost, heartbeat"))
-        refs = [("alerting.receiver", self.receiver), ("alerting.watchdogReceiver", self.watchdog_receiver)]
+        refs = [("alerting.receiver", self.receiver)]
+        refs += [("alerting.watchdogReceiver", self.watchdog_receiver)] if self.watchdog_receiver else []
         refs += [(f"alerting.routes[{i}].receiver", r.receiver) for i, r in enumerate(self.routes)]
         for path, name in refs:
             if name not in seen:
                 found.append(Problem(path, f"unknown receiver {name!r} (alerting.receivers: {', '.join(sorted(seen))})"))
-        watchdog = self.receiver_named(self.watchdog_receiver)
+        watchdog = self.receiver_named(self.watchdog_receiver) if self.watchdog_receiver else None
         if watchdog and watchdog.kind() != "heartbeat":
             found.append(Problem("alerting.watchdogReceiver", "must be a heartbeat receiver: the Watchdog must never page"))
         for i, r in enumerate(self.routes):

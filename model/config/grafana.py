@@ -36,7 +36,7 @@ class GrafanaTls(ConfigModel):
 class Grafana(ConfigModel):
     """Grafana: where users reach it, where it keeps its database, what it reads."""
 
-    url: str = Field(pattern=HTTP_URL)
+    url: str = Field(pattern=HTTP_URL)  # unset: https://grafana.<site.domain> (model/config/loading.py)
     admin_user: str = Field(default="admin", pattern=r"^[A-Za-z0-9_.@-]{1,64}$")
     namespace: str = Field(default="grafana", pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
     persistence_size_gi: int = Field(default=10, ge=1, le=1024)

@@ -8,6 +8,7 @@ from typing import Any, Mapping, Union, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 
 from model.config.base import ConfigError, Problem, closest
+from model.config.recovery import nas_nfs_server
 from model.config.slos import slo_key
 from model.config.stack import StackConfig
 
@@ -92,8 +93,39 @@ def _message(error: Mapping[str, Any], model: type[BaseModel]) -> str:
     return msg[len("Value error, "):] if msg.startswith("Value error, ") else msg[0].lower() + msg[1:]
 
 
+def with_derived_defaults(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The config map with what one section derives from another filled in where unset:
+    `grafana.url` https://grafana.<site.domain>, an SNMP target's `address` <name>.<site.domain>,
+    `reports.archive.nfs.server` the recovery NAS's NFS server (recovery.nas.nfsServer or its default). A value of the wrong
+    type is left for the schema to name."""
+    out = dict(raw)
+    site = out.get("site")
+    domain = site.get("domain") if isinstance(site, dict) else None
+    domain = domain.strip() if isinstance(domain, str) and domain.strip() else None
+    grafana = out.get("grafana")
+    if domain and isinstance(grafana, dict) and "url" not in grafana:
+        out["grafana"] = {**grafana, "url": f"https://grafana.{domain}"}
+    metrics = out.get("metrics")
+    snmp = metrics.get("snmp") if isinstance(metrics, dict) else None
+    targets = snmp.get("targets") if isinstance(snmp, dict) else None
+    if domain and isinstance(targets, list):
+        targets = [{**t, "address": f"{t['name']}.{domain}"}
+                   if isinstance(t, dict) and "address" not in t and isinstance(t.get("name"), str) else t
+                   for t in targets]
+        out["metrics"] = {**metrics, "snmp": {**snmp, "targets": targets}}
+    reports, recovery = out.get("reports"), out.get("recovery")
+    archive = reports.get("archive") if isinstance(reports, dict) else None
+    nfs = archive.get("nfs") if isinstance(archive, dict) else None
+    nas = recovery.get("nas") if isinstance(recovery, dict) else None
+    server = nas_nfs_server(nas) if isinstance(nas, dict) else None
+    if isinstance(nfs, dict) and "server" not in nfs and server:
+        out["reports"] = {**reports, "archive": {**archive, "nfs": {**nfs, "server": server}}}
+    return out
+
+
 def load_stack_config(raw: Mapping[str, Any], source: str = "stack config") -> StackConfig:
     """Validate the project's config map (key -> decoded value); raise ConfigError with all problems."""
+    raw = with_derived_defaults(raw)
     try:
         cfg = StackConfig.model_validate(dict(raw))
     except ValidationError as exc:

@@ -75,12 +75,13 @@ class FederationSource(ConfigModel):
 
 class SnmpTarget(ConfigModel):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    # What the exporter polls (a host name or address); unset: <name>.<site.domain> (model/config/loading.py).
     address: str = Field(min_length=1)
     modules: list[str] = Field(min_length=1)
     auth: str = "public_v2"
     # The `service` label of this target's alerts (e.g. network, storage, power).
     service: str = Field(pattern=SERVICE)
-    # Set on the NAS: its HOST-RESOURCES-MIB storage table feeds the disk usage alert.
+    # Set on the NAS: its HOST-RESOURCES-MIB storage table (module hrStorage) feeds the disk usage alert.
     has_storage: bool = False
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 from urllib.parse import urlsplit
 
@@ -51,11 +51,19 @@ class RecoveryNas(ConfigModel):
     @model_validator(mode="before")
     @classmethod
     def _derived(cls, data):
-        if isinstance(data, dict) and "nfsServer" not in data and "nfs_server" not in data and isinstance(data.get("url"), str):
-            host = urlsplit(data["url"]).hostname
-            if host:
-                data = {**data, "nfsServer": host}
+        if isinstance(data, dict) and "nfsServer" not in data and "nfs_server" not in data:
+            server = nas_nfs_server(data)
+            if server:
+                data = {**data, "nfsServer": server}
         return data
+
+
+def nas_nfs_server(nas: Mapping[str, Any]) -> str | None:
+    """The NAS's NFS server as the stack file gives it: `nfsServer`, else the host of `url`
+    (reports.archive.nfs.server defaults to it too: model/config/loading.py)."""
+    if isinstance(nas.get("nfsServer"), str):
+        return nas["nfsServer"]
+    return urlsplit(nas["url"]).hostname if isinstance(nas.get("url"), str) else None
 
 
 # The routing table's receiver for the recovery service, added beside alerting.receivers (model/values/routing.py).

@@ -12,7 +12,8 @@ from model.config.metrics import Metrics, long_term_days
 
 
 class NfsShare(ConfigModel):
-    server: str = Field(pattern=r"^[A-Za-z0-9.-]+$")  # host name or address of the NAS
+    # Host name or address of the NAS; unset: recovery.nas.nfsServer, if set (model/config/loading.py).
+    server: str | None = Field(default=None, pattern=r"^[A-Za-z0-9.-]+$")
     path: str = Field(pattern=r"^/[^\s]*$")
 
 
@@ -42,6 +43,9 @@ class Reports(ConfigModel):
     def problems(self, timezone: str, metrics: Metrics, has_backup_room: bool) -> list[Problem]:
         """`has_backup_room`: whether StackConfig.backup_room finds the room to announce the report in."""
         found = []
+        if self.archive.nfs and not self.archive.nfs.server:
+            found.append(Problem("reports.archive.nfs.server", "is required without recovery.nas (whose nfsServer it "
+                                                               "defaults to): the NAS's host name or address"))
         if self.archive.nfs:
             found += [Problem(f"reports.archive.{key}", "is for a volume of the cluster; with archive.nfs the reports "
                                                         "are kept on the share: remove one of the two")

@@ -105,9 +105,10 @@ class StackConfig(ConfigModel):
             if not self.has(key):
                 off.append(f"{key}: off (no `{key}` section): {lacks}")
         if not self.slos:
-            off.append("slos: off (no `slos` section): no SLO recording rules or burn-rate alerts")
+            off.append("slos: off (no `slos` section): no SLO recording rules, burn-rate alerts or Latency Budget dashboard")
         if not self.metrics.snmp.targets:
             off.append("metrics.snmp: off (no metrics.snmp.targets): no SNMP exporter, no device metrics")
+        off += self.alerting.parts_off() if self.alerting else []
         if self.metrics.long_term is None:
             off.append(f"metrics.longTerm: off (not set): metrics are kept for metrics.prometheus.retention "
                        f"({self.metrics.prometheus.retention}) only")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Collection
 from urllib.parse import quote, urlencode
 
 # Data-source UIDs: dashboards refer to nothing else.
@@ -41,11 +42,12 @@ DASHBOARD_FOLDERS: dict[str, str] = {
     "virtualization": "platform",
 }
 RUNBOOK_HUB_UID = "runbook-hub"
-# Dashboard uid -> the config section whose part it shows: without that section it is not deployed.
-DASHBOARD_SECTIONS: dict[str, str] = {"logs": "logs", "virtualization": "pveExporter"}
+# Dashboard uid -> the config section whose part it shows: without that section (an empty list
+# of slos included) it is not deployed, and no alert links it.
+DASHBOARD_SECTIONS: dict[str, str] = {"logs": "logs", "virtualization": "pveExporter", "latency-budget": "slos"}
 
 # The `service` label of an alert -> the dashboard that answers "what is going on". Every key
-# is the service of some alert (tested); a service without one gets the runbook hub.
+# is the service of some alert (tested); a service without one deployed gets the runbook hub.
 SERVICE_DASHBOARDS: dict[str, str] = {
     "backups": "backups",
     "api-gateway": "latency-budget",
@@ -57,18 +59,24 @@ SERVICE_DASHBOARDS: dict[str, str] = {
 }
 
 
-def dashboard_url(grafana_url: str, service: str) -> str:
-    """The stable link an alert carries as `dashboard_url` for its `service` label."""
+def dashboard_url(grafana_url: str, service: str, deployed: Collection[str]) -> str:
+    """The stable link an alert carries as `dashboard_url` for its `service` label: its dashboard
+    if the stack deploys it (`deployed`: their uids), else the runbook hub's."""
     uid = SERVICE_DASHBOARDS.get(service, RUNBOOK_HUB_UID)
-    return f"{grafana_url.rstrip('/')}/d/{uid}"
+    return f"{grafana_url.rstrip('/')}/d/{uid if uid in deployed else RUNBOOK_HUB_UID}"
 
 
-def dashboard_url_template(grafana_url: str, service_template: str) -> str:
+def linked_services(deployed: Collection[str]) -> list[str]:
+    """The services whose own dashboard the stack deploys."""
+    return [service for service, uid in SERVICE_DASHBOARDS.items() if uid in deployed]
+
+
+def dashboard_url_template(grafana_url: str, service_template: str, deployed: Collection[str]) -> str:
     """`dashboard_url` for a service known only when the alert fires (`{{ $labels.service }}`)."""
-    hub = dashboard_url(grafana_url, "")
+    hub = dashboard_url(grafana_url, "", deployed)
     template = "".join(
-        f'{{{{ {"if" if i == 0 else "else if"} eq {service_template} "{service}" }}}}{dashboard_url(grafana_url, service)}'
-        for i, service in enumerate(SERVICE_DASHBOARDS))
+        f'{{{{ {"if" if i == 0 else "else if"} eq {service_template} "{service}" }}}}{dashboard_url(grafana_url, service, deployed)}'
+        for i, service in enumerate(linked_services(deployed)))
     return f"{template}{{{{ else }}}}{hub}{{{{ end }}}}" if template else hub
 
 
@@ -80,13 +88,15 @@ def runbook_url(hub_url: str, alert: str) -> str:
 _TEMPLATE = re.compile(r"^\{\{\s*(.+?)\s*\}\}$")
 
 
-def alert_links(alert: str, service: str, runbook_hub_url: str, grafana_url: str | None) -> dict[str, str]:
-    """The annotations that link an alert to its runbook and, with Grafana, to its dashboard."""
+def alert_links(alert: str, service: str, runbook_hub_url: str, grafana_url: str | None,
+                deployed: Collection[str] = ()) -> dict[str, str]:
+    """The annotations that link an alert to its runbook and, with Grafana, to its dashboard
+    (`deployed`: the uids of the dashboards the stack deploys)."""
     links = {"runbook_url": runbook_url(runbook_hub_url, alert)}
     if grafana_url:
         templated = _TEMPLATE.match(service)
-        links["dashboard_url"] = (dashboard_url_template(grafana_url, templated.group(1)) if templated
-                                  else dashboard_url(grafana_url, service))
+        links["dashboard_url"] = (dashboard_url_template(grafana_url, templated.group(1), deployed) if templated
+                                  else dashboard_url(grafana_url, service, deployed))
     return links
 
 

@@ -100,10 +100,23 @@ def load_dashboards(directory: Path | None = None) -> list[Dashboard]:
     return read_dashboards(directory)[0]
 
 
+def deploys(stack: StackConfig, uid: str) -> bool:
+    """Whether the stack deploys the dashboard: not without Grafana, nor one of a part it lacks (the
+    Logs dashboard without `logs`, the Latency Budget without SLOs): it would have nothing to show."""
+    section = DASHBOARD_SECTIONS.get(uid)
+    if stack.grafana is None or section is None:
+        return stack.grafana is not None
+    return bool(stack.slos) if section == "slos" else stack.has(section)
+
+
+def deployed_uids(stack: StackConfig) -> frozenset[str]:
+    """The uids of the stack's own dashboards it deploys: the ones alerts and runbooks may link."""
+    return frozenset(uid for uid in DASHBOARD_FOLDERS if deploys(stack, uid))
+
+
 def stack_dashboards(stack: StackConfig, dashboards: list[Dashboard]) -> list[Dashboard]:
-    """The dashboards the stack deploys: all but those of a part it lacks (the Logs dashboard without `logs`)."""
-    return [d for d in dashboards
-            if d.uid not in DASHBOARD_SECTIONS or stack.has(DASHBOARD_SECTIONS[d.uid])]
+    """The dashboards the stack deploys: all but those of a part it lacks."""
+    return [d for d in dashboards if deploys(stack, d.uid)]
 
 
 def dashboard_problems(stack: StackConfig, directory: Path | None = None) -> list[Problem]:

@@ -32,6 +32,20 @@ def list_runbooks(directory: Path = RUNBOOKS_DIR) -> list[Runbook]:
     return found
 
 
+def defined_alerts(rule_files: Iterable[dict[str, Any]]) -> list[str]:
+    """The names of the alerts of parsed Prometheus rule files, sorted, each once."""
+    return sorted({rule["alert"] for doc in rule_files for group in doc.get("groups", [])
+                   for rule in group.get("rules", []) if "alert" in rule})
+
+
+def stack_runbooks(alerts: Iterable[str], directory: Path | None = None) -> tuple[list[Runbook], list[str]]:
+    """(the runbooks of these alerts, the alerts that have none): a stack serves and lists only the
+    runbooks of the alerts it defines (no Loki runbooks without logs)."""
+    books = {book.alert: book for book in list_runbooks(directory or RUNBOOKS_DIR)}
+    wanted = sorted(set(alerts))
+    return [books[a] for a in wanted if a in books], [a for a in wanted if a not in books]
+
+
 def runbook_index_markdown(runbooks: Iterable[Runbook], hub_url: str) -> str:
     rows = [f"| [{r.alert}]({runbook_url(hub_url, r.alert)}) | {r.title} |" for r in runbooks]
     if not rows:

@@ -8,6 +8,7 @@ from contracts.metrics import PBS_DATASTORE_SIZE, PBS_DATASTORE_USED
 from model.config import StackConfig
 from model.rules import AlertRule, alert
 from model.values.metrics import static_scrape_jobs
+from model.values.snmp_modules import HR_STORAGE_DESCR, HR_STORAGE_SIZE, HR_STORAGE_USED
 
 
 # Filesystems that are not disks, and the PBS datastore (PbsDatastoreUsageHigh covers it).
@@ -37,12 +38,13 @@ def disk_rules(cfg: StackConfig) -> list[AlertRule]:
         "PBS datastore {{ $labels.datastore }} on {{ $labels.instance }}")
     nas_jobs = [job for job in static_scrape_jobs(cfg) if job.has_storage]
     if nas_jobs:
-        sel = f'job=~"{"|".join(j.name for j in nas_jobs)}",hrStorageDescr!~"{NAS_NOT_A_DISK}"'
+        # The hrStorage module's table (model/preflight.py checks that each such target has it).
+        sel = f'job=~"{"|".join(j.name for j in nas_jobs)}",{HR_STORAGE_DESCR}!~"{NAS_NOT_A_DISK}"'
         rules += _usage_alerts(
             cfg, alerts.NAS_STORAGE_USAGE_HIGH,
-            f"100 * hrStorageUsed{{{sel}}} / (hrStorageSize{{{sel}}} > 0)",
+            f"100 * {HR_STORAGE_USED}{{{sel}}} / ({HR_STORAGE_SIZE}{{{sel}}} > 0)",
             "A NAS volume is filling up",
-            "Volume {{ $labels.hrStorageDescr }} of {{ $labels.instance }}")
+            f"Volume {{{{ $labels.{HR_STORAGE_DESCR} }}}} of {{{{ $labels.instance }}}}")
     rules += _usage_alerts(
         cfg, alerts.PERSISTENT_VOLUME_USAGE_HIGH,
         "100 * kubelet_volume_stats_used_bytes / (kubelet_volume_stats_capacity_bytes > 0)",

@@ -11,6 +11,7 @@ from __future__ import annotations
 from model.rules import Rule, RuleFile
 from model.config import StackConfig
 from model.facts.links import alert_links
+from model.grafana.dashboards import deployed_uids
 from model.rules import coverage, long_term, loki_health, loki_limits, network, probes, pve
 from model.rules import recovery as recovery_alerts
 from model.rules import slo as slo_engine
@@ -26,10 +27,11 @@ def rule_files(cfg: StackConfig) -> dict[str, RuleFile]:
     # Your own, from alerts/ (model/preflight.py has checked them before any resource is registered).
     files.update(user_rules(cfg, files).files)
     grafana_url = cfg.grafana.url if cfg.grafana else None
+    deployed = deployed_uids(cfg)
     for rule in all_rules(files):
         if "alert" in rule:
             # A rule of alerts/ may link a dashboard of its own; no built-in rule sets either link.
-            links = alert_links(rule["alert"], rule["labels"]["service"], cfg.site.runbook_hub_url, grafana_url)
+            links = alert_links(rule["alert"], rule["labels"]["service"], cfg.site.runbook_hub_url, grafana_url, deployed)
             rule["annotations"].update({k: v for k, v in links.items() if k not in rule["annotations"]})
     return files
 

@@ -12,10 +12,14 @@ from model.values.metrics import SCRAPED_JOBS_SERVICE, static_scrape_jobs
 def stack_rules(cfg: StackConfig) -> list[AlertRule]:
     jobs = static_scrape_jobs(cfg)
     absent = "\nor\n".join(f'absent(up{{job="{j.name}",{SCRAPED_JOBS_SERVICE}="{j.service}"}})' for j in jobs)
-    rules = [
-        alert(alerts.WATCHDOG, "vector(1)", "none", "Dead man's switch: always firing while alerting works",
-              "This alert always fires while the Prometheus of site {{ $externalLabels.site }} evaluates rules. The heartbeat monitor pages when its notifications stop: "
-              "then Prometheus, Alertmanager or the path between them is down."),
+    rules = []
+    if cfg.alerting and cfg.alerting.watchdog_receiver:
+        # Only with a heartbeat to reach: unrouted, the always-firing alert would land in the root's room.
+        rules.append(alert(
+            alerts.WATCHDOG, "vector(1)", "none", "Dead man's switch: always firing while alerting works",
+            "This alert always fires while the Prometheus of site {{ $externalLabels.site }} evaluates rules. The heartbeat monitor pages when its notifications stop: "
+            "then Prometheus, Alertmanager or the path between them is down."))
+    rules += [
         alert(alerts.TARGET_DOWN, f"up{{{recovery_alerts.OTHER_TARGETS}}} == 0" if cfg.recovery else "up == 0",
               "warning", "A scrape target is down",
               "Prometheus cannot scrape {{ $labels.instance }} of job {{ $labels.job }}: its metrics and alerts are blind.",

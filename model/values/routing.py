@@ -83,15 +83,18 @@ def _route(route: Route) -> dict:
     return out
 
 
-def watchdog_route(alerting: Alerting) -> dict:
+def watchdog_routes(alerting: Alerting) -> list[dict]:
     # First and final: the always-firing Watchdog reaches only the heartbeat, never a pager.
-    return {
+    # Without a heartbeat receiver the stack defines no Watchdog (model/rules/stack.py): no route.
+    if not alerting.watchdog_receiver:
+        return []
+    return [{
         "matchers": [f'alertname = "{WATCHDOG.name}"'],
         "receiver": alerting.watchdog_receiver,
         "group_wait": "0s",
         "group_interval": alerting.watchdog_interval,
         "repeat_interval": alerting.watchdog_interval,
-    }
+    }]
 
 
 def recovery_receiver(cfg: StackConfig) -> dict:
@@ -121,7 +124,7 @@ def alertmanager_config(cfg: StackConfig) -> dict:
             "group_wait": a.group_wait,
             "group_interval": a.group_interval,
             "repeat_interval": a.repeat_interval,
-            "routes": [watchdog_route(a)] + routes,
+            "routes": watchdog_routes(a) + routes,
         },
         # No inhibition: a warning and its critical are told side by side. A restarted Alertmanager
         # holds no alerts, so it would rebuild the inhibition from whatever Prometheus resends

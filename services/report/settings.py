@@ -18,7 +18,7 @@ from . import USAGE, ReportError
 @dataclass(frozen=True)
 class Archive:
     directory: str  # where the job sees the archive (the mounted share)
-    location: str  # where people find it, for the announcement (e.g. nas:/volume1/pbs-reports)
+    location: str  # where people find it, for the announcement (e.g. nas.home.arpa:/mnt/tank/pbs-reports)
     retention_years: int
 
 

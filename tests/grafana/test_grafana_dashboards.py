@@ -72,8 +72,11 @@ def test_uids_and_titles_are_unique():
 def test_alert_dashboard_links_open_existing_dashboards():
     uids = {d.uid for d in DASHBOARDS}
     assert set(SERVICE_DASHBOARDS.values()) <= uids
-    assert dashboard_url("https://grafana.home.arpa/", "backups") == "https://grafana.home.arpa/d/backups"
-    assert dashboard_url("https://grafana.home.arpa", "unknown-service").endswith("/d/runbook-hub")
+    every = set(DASHBOARD_FOLDERS)
+    assert dashboard_url("https://grafana.home.arpa/", "backups", every) == "https://grafana.home.arpa/d/backups"
+    assert dashboard_url("https://grafana.home.arpa", "unknown-service", every).endswith("/d/runbook-hub")
+    # A dashboard the stack does not deploy is never linked: the hub instead.
+    assert dashboard_url("https://grafana.home.arpa", "logs", every - {"logs"}).endswith("/d/runbook-hub")
 
 
 def test_schema_check_can_fail():

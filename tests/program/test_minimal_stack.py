@@ -5,6 +5,7 @@ line each, and what it renders passes the same real validators as the homelab's 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -43,7 +44,20 @@ def test_grafana_has_no_loki_or_tempo_and_links_no_traces(minimal):
     assert sorted(s["type"] for s in sources) == ["alertmanager", "prometheus"]
     assert "tempo" not in json.dumps(sources)
     dashboards = {p.stem for p in (minimal.out / "grafana" / "dashboards").glob("*.json")}
-    assert "backups" in dashboards and not {"logs", "virtualization"} & dashboards
+    # No SLOs: the Latency Budget would show nothing.
+    assert dashboards == {"backups", "node-disk", "runbook-hub"}
+
+
+def test_alerts_and_runbooks_link_only_what_the_stack_deploys(minimal):
+    dashboards = {p.stem for p in (minimal.out / "grafana" / "dashboards").glob("*.json")}
+    rules = [yaml.safe_load(p.read_text()) for p in minimal.rule_files]
+    alerts = {r["alert"]: r for doc in rules for g in doc["groups"] for r in g["rules"] if "alert" in r}
+    for name, rule in alerts.items():
+        linked = set(re.findall(r"https://grafana\.lan\.example/d/([A-Za-z0-9_-]+)", rule["annotations"]["dashboard_url"]))
+        assert linked and linked <= dashboards, (name, rule["annotations"]["dashboard_url"])
+        assert rule["annotations"]["runbook_url"] == f"https://runbooks.lan.example/runbooks/{name}.md"  # derived
+    pages = {p.stem for p in (minimal.out / "runbook-hub" / "runbooks").glob("*.html")}
+    assert pages == set(alerts), "the hub serves the runbooks of the stack's alerts, no Loki or PVE ones"
 
 
 def test_no_rule_alerts_on_a_part_the_stack_lacks(minimal):
@@ -83,3 +97,4 @@ def test_preview_says_what_is_off_and_why_one_line_each(tmp_path):
                      "metrics.snmp", "metrics.longTerm"]
     logs = off[0]
     assert "no `logs` section" in logs and "Loki host" in logs and "Logs dashboard" in logs
+    assert "Latency Budget dashboard" in off[parts.index("slos")]

@@ -427,7 +427,7 @@ def test_disk_usage_warns_above_85_and_escalates_above_95(homelab, tmp_path, ale
 @pytest.mark.parametrize("alertname,service,size,fill,counted,ignored", [
     # The NAS: volumes count, its memory (also in hrStorageTable) does not. `fill` is used space.
     ("NasStorageUsageHigh", "storage", "hrStorageSize", ("hrStorageUsed", "900", "990"),
-     'hrStorageDescr="/volume1",instance="nas",job="snmp-nas"',
+     'hrStorageDescr="/mnt/tank",instance="nas",job="snmp-nas"',
      'hrStorageDescr="Physical memory",instance="nas",job="snmp-nas"'),
     # A node: its root counts, the PBS datastore mount (PbsDatastoreUsageHigh's) does not. `fill` is free space.
     ("NodeDiskUsageHigh", "nodes", "node_filesystem_size_bytes", ("node_filesystem_avail_bytes", "100", "10"),

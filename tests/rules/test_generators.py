@@ -176,6 +176,7 @@ def _backup_alerts(metrics: dict, recovery: bool = True) -> dict[tuple[str, str]
         sections["metrics"].update(metrics)
         if not recovery:
             del sections["recovery"]
+            sections["reports"]["archive"]["nfs"]["server"] = "nas.home.arpa"  # no recovery NAS to take it from
     rules = backups.backup_rules(homelab_config(change))
     return {(r["alert"], r["labels"]["severity"]): r for r in rules if "alert" in r}
 

@@ -554,7 +554,7 @@ def test_the_scheduled_job_archives_prunes_and_announces(prometheus, chat, tmp_p
     assert path == "/hooks/webhook-secret-123"
     assert message["channel"] == "backups" and message["username"] == "pbs-report"
     assert "**PBS job report 2026 Q3**" in message["text"]
-    assert "`192.168.30.5:/volume1/pbs-reports/pbs-2026Q3.pdf`" in message["text"]
+    assert "`nas.home.arpa:/mnt/tank/pbs-reports/pbs-2026Q3.pdf`" in message["text"]
     assert "vm/101 (96.74%)" in message["text"]
     assert webhook not in result.stdout + result.stderr
 

@@ -106,7 +106,9 @@ def test_scrape_configs_and_rules_load_in_prometheus(homelab, tmp_path):
     federate = jobs["federate-homelab-cluster"]
     assert federate["metrics_path"] == "/federate" and federate["honor_labels"] is True
     assert federate["static_configs"][0]["targets"] == ["prometheus.k3s.home.arpa:9090"]
-    assert jobs["snmp-nas"]["params"] == {"module": ["if_mib,synology"], "auth": ["public_v2"]}
+    assert jobs["snmp-nas"]["params"] == {"module": ["if_mib,hrStorage"], "auth": ["public_v2"]}
+    # No address in the stack file: the exporter polls the NAS by its name under site.domain.
+    assert jobs["snmp-nas"]["static_configs"][0]["targets"] == ["nas.home.arpa"]
 
 
 def test_receiver_secrets_live_only_in_the_kubernetes_secret(homelab):

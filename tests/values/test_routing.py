@@ -105,6 +105,7 @@ def test_the_recovery_route_comes_from_the_trigger_table_with_its_bearer_token(h
 def test_without_recovery_the_routing_table_is_the_seed_s_alone():
     raw = _homelab_raw()
     del raw["recovery"]
+    raw["reports"]["archive"]["nfs"]["server"] = "nas.home.arpa"  # no recovery NAS to take it from
     from model.values.routing import alertmanager_config
 
     doc = alertmanager_config(load_stack_config(raw))
