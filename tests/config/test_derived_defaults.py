@@ -38,7 +38,15 @@ def test_an_snmp_target_without_address_is_polled_by_its_name_under_the_site_dom
 
 
 def test_the_report_archive_defaults_to_the_recovery_nas_and_is_required_without_one():
+    # The homelab's NAS writes no nfsServer: both follow the host of recovery.nas.url.
     cfg = homelab_config(lambda s: s["reports"]["archive"]["nfs"].pop("server", None))
+    assert cfg.reports.archive.nfs.server == cfg.recovery.nas.nfs_server == "nas.home.arpa"
+
+    def nas_by_address(sections):
+        sections["reports"]["archive"]["nfs"].pop("server", None)
+        sections["recovery"]["nas"]["nfsServer"] = "192.168.30.5"
+
+    cfg = homelab_config(nas_by_address)
     assert cfg.reports.archive.nfs.server == cfg.recovery.nas.nfs_server == "192.168.30.5"
 
     def no_nas(sections):
