@@ -73,8 +73,8 @@ def test_settings_derive_from_the_stack():
     assert settings.slo_objective_percent == 99.5  # the backup-success SLO of the stack
     assert settings.prometheus_url == "http://kube-prometheus-stack-prometheus.monitoring.svc.cluster.local:9090"
     assert settings.incident_selector == 'ALERTS{alertstate="firing",service="backups"}'
-    # The server is the recovery NAS's (recovery.nas.nfsServer): the stack file names only the path.
-    assert settings.archive.location == "192.168.30.5:/mnt/tank/pbs-reports" and settings.archive.retention_years == 7
+    # The server is the recovery NAS's NFS server (the host of recovery.nas.url): the stack file names only the path.
+    assert settings.archive.location == "nas.home.arpa:/mnt/tank/pbs-reports" and settings.archive.retention_years == 7
     assert settings.announce.channel == "backups"
     other = homelab_config(lambda s: s["metrics"].update(namespace="observability"))
     assert reports.prometheus_url(other) == "http://kube-prometheus-stack-prometheus.observability.svc.cluster.local:9090"
@@ -100,7 +100,7 @@ def test_the_cronjob_runs_quarterly_in_the_sites_time_zone(homelab):
     pod = spec["jobTemplate"]["spec"]["template"]["spec"]
     assert pod["nodeSelector"] == {"observability.homelab/workload": "prometheus"}
     volumes = {v["name"]: v for v in pod["volumes"]}
-    assert volumes["archive"]["nfs"] == {"server": "192.168.30.5", "path": "/mnt/tank/pbs-reports"}
+    assert volumes["archive"]["nfs"] == {"server": "nas.home.arpa", "path": "/mnt/tank/pbs-reports"}
     # The webhook URL: one key of the Alertmanager receivers' Secret, mounted as a file.
     assert volumes["backup-room"]["secret"] == {"secretName": "alertmanager-receivers", "items": [
         {"key": "mattermost-webhook-url", "path": "mattermost-webhook-url"}]}
