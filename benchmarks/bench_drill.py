@@ -4,7 +4,8 @@ Not a test: it prints figures. Each run is `python -m tools.drill` on the render
 (make preview first), every scenario; a run counts only if every verdict passed, and the starved
 attempts it had to repeat are counted (tools/drill/run.py retries a starved scenario alone).
 
-    python -m benchmarks.bench_drill --runs 3 --jobs 4
+    python -m benchmarks.bench_drill --runs 5            # side by side as `make drill` runs it
+    python -m benchmarks.bench_drill --runs 3 --jobs 1   # one by one
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from tools.drill.__main__ import DEFAULT_JOBS
 from tools.offline_engine import ROOT
 
 
@@ -39,7 +41,7 @@ def one_run(jobs: int, input_dir: Path, out: Path) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_drill", description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--jobs", type=int, default=4)
+    parser.add_argument("--jobs", type=int, default=DEFAULT_JOBS)
     parser.add_argument("--input", type=Path, default=ROOT / "build" / "homelab")
     args = parser.parse_args(argv)
     runs = []
