@@ -119,7 +119,7 @@ class Progress:
                 f"~{durations.human(max(left, 0))} left")
         print(("\r\033[K" if self.tty else "") + line, end="" if self.tty else "\n", file=self.out, flush=True)
 
-    def side_by_side(self, finished: int, total: int) -> None:
+    def side_by_side(self, finished: int, total: int, jobs: int) -> None:
         """Scenarios running in workers report nothing on the way: one line on what is done."""
         if self.quiet:
             return
@@ -127,9 +127,10 @@ class Progress:
         if now - self._last < 30:
             return
         self._last = now
-        left = max(self.remaining_wall.values(), default=0.0)
+        # What is left shared out over the workers, but never less than the longest scenario left.
+        left = max(max(self.remaining_wall.values(), default=0.0), sum(self.remaining_wall.values()) / jobs)
         print(f"{finished} of {total} scenarios done | drill {durations.human(now - self.started)} elapsed, "
-              f"the longest left ~{durations.human(left)}", file=self.out, flush=True)
+              f"~{durations.human(left)} left", file=self.out, flush=True)
 
     def retry(self, scenario: Scenario, run: ScenarioRun) -> None:
         self.remaining_wall[scenario.name] = scenario.duration / scenario.factor + SCENARIO_OVERHEAD_ESTIMATE
@@ -626,7 +627,7 @@ def _run_side_by_side(scenarios: list[Scenario], config: DeployedConfig, tmp: Pa
                                                             return_when=concurrent.futures.FIRST_COMPLETED)
                 for future in finished:
                     done(future.result())
-                progress.side_by_side(len(scenarios) - len(pending), len(scenarios))
+                progress.side_by_side(len(scenarios) - len(pending), len(scenarios), jobs)
         except BaseException:
             # Ctrl-C or SIGTERM: every worker stops its scenario's processes on its own way out.
             for process in list(getattr(pool, "_processes", {}).values()):

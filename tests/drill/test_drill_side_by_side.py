@@ -1,4 +1,4 @@
-"""A scenario starved of CPU is never counted: run_drill runs it again alone, and a second starved run
+"""Side by side: a scenario starved of CPU is never counted: run_drill runs it again alone, and a second starved run
 fails as the machine's fault. The scenario runs themselves are stood in for here (the real ones are
 the short drill in test_drill_end_to_end.py); what is tested is what run_drill does with their outcome."""
 
@@ -48,3 +48,17 @@ def test_starved_twice_fails_as_the_machines_fault(monkeypatch, tmp_path):
     assert not starved.passed and starved.attempts == 2
     assert starved.failures[0].startswith("starved of CPU (Prometheus skipped 9 rule evaluation(s)): the machine's fault")
     assert {r.scenario.name: r for r in runs}["backup-fails-twice"].passed
+
+
+def test_side_by_side_progress_shares_what_is_left_over_the_workers():
+    import io
+
+    chosen = by_name(["latency-fast-burn", "backup-retry-succeeds", "backup-fails-twice", "two-jobs-fail"])
+    out = io.StringIO()
+    progress = drill_run.Progress(chosen, out=out)
+    progress._last = -1e9
+    progress.side_by_side(0, 4, jobs=2)
+    walls = [s.duration / s.factor + drill_run.SCENARIO_OVERHEAD_ESTIMATE for s in chosen]
+    assert sum(walls) / 2 > max(walls)  # so the shared-out figure is the one shown
+    assert out.getvalue().startswith("0 of 4 scenarios done | drill ")
+    assert out.getvalue().rstrip().endswith(f"~{drill_run.durations.human(sum(walls) / 2)} left")
