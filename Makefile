@@ -72,7 +72,8 @@ system-tools:
 	scripts/install-system-tools.sh
 
 # Built once into ${XDG_CACHE_HOME:-~/.cache}/homelab-observability/upstream/, rebuilt when a pin moves.
-upstream: $(VENV)/.runtime
+# Helm: a version is read from its chart, pulled when no chart mirror holds it.
+upstream: $(VENV)/.runtime helm
 	$(PY) -m tools.upstream
 
 # The paging table's routing: one Go build of a few minutes, where make upstream builds every tool.
