@@ -204,7 +204,7 @@ GATEWAY_LOCAL_CHANGES = {
     "listen             8080;": "listen {port};",
     "listen             [::]:8080;": "",
     "pid        /tmp/nginx.pid;": "pid {dir}/nginx.pid;",
-    "/tmp/": "{dir}/",
+    "/tmp/": "{dir}/",  # the chart's nginx keeps its temp paths there, inside its pod
     "/etc/nginx/secrets/.htpasswd": "{dir}/.htpasswd",
     "resolver kube-dns.kube-system.svc.cluster.local.;": "",
     "http://loki.logging.svc.cluster.local:3100": "{loki}",

@@ -4,6 +4,8 @@ the short drill in test_drill_end_to_end.py); what is tested is what run_drill d
 
 from __future__ import annotations
 
+import io
+
 from tools.drill import run as drill_run
 from tools.drill.deployed_config import TimeScale
 from tools.drill.scenarios import by_name
@@ -17,7 +19,7 @@ class _Config:
         return self
 
 
-def _drill(monkeypatch, tmp_path, starved_attempts: dict[str, int]):
+def _drill(monkeypatch, starved_attempts: dict[str, int]):
     calls = []
 
     def fake_run_scenario(scenario, config, work, index, progress, factor=None):
@@ -32,8 +34,8 @@ def _drill(monkeypatch, tmp_path, starved_attempts: dict[str, int]):
     return runs, calls
 
 
-def test_a_starved_scenario_runs_again_alone_and_passes_on_its_second_attempt(monkeypatch, tmp_path):
-    runs, calls = _drill(monkeypatch, tmp_path, {"backup-fails-twice": 1})
+def test_a_starved_scenario_runs_again_alone_and_passes_on_its_second_attempt(monkeypatch):
+    runs, calls = _drill(monkeypatch, {"backup-fails-twice": 1})
     assert calls == [("backup-retry-succeeds", "backup-retry-succeeds"), ("backup-fails-twice", "backup-fails-twice"),
                      ("backup-fails-twice", "backup-fails-twice-again")]
     retried = {r.scenario.name: r for r in runs}["backup-fails-twice"]
@@ -41,8 +43,8 @@ def test_a_starved_scenario_runs_again_alone_and_passes_on_its_second_attempt(mo
     assert retried.notes[0].startswith("attempt 1 was starved of CPU (Prometheus skipped 9 rule evaluation(s))")
 
 
-def test_starved_twice_fails_as_the_machines_fault(monkeypatch, tmp_path):
-    runs, calls = _drill(monkeypatch, tmp_path, {"backup-retry-succeeds": 2})
+def test_starved_twice_fails_as_the_machines_fault(monkeypatch):
+    runs, calls = _drill(monkeypatch, {"backup-retry-succeeds": 2})
     assert len(calls) == 3
     starved = {r.scenario.name: r for r in runs}["backup-retry-succeeds"]
     assert not starved.passed and starved.attempts == 2
@@ -51,8 +53,6 @@ def test_starved_twice_fails_as_the_machines_fault(monkeypatch, tmp_path):
 
 
 def test_side_by_side_progress_shares_what_is_left_over_the_workers():
-    import io
-
     chosen = by_name(["latency-fast-burn", "backup-retry-succeeds", "backup-fails-twice", "two-jobs-fail"])
     out = io.StringIO()
     progress = drill_run.Progress(chosen, out=out)
